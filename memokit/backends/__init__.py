@@ -1,0 +1,13 @@
+"""Backends by short name; ``BACKEND`` may also be any dotted path to a ``BaseCache``."""
+
+from __future__ import annotations
+
+from .base import MISSING, BaseCache, Capabilities
+
+BACKENDS: dict[str, str] = {
+    "dummy": "memokit.backends.dummy.DummyCache",
+    "memory": "memokit.backends.memory.MemoryCache",
+}
+"""Short names accepted as ``BACKEND``, mapped to the class they name."""
+
+__all__ = ["BACKENDS", "MISSING", "BaseCache", "Capabilities"]

@@ -1,0 +1,587 @@
+"""The cache contract, stated once.
+
+``BaseCache`` owns everything that is the same on every backend: key making and
+validation, timeout normalisation, serialisation, and every public method of
+Django's ``BaseCache`` with its ``a``-prefixed async twin. A backend implements
+only the primitives below (the ``_``-prefixed methods). They take keys that are
+already made and validated, payloads that are already encoded, and timeouts
+that are already normalised to a positive number of seconds or ``None``; they
+never see ``DEFAULT_TIMEOUT`` or a timeout of zero or less.
+
+Required primitives: ``_get``, ``_set``, ``_add``, ``_touch``, ``_delete``,
+``_incr`` (which keeps the entry's expiry) and ``_clear``. Batch primitives
+(``_get_many``, ``_set_many``, ``_delete_many``, ``_has_key``) loop over those
+by default; a backend overrides them with one query or one round trip. Each
+primitive has an async form (``_aget`` ...) that runs the sync one in a worker
+thread when the backend does blocking I/O, inline otherwise; a backend with a
+native asyncio client overrides them.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import enum
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, TypedDict, TypeVar
+
+from ..exceptions import CacheKeyWarning, ImproperlyConfigured, InvalidCacheKey
+from ..keys import KeyFunc, get_key_func, key_is_clean, memcache_key_warnings
+from ..serializers import Serializer, get_serializer
+from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
+
+T = TypeVar("T")
+
+
+class _Missing(enum.Enum):
+    MISSING = "MISSING"
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Final = _Missing.MISSING
+"""What a primitive returns for a key that is absent or expired."""
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do; the conformance suite reads these, never backend names."""
+
+    stores: bool = True
+    """Keeps what it is given (False only for the dummy backend)."""
+    culls: bool = False
+    """Honours ``MAX_ENTRIES``/``CULL_FREQUENCY`` with Django's arithmetic."""
+    cull_rule: str = "count >= MAX_ENTRIES"
+    """When a cull starts: Django's locmem/filebased rule or its db rule (``count > ...``)."""
+    lru: bool = False
+    """Culls the least recently used entries (``get``, ``set`` and ``incr`` refresh)."""
+    local_clock: bool = True
+    """Expiry is computed from this process's ``time.time()`` (freezegun controls it)."""
+    sub_second_expiry: bool = True
+    """Timeouts keep fractions of a second (memcached counts whole seconds)."""
+    atomic_incr: bool = False
+    """``incr``/``decr`` are atomic for every user of the store, threads and processes."""
+    cross_process: bool = False
+    """Processes that name the same ``LOCATION`` share the data."""
+    persistent: bool = False
+    """Data survives a restart of the process."""
+    strict_keys: bool = False
+    """A key memcached cannot store raises ``InvalidCacheKey`` instead of warning."""
+    blocking_io: bool = True
+    """Primitives block on I/O, so the async twins run them in a worker thread."""
+
+
+class CommonSettings(TypedDict, total=False):
+    """The settings every backend takes as keyword arguments."""
+
+    timeout: float | None
+    key_prefix: str
+    version: int
+    key_function: KeyFunc | str | None
+    serializer: Serializer | str | None
+
+
+def check_culling(max_entries: object, cull_frequency: object) -> tuple[int, int]:
+    """Validate ``MAX_ENTRIES`` and ``CULL_FREQUENCY`` and return them as ints."""
+    for name, value in (("MAX_ENTRIES", max_entries), ("CULL_FREQUENCY", cull_frequency)):
+        if type(value) is not int:
+            raise ImproperlyConfigured(
+                f"{name} must be an int, not {value!r}; for example {name}=300"
+            )
+    if cull_frequency < 0:  # type: ignore[operator]  # checked to be an int just above
+        raise ImproperlyConfigured(
+            f"CULL_FREQUENCY must be 0 (clear everything) or a positive int "
+            f"(cull 1/CULL_FREQUENCY of the entries), not {cull_frequency!r}"
+        )
+    return max_entries, cull_frequency  # type: ignore[return-value]  # both checked above
+
+
+class BaseCache(abc.ABC):
+    """A cache with Django's low-level API; subclasses implement the primitives."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    option_names: ClassVar[frozenset[str]] = frozenset({"SERIALIZER"})
+    """The ``OPTIONS`` keys this backend owns; each maps to a lower-case keyword argument."""
+
+    def __init__(
+        self,
+        location: str = "",
+        *,
+        timeout: float | None = 300,
+        key_prefix: str = "",
+        version: int = 1,
+        key_function: KeyFunc | str | None = None,
+        serializer: Serializer | str | None = None,
+    ) -> None:
+        self.location = location
+        self.default_timeout = check_timeout(timeout, "TIMEOUT", ImproperlyConfigured)
+        if not isinstance(key_prefix, str):
+            raise ImproperlyConfigured(f"KEY_PREFIX must be a str, not {key_prefix!r}")
+        self.key_prefix = key_prefix
+        self.version = version
+        self.key_func = get_key_func(key_function)
+        self.serializer = get_serializer(serializer)
+
+    @classmethod
+    def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """Turn an ``OPTIONS`` mapping into constructor keyword arguments."""
+        if not isinstance(options, Mapping):
+            raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {options!r}")
+        kwargs: dict[str, Any] = {}
+        unknown = []
+        for name, value in options.items():
+            if isinstance(name, str) and name.upper() in cls.option_names:
+                kwargs[name.lower()] = value
+            else:
+                unknown.append(name)
+        if unknown:
+            known = ", ".join(sorted(cls.option_names)) or "none"
+            raise ImproperlyConfigured(
+                f"{cls.__name__} does not know the OPTIONS key(s) "
+                f"{', '.join(map(repr, unknown))}; known keys: {known}"
+            )
+        return kwargs
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(location={self.location!r})"
+
+    # -- keys and timeouts --------------------------------------------------
+
+    def make_key(self, key: Any, version: int | None = None) -> str:
+        """Return the final key: ``KEY_FUNCTION(key, KEY_PREFIX, version)``."""
+        if version is None:
+            version = self.version
+        return self.key_func(key, self.key_prefix, version)
+
+    def validate_key(self, key: str) -> None:
+        """Warn (or, on a strict backend, raise) when memcached could not store ``key``."""
+        if key_is_clean(key):
+            return
+        for message in memcache_key_warnings(key):
+            if self.capabilities.strict_keys:
+                raise InvalidCacheKey(message)
+            warnings.warn(message, CacheKeyWarning, stacklevel=4)
+
+    def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
+        """Return the final key after validating it."""
+        made = self.key_func(key, self.key_prefix, self.version if version is None else version)
+        self.validate_key(made)
+        return made
+
+    def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
+        """Return the absolute expiry time (``time.time()`` based) for ``timeout``, or None.
+
+        As in Django, zero means one second in the past. Backends whose server takes
+        relative timeouts override this to show what they send.
+        """
+        seconds = self._seconds(timeout)
+        if seconds is None:
+            return None
+        return time.time() + (seconds if seconds != 0 else -1)
+
+    def _seconds(self, timeout: Timeout) -> float | None:
+        if timeout is DEFAULT_TIMEOUT:
+            return self.default_timeout
+        return check_timeout(timeout)
+
+    # -- encoding (backends may keep some values as they are) ---------------
+
+    def _encode(self, value: Any) -> Any:
+        return self.serializer.dumps(value)
+
+    def _decode(self, payload: Any) -> Any:
+        return self.serializer.loads(payload)
+
+    # -- primitives -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def _get(self, key: str) -> Any:
+        """Return the payload stored at ``key``, or ``MISSING``."""
+
+    @abc.abstractmethod
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        """Store ``payload`` for ``timeout`` seconds (None: forever)."""
+
+    @abc.abstractmethod
+    def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+        """Store ``payload`` only when ``key`` holds no live entry; return whether it did."""
+
+    @abc.abstractmethod
+    def _touch(self, key: str, timeout: float | None) -> bool:
+        """Give a live entry a new expiry; return False when there is none."""
+
+    @abc.abstractmethod
+    def _delete(self, key: str) -> bool:
+        """Remove ``key``; return whether a live entry was there."""
+
+    @abc.abstractmethod
+    def _incr(self, key: str, delta: int) -> Any:
+        """Add ``delta`` to a live entry, keeping its expiry; return the result or ``MISSING``."""
+
+    @abc.abstractmethod
+    def _clear(self) -> None:
+        """Remove every entry of the store, whatever its prefix or version."""
+
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        found = {}
+        for key in keys:
+            payload = self._get(key)
+            if payload is not MISSING:
+                found[key] = payload
+        return found
+
+    def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        """Store every item; return the keys that failed."""
+        for key, payload in items.items():
+            self._set(key, payload, timeout)
+        return []
+
+    def _delete_many(self, keys: list[str]) -> None:
+        for key in keys:
+            self._delete(key)
+
+    def _has_key(self, key: str) -> bool:
+        return self._get(key) is not MISSING
+
+    async def _run(self, func: Callable[..., T], *args: Any) -> T:
+        if self.capabilities.blocking_io:
+            return await asyncio.to_thread(func, *args)
+        return func(*args)
+
+    async def _aget(self, key: str) -> Any:
+        return await self._run(self._get, key)
+
+    async def _aset(self, key: str, payload: Any, timeout: float | None) -> None:
+        await self._run(self._set, key, payload, timeout)
+
+    async def _aadd(self, key: str, payload: Any, timeout: float | None) -> bool:
+        return await self._run(self._add, key, payload, timeout)
+
+    async def _atouch(self, key: str, timeout: float | None) -> bool:
+        return await self._run(self._touch, key, timeout)
+
+    async def _adelete(self, key: str) -> bool:
+        return await self._run(self._delete, key)
+
+    async def _aincr(self, key: str, delta: int) -> Any:
+        return await self._run(self._incr, key, delta)
+
+    async def _aclear(self) -> None:
+        await self._run(self._clear)
+
+    async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
+        return await self._run(self._get_many, keys)
+
+    async def _aset_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        return await self._run(self._set_many, items, timeout)
+
+    async def _adelete_many(self, keys: list[str]) -> None:
+        await self._run(self._delete_many, keys)
+
+    async def _ahas_key(self, key: str) -> bool:
+        return await self._run(self._has_key, key)
+
+    # -- the public API ---------------------------------------------------------
+    # Each method does its key, timeout and encoding work here and leaves only
+    # storage to the primitives; a timeout of zero or less never reaches them.
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        """Return the value at ``key``, or ``default`` when it is missing or expired."""
+        payload = self._get(self.make_and_validate_key(key, version))
+        return default if payload is MISSING else self._decode(payload)
+
+    def set(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        """Store ``value`` at ``key``; a timeout of 0 or less removes the key instead."""
+        made = self.make_and_validate_key(key, version)
+        payload = self._encode(value)
+        seconds = self._seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            self._delete(made)
+        else:
+            self._set(made, payload, seconds)
+
+    def add(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Store ``value`` only if ``key`` is absent; return True if stored (or timeout <= 0)."""
+        made = self.make_and_validate_key(key, version)
+        payload = self._encode(value)
+        seconds = self._seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            # Django's answer: True when nothing live is there, and nothing is stored.
+            return not self._has_key(made)
+        return self._add(made, payload, seconds)
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Return the value at ``key``; on a miss store ``default`` (called if callable)."""
+        made = self.make_and_validate_key(key, version)
+        payload = self._get(made)
+        if payload is not MISSING:
+            return self._decode(payload)
+        value = default() if callable(default) else default
+        encoded = self._encode(value)
+        seconds = self._seconds(timeout)
+        if (seconds is not None and seconds <= 0) or self._add(made, encoded, seconds):
+            return value
+        # Another caller stored a value between our read and our add: theirs wins.
+        payload = self._get(made)
+        return value if payload is MISSING else self._decode(payload)
+
+    def touch(
+        self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Give ``key`` a new timeout; return False when it is missing."""
+        made = self.make_and_validate_key(key, version)
+        seconds = self._seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            return self._delete(made)
+        return self._touch(made, seconds)
+
+    def delete(self, key: Any, version: int | None = None) -> bool:
+        """Remove ``key``; return True when a live entry was removed."""
+        return self._delete(self.make_and_validate_key(key, version))
+
+    def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        """Return ``{key: value}`` for the keys that are present; missing keys are left out."""
+        made = {self.make_and_validate_key(key, version): key for key in keys}
+        found = self._get_many(list(made))
+        return {made[m]: self._decode(found[m]) for m in made if m in found}
+
+    def set_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> list[Any]:
+        """Store every item of ``data``; return the keys that could not be stored."""
+        originals, items = self._encode_many(data, version)
+        seconds = self._seconds(timeout)
+        if not items:
+            return []
+        if seconds is not None and seconds <= 0:
+            self._delete_many(list(items))
+            return []
+        return [originals[m] for m in self._set_many(items, seconds)]
+
+    def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        """Remove every key in ``keys``."""
+        made = [self.make_and_validate_key(key, version) for key in keys]
+        if made:
+            self._delete_many(made)
+
+    def has_key(self, key: Any, version: int | None = None) -> bool:
+        """Return True when ``key`` holds a live entry (a stored None counts)."""
+        return self._has_key(self.make_and_validate_key(key, version))
+
+    def __contains__(self, key: Any) -> bool:
+        """``key in cache`` is ``cache.has_key(key)``."""
+        return self.has_key(key)
+
+    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """Add ``delta`` to the value at ``key``, keeping its expiry; return the result.
+
+        Raise ``ValueError`` when the key is missing.
+        """
+        result = self._incr(self.make_and_validate_key(key, version), delta)
+        if result is MISSING:
+            raise ValueError(f"Key '{key}' not found")
+        return result
+
+    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """Subtract ``delta`` from the value at ``key``; ``incr(key, -delta)``."""
+        return self.incr(key, -delta, version)
+
+    def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Move the value at ``key`` to version ``version + delta``; return the new version.
+
+        As in Django, the moved entry gets the default timeout, and a value already
+        stored at the new version is overwritten. Raise ``ValueError`` when missing.
+        """
+        if version is None:
+            version = self.version
+        old = self.make_and_validate_key(key, version)
+        payload = self._get(old)
+        if payload is MISSING:
+            raise ValueError(f"Key '{key}' not found")
+        new = self.make_and_validate_key(key, version + delta)
+        self._store(new, payload, self.default_timeout)
+        self._delete(old)
+        return version + delta
+
+    def decr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Move the value at ``key`` to version ``version - delta``."""
+        return self.incr_version(key, -delta, version)
+
+    def clear(self) -> None:
+        """Remove every entry of the store, whatever its prefix or version (as Django)."""
+        self._clear()
+
+    def close(self, **kwargs: Any) -> None:  # noqa: B027 - a no-op is right for most backends
+        """Release connections or handles; the cache can still be used afterwards."""
+
+    def _store(self, made: str, payload: Any, seconds: float | None) -> None:
+        if seconds is not None and seconds <= 0:
+            self._delete(made)
+        else:
+            self._set(made, payload, seconds)
+
+    def _encode_many(
+        self, data: Mapping[Any, Any], version: int | None
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        # Every key is validated and every value encoded before anything is stored,
+        # so an unpicklable value leaves the store untouched.
+        originals: dict[str, Any] = {}
+        items: dict[str, Any] = {}
+        for key, value in data.items():
+            made = self.make_and_validate_key(key, version)
+            originals[made] = key
+            items[made] = self._encode(value)
+        return originals, items
+
+    # -- the async twins: the same logic over the async primitives -------------
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        """Async ``get``."""
+        payload = await self._aget(self.make_and_validate_key(key, version))
+        return default if payload is MISSING else self._decode(payload)
+
+    async def aset(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> None:
+        """Async ``set``."""
+        made = self.make_and_validate_key(key, version)
+        payload = self._encode(value)
+        seconds = self._seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            await self._adelete(made)
+        else:
+            await self._aset(made, payload, seconds)
+
+    async def aadd(
+        self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Async ``add``."""
+        made = self.make_and_validate_key(key, version)
+        payload = self._encode(value)
+        seconds = self._seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            return not await self._ahas_key(made)
+        return await self._aadd(made, payload, seconds)
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Async ``get_or_set``; a callable ``default`` is called, not awaited."""
+        made = self.make_and_validate_key(key, version)
+        payload = await self._aget(made)
+        if payload is not MISSING:
+            return self._decode(payload)
+        value = default() if callable(default) else default
+        encoded = self._encode(value)
+        seconds = self._seconds(timeout)
+        if (seconds is not None and seconds <= 0) or await self._aadd(made, encoded, seconds):
+            return value
+        payload = await self._aget(made)
+        return value if payload is MISSING else self._decode(payload)
+
+    async def atouch(
+        self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
+    ) -> bool:
+        """Async ``touch``."""
+        made = self.make_and_validate_key(key, version)
+        seconds = self._seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            return await self._adelete(made)
+        return await self._atouch(made, seconds)
+
+    async def adelete(self, key: Any, version: int | None = None) -> bool:
+        """Async ``delete``."""
+        return await self._adelete(self.make_and_validate_key(key, version))
+
+    async def aget_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
+        """Async ``get_many``."""
+        made = {self.make_and_validate_key(key, version): key for key in keys}
+        found = await self._aget_many(list(made))
+        return {made[m]: self._decode(found[m]) for m in made if m in found}
+
+    async def aset_many(
+        self,
+        data: Mapping[Any, Any],
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> list[Any]:
+        """Async ``set_many``."""
+        originals, items = self._encode_many(data, version)
+        seconds = self._seconds(timeout)
+        if not items:
+            return []
+        if seconds is not None and seconds <= 0:
+            await self._adelete_many(list(items))
+            return []
+        return [originals[m] for m in await self._aset_many(items, seconds)]
+
+    async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
+        """Async ``delete_many``."""
+        made = [self.make_and_validate_key(key, version) for key in keys]
+        if made:
+            await self._adelete_many(made)
+
+    async def ahas_key(self, key: Any, version: int | None = None) -> bool:
+        """Async ``has_key``."""
+        return await self._ahas_key(self.make_and_validate_key(key, version))
+
+    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """Async ``incr``: atomic where ``incr`` is, and it keeps the expiry too."""
+        result = await self._aincr(self.make_and_validate_key(key, version), delta)
+        if result is MISSING:
+            raise ValueError(f"Key '{key}' not found")
+        return result
+
+    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+        """Async ``decr``."""
+        return await self.aincr(key, -delta, version)
+
+    async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Async ``incr_version``."""
+        if version is None:
+            version = self.version
+        old = self.make_and_validate_key(key, version)
+        payload = await self._aget(old)
+        if payload is MISSING:
+            raise ValueError(f"Key '{key}' not found")
+        new = self.make_and_validate_key(key, version + delta)
+        seconds = self.default_timeout
+        if seconds is not None and seconds <= 0:
+            await self._adelete(new)
+        else:
+            await self._aset(new, payload, seconds)
+        await self._adelete(old)
+        return version + delta
+
+    async def adecr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
+        """Async ``decr_version``."""
+        return await self.aincr_version(key, -delta, version)
+
+    async def aclear(self) -> None:
+        """Async ``clear``."""
+        await self._aclear()
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Async ``close``: it calls ``close()`` (Django 5.2 does nothing here)."""
+        self.close(**kwargs)

@@ -1,0 +1,214 @@
+"""The embedded default backend: an LRU dictionary per ``LOCATION``, in this process.
+
+Every instance that names the same ``LOCATION`` shares one store and its lock,
+as Django's locmem does. Values are kept serialised so that a caller who
+mutates a returned object never changes the cache; values that cannot be
+mutated (None, bool, int, float, complex, str, bytes) are kept as they are,
+which saves a pickle round trip on the hot path and changes nothing a caller
+can observe. Serialising happens before the lock is taken, and the locked
+sections are a few dictionary operations each.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections import OrderedDict
+from time import time as _now
+from typing import Any, ClassVar, Unpack
+
+from ..serializers import PickleSerializer
+from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
+
+_Entry = tuple[Any, float]  # (payload, absolute expiry; math.inf for never)
+
+_IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+class _Serialized:
+    """A serialised payload, told apart from a value kept as it is."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+
+class _Store:
+    __slots__ = ("data", "lock")
+
+    def __init__(self) -> None:
+        self.data: OrderedDict[str, _Entry] = OrderedDict()  # least recently used first
+        self.lock = threading.Lock()
+
+
+_stores: dict[str, _Store] = {}
+_stores_lock = threading.Lock()
+
+
+def _store_for(location: str) -> _Store:
+    with _stores_lock:
+        store = _stores.get(location)
+        if store is None:
+            store = _stores[location] = _Store()
+        return store
+
+
+class MemoryCache(BaseCache):
+    """In-process, thread-safe LRU cache; one data set per ``LOCATION``."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        culls=True, lru=True, atomic_incr=True, blocking_io=False
+    )
+    option_names: ClassVar[frozenset[str]] = BaseCache.option_names | {
+        "MAX_ENTRIES",
+        "CULL_FREQUENCY",
+    }
+
+    def __init__(
+        self,
+        location: str = "",
+        *,
+        max_entries: int = 300,
+        cull_frequency: int = 3,
+        **settings: Unpack[CommonSettings],
+    ) -> None:
+        super().__init__(location, **settings)
+        self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
+        store = _store_for(location)
+        self._data = store.data
+        self._lock = store.lock
+        self._keep_immutables = type(self.serializer) is PickleSerializer
+
+    def _encode(self, value: Any) -> Any:
+        if self._keep_immutables and type(value) in _IMMUTABLE:
+            return value
+        return _Serialized(self.serializer.dumps(value))
+
+    def _decode(self, payload: Any) -> Any:
+        if type(payload) is _Serialized:
+            return self.serializer.loads(payload.data)
+        return payload
+
+    @staticmethod
+    def _expiry(timeout: float | None) -> float:
+        return math.inf if timeout is None else _now() + timeout
+
+    def _insert(self, key: str, entry: _Entry) -> None:
+        # The caller holds the lock. Django culls before every insert, overwrites too.
+        data = self._data
+        if len(data) >= self._max_entries:
+            if self._cull_frequency == 0:
+                data.clear()
+            else:
+                for _ in range(len(data) // self._cull_frequency):
+                    data.popitem(last=False)
+        data[key] = entry
+        data.move_to_end(key)
+
+    def _get(self, key: str) -> Any:
+        now = _now()
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return MISSING
+            if entry[1] <= now:
+                del self._data[key]
+                return MISSING
+            self._data.move_to_end(key)
+        return entry[0]
+
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        now = _now()
+        found = {}
+        data = self._data
+        with self._lock:
+            for key in keys:
+                entry = data.get(key)
+                if entry is None:
+                    continue
+                if entry[1] <= now:
+                    del data[key]
+                    continue
+                data.move_to_end(key)
+                found[key] = entry[0]
+        return found
+
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        entry = (payload, self._expiry(timeout))
+        with self._lock:
+            self._insert(key, entry)
+
+    def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        expiry = self._expiry(timeout)
+        with self._lock:
+            for key, payload in items.items():
+                self._insert(key, (payload, expiry))
+        return []
+
+    def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+        entry = (payload, self._expiry(timeout))
+        now = _now()
+        with self._lock:
+            current = self._data.get(key)
+            if current is not None and current[1] > now:
+                return False
+            self._insert(key, entry)
+            return True
+
+    def _touch(self, key: str, timeout: float | None) -> bool:
+        now = _now()
+        expiry = self._expiry(timeout)
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return False
+            if entry[1] <= now:
+                del self._data[key]
+                return False
+            self._data[key] = (entry[0], expiry)
+            return True
+
+    def _delete(self, key: str) -> bool:
+        now = _now()
+        with self._lock:
+            entry = self._data.pop(key, None)
+        return entry is not None and entry[1] > now
+
+    def _delete_many(self, keys: list[str]) -> None:
+        with self._lock:
+            for key in keys:
+                self._data.pop(key, None)
+
+    def _has_key(self, key: str) -> bool:
+        now = _now()
+        with self._lock:
+            entry = self._data.get(key)
+            if entry is None:
+                return False
+            if entry[1] <= now:
+                del self._data[key]
+                return False
+            return True
+
+    def _incr(self, key: str, delta: int) -> Any:
+        # Optimistic: read, compute and encode outside the lock, then swap only if
+        # nobody replaced the entry meanwhile. Decoding may run user code
+        # (unpickling), which must never run under the store's lock.
+        while True:
+            now = _now()
+            with self._lock:
+                entry = self._data.get(key)
+            if entry is None or entry[1] <= now:
+                return MISSING
+            value = self._decode(entry[0]) + delta
+            payload = self._encode(value)
+            with self._lock:
+                if self._data.get(key) is entry:
+                    self._data[key] = (payload, entry[1])
+                    self._data.move_to_end(key)
+                    return value
+
+    def _clear(self) -> None:
+        with self._lock:
+            self._data.clear()

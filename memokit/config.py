@@ -1,0 +1,174 @@
+"""Configuration: a Django-style ``CACHES`` mapping turned into cache instances.
+
+``configure(CACHES)`` validates and builds every alias at once, so a mistake
+raises at start-up rather than at the first cache call. ``caches[alias]`` is one
+thread-safe instance per alias per process (Django keeps one per thread; memokit's
+backends are thread-safe, so sharing saves connections). ``cache`` is the
+``"default"`` alias, looked up at each use, so configuring after import works.
+With no configuration, the default alias is a memory cache.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from .backends import BACKENDS, BaseCache
+from .exceptions import ImproperlyConfigured, InvalidCacheBackendError
+from .keys import import_string
+
+DEFAULT_CACHE_ALIAS = "default"
+DEFAULT_CACHES: dict[str, dict[str, Any]] = {DEFAULT_CACHE_ALIAS: {"BACKEND": "memory"}}
+
+_SETTINGS = {
+    "TIMEOUT": "timeout",
+    "KEY_PREFIX": "key_prefix",
+    "VERSION": "version",
+    "KEY_FUNCTION": "key_function",
+}
+_KNOWN = {"BACKEND", "LOCATION", "OPTIONS", *_SETTINGS}
+
+
+def get_backend_class(backend: str | type[BaseCache]) -> type[BaseCache]:
+    """Return the backend class for a short name (``"memory"``), a dotted path or a class."""
+    if isinstance(backend, type):
+        cls: object = backend
+    elif not isinstance(backend, str):
+        raise InvalidCacheBackendError(f"BACKEND must be a name or a dotted path, not {backend!r}")
+    elif backend in BACKENDS:
+        cls = import_string(BACKENDS[backend], "BACKEND")
+    elif "." in backend:
+        try:
+            cls = import_string(backend, "BACKEND")
+        except ImproperlyConfigured as exc:
+            raise InvalidCacheBackendError(f"Could not find backend {backend!r}: {exc}") from exc
+    else:
+        raise InvalidCacheBackendError(
+            f"Unknown BACKEND {backend!r}; use one of {', '.join(sorted(BACKENDS))} "
+            f"or the dotted path of a memokit.BaseCache subclass"
+        )
+    if not (isinstance(cls, type) and issubclass(cls, BaseCache)):
+        raise InvalidCacheBackendError(f"BACKEND {backend!r} is not a memokit.BaseCache subclass")
+    return cls
+
+
+def create_cache(settings: Mapping[str, Any], alias: str = DEFAULT_CACHE_ALIAS) -> BaseCache:
+    """Build one cache from a ``CACHES`` entry (``BACKEND``, ``LOCATION``, ``OPTIONS`` ...)."""
+    if not isinstance(settings, Mapping):
+        raise ImproperlyConfigured(f"CACHES[{alias!r}] must be a mapping, not {settings!r}")
+    unknown = sorted(set(settings) - _KNOWN, key=str)
+    if unknown:
+        raise ImproperlyConfigured(
+            f"CACHES[{alias!r}] has unknown setting(s) {', '.join(map(repr, unknown))}; "
+            f"known settings: {', '.join(sorted(_KNOWN))} (backend options go in OPTIONS)"
+        )
+    if "BACKEND" not in settings:
+        raise ImproperlyConfigured(
+            f"CACHES[{alias!r}] has no BACKEND; add for example 'BACKEND': 'memory'"
+        )
+    cls = get_backend_class(settings["BACKEND"])
+    kwargs = cls.options_to_kwargs(settings.get("OPTIONS") or {})
+    for name, kwarg in _SETTINGS.items():
+        if name in settings:
+            kwargs[kwarg] = settings[name]
+    location = settings.get("LOCATION", "")
+    try:
+        return cls(location, **kwargs)
+    except ImproperlyConfigured as exc:
+        raise type(exc)(f"CACHES[{alias!r}]: {exc}") from exc
+
+
+class CacheHandler:
+    """Maps aliases to cache instances: ``caches["default"]``."""
+
+    def __init__(self) -> None:
+        self._settings: dict[str, dict[str, Any]] = dict(DEFAULT_CACHES)
+        self._instances: dict[str, BaseCache] = {}
+        self._lock = threading.Lock()
+
+    def configure(self, caches: Mapping[str, Mapping[str, Any]]) -> None:
+        """Replace the configuration; every alias is built now, and old instances closed."""
+        if not isinstance(caches, Mapping):
+            raise ImproperlyConfigured(
+                f"CACHES must be a mapping of alias to settings, not {caches!r}"
+            )
+        if DEFAULT_CACHE_ALIAS not in caches:
+            raise ImproperlyConfigured(
+                f"CACHES must define a {DEFAULT_CACHE_ALIAS!r} alias; "
+                f"add for example {{'default': {{'BACKEND': 'memory'}}}}"
+            )
+        instances = {alias: create_cache(settings, alias) for alias, settings in caches.items()}
+        with self._lock:
+            old = self._instances
+            self._settings = {alias: dict(settings) for alias, settings in caches.items()}
+            self._instances = instances
+        for cache in old.values():
+            cache.close()
+
+    def __getitem__(self, alias: str) -> BaseCache:
+        try:
+            return self._instances[alias]
+        except KeyError:
+            pass
+        with self._lock:
+            if alias not in self._instances:
+                if alias not in self._settings:
+                    raise InvalidCacheBackendError(
+                        f"The cache alias {alias!r} is not configured; configured aliases: "
+                        f"{', '.join(sorted(self._settings))}. Add it to memokit.configure()."
+                    )
+                self._instances[alias] = create_cache(self._settings[alias], alias)
+            return self._instances[alias]
+
+    def __contains__(self, alias: object) -> bool:
+        return alias in self._settings
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._settings))
+
+    def all(self, initialized_only: bool = False) -> list[BaseCache]:
+        """Return the cache of every alias (only those already built, if asked)."""
+        if initialized_only:
+            return list(self._instances.values())
+        return [self[alias] for alias in self]
+
+    def close_all(self) -> None:
+        """Call ``close()`` on every cache built so far."""
+        for cache in list(self._instances.values()):
+            cache.close()
+
+
+caches = CacheHandler()
+
+
+def configure(caches_setting: Mapping[str, Mapping[str, Any]]) -> None:
+    """Configure memokit from a Django-style ``CACHES`` mapping."""
+    caches.configure(caches_setting)
+
+
+class DefaultCacheProxy:
+    """Forwards every attribute to ``caches["default"]``, looked up at each use."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(caches[DEFAULT_CACHE_ALIAS], name)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        setattr(caches[DEFAULT_CACHE_ALIAS], name, value)
+
+    def __delattr__(self, name: str) -> None:
+        delattr(caches[DEFAULT_CACHE_ALIAS], name)
+
+    def __contains__(self, key: Any) -> bool:
+        return key in caches[DEFAULT_CACHE_ALIAS]
+
+    def __eq__(self, other: object) -> bool:
+        return caches[DEFAULT_CACHE_ALIAS] == other
+
+    def __hash__(self) -> int:
+        return hash(caches[DEFAULT_CACHE_ALIAS])
+
+    def __repr__(self) -> str:
+        return f"<default cache: {caches[DEFAULT_CACHE_ALIAS]!r}>"

@@ -1,0 +1,31 @@
+"""Exceptions and warnings raised by memokit."""
+
+from __future__ import annotations
+
+
+class MemokitError(Exception):
+    """Base class of every error memokit raises on its own account."""
+
+
+class ImproperlyConfigured(MemokitError, ValueError):
+    """A setting or constructor argument is wrong; the message names it and the fix."""
+
+
+class InvalidCacheBackendError(ImproperlyConfigured):
+    """A backend could not be found, or an alias is not configured."""
+
+
+class InvalidCacheKey(MemokitError, ValueError):
+    """A key that a strict backend (memcached) cannot store, raised before any I/O."""
+
+
+class CacheKeyWarning(RuntimeWarning):
+    """A key that works here but would break on memcached (Django's warning)."""
+
+
+class BackendError(MemokitError):
+    """A backend failed to do its job (transport, I/O, database, deserialisation)."""
+
+
+class BackendUnavailable(BackendError):
+    """The backend could not be reached at all."""

@@ -1,0 +1,80 @@
+"""Cache keys: the default key function, loading a custom one, and validation.
+
+Keys follow Django's rules exactly: the final key is ``"prefix:version:key"`` and
+is checked for what memcached cannot store (over 250 characters, control
+characters or space).
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from .exceptions import ImproperlyConfigured
+
+KeyFunc: TypeAlias = Callable[[Any, str, Any], str]
+
+MEMCACHE_MAX_KEY_LENGTH = 250
+_BAD_CHARACTER = re.compile(r"[\x00-\x20\x7f]").search
+
+
+def default_key_func(key: Any, key_prefix: str, version: Any) -> str:
+    """Return ``"key_prefix:version:key"``, Django's default key function."""
+    return f"{key_prefix}:{version}:{key}"
+
+
+def import_string(dotted_path: str, setting: str) -> Any:
+    """Import ``"package.module.attribute"`` and return the attribute."""
+    module_path, _, attribute = dotted_path.rpartition(".")
+    if not module_path:
+        raise ImproperlyConfigured(
+            f"{setting}={dotted_path!r} is not a dotted path; write it as 'package.module.name'"
+        )
+    try:
+        module = importlib.import_module(module_path)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"{setting}={dotted_path!r}: cannot import module {module_path!r} ({exc})"
+        ) from exc
+    try:
+        return getattr(module, attribute)
+    except AttributeError:
+        raise ImproperlyConfigured(
+            f"{setting}={dotted_path!r}: module {module_path!r} has no attribute {attribute!r}"
+        ) from None
+
+
+def get_key_func(key_func: KeyFunc | str | None) -> KeyFunc:
+    """Return the key function named by ``KEY_FUNCTION`` (callable, dotted path or None)."""
+    if key_func is None:
+        return default_key_func
+    if isinstance(key_func, str):
+        key_func = import_string(key_func, "KEY_FUNCTION")
+    if not callable(key_func):
+        raise ImproperlyConfigured(
+            f"KEY_FUNCTION must be a callable (key, key_prefix, version) -> str "
+            f"or a dotted path to one, not {key_func!r}"
+        )
+    return key_func
+
+
+def memcache_key_warnings(key: str) -> list[str]:
+    """Return Django's messages for each way ``key`` would break memcached."""
+    problems = []
+    if len(key) > MEMCACHE_MAX_KEY_LENGTH:
+        problems.append(
+            f"Cache key will cause errors if used with memcached: {key!r} "
+            f"(longer than {MEMCACHE_MAX_KEY_LENGTH})"
+        )
+    if _BAD_CHARACTER(key):
+        problems.append(
+            f"Cache key contains characters that will cause errors if used with memcached: {key!r}"
+        )
+    return problems
+
+
+def key_is_clean(key: str) -> bool:
+    """Fast check: True when ``memcache_key_warnings(key)`` would be empty."""
+    return len(key) <= MEMCACHE_MAX_KEY_LENGTH and _BAD_CHARACTER(key) is None

@@ -1,0 +1,74 @@
+"""How values become bytes and back.
+
+A serializer is any object with ``dumps(value) -> bytes`` and
+``loads(data) -> value``. Pickle is the default, as in Django: it round-trips
+almost any Python object, and it trusts the store completely (anyone who can
+write to the cache can run code in every reader), so a shared store must be
+reachable by trusted processes only.
+"""
+
+from __future__ import annotations
+
+import pickle
+from typing import Any, Protocol, runtime_checkable
+
+
+@runtime_checkable
+class Serializer(Protocol):
+    """Turns values into bytes and back."""
+
+    def dumps(self, value: Any) -> bytes:
+        """Return ``value`` as bytes; raise ``pickle.PickleError`` when it cannot."""
+        ...
+
+    def loads(self, data: bytes) -> Any:
+        """Return the value that ``dumps`` turned into ``data``."""
+        ...
+
+
+class PickleSerializer:
+    """Pickle at the highest protocol (Django's choice), with clear errors."""
+
+    def __init__(self, protocol: int = pickle.HIGHEST_PROTOCOL) -> None:
+        if not isinstance(protocol, int) or not 0 <= protocol <= pickle.HIGHEST_PROTOCOL:
+            raise ValueError(
+                f"protocol must be an int from 0 to {pickle.HIGHEST_PROTOCOL}, not {protocol!r}"
+            )
+        self.protocol = protocol
+
+    def dumps(self, value: Any) -> bytes:
+        """Pickle ``value``; any failure to pickle is raised as ``pickle.PicklingError``."""
+        try:
+            return pickle.dumps(value, self.protocol)
+        except pickle.PickleError:
+            raise
+        except (AttributeError, TypeError, RecursionError) as exc:
+            # Python reports an unpicklable value with one of several exception types
+            # (AttributeError for local objects, TypeError for locks); callers get one.
+            raise pickle.PicklingError(f"cannot pickle {type(value).__name__!r}: {exc}") from exc
+
+    def loads(self, data: bytes) -> Any:
+        """Unpickle ``data``."""
+        return pickle.loads(data)  # noqa: S301 - pickle trusts the store, as documented above
+
+    def __repr__(self) -> str:
+        return f"PickleSerializer(protocol={self.protocol})"
+
+
+def get_serializer(serializer: Serializer | str | None) -> Serializer:
+    """Return the serializer named by the ``SERIALIZER`` option (instance, dotted path, None)."""
+    from .exceptions import ImproperlyConfigured
+    from .keys import import_string
+
+    if serializer is None:
+        return PickleSerializer()
+    if isinstance(serializer, str):
+        serializer = import_string(serializer, "SERIALIZER")
+        if isinstance(serializer, type):
+            serializer = serializer()
+    if not isinstance(serializer, Serializer):
+        raise ImproperlyConfigured(
+            f"SERIALIZER must have dumps(value) -> bytes and loads(bytes) -> value, "
+            f"not {serializer!r}"
+        )
+    return serializer

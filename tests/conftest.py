@@ -1,0 +1,110 @@
+"""Fixtures shared by the whole suite.
+
+The conformance suite (``tests/contract``) runs against every backend listed in
+``BACKENDS``. Adding a backend adds one ``BackendSpec`` entry here; no test
+names a backend, they read ``cache.capabilities`` instead.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+from freezegun import freeze_time
+
+import memokit
+from memokit import BaseCache
+
+
+@dataclass(frozen=True)
+class BackendSpec:
+    """How to build caches of one backend that share one fresh store per test."""
+
+    backend: str
+    location: Callable[[pytest.FixtureRequest, Path], str]
+    """Return a LOCATION that no other test uses."""
+    settings: dict[str, Any] = field(default_factory=dict)
+    """Extra CACHES settings (a server's OPTIONS, for example)."""
+
+
+def _unique(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return f"test-{uuid.uuid4().hex}"
+
+
+BACKENDS = [
+    pytest.param(BackendSpec("memory", _unique), id="memory"),
+]
+"""Every backend that stores data; each runs the whole conformance suite."""
+
+ALL_BACKENDS = [*BACKENDS, pytest.param(BackendSpec("dummy", _unique), id="dummy")]
+"""Also the dummy backend, for what it shares with the others (API shape, key checks)."""
+
+
+CacheFactory = Callable[..., BaseCache]
+
+
+def _factory(
+    spec: BackendSpec, request: pytest.FixtureRequest, tmp_path: Path
+) -> Iterator[CacheFactory]:
+    location = spec.location(request, tmp_path)
+    made: list[BaseCache] = []
+
+    def make(**settings: Any) -> BaseCache:
+        options = {**spec.settings.get("OPTIONS", {}), **settings.pop("OPTIONS", {})}
+        config = {**spec.settings, **settings, "BACKEND": spec.backend, "LOCATION": location}
+        config["OPTIONS"] = options
+        cache = memokit.create_cache(config)
+        made.append(cache)
+        return cache
+
+    yield make
+    if made:
+        made[0].clear()
+    for cache in made:
+        cache.close()
+
+
+@pytest.fixture(params=BACKENDS)
+def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CacheFactory]:
+    """Build caches (with extra CACHES settings) that share this test's store."""
+    yield from _factory(request.param, request, tmp_path)
+
+
+@pytest.fixture(params=ALL_BACKENDS)
+def make_any_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CacheFactory]:
+    """Like ``make_cache``, over the dummy backend too."""
+    yield from _factory(request.param, request, tmp_path)
+
+
+@pytest.fixture
+def cache(make_cache: CacheFactory) -> BaseCache:
+    """A cache with default settings on a fresh store."""
+    return make_cache()
+
+
+class Clock:
+    """Moves time forward: frozen time where the clock is ours, real sleep otherwise."""
+
+    def __init__(self, frozen: Any | None) -> None:
+        self._frozen = frozen
+
+    def advance(self, seconds: float) -> None:
+        if self._frozen is not None:
+            self._frozen.tick(seconds)
+        else:
+            time.sleep(seconds)
+
+
+@pytest.fixture
+def clock(make_cache: CacheFactory) -> Iterator[Clock]:
+    """A clock for the backend: freezegun when it computes expiry in this process."""
+    if make_cache().capabilities.local_clock:
+        with freeze_time(real_asyncio=True) as frozen:
+            yield Clock(frozen)
+    else:
+        yield Clock(None)

@@ -1,0 +1,114 @@
+"""Key validation: Django's CacheKeyWarning rules on all ten key operations."""
+
+from __future__ import annotations
+
+import contextlib
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from memokit import BaseCache, CacheKeyWarning, InvalidCacheKey
+
+CacheFactory = Any
+
+KEY_OPERATIONS: dict[str, Callable[[BaseCache, str], object]] = {
+    "add": lambda c, k: c.add(k, 1),
+    "get": lambda c, k: c.get(k),
+    "set": lambda c, k: c.set(k, 1),
+    "incr": lambda c, k: c.incr(k),
+    "decr": lambda c, k: c.decr(k),
+    "touch": lambda c, k: c.touch(k),
+    "delete": lambda c, k: c.delete(k),
+    "get_many": lambda c, k: c.get_many([k, "b"]),
+    "set_many": lambda c, k: c.set_many({k: 1, "b": 2}),
+    "delete_many": lambda c, k: c.delete_many([k, "b"]),
+}
+
+
+def identity_key(key: Any, key_prefix: str, version: Any) -> str:
+    return str(key)
+
+
+@pytest.mark.parametrize("operation", list(KEY_OPERATIONS))
+def test_space_and_control_characters(make_any_cache: CacheFactory, operation: str) -> None:
+    cache = make_any_cache(KEY_FUNCTION=identity_key)
+    key = "key with spaces and 清"
+    expected = (
+        f"Cache key contains characters that will cause errors if used with memcached: {key!r}"
+    )
+    check_rejected_one(cache, key, expected, operation)
+
+
+def call_ignoring_missing_key(
+    operation: Callable[[BaseCache, str], object], cache: BaseCache, key: str
+) -> None:
+    # incr/decr of a missing key raise ValueError after the warning was given.
+    with contextlib.suppress(ValueError):
+        operation(cache, key)
+
+
+def check_rejected_one(cache: BaseCache, key: str, expected: str, name: str) -> None:
+    operation = KEY_OPERATIONS[name]
+    if cache.capabilities.strict_keys:
+        with pytest.raises(InvalidCacheKey) as raised:
+            operation(cache, key)
+        assert str(raised.value) == expected
+        return
+    with pytest.warns(CacheKeyWarning) as record:
+        call_ignoring_missing_key(operation, cache, key)
+    assert [str(w.message) for w in record] == [expected]
+
+
+@pytest.mark.parametrize("operation", list(KEY_OPERATIONS))
+def test_key_too_long(make_any_cache: CacheFactory, operation: str) -> None:
+    cache = make_any_cache(KEY_FUNCTION=identity_key)
+    key = "a" * 250 + "清"
+    expected = f"Cache key will cause errors if used with memcached: {key!r} (longer than 250)"
+    check_rejected_one(cache, key, expected, operation)
+
+
+@pytest.mark.parametrize("operation", list(KEY_OPERATIONS))
+def test_key_made_too_long_by_the_version(make_any_cache: CacheFactory, operation: str) -> None:
+    cache = make_any_cache()
+    key = "a" * 248  # ":1:" makes it 251 characters
+    made = ":1:" + key
+    expected = f"Cache key will cause errors if used with memcached: {made!r} (longer than 250)"
+    check_rejected_one(cache, key, expected, operation)
+
+
+@pytest.mark.parametrize("bad", ["\x00", "\t", "\n", "\r", "\x7f", " ", "\r\nflush_all\r\n"])
+def test_each_bad_character(make_any_cache: CacheFactory, bad: str) -> None:
+    cache = make_any_cache()
+    made = f":1:k{bad}"
+    expected = (
+        f"Cache key contains characters that will cause errors if used with memcached: {made!r}"
+    )
+    check_rejected_one(cache, f"k{bad}", expected, "get")
+
+
+def test_both_problems_give_both_messages(make_any_cache: CacheFactory) -> None:
+    cache = make_any_cache()
+    if cache.capabilities.strict_keys:
+        pytest.skip("a strict backend raises at the first problem")
+    with pytest.warns(CacheKeyWarning) as record:
+        cache.get("a b" * 100)
+    assert len(record) == 2
+
+
+def test_good_keys_pass_silently(make_any_cache: CacheFactory) -> None:
+    cache = make_any_cache()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        cache.set("a" * 247, 1)  # 250 characters once made
+        cache.set("清" * 200, 1)  # non-ASCII is fine, counted in characters
+        cache.get("ok-key")
+
+
+def test_validate_key_can_be_overridden(make_cache: CacheFactory) -> None:
+    cache = make_cache()
+    cache.validate_key = lambda key: None  # type: ignore[method-assign]
+    key = "some key with spaces" * 15
+    cache.set(key, "value")
+    assert cache.get(key) == "value"

@@ -1,0 +1,45 @@
+"""The batch contract: get_many, set_many, delete_many."""
+
+from __future__ import annotations
+
+from memokit import BaseCache
+
+
+def test_get_many_returns_only_present_keys(cache: BaseCache) -> None:
+    cache.set_many({"a": "a", "c": "c", "d": "d", "n": None})
+    assert cache.get_many(["a", "c", "d"]) == {"a": "a", "c": "c", "d": "d"}
+    assert cache.get_many(["a", "b", "e"]) == {"a": "a"}
+    assert cache.get_many(iter(["a", "b", "e"])) == {"a": "a"}
+    assert cache.get_many(["n"]) == {"n": None}
+    assert cache.get_many([]) == {}
+
+
+def test_get_many_collapses_duplicates(cache: BaseCache) -> None:
+    cache.set("g1", 1)
+    assert cache.get_many(["g1", "g1", "g2"]) == {"g1": 1}
+
+
+def test_set_many(cache: BaseCache) -> None:
+    assert cache.set_many({"key1": "spam", "key2": "eggs"}) == []
+    assert cache.get("key1") == "spam"
+    assert cache.get("key2") == "eggs"
+    assert cache.set_many({}) == []
+
+
+def test_delete_many(cache: BaseCache) -> None:
+    cache.set_many({"key1": "spam", "key2": "eggs", "key3": "ham"})
+    assert cache.delete_many(["key1", "key2"]) is None
+    assert cache.get("key1") is None
+    assert cache.get("key2") is None
+    assert cache.get("key3") == "ham"
+    assert cache.delete_many([]) is None
+    assert cache.delete_many(iter(["key3", "never"])) is None
+    assert cache.get("key3") is None
+
+
+def test_set_many_with_zero_timeout_stores_nothing_and_removes_old_values(
+    cache: BaseCache,
+) -> None:
+    cache.set("key1", "old")
+    assert cache.set_many({"key1": "spam", "key2": "eggs"}, 0) == []
+    assert cache.get_many(["key1", "key2"]) == {}
