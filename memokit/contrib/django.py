@@ -50,7 +50,7 @@ from ..exceptions import ImproperlyConfigured, InvalidCacheBackendError
 from ..keys import KeyFunc, key_is_clean, memcache_key_warnings
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 
-__all__ = ["MemokitCache"]
+__all__ = ["MemokitCache", "build_memokit_cache"]
 
 DEFAULT_BACKEND = "memory"
 """The memokit backend used when ``OPTIONS`` names none (Django's default is locmem)."""

@@ -89,7 +89,16 @@ def _test_name(test: Any) -> str:
     return str(getattr(test, "test_case", test)._testMethodName)
 
 
-def _conformance_class(entry: Any, make_location: Any) -> type[unittest.TestCase]:
+@dataclass(frozen=True)
+class Conformance:
+    """A backend's test class and what Django's suite is told about the backend."""
+
+    cls: type[unittest.TestCase]
+    replaced: frozenset[str]
+    expected_skips: frozenset[str]
+
+
+def _conformance_class(entry: Any, make_location: Any) -> Conformance:
     from cache.tests import BaseCacheTests, caches_setting_for_tests
     from django.test import TestCase, override_settings
     from suite_overrides import derived_exclude, derived_overrides, replaced_tests
@@ -120,12 +129,10 @@ def _conformance_class(entry: Any, make_location: Any) -> type[unittest.TestCase
         {
             "setUp": setUp,
             "incr_decr_type_error": entry.incr_decr_type_error,
-            "replaced": replaced_tests(overrides),
-            "expected_skips": _skips_for(exclude),
             "__module__": "memokit_django_suite",
         },
     )
-    return cls
+    return Conformance(cls, replaced_tests(overrides), _skips_for(exclude))
 
 
 def _skips_for(exclude: frozenset[str]) -> frozenset[str]:
@@ -148,25 +155,25 @@ def _run_backend(runner: Any, entry: Any, django_tests: list[str]) -> Outcome:
         except ServerNotFound as exc:
             outcome.unavailable = str(exc)
             return outcome
-        cls = _conformance_class(entry, make_location)
-        suite = unittest.defaultTestLoader.loadTestsFromTestCase(cls)
+        conformance = _conformance_class(entry, make_location)
+        suite = unittest.defaultTestLoader.loadTestsFromTestCase(conformance.cls)
         result = runner.run_suite(suite)
 
     problems = []
     failed = {_test_name(t) for t, _ in [*result.failures, *result.errors]}
     failed |= {_test_name(t) for t in result.unexpectedSuccesses}
     skipped = {_test_name(t) for t, _ in result.skipped}
-    ran = sorted(name for name in dir(cls) if name.startswith("test_"))
+    ran = sorted(name for name in dir(conformance.cls) if name.startswith("test_"))
     if ran != django_tests:
         problems.append(f"ran {ran}, but Django's BaseCacheTests has {django_tests}")
-    for name in sorted(skipped - cls.expected_skips):  # type: ignore[attr-defined]
+    for name in sorted(skipped - conformance.expected_skips):
         problems.append(f"{name} skipped, but Django runs it for a backend like this one")
-    for name in sorted(cls.expected_skips - skipped):  # type: ignore[attr-defined]
+    for name in sorted(conformance.expected_skips - skipped):
         problems.append(f"{name} ran, but the backend declares it does not cull")
     outcome.total = result.testsRun
     outcome.failed = len(failed)
     outcome.skipped = len(skipped)
-    outcome.replaced = len(cls.replaced - failed - skipped)  # type: ignore[attr-defined]
+    outcome.replaced = len(conformance.replaced - failed - skipped)
     outcome.passed = result.testsRun - outcome.failed - outcome.skipped - outcome.replaced
     outcome.problems = tuple(problems)
     return outcome
@@ -200,7 +207,7 @@ def main(argv: list[str]) -> int:
     from django.test.runner import DiscoverRunner
     from suite_backends import BACKENDS
 
-    class Runner(DiscoverRunner):  # type: ignore[misc]  # Django is untyped
+    class Runner(DiscoverRunner):
         def get_test_runner_kwargs(self) -> dict[str, Any]:
             return {**super().get_test_runner_kwargs(), "warnings": "error"}
 
