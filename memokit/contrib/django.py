@@ -46,7 +46,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
 
 from ..backends.base import BaseCache
 from ..config import get_backend_class
-from ..exceptions import ImproperlyConfigured, InvalidCacheBackendError
+from ..exceptions import ImproperlyConfigured, InvalidCacheBackendError, InvalidCacheKey
 from ..keys import KeyFunc, key_is_clean, memcache_key_warnings
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 
@@ -66,18 +66,34 @@ def _timeout(timeout: Any) -> Timeout:
 
 @functools.cache
 def _with_django_key_errors(cls: type[BaseCache]) -> type[BaseCache]:
-    """Return a subclass of ``cls`` that reports key problems with Django's classes."""
+    """Return a subclass of ``cls`` that reports key problems with Django's classes.
 
-    def validate_key(self: BaseCache, key: str) -> None:
-        if key_is_clean(key):
-            return
-        for message in memcache_key_warnings(key):
-            if self.capabilities.strict_keys:
-                raise DjangoInvalidCacheKey(message)
-            # user code -> adapter -> memokit method -> make_and_validate_key -> here
-            warnings.warn(message, DjangoCacheKeyWarning, stacklevel=5)
+    A backend that keeps memokit's key rules gets them with Django's warning and
+    error classes. A backend with rules of its own (memcached counts bytes) keeps
+    them, and the ``InvalidCacheKey`` they raise becomes Django's.
+    """
+    own_rules = cls.validate_key
 
-    validate_key.__doc__ = BaseCache.validate_key.__doc__
+    if own_rules is BaseCache.validate_key:
+
+        def validate_key(self: BaseCache, key: str) -> None:
+            if key_is_clean(key):
+                return
+            for message in memcache_key_warnings(key):
+                if self.capabilities.strict_keys:
+                    raise DjangoInvalidCacheKey(message)
+                # user code -> adapter -> memokit method -> make_and_validate_key -> here
+                warnings.warn(message, DjangoCacheKeyWarning, stacklevel=5)
+
+    else:
+
+        def validate_key(self: BaseCache, key: str) -> None:
+            try:
+                own_rules(self, key)
+            except InvalidCacheKey as exc:
+                raise DjangoInvalidCacheKey(str(exc)) from exc
+
+    validate_key.__doc__ = own_rules.__doc__
     return type(
         cls.__name__,
         (cls,),

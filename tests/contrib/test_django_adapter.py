@@ -304,6 +304,24 @@ def test_strict_backends_raise_djangos_invalid_cache_key() -> None:
     assert adapter.get("fine") is None
 
 
+class BytesCountingMemory(MemoryCache):
+    """A backend with key rules of its own, as memcached's (it counts bytes)."""
+
+    def validate_key(self, key: str) -> None:
+        if len(key.encode()) > 250:
+            raise memokit.InvalidCacheKey(f"{key!r} is longer than 250 bytes")
+
+
+def test_a_backends_own_key_rules_are_kept_with_djangos_error() -> None:
+    adapter = make(BytesCountingMemory)
+    key = "清" * 100  # 100 characters, 300 bytes: memokit's base rules would accept it
+    with pytest.raises(django_base.InvalidCacheKey, match="longer than 250 bytes") as raised:
+        adapter.set(key, 1)
+    assert isinstance(raised.value.__cause__, memokit.InvalidCacheKey)
+    adapter.set("a b", 1)  # the backend's rules allow a space, so no warning either
+    assert adapter.get("a b") == 1
+
+
 def test_memokit_used_directly_keeps_its_own_classes() -> None:
     # The adapter changes the classes for its own caches only.
     cache = memokit.create_cache({"BACKEND": "memory", "LOCATION": uuid.uuid4().hex})
