@@ -1,0 +1,43 @@
+"""Views that cache through Django's cache API, which memokit serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.cache import cache
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views.decorators.cache import cache_page
+
+builds: dict[str, int] = {}
+"""How often each report was computed; the tests read it to see cache hits."""
+
+
+def build_report(region: str) -> dict[str, Any]:
+    """Stand-in for an expensive computation (a slow query, a remote call)."""
+    builds[region] = builds.get(region, 0) + 1
+    return {"region": region, "total": sum(ord(c) for c in region)}
+
+
+def report(request: HttpRequest, region: str) -> JsonResponse:
+    """Computed once per region and minute; later requests read memokit."""
+    data = cache.get_or_set(f"report:{region}", lambda: build_report(region), timeout=60)
+    return JsonResponse(data)
+
+
+async def async_report(request: HttpRequest, region: str) -> JsonResponse:
+    """The same from an async view, through memokit's own async methods."""
+    data = await cache.aget_or_set(f"report:{region}", lambda: build_report(region), timeout=60)
+    return JsonResponse(data)
+
+
+def visits(request: HttpRequest) -> JsonResponse:
+    """An atomic counter that never expires."""
+    cache.add("visits", 0, timeout=None)
+    return JsonResponse({"visits": cache.incr("visits")})
+
+
+@cache_page(30)
+def page(request: HttpRequest) -> HttpResponse:
+    """A whole response cached by Django's cache_page, stored by memokit."""
+    builds["page"] = builds.get("page", 0) + 1
+    return HttpResponse(f"rendered {builds['page']} time(s)")
