@@ -239,6 +239,11 @@ def main(argv: list[str]) -> int:
             print(f"    PROBLEM: {problem}")
         if outcome.failed or outcome.problems or (outcome.unavailable and REQUIRE):
             status = 1
+    # One plain closing line for the whole run, in the form CI reads.
+    passed = sum(o.passed + o.replaced for o in outcomes)
+    failed = sum(o.failed + len(o.problems) for o in outcomes)
+    skipped = sum(o.skipped for o in outcomes)
+    print(f"django-suite: {passed} passed, {failed} failed, {skipped} skipped")
     return status
 
 
