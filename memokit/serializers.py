@@ -12,6 +12,9 @@ from __future__ import annotations
 import pickle
 from typing import Any, Protocol, runtime_checkable
 
+from .exceptions import ImproperlyConfigured
+from .keys import import_string
+
 
 @runtime_checkable
 class Serializer(Protocol):
@@ -57,9 +60,6 @@ class PickleSerializer:
 
 def get_serializer(serializer: Serializer | str | None) -> Serializer:
     """Return the serializer named by the ``SERIALIZER`` option (instance, dotted path, None)."""
-    from .exceptions import ImproperlyConfigured
-    from .keys import import_string
-
     if serializer is None:
         return PickleSerializer()
     if isinstance(serializer, str):

@@ -7,6 +7,7 @@ names a backend, they read ``cache.capabilities`` instead.
 
 from __future__ import annotations
 
+import os
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -129,3 +130,30 @@ def clock(make_cache: CacheFactory) -> Iterator[Clock]:
             freezegun.configure(default_ignore_list=saved)
     else:
         yield Clock(None)
+
+
+def _server(kind: str) -> Iterator[Any]:
+    from memokit.testing import ServerNotFound, start_server
+
+    try:
+        server = start_server(kind)
+    except ServerNotFound as exc:
+        if os.environ.get("MEMOKIT_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"MEMOKIT_REQUIRE_SERVERS=1 but {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[Any]:
+    """A real redis-server on a free loopback port, for the whole session."""
+    yield from _server("redis-server")
+
+
+@pytest.fixture(scope="session")
+def memcached_server() -> Iterator[Any]:
+    """A real memcached on a free loopback port, for the whole session."""
+    yield from _server("memcached")

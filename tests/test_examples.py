@@ -39,7 +39,7 @@ def test_memokit_is_the_installed_copy_when_asked() -> None:
     assert (origin.parent / "py.typed").exists()
 
 
-def test_readme_one_liner() -> None:
+def test_readme_one_liner(tmp_path: Path) -> None:
     result = subprocess.run(
         [
             sys.executable,
@@ -50,7 +50,7 @@ def test_readme_one_liner() -> None:
         text=True,
         timeout=60,
         check=False,
-        cwd=ROOT / "docs",
+        cwd=tmp_path,
         env=ENV,
     )
     assert result.stdout == "1\n", result.stderr
