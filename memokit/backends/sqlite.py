@@ -15,6 +15,9 @@ in the 64-bit range are stored as SQLite integers (when the serializer is pickle
 which lets ``incr`` add inside one ``UPDATE``; everything else is a serialised blob.
 """
 
+# ruff: noqa: S608 - SQL is built only in _Sql, from the table name passed through
+# _quote (an identifier, quotes doubled); every value is a bound parameter.
+
 from __future__ import annotations
 
 import itertools
