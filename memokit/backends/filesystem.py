@@ -53,6 +53,7 @@ class _Directory:
 
     def __init__(self, path: Path) -> None:
         self.path = path
+        self.lock_path = os.path.join(path, LOCK_NAME)
         self.pid = os.getpid()
         self.thread_lock = threading.Lock()
         self.lock_fd = -1
@@ -63,7 +64,7 @@ class _Directory:
         self.added = 0
 
     def open_lock_file(self) -> int:
-        lock_path = self.path / LOCK_NAME
+        lock_path = self.lock_path
         try:
             fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
         except FileNotFoundError:
@@ -81,7 +82,7 @@ class _Directory:
                     self.lock_fd = self.open_lock_file()
                 fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
                 try:
-                    current = os.stat(self.path / LOCK_NAME).st_ino
+                    current = os.stat(self.lock_path).st_ino
                 except FileNotFoundError:
                     current = -1
                 if current == os.fstat(self.lock_fd).st_ino:
@@ -106,14 +107,14 @@ def _recreate(path: Path) -> None:
     check_private_dir(path)
 
 
-def _remove_if_same(path: Path, inode: int) -> None:
+def _remove_if_same(path: str, inode: int) -> None:
     """Remove ``path`` unless another writer has replaced it since we read it."""
     with contextlib.suppress(FileNotFoundError):
         if os.lstat(path).st_ino == inode:
             os.unlink(path)
 
 
-def _remove_stale_temp(path: Path) -> bool:
+def _remove_stale_temp(path: str) -> bool:
     """Remove a temporary file whose writer is gone; return whether it was removed."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -164,6 +165,7 @@ class FileSystemCache(BaseCache):
         make_private_dirs(path)
         check_private_dir(path)
         self._dir = path
+        self._prefix = str(path) + os.sep
         self._shared = self._directory()
 
     def __repr__(self) -> str:
@@ -190,15 +192,16 @@ class FileSystemCache(BaseCache):
         self._shared = shared
         return shared
 
-    def _path(self, key: str) -> Path:
+    def _path(self, key: str) -> str:
+        # Plain strings, not Path objects: building a Path costs more than the hash.
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
-        return self._dir / (digest.hexdigest() + SUFFIX)
+        return self._prefix + digest.hexdigest() + SUFFIX
 
     @staticmethod
     def _expiry(timeout: float | None) -> float:
         return math.inf if timeout is None else _now() + timeout
 
-    def _load(self, path: Path) -> tuple[float, bytes] | None:
+    def _load(self, path: str) -> tuple[float, bytes] | None:
         """Return ``(expiry, payload)`` of the entry file, or None when there is none.
 
         A damaged file is removed and reads as None; only a missing file is silent
@@ -230,14 +233,14 @@ class FileSystemCache(BaseCache):
             else:
                 return expiry, payload
         warnings.warn(
-            f"cache file {str(path)!r} {problem}; it is treated as a miss and removed",
+            f"cache file {path!r} {problem}; it is treated as a miss and removed",
             CorruptEntryWarning,
             stacklevel=5,
         )
         _remove_if_same(path, inode)
         return None
 
-    def _load_live(self, path: Path, now: float) -> tuple[float, bytes] | None:
+    def _load_live(self, path: str, now: float) -> tuple[float, bytes] | None:
         entry = self._load(path)
         if entry is None:
             return None
@@ -246,7 +249,7 @@ class FileSystemCache(BaseCache):
             return None
         return entry
 
-    def _remove_expired(self, path: Path, now: float) -> None:
+    def _remove_expired(self, path: str, now: float) -> None:
         # Under the lock, so that a value written meanwhile by another process survives.
         with self._directory().locked():
             entry = self._load(path)
@@ -254,14 +257,14 @@ class FileSystemCache(BaseCache):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
 
-    def _write_temp(self, payload: bytes, expiry: float) -> tuple[int, Path]:
+    def _write_temp(self, payload: bytes, expiry: float) -> tuple[int, str]:
         """Write a complete entry to a new temporary file; return its descriptor and path.
 
         The descriptor holds an ``flock`` that marks the writer as alive; the caller
         renames the file into place and then closes the descriptor.
         """
         header = _HEADER.pack(_MAGIC, expiry, len(payload), zlib.crc32(payload))
-        temp = self._dir / f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+        temp = f"{self._prefix}{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         try:
             fd = os.open(temp, flags, FILE_MODE)
@@ -280,7 +283,7 @@ class FileSystemCache(BaseCache):
             raise
         return fd, temp
 
-    def _publish(self, path: Path, payload: bytes, expiry: float, *, lock: bool) -> None:
+    def _publish(self, path: str, payload: bytes, expiry: float, *, lock: bool) -> None:
         fd, temp = self._write_temp(payload, expiry)
         try:
             if lock:
@@ -295,7 +298,7 @@ class FileSystemCache(BaseCache):
         finally:
             os.close(fd)
 
-    def _before_insert(self, paths: list[Path]) -> None:
+    def _before_insert(self, paths: list[str]) -> None:
         shared = self._directory()
         max_entries = self._max_entries  # read on every call, as Django's tests expect
         refresh = max(16, max_entries // 8)
@@ -308,7 +311,7 @@ class FileSystemCache(BaseCache):
         ):
             self._scan(shared, cull=True)
         for path in paths:
-            if not path.exists():
+            if not os.path.exists(path):
                 shared.added += 1
 
     def _scan(self, shared: _Directory, *, cull: bool = False) -> None:
@@ -323,7 +326,7 @@ class FileSystemCache(BaseCache):
             if name.endswith(SUFFIX):
                 entries.append(name)
             elif name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                _remove_stale_temp(self._dir / name)
+                _remove_stale_temp(self._prefix + name)
         count = len(entries)
         if cull and count >= self._max_entries:
             # Django's file cache arithmetic: clear all, or remove count // CULL_FREQUENCY
@@ -334,7 +337,7 @@ class FileSystemCache(BaseCache):
                 victims = random.sample(entries, count // self._cull_frequency)
             for name in victims:
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._dir / name)
+                    os.unlink(self._prefix + name)
                     count -= 1
         shared.known = count
         shared.added = 0
@@ -422,9 +425,9 @@ class FileSystemCache(BaseCache):
             for name in names:
                 if name.endswith(SUFFIX):
                     with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self._dir / name)
+                        os.unlink(self._prefix + name)
                 elif name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                    _remove_stale_temp(self._dir / name)
+                    _remove_stale_temp(self._prefix + name)
             shared.known = 0
             shared.added = 0
 
