@@ -264,16 +264,24 @@ class FileSystemCache(BaseCache):
         renames the file into place and then closes the descriptor.
         """
         header = _HEADER.pack(_MAGIC, expiry, len(payload), zlib.crc32(payload))
-        temp = f"{self._prefix}{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
-        try:
-            fd = os.open(temp, flags, FILE_MODE)
-        except FileNotFoundError:
-            _recreate(self._dir)
-            fd = os.open(temp, flags, FILE_MODE)
-        try:
+        while True:
+            temp = f"{self._prefix}{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+            try:
+                fd = os.open(temp, flags, FILE_MODE)
+            except FileNotFoundError:
+                _recreate(self._dir)
+                fd = os.open(temp, flags, FILE_MODE)
             fcntl.flock(fd, fcntl.LOCK_EX)
-            os.fchmod(fd, FILE_MODE)  # the umask may have removed bits from FILE_MODE
+            info = os.fstat(fd)
+            if info.st_nlink:
+                break
+            # A sweeper took the file for a dead writer's in the instant between its
+            # creation and our lock, and removed it: start again under a new name.
+            os.close(fd)
+        try:
+            if info.st_mode & 0o777 != FILE_MODE:
+                os.fchmod(fd, FILE_MODE)  # the umask removed bits from FILE_MODE
             _write_all(fd, header)
             _write_all(fd, payload)
         except BaseException:
