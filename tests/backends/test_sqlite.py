@@ -40,7 +40,7 @@ def run(statements: list[str]) -> list[str]:
 
 def count_rows(cache: SQLiteCache) -> int:
     conn = cache._connection()
-    (rows,) = conn.execute(f'SELECT COUNT(*) FROM "{cache._table}"').fetchone()
+    (rows,) = conn.execute('SELECT COUNT(*) FROM "memokit_cache"').fetchone()
     (entries,) = conn.execute(cache._sql.count).fetchone()
     assert entries == rows, "the trigger-kept count drifted"
     return int(rows)
