@@ -104,6 +104,13 @@ class _Sql:
             f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '__deleted')} AFTER DELETE ON {t} "
             f"BEGIN UPDATE {meta} SET entries = entries - 1; END",
         ]
+        self.schema_names = [
+            table,
+            table + "__expires",
+            table + "__meta",
+            table + "__inserted",
+            table + "__deleted",
+        ]
         self.count = f"SELECT entries FROM {meta}"
         self.get = f"SELECT value, expires FROM {t} WHERE key = ?"
         self.has = f"SELECT 1 FROM {t} WHERE key = ? AND expires > ?"
@@ -139,10 +146,6 @@ def _placeholders(n: int) -> str:
 def _chunks(keys: list[str]) -> Iterator[list[str]]:
     for start in range(0, len(keys), _CHUNK):
         yield keys[start : start + _CHUNK]
-
-
-_schemas_done: set[tuple[str, str]] = set()
-_schemas_lock = threading.Lock()
 
 
 class SQLiteCache(BaseCache):
@@ -245,22 +248,23 @@ class SQLiteCache(BaseCache):
         return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        key = (str(self._path), self._table)
-        if key in _schemas_done:
-            return
-        with _schemas_lock:
-            if key in _schemas_done:
-                return
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-            if str(mode).lower() != "wal":
-                raise sqlite3.OperationalError(
-                    f"could not switch {str(self._path)!r} to WAL mode (got {mode!r}); "
-                    f"the file system must support shared memory (not a network share)"
-                )
+        # Checked on every new connection (one read), not once per process: the file
+        # may have been removed and made again since another connection looked.
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(
+                f"could not switch {str(self._path)!r} to WAL mode (got {mode!r}); "
+                f"the file system must support shared memory (not a network share)"
+            )
+        names = self._sql.schema_names
+        found = conn.execute(
+            f"SELECT COUNT(*) FROM sqlite_master WHERE name IN {_placeholders(len(names))}",
+            names,
+        ).fetchone()[0]
+        if found != len(names):
             with self._transaction(conn):
                 for statement in self._sql.schema:
                     conn.execute(statement)
-            _schemas_done.add(key)
 
     @staticmethod
     @contextmanager

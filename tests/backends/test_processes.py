@@ -17,6 +17,7 @@ import random
 import signal
 import subprocess
 import sys
+import threading
 import time
 import traceback
 from collections.abc import Callable, Iterator
@@ -326,3 +327,31 @@ def test_async_twins_never_block_the_event_loop(
         return ticks
 
     assert asyncio.run(scenario()) >= 5
+
+
+# -- opening a fresh store from everywhere at once ------------------------------------------
+
+
+@pytest.mark.slow
+def test_processes_and_threads_open_a_fresh_store_at_once(backend: str, location: str) -> None:
+    processes = [child(backend, location, "open") for _ in range(4)]
+    start = threading.Barrier(16)
+    errors: list[BaseException] = []
+
+    def worker(n: int) -> None:
+        try:
+            start.wait()
+            cache = open_cache(backend, location)
+            cache.set(n, n)
+            assert cache.incr(n) == n + 1
+        except BaseException as exc:  # recorded and asserted on below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert errors == []
+    assert [finish(process) for process in processes] == ["opened"] * 4
+    assert open_cache(backend, location).get_many(range(16)) == {n: n + 1 for n in range(16)}

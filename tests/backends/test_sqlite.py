@@ -397,3 +397,17 @@ def test_schema_is_made_once_and_kept(tmp_path: Path) -> None:
 def test_repr(cache: SQLiteCache, tmp_path: Path) -> None:
     expected = f"SQLiteCache(location={str(tmp_path / 'cache.sqlite3')!r}, table='memokit_cache')"
     assert repr(cache) == expected
+
+
+def test_a_removed_database_is_made_again(tmp_path: Path) -> None:
+    location = tmp_path / "c.db"
+    first = SQLiteCache(str(location))
+    first.set("key", 1)
+    first.close()
+    for name in os.listdir(tmp_path):
+        os.unlink(tmp_path / name)
+    again = SQLiteCache(str(location))
+    assert again.get("key") is None
+    again.set("key", 2)
+    assert again.get("key") == 2
+    assert stat.S_IMODE(os.stat(location).st_mode) == 0o600
