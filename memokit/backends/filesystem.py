@@ -166,7 +166,8 @@ class FileSystemCache(BaseCache):
         check_private_dir(path)
         self._dir = path
         self._prefix = str(path) + os.sep
-        self._shared = self._directory()
+        self._shared: _Directory | None = None
+        self._directory()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={str(self._dir)!r})"
@@ -174,7 +175,7 @@ class FileSystemCache(BaseCache):
     # -- helpers --------------------------------------------------------------
 
     def _directory(self) -> _Directory:
-        shared = self._shared if hasattr(self, "_shared") else None
+        shared = self._shared
         if shared is not None and shared.pid == os.getpid():
             return shared
         # First use in this process (or in a child after fork: the parent's descriptor
@@ -227,7 +228,7 @@ class FileSystemCache(BaseCache):
             if magic != _MAGIC:
                 problem = "is not a memokit entry"
             elif len(payload) != length:
-                problem = "is truncated"
+                problem = "is truncated" if len(payload) < length else "has bytes past its end"
             elif zlib.crc32(payload) != checksum:
                 problem = "fails its checksum"
             else:
@@ -396,22 +397,24 @@ class FileSystemCache(BaseCache):
 
     def _delete(self, key: str) -> bool:
         path = self._path(key)
-        with self._directory().locked():
+        shared = self._directory()
+        with shared.locked():
             entry = self._load(path)
             if entry is None:
                 return False
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-                self._shared.added -= 1
+                shared.added -= 1
         return entry[0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
         paths = [self._path(key) for key in keys]
-        with self._directory().locked():
+        shared = self._directory()
+        with shared.locked():
             for path in paths:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-                    self._shared.added -= 1
+                    shared.added -= 1
 
     def _incr(self, key: str, delta: int) -> Any:
         path = self._path(key)

@@ -251,7 +251,7 @@ def test_empty_file_is_a_silent_miss_and_removed(cache: FileSystemCache) -> None
     [
         (lambda data: data[:10], "truncated"),
         (lambda data: data[:-1], "truncated"),
-        (lambda data: data + b"x", "truncated"),
+        (lambda data: data + b"x", "past its end"),
         (lambda data: data[:-1] + bytes([data[-1] ^ 1]), "checksum"),
         (lambda data: b"XXXX" + data[4:], "not a memokit entry"),
         (lambda data: b"\x80\x04garbage that is not a cache file at all......", "not a memokit"),
@@ -365,8 +365,9 @@ def test_other_processes_entries_are_counted_at_the_periodic_rescan(tmp_path: Pa
     cache.set("first", 1)
     # Another process (simulated: a second, independent state) fills the directory.
     other = FileSystemCache(str(root), max_entries=1000)
-    other._shared = filesystem._Directory(root)
-    other._shared.known = 0
+    independent = filesystem._Directory(root)
+    independent.known = 0
+    other._shared = independent
     for i in range(40):
         other.set(f"other{i}", i)
     for i in range(20):
