@@ -81,6 +81,25 @@ os.register_at_fork(
 )
 
 
+class _ThreadConnection:
+    """One thread's connection; closed when the thread ends or the cache is dropped.
+
+    Closing explicitly (rather than leaving it to the garbage collector) keeps
+    Python 3.13+ from warning about unclosed connections, and the pid check keeps
+    a child process from closing a connection it inherited through fork.
+    """
+
+    __slots__ = ("conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            self.conn.close()
+
+
 def _quote(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
@@ -223,9 +242,9 @@ class SQLiteCache(BaseCache):
         """Return this thread's connection in this process, opening it if needed."""
         local = self._local
         try:
-            conn, pid = local.state
-            if pid == os.getpid():
-                return conn  # type: ignore[no-any-return]  # stored by this method
+            state = local.state
+            if state.pid == os.getpid():
+                return state.conn  # type: ignore[no-any-return]  # stored by this method
         except AttributeError:
             pass
         # New thread, or a child after fork: never touch an inherited connection.
@@ -235,6 +254,9 @@ class SQLiteCache(BaseCache):
             isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
             factory=_Connection,
             cached_statements=256,
+            # Used by one thread only; this lets _ThreadConnection close it from the
+            # thread that drops the last reference (the cache's, when it is collected).
+            check_same_thread=False,
         )
         try:
             conn.execute("PRAGMA synchronous=NORMAL")
@@ -244,7 +266,7 @@ class SQLiteCache(BaseCache):
             raise
         with _live_lock:
             _live.add(conn)
-        local.state = (conn, os.getpid())
+        local.state = _ThreadConnection(conn)
         return conn
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
@@ -283,9 +305,8 @@ class SQLiteCache(BaseCache):
     def close(self, **kwargs: Any) -> None:
         """Close this thread's connection; the next call opens a new one."""
         state = getattr(self._local, "state", None)
-        if state is not None and state[1] == os.getpid():
-            del self._local.state
-            state[0].close()
+        if state is not None and state.pid == os.getpid():
+            del self._local.state  # its __del__ closes the connection
 
     # -- encoding ---------------------------------------------------------------
 

@@ -411,3 +411,32 @@ def test_a_removed_database_is_made_again(tmp_path: Path) -> None:
     again.set("key", 2)
     assert again.get("key") == 2
     assert stat.S_IMODE(os.stat(location).st_mode) == 0o600
+
+
+def test_a_finished_threads_connection_is_closed(cache: SQLiteCache) -> None:
+    import gc
+
+    theirs: list[sqlite3.Connection] = []
+
+    def use() -> None:
+        cache.set("key", 1)
+        theirs.append(cache._connection())
+
+    thread = threading.Thread(target=use)
+    thread.start()
+    thread.join()
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        theirs[0].execute("SELECT 1")
+    assert cache.get("key") == 1
+
+
+def test_a_dropped_cache_closes_its_connection(tmp_path: Path) -> None:
+    import gc
+
+    cache = SQLiteCache(str(tmp_path / "c.db"))
+    conn = cache._connection()
+    del cache
+    gc.collect()
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        conn.execute("SELECT 1")
