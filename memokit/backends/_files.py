@@ -95,7 +95,5 @@ def create_private_file(path: Path) -> None:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, FILE_MODE)
     except FileExistsError:
         return
-    try:
-        os.fchmod(fd, FILE_MODE)
-    finally:
-        os.close(fd)
+    os.close(fd)
+    os.chmod(path, FILE_MODE)  # the umask may have removed bits from FILE_MODE

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import hashlib
 import math
 import os
 import random
 import secrets
 import struct
+import sys
 import threading
 import warnings
 import zlib
@@ -36,9 +36,12 @@ from pathlib import Path
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
-from ..exceptions import CorruptEntryWarning
+from ..exceptions import CorruptEntryWarning, ImproperlyConfigured
 from ._files import FILE_MODE, check_private_dir, location_path, make_private_dirs
 from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
+
+if sys.platform != "win32":
+    import fcntl
 
 SUFFIX = ".mkc"
 TEMP_PREFIX = ".tmp-"
@@ -159,6 +162,11 @@ class FileSystemCache(BaseCache):
         cull_frequency: int = 3,
         **settings: Unpack[CommonSettings],
     ) -> None:
+        if sys.platform == "win32":
+            raise ImproperlyConfigured(
+                "the filesystem backend needs POSIX file locks (fcntl.flock); "
+                "on Windows use BACKEND='sqlite' for a persistent cache"
+            )
         path = location_path(location, "filesystem")
         super().__init__(os.fspath(location), **settings)
         self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)

@@ -420,3 +420,11 @@ def test_failed_publish_of_add_and_incr_keeps_the_old_value(
 
 def test_repr_names_the_directory(cache: FileSystemCache, tmp_path: Path) -> None:
     assert repr(cache) == f"FileSystemCache(location={str(tmp_path / 'cache')!r})"
+
+
+def test_windows_is_told_to_use_sqlite(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setattr(sys, "platform", "win32")
+    with pytest.raises(ImproperlyConfigured, match="BACKEND='sqlite'"):
+        FileSystemCache(str(tmp_path / "cache"))
