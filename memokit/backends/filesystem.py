@@ -104,6 +104,16 @@ _directories: dict[tuple[Path, int], _Directory] = {}
 _directories_lock = threading.Lock()
 
 
+def _after_fork_in_child() -> None:
+    # Another thread may have held the lock at the fork; the child has only this thread.
+    global _directories_lock
+    _directories_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def _recreate(path: Path) -> None:
     # The directory was removed while in use (Django re-creates it too).
     make_private_dirs(path)

@@ -440,3 +440,10 @@ def test_a_dropped_cache_closes_its_connection(tmp_path: Path) -> None:
     gc.collect()
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         conn.execute("SELECT 1")
+
+
+def test_a_damaged_database_file_fails_clearly_at_open(tmp_path: Path) -> None:
+    location = tmp_path / "c.db"
+    location.write_bytes(b"this is not an SQLite database" * 100)
+    with pytest.raises(sqlite3.DatabaseError, match="not a database"):
+        SQLiteCache(str(location))
