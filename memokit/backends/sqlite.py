@@ -297,17 +297,20 @@ class SQLiteCache(BaseCache):
         conn.execute("BEGIN IMMEDIATE")
         try:
             yield conn
+            conn.execute("COMMIT")
         except BaseException:
+            # Also when COMMIT itself fails (a full disk can fail it): never leave the
+            # connection inside a transaction that would hold the write lock.
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
-        conn.execute("COMMIT")
 
     def close(self, **kwargs: Any) -> None:
         """Close this thread's connection; the next call opens a new one."""
         state = getattr(self._local, "state", None)
         if state is not None and state.pid == os.getpid():
-            del self._local.state  # its __del__ closes the connection
+            del self._local.state
+            state.conn.close()
 
     # -- encoding ---------------------------------------------------------------
 
