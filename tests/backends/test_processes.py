@@ -74,6 +74,8 @@ def check_value(key: str, value: Any) -> None:
 CHILD = (
     "from __future__ import annotations\n"
     "import hashlib, json, os, pickle, random, sys, threading, time, traceback\n"
+    "import warnings\n"
+    "warnings.simplefilter('error')  # a CorruptEntryWarning in a child fails the test\n"
     "import memokit\n"
     "from typing import Any\n"
     + inspect.getsource(open_cache)
