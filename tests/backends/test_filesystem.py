@@ -428,3 +428,26 @@ def test_windows_is_told_to_use_sqlite(tmp_path: Path, monkeypatch: pytest.Monke
     monkeypatch.setattr(sys, "platform", "win32")
     with pytest.raises(ImproperlyConfigured, match="BACKEND='sqlite'"):
         FileSystemCache(str(tmp_path / "cache"))
+
+
+def test_incr_and_add_from_threads_are_atomic(tmp_path: Path) -> None:
+    location = str(tmp_path / "cache")
+    FileSystemCache(location).set("n", 0, None)
+    start = threading.Barrier(8)
+    won: list[int] = []
+
+    def worker(n: int) -> None:
+        cache = FileSystemCache(location)
+        start.wait()
+        for i in range(100):
+            cache.incr("n")
+            if cache.add(f"once{i}", n):
+                won.append(i)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert FileSystemCache(location).get("n") == 800
+    assert sorted(won) == list(range(100))
