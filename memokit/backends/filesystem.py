@@ -227,35 +227,26 @@ class FileSystemCache(BaseCache):
         among errors, any other ``OSError`` propagates.
         """
         try:
-            with open(path, "rb", buffering=0) as file:
-                data = file.readall()
-                inode = os.fstat(file.fileno()).st_ino
+            file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
         except FileNotFoundError:
             return None
-        problem = None
-        if not data:
-            # What a crash before the first write leaves (or an OS crash before the data
-            # reached the disk): Django reads it as expired, without complaint.
-            _remove_if_same(path, inode)
-            return None
-        if len(data) < _HEADER.size:
-            problem = "is truncated"
-        else:
-            magic, expiry, length, checksum = _HEADER.unpack_from(data)
-            payload = data[_HEADER.size :]
-            if magic != _MAGIC:
-                problem = "is not a memokit entry"
-            elif len(payload) != length:
-                problem = "is truncated" if len(payload) < length else "has bytes past its end"
-            elif zlib.crc32(payload) != checksum:
-                problem = "fails its checksum"
-            else:
-                return expiry, payload
-        warnings.warn(
-            f"cache file {path!r} {problem}; it is treated as a miss and removed",
-            CorruptEntryWarning,
-            stacklevel=5,
-        )
+        with file:
+            data = file.readall()
+            problem = _problem(data)
+            if problem is None:
+                _, expiry, _, _ = _HEADER.unpack_from(data)
+                return expiry, data[_HEADER.size :]
+            # Only now the inode: it tells our damaged file from one renamed in since.
+            inode = os.fstat(file.fileno()).st_ino
+        if problem:
+            warnings.warn(
+                f"cache file {path!r} {problem}; it is treated as a miss and removed",
+                CorruptEntryWarning,
+                stacklevel=5,
+            )
+        # An empty file (problem == "") is what a crash before the first write leaves,
+        # or an OS crash before the data reached the disk: Django reads it as expired,
+        # without complaint.
         _remove_if_same(path, inode)
         return None
 
@@ -459,6 +450,23 @@ class FileSystemCache(BaseCache):
                     _remove_stale_temp(self._prefix + name)
             shared.known = 0
             shared.added = 0
+
+
+def _problem(data: bytes) -> str | None:
+    """Say what is wrong with the bytes of an entry file: None if nothing, "" if empty."""
+    if not data:
+        return ""
+    if len(data) < _HEADER.size:
+        return "is truncated"
+    magic, _, length, checksum = _HEADER.unpack_from(data)
+    if magic != _MAGIC:
+        return "is not a memokit entry"
+    size = len(data) - _HEADER.size
+    if size != length:
+        return "is truncated" if size < length else "has bytes past its end"
+    if zlib.crc32(memoryview(data)[_HEADER.size :]) != checksum:
+        return "fails its checksum"
+    return None
 
 
 def _write_all(fd: int, data: bytes) -> None:
