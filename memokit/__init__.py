@@ -13,12 +13,15 @@ from typing import TYPE_CHECKING
 from ._version import __version__
 from .backends.base import MISSING, BaseCache, Capabilities
 from .backends.dummy import DummyCache
+from .backends.filesystem import FileSystemCache
 from .backends.memory import MemoryCache
+from .backends.sqlite import SQLiteCache
 from .config import CacheHandler, caches, configure, create_cache
 from .exceptions import (
     BackendError,
     BackendUnavailable,
     CacheKeyWarning,
+    CorruptEntryWarning,
     ImproperlyConfigured,
     InvalidCacheBackendError,
     InvalidCacheKey,
@@ -45,13 +48,16 @@ __all__ = [
     "CacheHandler",
     "CacheKeyWarning",
     "Capabilities",
+    "CorruptEntryWarning",
     "DummyCache",
+    "FileSystemCache",
     "ImproperlyConfigured",
     "InvalidCacheBackendError",
     "InvalidCacheKey",
     "MemokitError",
     "MemoryCache",
     "PickleSerializer",
+    "SQLiteCache",
     "Serializer",
     "Timeout",
     "__version__",

@@ -29,3 +29,7 @@ class BackendError(MemokitError):
 
 class BackendUnavailable(BackendError):
     """The backend could not be reached at all."""
+
+
+class CorruptEntryWarning(RuntimeWarning):
+    """A stored entry was damaged (truncated, bad checksum); it was read as a miss and removed."""

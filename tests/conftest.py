@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import freezegun
 import pytest
 from freezegun import freeze_time
 
@@ -37,8 +38,18 @@ def _unique(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"test-{uuid.uuid4().hex}"
 
 
+def _directory(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(tmp_path / "filesystem-cache")
+
+
+def _database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    return str(tmp_path / "cache.sqlite3")
+
+
 BACKENDS = [
     pytest.param(BackendSpec("memory", _unique), id="memory"),
+    pytest.param(BackendSpec("filesystem", _directory), id="filesystem"),
+    pytest.param(BackendSpec("sqlite", _database), id="sqlite"),
 ]
 """Every backend that stores data; each runs the whole conformance suite."""
 
@@ -105,8 +116,18 @@ class Clock:
 def clock(make_cache: CacheFactory) -> Iterator[Clock]:
     """A clock for the backend: freezegun when it computes expiry in this process."""
     if make_cache().capabilities.local_clock:
-        with freeze_time(real_asyncio=True) as frozen:
-            yield Clock(frozen)
+        # freezegun hands the real time to calls made under a `threading` frame by
+        # default; the async twins of blocking backends run in worker threads, and
+        # those must see the frozen clock too.
+        saved = list(freezegun.config.settings.default_ignore_list)
+        freezegun.configure(
+            default_ignore_list=[name for name in saved if name not in ("threading", "queue")]
+        )
+        try:
+            with freeze_time(real_asyncio=True) as frozen:
+                yield Clock(frozen)
+        finally:
+            freezegun.configure(default_ignore_list=saved)
     else:
         yield Clock(None)
 

@@ -6,7 +6,9 @@ from .base import MISSING, BaseCache, Capabilities
 
 BACKENDS: dict[str, str] = {
     "dummy": "memokit.backends.dummy.DummyCache",
+    "filesystem": "memokit.backends.filesystem.FileSystemCache",
     "memory": "memokit.backends.memory.MemoryCache",
+    "sqlite": "memokit.backends.sqlite.SQLiteCache",
 }
 """Short names accepted as ``BACKEND``, mapped to the class they name."""
 

@@ -1,0 +1,455 @@
+"""A persistent backend in one SQLite database file, shared by threads and processes.
+
+The database runs in WAL mode with ``synchronous=NORMAL``: readers never block the
+writer, and a crash of the application loses nothing that was committed (a power
+failure may lose the last commits, never consistency). Each thread of each process
+has its own connection; a connection inherited through ``fork`` is never used nor
+closed by the child, since closing it could disturb the parent's locks and WAL.
+
+Schema (for ``TABLE="memokit_cache"``): ``memokit_cache(key, value, expires)``
+without rowid, an index on ``expires``, and a one-row table ``memokit_cache__meta``
+whose entry count two triggers keep exact, so that the cull check reads one row
+instead of running ``COUNT(*)``. ``expires`` is an absolute ``time.time()`` (``inf``
+for never) computed in Python, so freezegun controls expiry. Exact ``int`` values
+in the 64-bit range are stored as SQLite integers (when the serializer is pickle),
+which lets ``incr`` add inside one ``UPDATE``; everything else is a serialised blob.
+"""
+
+# ruff: noqa: S608 - SQL is built only in _Sql, from the table name passed through
+# _quote (an identifier, quotes doubled); every value is a bound parameter.
+
+from __future__ import annotations
+
+import itertools
+import math
+import os
+import sqlite3
+import threading
+import weakref
+from collections.abc import Iterator
+from contextlib import contextmanager
+from time import time as _now
+from typing import Any, ClassVar, Unpack
+
+from ..exceptions import ImproperlyConfigured
+from ..serializers import PickleSerializer
+from ._files import create_private_file, location_path, make_private_dirs
+from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
+
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
+_CHUNK = 500  # keys per IN (...) list, well under SQLite's bound-parameter limit
+_PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
+_PURGE_BATCH = 256
+
+
+class _Connection(sqlite3.Connection):
+    """A connection that can be weakly referenced (``sqlite3.Connection`` cannot)."""
+
+
+# Connections made in this process, and those a fork handed to this process. The
+# latter are kept referenced forever: if the child let the garbage collector close
+# them, SQLite could checkpoint or unlink the WAL the parent is using.
+_live: weakref.WeakSet[_Connection] = weakref.WeakSet()
+_live_lock = threading.Lock()
+_inherited: list[_Connection] = []
+_forking: list[_Connection] = []
+
+
+def _before_fork() -> None:
+    _live_lock.acquire()
+    _forking[:] = list(_live)
+
+
+def _after_fork_in_parent() -> None:
+    _forking.clear()
+    _live_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _live_lock
+    _inherited.extend(_forking)
+    _forking.clear()
+    _live.clear()
+    _live_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):  # POSIX; there is no fork on Windows
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+class _ThreadConnection:
+    """One thread's connection; closed when the thread ends or the cache is dropped.
+
+    Closing explicitly (rather than leaving it to the garbage collector) keeps
+    Python 3.13+ from warning about unclosed connections, and the pid check keeps
+    a child process from closing a connection it inherited through fork.
+    """
+
+    __slots__ = ("conn", "pid")
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self.conn = conn
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid():
+            self.conn.close()
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class _Sql:
+    """Every statement for one table, written once; values are always parameters."""
+
+    def __init__(self, table: str) -> None:
+        t = _quote(table)
+        meta = _quote(table + "__meta")
+        self.schema = [
+            f"CREATE TABLE IF NOT EXISTS {t} "
+            f"(key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL) "
+            f"WITHOUT ROWID",
+            f"CREATE INDEX IF NOT EXISTS {_quote(table + '__expires')} ON {t} (expires)",
+            f"CREATE TABLE IF NOT EXISTS {meta} "
+            f"(id INTEGER PRIMARY KEY CHECK (id = 0), entries INTEGER NOT NULL)",
+            f"INSERT OR IGNORE INTO {meta} (id, entries) VALUES (0, (SELECT COUNT(*) FROM {t}))",
+            f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '__inserted')} AFTER INSERT ON {t} "
+            f"BEGIN UPDATE {meta} SET entries = entries + 1; END",
+            f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '__deleted')} AFTER DELETE ON {t} "
+            f"BEGIN UPDATE {meta} SET entries = entries - 1; END",
+        ]
+        self.schema_names = [
+            table,
+            table + "__expires",
+            table + "__meta",
+            table + "__inserted",
+            table + "__deleted",
+        ]
+        self.count = f"SELECT entries FROM {meta}"
+        self.get = f"SELECT value, expires FROM {t} WHERE key = ?"
+        self.has = f"SELECT 1 FROM {t} WHERE key = ? AND expires > ?"
+        self.get_many = f"SELECT key, value, expires FROM {t} WHERE key IN "
+        self.upsert = (
+            f"INSERT INTO {t} (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key) "
+            f"DO UPDATE SET value = excluded.value, expires = excluded.expires"
+        )
+        # One statement: it stores only when the row is absent or expired.
+        self.add = self.upsert + f" WHERE {t}.expires <= ?"
+        self.touch = f"UPDATE {t} SET expires = ? WHERE key = ? AND expires > ?"
+        self.delete = f"DELETE FROM {t} WHERE key = ? RETURNING expires"
+        self.delete_many = f"DELETE FROM {t} WHERE key IN "
+        self.delete_expired_key = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
+        self.delete_expired_keys = f"DELETE FROM {t} WHERE expires <= ? AND key IN "
+        self.incr = (
+            f"UPDATE {t} SET value = value + ? WHERE key = ? AND expires > ? "
+            f"AND typeof(value) = 'integer' AND value BETWEEN ? AND ? RETURNING value"
+        )
+        self.update_value = f"UPDATE {t} SET value = ? WHERE key = ?"
+        self.purge = (
+            f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
+        )
+        self.purge_all = f"DELETE FROM {t} WHERE expires <= ?"
+        self.cull = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} ORDER BY expires LIMIT ?)"
+        self.clear = f"DELETE FROM {t}"
+
+
+def _placeholders(n: int) -> str:
+    return "(" + ",".join("?" * n) + ")"
+
+
+def _chunks(keys: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(keys), _CHUNK):
+        yield keys[start : start + _CHUNK]
+
+
+class SQLiteCache(BaseCache):
+    """Persistent cache in an SQLite database file, shared by threads and processes."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        culls=True,
+        cull_rule="count >= MAX_ENTRIES",
+        lru=False,
+        local_clock=True,
+        atomic_incr=True,
+        cross_process=True,
+        persistent=True,
+        blocking_io=True,
+    )
+    option_names: ClassVar[frozenset[str]] = BaseCache.option_names | {
+        "MAX_ENTRIES",
+        "CULL_FREQUENCY",
+        "TABLE",
+        "BUSY_TIMEOUT",
+    }
+
+    def __init__(
+        self,
+        location: str | os.PathLike[str] = "",
+        *,
+        max_entries: int = 300,
+        cull_frequency: int = 3,
+        table: str = "memokit_cache",
+        busy_timeout: float = 5.0,
+        **settings: Unpack[CommonSettings],
+    ) -> None:
+        if isinstance(location, str) and (location == ":memory:" or location.startswith("file:")):
+            raise ImproperlyConfigured(
+                f"LOCATION of the sqlite backend must be a database file path, not "
+                f"{location!r}: an in-memory database is private to one connection. "
+                f"Use the 'memory' backend for an in-process cache."
+            )
+        path = location_path(location, "sqlite")
+        super().__init__(os.fspath(location), **settings)
+        self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
+        if not isinstance(table, str) or not table or "\x00" in table:
+            raise ImproperlyConfigured(
+                f"TABLE must be a non-empty str without NUL characters, not {table!r}; "
+                f"for example OPTIONS={{'TABLE': 'memokit_cache'}}"
+            )
+        if (
+            isinstance(busy_timeout, bool)
+            or not isinstance(busy_timeout, int | float)
+            or not 0 <= busy_timeout < math.inf
+        ):
+            raise ImproperlyConfigured(
+                f"BUSY_TIMEOUT must be a finite number of seconds >= 0, not {busy_timeout!r}; "
+                f"for example OPTIONS={{'BUSY_TIMEOUT': 5}}"
+            )
+        self._path = path
+        self._table = table
+        self._busy_timeout = float(busy_timeout)
+        self._sql = _Sql(table)
+        self._local = threading.local()
+        self._writes = itertools.count()
+        self._raw_ints = type(self.serializer) is PickleSerializer
+        make_private_dirs(path.parent)
+        # SQLite gives its -wal and -shm files the database file's mode, so 0600 here
+        # keeps all three private whatever the umask.
+        create_private_file(path)
+        self._connection()  # fail now, with the real error, rather than at first use
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(location={str(self._path)!r}, table={self._table!r})"
+
+    # -- connections ------------------------------------------------------------
+
+    def _connection(self) -> sqlite3.Connection:
+        """Return this thread's connection in this process, opening it if needed."""
+        local = self._local
+        try:
+            state = local.state
+            if state.pid == os.getpid():
+                return state.conn  # type: ignore[no-any-return]  # stored by this method
+        except AttributeError:
+            pass
+        # New thread, or a child after fork: never touch an inherited connection.
+        conn = sqlite3.connect(
+            self._path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
+            factory=_Connection,
+            cached_statements=256,
+            # Used by one thread only; this lets _ThreadConnection close it from the
+            # thread that drops the last reference (the cache's, when it is collected).
+            check_same_thread=False,
+        )
+        try:
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._ensure_schema(conn)
+        except BaseException:
+            conn.close()
+            raise
+        with _live_lock:
+            _live.add(conn)
+        local.state = _ThreadConnection(conn)
+        return conn
+
+    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
+        # Checked on every new connection (one read), not once per process: the file
+        # may have been removed and made again since another connection looked.
+        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+        if str(mode).lower() != "wal":
+            raise sqlite3.OperationalError(
+                f"could not switch {str(self._path)!r} to WAL mode (got {mode!r}); "
+                f"the file system must support shared memory (not a network share)"
+            )
+        names = self._sql.schema_names
+        found = conn.execute(
+            f"SELECT COUNT(*) FROM sqlite_master WHERE name IN {_placeholders(len(names))}",
+            names,
+        ).fetchone()[0]
+        if found != len(names):
+            with self._transaction(conn):
+                for statement in self._sql.schema:
+                    conn.execute(statement)
+
+    @staticmethod
+    @contextmanager
+    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+        # IMMEDIATE takes the write lock at BEGIN, so the busy timeout covers the whole
+        # wait; a deferred transaction that upgrades later can fail with "locked" at once.
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+            conn.execute("COMMIT")
+        except BaseException:
+            # Also when COMMIT itself fails (a full disk can fail it): never leave the
+            # connection inside a transaction that would hold the write lock.
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+
+    def close(self, **kwargs: Any) -> None:
+        """Close this thread's connection; the next call opens a new one."""
+        state = getattr(self._local, "state", None)
+        if state is not None and state.pid == os.getpid():
+            del self._local.state
+            state.conn.close()
+
+    # -- encoding ---------------------------------------------------------------
+
+    def _encode(self, value: Any) -> Any:
+        if self._raw_ints and type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+            return value
+        return self.serializer.dumps(value)
+
+    def _decode(self, payload: Any) -> Any:
+        if type(payload) is int:
+            return payload
+        return self.serializer.loads(payload)
+
+    @staticmethod
+    def _expiry(timeout: float | None) -> float:
+        return math.inf if timeout is None else _now() + timeout
+
+    # -- culling ----------------------------------------------------------------
+
+    def _cull_if_full(self, conn: sqlite3.Connection, in_transaction: bool) -> None:
+        max_entries = self._max_entries  # read on every call, as Django's tests expect
+        (entries,) = conn.execute(self._sql.count).fetchone()
+        if entries < max_entries:
+            if next(self._writes) % _PURGE_EVERY == _PURGE_EVERY - 1:
+                conn.execute(self._sql.purge, (_now(), _PURGE_BATCH))
+            return
+        if in_transaction:
+            self._cull(conn, max_entries)
+        else:
+            with self._transaction(conn):
+                self._cull(conn, max_entries)
+
+    def _cull(self, conn: sqlite3.Connection, max_entries: int) -> None:
+        # Re-read under the write lock: another process may have culled meanwhile.
+        (entries,) = conn.execute(self._sql.count).fetchone()
+        if entries < max_entries:
+            return
+        if self._cull_frequency == 0:
+            conn.execute(self._sql.clear)
+            return
+        # Expired rows go first (through the index); then, if still full, the
+        # count // CULL_FREQUENCY rows that expire soonest, so "forever" rows go last.
+        conn.execute(self._sql.purge_all, (_now(),))
+        (entries,) = conn.execute(self._sql.count).fetchone()
+        if entries >= max_entries:
+            conn.execute(self._sql.cull, (entries // self._cull_frequency,))
+
+    # -- primitives -------------------------------------------------------------
+
+    def _get(self, key: str) -> Any:
+        conn = self._connection()
+        row = conn.execute(self._sql.get, (key,)).fetchone()
+        if row is None:
+            return MISSING
+        now = _now()
+        if row[1] <= now:
+            conn.execute(self._sql.delete_expired_key, (key, now))
+            return MISSING
+        return row[0]
+
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        conn = self._connection()
+        now = _now()
+        found: dict[str, Any] = {}
+        expired: list[str] = []
+        for chunk in _chunks(keys):
+            sql = self._sql.get_many + _placeholders(len(chunk))
+            for key, value, expires in conn.execute(sql, chunk):
+                if expires <= now:
+                    expired.append(key)
+                else:
+                    found[key] = value
+        for chunk in _chunks(expired):
+            conn.execute(self._sql.delete_expired_keys + _placeholders(len(chunk)), [now, *chunk])
+        return found
+
+    def _has_key(self, key: str) -> bool:
+        row = self._connection().execute(self._sql.has, (key, _now())).fetchone()
+        return row is not None
+
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        conn = self._connection()
+        self._cull_if_full(conn, in_transaction=False)
+        conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
+
+    def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        conn = self._connection()
+        expiry = self._expiry(timeout)
+        with self._transaction(conn):
+            self._cull_if_full(conn, in_transaction=True)
+            conn.executemany(
+                self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
+            )
+        return []
+
+    def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+        conn = self._connection()
+        self._cull_if_full(conn, in_transaction=False)
+        cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
+        return cursor.rowcount == 1
+
+    def _touch(self, key: str, timeout: float | None) -> bool:
+        now = _now()
+        expiry = math.inf if timeout is None else now + timeout
+        cursor = self._connection().execute(self._sql.touch, (expiry, key, now))
+        return cursor.rowcount == 1
+
+    def _delete(self, key: str) -> bool:
+        rows = self._connection().execute(self._sql.delete, (key,)).fetchall()
+        return bool(rows) and rows[0][0] > _now()
+
+    def _delete_many(self, keys: list[str]) -> None:
+        conn = self._connection()
+        if len(keys) <= _CHUNK:
+            conn.execute(self._sql.delete_many + _placeholders(len(keys)), keys)
+            return
+        with self._transaction(conn):
+            for chunk in _chunks(keys):
+                conn.execute(self._sql.delete_many + _placeholders(len(chunk)), chunk)
+
+    def _incr(self, key: str, delta: int) -> Any:
+        conn = self._connection()
+        if self._raw_ints and _INT64_MIN <= delta <= _INT64_MAX:
+            # The common case in one atomic statement; the bounds keep the sum in 64 bits
+            # (SQLite would turn an overflowing sum into a float).
+            low = _INT64_MIN - min(delta, 0)
+            high = _INT64_MAX - max(delta, 0)
+            row = conn.execute(self._sql.incr, (delta, key, _now(), low, high)).fetchone()
+            if row is not None:
+                return row[0]
+        # A pickled number (big int, float, bool ...) or a missing key: read, add and
+        # write back under the write lock, which no other process can take meanwhile.
+        with self._transaction(conn):
+            row = conn.execute(self._sql.get, (key,)).fetchone()
+            if row is None or row[1] <= _now():
+                return MISSING
+            value = self._decode(row[0]) + delta
+            conn.execute(self._sql.update_value, (self._encode(value), key))
+            return value
+
+    def _clear(self) -> None:
+        self._connection().execute(self._sql.clear)
