@@ -87,5 +87,7 @@ def memcached_address(stack: contextlib.ExitStack) -> LocationMaker:
 
 BACKENDS: list[SuiteBackend] = [
     SuiteBackend("memory", unique_name),
+    SuiteBackend("filesystem", temporary_directory),
+    SuiteBackend("sqlite", temporary_sqlite_file),
 ]
 """Every memokit backend that stores data. Adding one is one line here."""
