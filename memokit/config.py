@@ -172,3 +172,7 @@ class DefaultCacheProxy:
 
     def __repr__(self) -> str:
         return f"<default cache: {caches[DEFAULT_CACHE_ALIAS]!r}>"
+
+
+# isinstance(memokit.cache, BaseCache) holds, as its declared type says.
+BaseCache.register(DefaultCacheProxy)

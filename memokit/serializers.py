@@ -64,8 +64,8 @@ def get_serializer(serializer: Serializer | str | None) -> Serializer:
         return PickleSerializer()
     if isinstance(serializer, str):
         serializer = import_string(serializer, "SERIALIZER")
-        if isinstance(serializer, type):
-            serializer = serializer()
+    if isinstance(serializer, type):
+        serializer = serializer()
     if not isinstance(serializer, Serializer):
         raise ImproperlyConfigured(
             f"SERIALIZER must have dumps(value) -> bytes and loads(bytes) -> value, "

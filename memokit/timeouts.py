@@ -7,6 +7,8 @@ expire) or a number of seconds; zero or less means "expire at once".
 from __future__ import annotations
 
 import enum
+import math
+import numbers
 from typing import Final, Literal, TypeAlias
 
 
@@ -33,10 +35,13 @@ def check_timeout(
     if timeout is None:
         return None
     cls = type(timeout)
-    if cls is int or cls is float:
+    if cls is int:
         return timeout  # type: ignore[return-value]  # narrowed by the exact type check
-    if isinstance(timeout, int | float) and not isinstance(timeout, bool):
-        return float(timeout)
+    if cls is float or (cls is not bool and isinstance(timeout, numbers.Real)):
+        seconds = float(timeout)  # type: ignore[arg-type]  # a Real, checked above
+        if math.isnan(seconds):
+            raise error(f"{name} must be a number of seconds or None, not NaN")
+        return None if seconds == math.inf else seconds  # infinitely long: never expire
     raise error(
         f"{name} must be a number of seconds, None (never expire) or DEFAULT_TIMEOUT, "
         f"not {timeout!r} ({cls.__name__}); pass for example {name}=300"

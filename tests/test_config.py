@@ -125,6 +125,18 @@ def test_default_proxy_follows_reconfiguration() -> None:
         ),
         ({"default": {"BACKEND": "memory", "KEY_PREFIX": 5}}, ImproperlyConfigured, "KEY_PREFIX"),
         ({"default": "memory"}, ImproperlyConfigured, "must be a mapping"),
+        ({"default": {"BACKEND": "memory", "VERSION": "2"}}, ImproperlyConfigured, "VERSION"),
+        ({"default": {"BACKEND": "memory", "LOCATION": ["a"]}}, ImproperlyConfigured, "LOCATION"),
+        (
+            {"default": {"BACKEND": "memory", "TIMEOUT": float("nan")}},
+            ImproperlyConfigured,
+            "TIMEOUT",
+        ),
+        (
+            {"default": {"BACKEND": "memory", "OPTIONS": {"MAX_ENTRIES": 1, "max_entries": 2}}},
+            ImproperlyConfigured,
+            "MAX_ENTRIES twice",
+        ),
     ],
 )
 def test_bad_settings_raise_at_configure(caches: Any, error: type[Exception], message: str) -> None:
@@ -165,3 +177,15 @@ def test_close_all() -> None:
     memokit.caches.close_all()
     memokit.cache.set("still", "works")
     assert memokit.cache.get("still") == "works"
+
+
+def test_serializer_given_as_a_class_is_instantiated() -> None:
+    from memokit import PickleSerializer
+
+    cache = MemoryCache("serializer-class", serializer=PickleSerializer)  # type: ignore[arg-type]
+    cache.set("key", [1])
+    assert cache.get("key") == [1]
+
+
+def test_default_proxy_is_a_base_cache() -> None:
+    assert isinstance(memokit.cache, memokit.BaseCache)

@@ -22,11 +22,14 @@ from __future__ import annotations
 import abc
 import asyncio
 import enum
+import functools
+import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, TypedDict, TypeVar
+from typing import Any, ClassVar, Final, Literal, TypedDict, TypeVar
 
 from ..exceptions import CacheKeyWarning, ImproperlyConfigured, InvalidCacheKey
 from ..keys import KeyFunc, get_key_func, key_is_clean, memcache_key_warnings
@@ -34,6 +37,25 @@ from ..serializers import Serializer, get_serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 
 T = TypeVar("T")
+
+
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _caller_stacklevel() -> int:
+    """The ``stacklevel`` that points a warning at the first frame outside memokit."""
+    # Key validation is reached through different depths (get, get_many, the async
+    # twins, a decorator); walk out of the package rather than guess a number.
+    frame = sys._getframe(1)
+    level = 1
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+        or frame.f_code.co_filename.startswith("<frozen")
+        or "asyncio" in frame.f_code.co_filename
+    ):
+        frame = frame.f_back  # type: ignore[assignment]  # None ends the loop
+        level += 1
+    return level
 
 
 class _Missing(enum.Enum):
@@ -55,7 +77,7 @@ class Capabilities:
     """Keeps what it is given (False only for the dummy backend)."""
     culls: bool = False
     """Honours ``MAX_ENTRIES``/``CULL_FREQUENCY`` with Django's arithmetic."""
-    cull_rule: str = "count >= MAX_ENTRIES"
+    cull_rule: Literal["count >= MAX_ENTRIES", "count > MAX_ENTRIES"] = "count >= MAX_ENTRIES"
     """When a cull starts: Django's locmem/filebased rule or its db rule (``count > ...``)."""
     lru: bool = False
     """Culls the least recently used entries (``get``, ``set`` and ``incr`` refresh)."""
@@ -117,11 +139,18 @@ class BaseCache(abc.ABC):
         key_function: KeyFunc | str | None = None,
         serializer: Serializer | str | None = None,
     ) -> None:
+        if not isinstance(location, str):
+            raise ImproperlyConfigured(
+                f"LOCATION must be a str for {type(self).__name__}, not {location!r}"
+            )
         self.location = location
         self.default_timeout = check_timeout(timeout, "TIMEOUT", ImproperlyConfigured)
         if not isinstance(key_prefix, str):
             raise ImproperlyConfigured(f"KEY_PREFIX must be a str, not {key_prefix!r}")
         self.key_prefix = key_prefix
+        if type(version) is not int:
+            # incr_version adds to it; Django accepts anything and fails there, later.
+            raise ImproperlyConfigured(f"VERSION must be an int, not {version!r}; e.g. VERSION=1")
         self.version = version
         self.key_func = get_key_func(key_function)
         self.serializer = get_serializer(serializer)
@@ -135,6 +164,10 @@ class BaseCache(abc.ABC):
         unknown = []
         for name, value in options.items():
             if isinstance(name, str) and name.upper() in cls.option_names:
+                if name.lower() in kwargs:
+                    raise ImproperlyConfigured(
+                        f"OPTIONS gives {name.upper()} twice, in two spellings; keep one"
+                    )
                 kwargs[name.lower()] = value
             else:
                 unknown.append(name)
@@ -164,11 +197,11 @@ class BaseCache(abc.ABC):
         for message in memcache_key_warnings(key):
             if self.capabilities.strict_keys:
                 raise InvalidCacheKey(message)
-            warnings.warn(message, CacheKeyWarning, stacklevel=4)
+            warnings.warn(message, CacheKeyWarning, stacklevel=_caller_stacklevel())
 
     def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
-        """Return the final key after validating it."""
-        made = self.key_func(key, self.key_prefix, self.version if version is None else version)
+        """Return the final key (``make_key``) after validating it (``validate_key``)."""
+        made = self.make_key(key, version)
         self.validate_key(made)
         return made
 
@@ -200,7 +233,11 @@ class BaseCache(abc.ABC):
 
     @abc.abstractmethod
     def _get(self, key: str) -> Any:
-        """Return the payload stored at ``key``, or ``MISSING``."""
+        """Return the payload stored at ``key``, or ``MISSING``.
+
+        Whatever ``_get`` returns, ``_set`` must accept: ``incr_version`` moves
+        payloads between keys without decoding them.
+        """
 
     @abc.abstractmethod
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
@@ -220,7 +257,10 @@ class BaseCache(abc.ABC):
 
     @abc.abstractmethod
     def _incr(self, key: str, delta: int) -> Any:
-        """Add ``delta`` to a live entry, keeping its expiry; return the result or ``MISSING``."""
+        """Add ``delta`` to a live entry, keeping its expiry; return the result or ``MISSING``.
+
+        A value that cannot be added to raises ``TypeError``, whatever the store says.
+        """
 
     @abc.abstractmethod
     def _clear(self) -> None:
@@ -299,8 +339,8 @@ class BaseCache(abc.ABC):
     ) -> None:
         """Store ``value`` at ``key``; a timeout of 0 or less removes the key instead."""
         made = self.make_and_validate_key(key, version)
-        payload = self._encode(value)
         seconds = self._seconds(timeout)
+        payload = self._encode(value)
         if seconds is not None and seconds <= 0:
             self._delete(made)
         else:
@@ -311,8 +351,8 @@ class BaseCache(abc.ABC):
     ) -> bool:
         """Store ``value`` only if ``key`` is absent; return True if stored (or timeout <= 0)."""
         made = self.make_and_validate_key(key, version)
-        payload = self._encode(value)
         seconds = self._seconds(timeout)
+        payload = self._encode(value)
         if seconds is not None and seconds <= 0:
             # Django's answer: True when nothing live is there, and nothing is stored.
             return not self._has_key(made)
@@ -327,17 +367,18 @@ class BaseCache(abc.ABC):
     ) -> Any:
         """Return the value at ``key``; on a miss store ``default`` (called if callable)."""
         made = self.make_and_validate_key(key, version)
+        seconds = self._seconds(timeout)
         payload = self._get(made)
         if payload is not MISSING:
             return self._decode(payload)
         value = default() if callable(default) else default
         encoded = self._encode(value)
-        seconds = self._seconds(timeout)
         if (seconds is not None and seconds <= 0) or self._add(made, encoded, seconds):
-            return value
+            # What a later hit returns: the stored form, also for a lossy serializer.
+            return self._decode(encoded)
         # Another caller stored a value between our read and our add: theirs wins.
         payload = self._get(made)
-        return value if payload is MISSING else self._decode(payload)
+        return self._decode(encoded if payload is MISSING else payload)
 
     def touch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -366,8 +407,8 @@ class BaseCache(abc.ABC):
         version: int | None = None,
     ) -> list[Any]:
         """Store every item of ``data``; return the keys that could not be stored."""
-        originals, items = self._encode_many(data, version)
         seconds = self._seconds(timeout)
+        originals, items = self._encode_many(data, version)
         if not items:
             return []
         if seconds is not None and seconds <= 0:
@@ -415,6 +456,8 @@ class BaseCache(abc.ABC):
         payload = self._get(old)
         if payload is MISSING:
             raise ValueError(f"Key '{key}' not found")
+        if delta == 0:
+            return version  # nothing to move (Django would delete the value here)
         new = self.make_and_validate_key(key, version + delta)
         self._store(new, payload, self.default_timeout)
         self._delete(old)
@@ -462,8 +505,8 @@ class BaseCache(abc.ABC):
     ) -> None:
         """Async ``set``."""
         made = self.make_and_validate_key(key, version)
-        payload = self._encode(value)
         seconds = self._seconds(timeout)
+        payload = self._encode(value)
         if seconds is not None and seconds <= 0:
             await self._adelete(made)
         else:
@@ -474,8 +517,8 @@ class BaseCache(abc.ABC):
     ) -> bool:
         """Async ``add``."""
         made = self.make_and_validate_key(key, version)
-        payload = self._encode(value)
         seconds = self._seconds(timeout)
+        payload = self._encode(value)
         if seconds is not None and seconds <= 0:
             return not await self._ahas_key(made)
         return await self._aadd(made, payload, seconds)
@@ -489,16 +532,16 @@ class BaseCache(abc.ABC):
     ) -> Any:
         """Async ``get_or_set``; a callable ``default`` is called, not awaited."""
         made = self.make_and_validate_key(key, version)
+        seconds = self._seconds(timeout)
         payload = await self._aget(made)
         if payload is not MISSING:
             return self._decode(payload)
         value = default() if callable(default) else default
         encoded = self._encode(value)
-        seconds = self._seconds(timeout)
         if (seconds is not None and seconds <= 0) or await self._aadd(made, encoded, seconds):
-            return value
+            return self._decode(encoded)
         payload = await self._aget(made)
-        return value if payload is MISSING else self._decode(payload)
+        return self._decode(encoded if payload is MISSING else payload)
 
     async def atouch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -527,8 +570,8 @@ class BaseCache(abc.ABC):
         version: int | None = None,
     ) -> list[Any]:
         """Async ``set_many``."""
-        originals, items = self._encode_many(data, version)
         seconds = self._seconds(timeout)
+        originals, items = self._encode_many(data, version)
         if not items:
             return []
         if seconds is not None and seconds <= 0:
@@ -565,6 +608,8 @@ class BaseCache(abc.ABC):
         payload = await self._aget(old)
         if payload is MISSING:
             raise ValueError(f"Key '{key}' not found")
+        if delta == 0:
+            return version
         new = self.make_and_validate_key(key, version + delta)
         seconds = self.default_timeout
         if seconds is not None and seconds <= 0:
@@ -584,4 +629,4 @@ class BaseCache(abc.ABC):
 
     async def aclose(self, **kwargs: Any) -> None:
         """Async ``close``: it calls ``close()`` (Django 5.2 does nothing here)."""
-        self.close(**kwargs)
+        await self._run(functools.partial(self.close, **kwargs))

@@ -12,7 +12,9 @@ sections are a few dictionary operations each.
 from __future__ import annotations
 
 import math
+import os
 import threading
+import weakref
 from collections import OrderedDict
 from time import time as _now
 from typing import Any, ClassVar, Unpack
@@ -44,6 +46,22 @@ class _Store:
 
 _stores: dict[str, _Store] = {}
 _stores_lock = threading.Lock()
+_instances: weakref.WeakSet[MemoryCache] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    # A lock held by another thread at fork time stays held forever in the child,
+    # whose copy of that thread does not exist: give the child fresh locks.
+    global _stores_lock
+    _stores_lock = threading.Lock()
+    for store in _stores.values():
+        store.lock = threading.Lock()
+    for cache in list(_instances):
+        cache._lock = cache._shared.lock
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 def _store_for(location: str) -> _Store:
@@ -75,9 +93,10 @@ class MemoryCache(BaseCache):
     ) -> None:
         super().__init__(location, **settings)
         self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
-        store = _store_for(location)
+        self._shared = store = _store_for(location)
         self._data = store.data
-        self._lock = store.lock
+        self._lock = store.lock  # a copy of the reference, for the hot path
+        _instances.add(self)
         self._keep_immutables = type(self.serializer) is PickleSerializer
 
     def _encode(self, value: Any) -> Any:

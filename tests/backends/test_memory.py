@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import pickle
 import random
+import sys
 import threading
+import time
 import uuid
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
-from memokit import MemoryCache
+from memokit import BaseCache, MemoryCache
 
 
 def fresh(**kwargs: Any) -> MemoryCache:
@@ -41,7 +45,16 @@ def test_built_directly_with_keyword_arguments() -> None:
     assert len(cache._data) <= 5
 
 
-def test_threads_never_exceed_max_entries() -> None:
+@pytest.fixture
+def switching() -> Iterator[None]:
+    """Switch threads every microsecond, so that a race shows up in a short test."""
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    yield
+    sys.setswitchinterval(old)
+
+
+def test_threads_never_exceed_max_entries(switching: None) -> None:
     cache = fresh(max_entries=30)
     errors: list[BaseException] = []
     peak = [0]
@@ -85,7 +98,7 @@ def test_threads_never_exceed_max_entries() -> None:
     assert len(cache._data) <= 30
 
 
-def test_concurrent_incr_is_exact() -> None:
+def test_concurrent_incr_is_exact(switching: None) -> None:
     cache = fresh()
     cache.set("counter", 0)
     start = threading.Barrier(8)
@@ -178,3 +191,57 @@ def test_other_serializers_see_every_value() -> None:
     cache.set("key", 3)
     assert cache.get("key") == 3
     assert seen == [3]
+
+
+def test_get_backend_timeout_is_an_absolute_expiry() -> None:
+    from freezegun import freeze_time
+
+    cache = fresh(timeout=60)
+    with freeze_time("2026-01-01 00:00:00"):
+        now = time.time()
+        assert cache.get_backend_timeout() == now + 60
+        assert cache.get_backend_timeout(2.5) == now + 2.5
+        assert cache.get_backend_timeout(0) == now - 1  # Django's rule for "expired"
+        assert cache.get_backend_timeout(-5) == now - 5
+        assert cache.get_backend_timeout(None) is None
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_a_child_forked_while_the_lock_is_held_can_use_the_cache() -> None:
+    cache = fresh()
+    cache.set("key", "value")
+    with cache._lock:
+        pid = os.fork()
+        if pid == 0:  # the child: the lock it inherited is held by no thread of its own
+            try:
+                ok = cache.get("key") == "value" and cache.add("other", 1)
+            finally:
+                os._exit(0 if ok else 1)
+    deadline = time.monotonic() + 10
+    while (waited := os.waitpid(pid, os.WNOHANG)) == (0, 0) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    if waited == (0, 0):  # deadlocked on the inherited lock
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        pytest.fail("the forked child deadlocked on the store's lock")
+    assert os.waitstatus_to_exitcode(waited[1]) == 0
+    assert cache.get("key") == "value"
+
+
+class MinimalMemoryCache(MemoryCache):
+    """The memory backend with BaseCache's default batch primitives, to test those."""
+
+    _get_many = BaseCache._get_many
+    _set_many = BaseCache._set_many
+    _delete_many = BaseCache._delete_many
+    _has_key = BaseCache._has_key
+
+
+def test_base_batch_primitives() -> None:
+    cache = MinimalMemoryCache(f"memory-{uuid.uuid4().hex}")
+    assert cache.set_many({"a": 1, "b": [2]}) == []
+    assert cache.get_many(["a", "b", "c"]) == {"a": 1, "b": [2]}
+    assert cache.has_key("a")
+    assert not cache.has_key("c")
+    cache.delete_many(["a", "c"])
+    assert cache.get_many(["a", "b"]) == {"b": [2]}

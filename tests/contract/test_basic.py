@@ -211,3 +211,25 @@ def test_instances_on_one_location_share_data(make_cache: object) -> None:
     second = make_cache()  # type: ignore[operator]
     first.set("shared", 1)
     assert second.get("shared") == 1
+
+
+class Lossy:
+    """A serializer whose round trip changes the value, as JSON turns tuples into lists."""
+
+    def dumps(self, value: object) -> bytes:
+        import pickle
+
+        return pickle.dumps(list(value) if isinstance(value, tuple) else value)
+
+    def loads(self, data: bytes) -> object:
+        import pickle
+
+        return pickle.loads(data)
+
+
+def test_get_or_set_returns_what_a_hit_will_return(make_cache: object) -> None:
+    cache = make_cache(OPTIONS={"SERIALIZER": Lossy()})  # type: ignore[operator]
+    if not cache.capabilities.stores:
+        pytest.skip("nothing is stored")
+    assert cache.get_or_set("key", (1, 2)) == [1, 2]
+    assert cache.get_or_set("key", (1, 2)) == [1, 2]

@@ -46,10 +46,12 @@ def test_cull_still_stores_when_max_entries_is_negative(culling: CacheFactory) -
 
 
 def test_max_entries_is_read_on_every_call(culling: CacheFactory) -> None:
-    cache = culling()
-    cache._max_entries = -1  # type: ignore[attr-defined]  # Django's tests do this
-    cache.set("key", "value")
-    assert cache.has_key("key")
+    cache = culling(OPTIONS={"CULL_FREQUENCY": 0})
+    for i in range(20):
+        cache.set(f"cull{i}", "value", 1000)
+    cache._max_entries = 10  # type: ignore[attr-defined]  # Django's tests do this
+    cache.set("cull99", "value", 1000)
+    assert count_present(cache, 100) < 20
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import warnings
 from collections.abc import Callable
@@ -112,3 +113,66 @@ def test_validate_key_can_be_overridden(make_cache: CacheFactory) -> None:
     key = "some key with spaces" * 15
     cache.set(key, "value")
     assert cache.get(key) == "value"
+
+
+ASYNC_KEY_OPERATIONS: dict[str, Callable[[BaseCache, str], Any]] = {
+    "aadd": lambda c, k: c.aadd(k, 1),
+    "aget": lambda c, k: c.aget(k),
+    "aset": lambda c, k: c.aset(k, 1),
+    "aincr": lambda c, k: c.aincr(k),
+    "adecr": lambda c, k: c.adecr(k),
+    "atouch": lambda c, k: c.atouch(k),
+    "adelete": lambda c, k: c.adelete(k),
+    "aget_many": lambda c, k: c.aget_many([k, "b"]),
+    "aset_many": lambda c, k: c.aset_many({k: 1, "b": 2}),
+    "adelete_many": lambda c, k: c.adelete_many([k, "b"]),
+    "ahas_key": lambda c, k: c.ahas_key(k),
+    "aget_or_set": lambda c, k: c.aget_or_set(k, 1),
+}
+
+
+@pytest.mark.parametrize("operation", list(ASYNC_KEY_OPERATIONS))
+def test_async_twins_validate_keys(make_any_cache: CacheFactory, operation: str) -> None:
+    cache = make_any_cache()
+    made = ":1:key with space"
+    expected = (
+        f"Cache key contains characters that will cause errors if used with memcached: {made!r}"
+    )
+
+    async def call() -> None:
+        with contextlib.suppress(ValueError):
+            await ASYNC_KEY_OPERATIONS[operation](cache, "key with space")
+
+    if cache.capabilities.strict_keys:
+        with pytest.raises(InvalidCacheKey, match="cause errors"):
+            asyncio.run(call())
+        return
+    with pytest.warns(CacheKeyWarning) as record:
+        asyncio.run(call())
+    assert [str(w.message) for w in record] == [expected]
+
+
+def test_key_warning_points_at_the_callers_line(make_any_cache: CacheFactory) -> None:
+    cache = make_any_cache()
+    if cache.capabilities.strict_keys:
+        pytest.skip("a strict backend raises instead of warning")
+    for call in (
+        lambda: cache.get("a b"),
+        lambda: cache.get_many(["a b"]),
+        lambda: "a b" in cache,
+        lambda: cache.decr("a b"),
+    ):
+        with pytest.warns(CacheKeyWarning) as record, contextlib.suppress(ValueError):
+            call()
+        assert record[0].filename == __file__
+
+
+def test_an_overridden_make_key_is_used_by_every_operation(make_cache: CacheFactory) -> None:
+    plain, custom = make_cache(), make_cache()
+    original = custom.make_key
+    custom.make_key = lambda key, version=None: "H" + original(key, version)  # type: ignore[method-assign]
+    custom.set("k", 1)
+    assert custom.get("k") == 1
+    assert custom.get_many(["k"]) == {"k": 1}
+    assert plain.get("k") is None
+    assert custom.make_and_validate_key("k") == "H:1:k"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from memokit import BaseCache
 
 
@@ -43,3 +45,17 @@ def test_set_many_with_zero_timeout_stores_nothing_and_removes_old_values(
     cache.set("key1", "old")
     assert cache.set_many({"key1": "spam", "key2": "eggs"}, 0) == []
     assert cache.get_many(["key1", "key2"]) == {}
+
+
+def test_set_many_reports_failures_by_the_callers_keys(
+    cache: BaseCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made = cache.make_key(42)
+    monkeypatch.setattr(cache, "_set_many", lambda items, timeout: [made])
+    assert cache.set_many({42: "a", "b": "b"}) == [42]
+
+
+def test_keys_that_make_one_final_key_collapse(cache: BaseCache) -> None:
+    # 42 and "42" make the same final key; get_many answers once, with the later one.
+    cache.set(42, "v")
+    assert cache.get_many([42, "42"]) == {"42": "v"}

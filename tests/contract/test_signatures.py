@@ -38,6 +38,10 @@ NO_ASYNC_TWIN = {"get_backend_timeout", "make_and_validate_key", "make_key", "va
 
 def parameters(method: Any) -> list[tuple[str, Any]]:
     params = list(inspect.signature(method).parameters.values())[1:]
+    # Django's parameters are all positional-or-keyword, but for **kwargs of close().
+    for p in params:
+        expected = p.VAR_KEYWORD if p.name == "kwargs" else p.POSITIONAL_OR_KEYWORD
+        assert p.kind == expected, (method, p)
     return [(p.name, p.default) for p in params]
 
 
