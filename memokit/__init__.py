@@ -15,6 +15,16 @@ from .backends.base import MISSING, BaseCache, Capabilities
 from .backends.dummy import DummyCache
 from .backends.memory import MemoryCache
 from .config import CacheHandler, caches, configure, create_cache
+from .decorators import (
+    SAME_AS_TIMEOUT,
+    AsyncCachedClassMethod,
+    AsyncCachedFunction,
+    CachedClassMethod,
+    CachedFunction,
+    CacheInfo,
+    cached,
+)
+from .entry import Entry
 from .exceptions import (
     BackendError,
     BackendUnavailable,
@@ -24,6 +34,7 @@ from .exceptions import (
     InvalidCacheKey,
     MemokitError,
 )
+from .keybuilders import UnkeyableArgument
 from .keys import default_key_func
 from .serializers import PickleSerializer, Serializer
 from .timeouts import DEFAULT_TIMEOUT, Timeout
@@ -39,13 +50,20 @@ else:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MISSING",
+    "SAME_AS_TIMEOUT",
+    "AsyncCachedClassMethod",
+    "AsyncCachedFunction",
     "BackendError",
     "BackendUnavailable",
     "BaseCache",
     "CacheHandler",
+    "CacheInfo",
     "CacheKeyWarning",
+    "CachedClassMethod",
+    "CachedFunction",
     "Capabilities",
     "DummyCache",
+    "Entry",
     "ImproperlyConfigured",
     "InvalidCacheBackendError",
     "InvalidCacheKey",
@@ -54,8 +72,10 @@ __all__ = [
     "PickleSerializer",
     "Serializer",
     "Timeout",
+    "UnkeyableArgument",
     "__version__",
     "cache",
+    "cached",
     "caches",
     "configure",
     "create_cache",
