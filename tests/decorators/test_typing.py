@@ -19,8 +19,13 @@ TYPING = ROOT / "tests" / "typing"
 def test_typing_files_pass_mypy_strict() -> None:
     if importlib.util.find_spec("mypy") is None:
         pytest.skip("mypy is not installed; pip install memokit[dev]")
-    # Against the memokit this suite imports (the installed wheel under scripts/test).
-    env = {**os.environ, "MYPYPATH": str(Path(memokit.__file__).resolve().parent.parent)}
+    # Against the memokit this suite imports: the installed wheel under scripts/test
+    # (found through --python-executable), else the source tree (through MYPYPATH;
+    # mypy refuses a site-packages directory there).
+    env = dict(os.environ)
+    source = Path(memokit.__file__).resolve().parent.parent
+    if "site-packages" not in source.parts:
+        env["MYPYPATH"] = str(source)
     result = subprocess.run(
         [
             sys.executable,
