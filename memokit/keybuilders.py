@@ -376,6 +376,7 @@ def make_key_builder(
         "Unkeyable": UnkeyableArgument,
         "kept": kept,
         "defaults": tuple(p.default for p in positional),
+        "EMPTY": _EMPTY,
     }
     lines = ["def build(args, kwargs):"]
     unpack_all = f"    {', '.join(local)}, = " if local else "    "
@@ -389,8 +390,37 @@ def make_key_builder(
             lines.append(f"        {head}, = args" if count else "        pass")
             lines.extend(f"        {local[j]} = defaults[{j}]" for j in range(count, len(local)))
             first = "elif"
-        lines.append("    else:")
-        lines.append("    " + unpack_all + "bind(args, kwargs)")
+        # Keywords: each parameter from args, else by name, else its default. A
+        # keyword left unused (unknown, or given twice) hands over to bind(),
+        # which raises Python's own TypeError.
+        lines += [
+            f"    elif len(args) <= {len(positional)}:",
+            "        n = len(args)",
+            "        get = kwargs.get",
+            "        used = 0",
+        ]
+        for j, param in enumerate(positional):
+            by_name = param.kind is kinds.POSITIONAL_OR_KEYWORD
+            lines += [
+                f"        if n > {j}:",
+                f"            {local[j]} = args[{j}]",
+                "        else:",
+                f"            {local[j]} = get({param.name!r}, EMPTY)"
+                if by_name
+                else f"            {local[j]} = EMPTY",
+                f"            if {local[j]} is EMPTY:",
+                f"                {local[j]} = defaults[{j}]",
+                f"                if {local[j]} is EMPTY:",
+                "                    bind(args, kwargs)",
+                "            else:",
+                "                used += 1",
+            ]
+        lines += [
+            "        if used != len(kwargs):",
+            "            bind(args, kwargs)",
+            "    else:",
+            "    " + unpack_all + "bind(args, kwargs)",
+        ]
     elif local:
         lines.append(unpack_all + "bind(args, kwargs)")
     else:

@@ -342,3 +342,31 @@ def test_keys_are_stable_across_hash_seeds() -> None:
         outputs.add(result.stdout)
     assert len(outputs) == 1
     assert outputs.pop().startswith("l(d(s1:a=S(i2,i3),s1:b=i1),")
+
+
+def shadowing(args: Any, kwargs: Any = 0, get: Any = 1, n: Any = 2, used: Any = 3) -> None: ...
+
+
+def positional_only(a: Any, /, b: Any = 2) -> None: ...
+
+
+def test_parameter_names_never_clash_with_the_builder() -> None:
+    assert key_of(shadowing, 1) == key_of(shadowing, args=1, n=2) == key_of(shadowing, 1, 0, 1)
+    assert key_of(shadowing, 1, used=9) != key_of(shadowing, 1)
+
+
+def test_positional_only_parameters() -> None:
+    assert key_of(positional_only, 1) == key_of(positional_only, 1, b=2)
+    with pytest.raises(TypeError, match="positional"):
+        key_of(positional_only, a=1)
+
+
+@pytest.mark.parametrize(
+    ("args", "kwargs"),
+    [((), {}), ((1, 2, 3), {}), ((1,), {"c": 3}), ((1,), {"a": 1}), ((), {"b": 1})],
+)
+def test_every_bad_call_raises_like_python(args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    with pytest.raises(TypeError):
+        defaulted(*args, **kwargs)
+    with pytest.raises(TypeError):
+        make_key_builder(defaulted)(args, kwargs)
