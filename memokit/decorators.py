@@ -251,11 +251,15 @@ class _Cached(Generic[P, R]):
         state = self._state
         where = repr(state.cache) if state.cache is not None else repr(state.alias)
         bound = "" if self._bound is _UNBOUND else f" bound to {self._bound!r}"
-        return f"<cached {state.func.__qualname__} in {where}{bound}>"
+        name = getattr(state.func, "__qualname__", None) or repr(state.func)
+        return f"<cached {name} in {where}{bound}>"
 
     def __reduce__(self) -> str:
         # Pickled by reference, like a function (multiprocessing sends it by name).
-        return str(self._state.func.__qualname__)
+        name = getattr(self._state.func, "__qualname__", None)
+        if not isinstance(name, str):
+            raise TypeError(f"cannot pickle {self!r}: it has no qualified name to find it by")
+        return name
 
 
 class CachedFunction(_Cached[P, R]):

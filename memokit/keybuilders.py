@@ -204,7 +204,15 @@ def _digest(text: str, size: int = 32) -> str:
 def function_name(func: Callable[..., Any]) -> str:
     """Return ``"module:qualname"`` of ``func``, made safe for a memcached key."""
     func = inspect.unwrap(func)
-    name = f"{getattr(func, '__module__', None)}:{getattr(func, '__qualname__', repr(func))}"
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        # A partial or a callable object: its repr() carries an address, not a name.
+        raise TypeError(
+            f"@cached needs a function with a module and a qualified name to build its key, "
+            f"and {func!r} has none; wrap it in a def, or pass key=... to @cached"
+        )
+    name = f"{module}:{qualname}"
     if len(name) <= _MAX_NAME_LENGTH and not _UNSAFE(name):
         return name
     # Keep a readable start; the digest keeps distinct names apart. '~' never
@@ -431,10 +439,11 @@ def make_key_builder(
         f"else f's{{len({v})}}:{{{v}}}' if type({v}) is str else encode({v}))"
         for v in (local[i] for i, _ in kept)
     ]
-    joined = " + ',' + ".join(encoders) if encoders else "''"
+    # One f-string makes the whole key: fewer intermediate strings than concatenation.
+    fields = ",".join("{" + e + "}" for e in encoders)
     lines += [
         "    try:",
-        f"        encoded = '(' + {joined} + ')'",
+        f'        key = f"{{prefix}}({fields})"',
         "    except Unkeyable as exc:",
         f"        values = ({', '.join(local[i] for i, _ in kept)}{',' if kept else ''})",
         "        for (_, argument), value in zip(kept, values):",
@@ -443,11 +452,10 @@ def make_key_builder(
         "            except Unkeyable:",
         "                raise Unkeyable(f'argument {argument!r} of {prefix}: {exc}') from None",
         "        raise",
-        "    key = prefix + encoded",
         # isprintable() on ASCII text rules out control characters; space is printable.
         "    if len(key) <= limit and key.isascii() and key.isprintable() and ' ' not in key:",
         "        return key",
-        "    return prefix + '#' + digest(encoded)",
+        "    return prefix + '#' + digest(key[len(prefix):])",
     ]
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from indexes only
     build: KeyBuilder = namespace["build"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import pickle
 import time
@@ -505,3 +506,21 @@ def test_bad_targets() -> None:
         cached(cached(plain))
     with pytest.raises(ValueError, match="'nope'"):
         cached(ignore=["nope"])(plain)
+    with pytest.raises(TypeError, match="wrap it in a def"):
+        cached(functools.partial(original, 1))
+
+
+def test_a_partial_with_its_own_key_is_fine(cache: BaseCache) -> None:
+    add_one = cached(cache=cache, key="add:{b}")(functools.partial(lambda a, b: a + b, 1))
+    assert add_one(b=2) == add_one(b=2) == 3
+    assert add_one.key(b=2) == "add:2"
+    assert "partial" in repr(add_one)
+
+
+@cached
+def module_level(n: int) -> int:
+    return n
+
+
+def test_pickles_by_reference_like_a_function() -> None:
+    assert pickle.loads(pickle.dumps(module_level)) is module_level
