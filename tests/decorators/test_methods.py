@@ -200,3 +200,16 @@ def test_signatures_of_methods(classes: Any) -> None:
     assert list(inspect.signature(user_cls.double).parameters) == ["n"]
     assert inspect.iscoroutinefunction(user.agreeting)
     assert user.greeting.__name__ == "greeting"
+
+
+def test_ignoring_self_shares_entries_between_instances(cache: BaseCache) -> None:
+    class Rates:
+        calls = 0
+
+        @cached(cache=cache, ignore=("self",))
+        def rate(self, currency: str) -> float:
+            Rates.calls += 1
+            return 1.1
+
+    assert Rates().rate("EUR") == Rates().rate("EUR") == 1.1
+    assert Rates.calls == 1
