@@ -439,9 +439,19 @@ def _counted(state: _State, operation: Callable[[], T]) -> T:
 
 def _store(state: _State, cache: BaseCache, key: str, value: T, *, replace: bool) -> T:
     """Store a computed value with get_or_set semantics; return what the caller gets."""
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: close it rather than leak a warning
+        raise TypeError(
+            f"{state.func!r} returned an awaitable, but it is not a coroutine function, so "
+            f"@cached took it for a sync one; apply @cached to the async def itself, or mark "
+            f"the wrapper with inspect.markcoroutinefunction (Python 3.12+)"
+        )
     version = state.version
+    # The predicate is the user's code: its exceptions are not backend errors.
+    skip = state.unless is not None and state.unless(value)
     try:
-        if state.unless is not None and state.unless(value):
+        if skip:
             if replace:
                 cache.delete(key, version)
             return value
@@ -466,8 +476,10 @@ def _store(state: _State, cache: BaseCache, key: str, value: T, *, replace: bool
 async def _astore(state: _State, cache: BaseCache, key: str, value: T, *, replace: bool) -> T:
     """The async twin of :func:`_store`."""
     version = state.version
+    # The predicate is the user's code: its exceptions are not backend errors.
+    skip = state.unless is not None and state.unless(value)
     try:
-        if state.unless is not None and state.unless(value):
+        if skip:
             if replace:
                 await cache.adelete(key, version)
             return value

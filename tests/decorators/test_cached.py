@@ -423,6 +423,28 @@ def test_function_exceptions_propagate_and_nothing_is_stored(cache: BaseCache) -
     assert f.cache_info() == CacheInfo(hits=0, misses=0, errors=0)
 
 
+def test_awaitable_from_a_sync_looking_function_is_refused(cache: BaseCache) -> None:
+    async def body() -> int:
+        return 1
+
+    @cached(cache=cache)
+    def disguised() -> Any:
+        return body()
+
+    with pytest.raises(TypeError, match="returned an awaitable"):
+        disguised()
+
+
+def test_unless_errors_are_not_counted_as_backend_errors(cache: BaseCache) -> None:
+    @cached(cache=cache, unless=lambda result: 1 / 0)
+    def f() -> int:
+        return 1
+
+    with pytest.raises(ZeroDivisionError):
+        f()
+    assert f.cache_info().errors == 0
+
+
 def test_unpicklable_result_raises(cache: BaseCache) -> None:
     @cached(cache=cache)
     def f() -> Any:
