@@ -15,15 +15,7 @@ from .backends.base import MISSING, BaseCache, Capabilities
 from .backends.dummy import DummyCache
 from .backends.memory import MemoryCache
 from .config import CacheHandler, caches, configure, create_cache
-from .decorators import (
-    SAME_AS_TIMEOUT,
-    AsyncCachedClassMethod,
-    AsyncCachedFunction,
-    CachedClassMethod,
-    CachedFunction,
-    CacheInfo,
-    cached,
-)
+from .decorators import SAME_AS_TIMEOUT, cached
 from .entry import Entry
 from .exceptions import (
     BackendError,
@@ -38,6 +30,13 @@ from .keybuilders import UnkeyableArgument
 from .keys import default_key_func
 from .serializers import PickleSerializer, Serializer
 from .timeouts import DEFAULT_TIMEOUT, Timeout
+from .wrappers import (
+    AsyncCachedClassMethod,
+    AsyncCachedFunction,
+    CachedClassMethod,
+    CachedFunction,
+    CacheInfo,
+)
 
 if TYPE_CHECKING:
     cache: BaseCache
