@@ -546,3 +546,45 @@ def module_level(n: int) -> int:
 
 def test_pickles_by_reference_like_a_function() -> None:
     assert pickle.loads(pickle.dumps(module_level)) is module_level
+
+
+def reversed_key(key: Any, key_prefix: str, version: Any) -> str:
+    return f"{version}|{key_prefix}|{key}"
+
+
+@pytest.mark.parametrize(
+    "settings",
+    [{}, {"KEY_PREFIX": "app", "VERSION": 3}, {"KEY_FUNCTION": reversed_key}],
+    ids=["default", "prefix-and-version", "key-function"],
+)
+def test_entries_live_where_the_core_api_finds_them(
+    make_cache: CacheFactory, settings: dict[str, Any]
+) -> None:
+    cache = make_cache(**settings)
+    body = Counter()
+
+    @cached(cache=cache)
+    def f(n: int) -> int:
+        return body(n)
+
+    assert f(1) == f(1) == 1
+    entry = Entry.from_payload(cache.get(f.key(1)))
+    assert entry is not None
+    assert entry.value == 1
+    cache.delete(f.key(1))
+    assert f(1) == 2
+
+
+def test_a_changed_prefix_or_version_is_seen_at_the_next_call(cache: BaseCache) -> None:
+    body = Counter()
+
+    @cached(cache=cache)
+    def f() -> int:
+        return body()
+
+    assert f() == f() == 1
+    cache.key_prefix = "moved"
+    assert f() == 2
+    cache.version = 2
+    assert f() == 3
+    assert f() == 3
