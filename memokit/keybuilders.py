@@ -221,14 +221,6 @@ def function_name(func: Callable[..., Any]) -> str:
     return f"{readable}~{_digest(name, 16)}"
 
 
-def finish_key(name: str, encoded_args: str) -> str:
-    """Return ``name + encoded_args``, or ``name#digest`` when that is too long or unsafe."""
-    key = name + encoded_args
-    if len(key) <= MAX_KEY_LENGTH and key.isascii() and key.isprintable() and " " not in key:
-        return key
-    return f"{name}#{_digest(encoded_args)}"
-
-
 # -- binding ----------------------------------------------------------------------
 
 _EMPTY = inspect.Parameter.empty

@@ -319,10 +319,12 @@ def test_callable_builder_must_return_str() -> None:
 
 
 STABILITY_SCRIPT = """
-import sys
-from memokit.keybuilders import encode
+import os.path
+from memokit.keybuilders import encode, make_key_builder
 values = [{"b": 1, "a": {2, 3}}, frozenset({"x", "y", "z", 1, None}), ("s", 1.5, b"b"), 10**5000]
 print(encode(values)[:3000])
+print(make_key_builder(os.path.join)(("a", {"k": frozenset("xyz")}), {}))
+print(make_key_builder(os.path.join)(("a b", "c" * 300), {}))
 """
 
 
