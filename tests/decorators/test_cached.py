@@ -6,6 +6,7 @@ import asyncio
 import functools
 import inspect
 import pickle
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -588,3 +589,42 @@ def test_a_changed_prefix_or_version_is_seen_at_the_next_call(cache: BaseCache) 
     cache.version = 2
     assert f() == 3
     assert f() == 3
+
+
+def test_threads_share_entries_and_get_right_values(cache: BaseCache) -> None:
+    @cached(cache=cache)
+    def square(n: int) -> int:
+        return n * n
+
+    barrier = threading.Barrier(8)
+    failures: list[BaseException] = []
+
+    def worker(offset: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(200):
+                n = (i + offset) % 20
+                assert square(n) == n * n
+        except BaseException as exc:  # collected for the main thread
+            failures.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert failures == []
+    assert square.cache_info().misses >= 20
+
+
+def test_concurrent_tasks_get_one_value(cache: BaseCache) -> None:
+    @cached(cache=cache)
+    async def f(n: int) -> list[int]:
+        await asyncio.sleep(0.01)
+        return [n]
+
+    async def main() -> list[list[int]]:
+        return await asyncio.gather(*(f(3) for _ in range(10)))
+
+    assert asyncio.run(main()) == [[3]] * 10
+    assert asyncio.run(main()) == [[3]] * 10
