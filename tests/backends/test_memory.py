@@ -163,7 +163,7 @@ def test_immutable_values_are_kept_without_pickling(monkeypatch: pytest.MonkeyPa
         assert cache.get("key") == value
 
 
-def test_tuples_of_immutables_are_kept_and_others_copied(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_tuples_of_immutables_are_kept_and_others_copied() -> None:
     cache = fresh()
     kept = ("mk1", 1.5, (1, 2), frozenset({"a"}), None)
     cache.set("kept", kept)
