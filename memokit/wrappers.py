@@ -271,11 +271,15 @@ class CachedFunction(_Cached[P, R]):
         except Exception:
             state.errors += 1
             raise
-        if type(payload) is tuple and len(payload) == 4:
+        try:
+            # An entry is a 4-tuple; anything else (a miss, a foreign value) fails
+            # here or on the tag, and unpacking is cheaper than checking first.
             tag, _, versions, stored = payload
-            if tag == FORMAT and versions == state.versions:
-                state.hits += 1
-                return stored  # type: ignore[no-any-return]  # the stored R
+        except (TypeError, ValueError):
+            tag = None
+        if tag == FORMAT and versions == state.versions:
+            state.hits += 1
+            return stored  # type: ignore[no-any-return]  # the stored R
         value: R = state.func(*args, **kwargs)
         state.misses += 1
         return _store(
