@@ -43,6 +43,8 @@ MAX_KEY_LENGTH: Final = 200
 
 _MAX_NAME_LENGTH: Final = 120
 _SMALL_INT: Final = 10**18
+_MEMO_SIZE: Final = 1024
+"""Keys remembered per builder for calls with small int and short str arguments."""
 _UNSAFE = re.compile(r"[^\x21-\x7e]").search
 _ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+").search
 
@@ -352,6 +354,10 @@ def make_key_builder(
     locals, and ints and strs are encoded inline, which halves the cost of the
     per-call loop it replaces. Locals are named ``v0, v1 ...``, never after the
     parameters, so no parameter name can shadow the builder's own names.
+
+    Positional calls whose arguments are all small ints or short strs (the
+    usual ids and names) find their key in a small per-builder dict keyed by
+    the args tuple, after an exact type check, since ``(1,) == (True,)``.
     """
     ignore = tuple(ignore)
     bind = make_binder(func, ignore=())
@@ -366,6 +372,7 @@ def make_key_builder(
     simple = len(positional) == len(params)
     local = [f"v{i}" for i in range(len(layout))]
     kept = [(i, n) for i, n in enumerate(layout) if n not in ignore]
+    memo: dict[tuple[Any, ...], str] = {}
     namespace: dict[str, Any] = {
         "bind": bind,
         "encode": encode,
@@ -377,8 +384,11 @@ def make_key_builder(
         "kept": kept,
         "defaults": tuple(p.default for p in positional),
         "EMPTY": _EMPTY,
+        "memo": memo,
+        "remembered": memo.get,
+        "memo_size": _MEMO_SIZE,
     }
-    lines = ["def build(args, kwargs):"]
+    lines = ["def build(args, kwargs):", "    remember = None"]
     unpack_all = f"    {', '.join(local)}, = " if local else "    "
     if simple and local:
         first = "if"
@@ -389,6 +399,21 @@ def make_key_builder(
             head = ", ".join(local[:count])
             lines.append(f"        {head}, = args" if count else "        pass")
             lines.extend(f"        {local[j]} = defaults[{j}]" for j in range(count, len(local)))
+            # Arguments that are all small ints or short strs: their key is
+            # remembered per args tuple. Exact types only, checked before the
+            # lookup, so (True,) or (1.0,) never find the key of (1,).
+            atomic = " and ".join(
+                f"(type({v}) is int and -small < {v} < small "
+                f"or type({v}) is str and len({v}) <= 64)"
+                for v in local[:count]
+            )
+            lines += [
+                f"        if {atomic or 'True'}:",
+                "            key = remembered(args)",
+                "            if key is not None:",
+                "                return key",
+                "            remember = args",
+            ]
             first = "elif"
         # Keywords: each parameter from args, else by name, else its default. A
         # keyword left unused (unknown, or given twice) hands over to bind(),
@@ -445,9 +470,14 @@ def make_key_builder(
         "                raise Unkeyable(f'argument {argument!r} of {prefix}: {exc}') from None",
         "        raise",
         # isprintable() on ASCII text rules out control characters; space is printable.
-        "    if len(key) <= limit and key.isascii() and key.isprintable() and ' ' not in key:",
-        "        return key",
-        "    return prefix + '#' + digest(key[len(prefix):])",
+        "    if not (len(key) <= limit and key.isascii() and key.isprintable()",
+        "            and ' ' not in key):",
+        "        key = prefix + '#' + digest(key[len(prefix):])",
+        "    if remember is not None:",
+        "        if len(memo) >= memo_size:",
+        "            memo.clear()",
+        "        memo[remember] = key",
+        "    return key",
     ]
     exec("\n".join(lines), namespace)  # noqa: S102 - source built above from indexes only
     build: KeyBuilder = namespace["build"]

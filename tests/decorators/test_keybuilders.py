@@ -372,3 +372,20 @@ def test_every_bad_call_raises_like_python(args: tuple[Any, ...], kwargs: dict[s
         defaulted(*args, **kwargs)
     with pytest.raises(TypeError):
         make_key_builder(defaulted)(args, kwargs)
+
+
+def test_remembered_keys_never_confuse_equal_values_of_other_types() -> None:
+    # One builder, called again and again: keys of small ints and short strs are
+    # remembered per args tuple, and (1,) == (True,) == (1.0,) in a dict.
+    build = make_key_builder(defaulted)
+    calls: list[tuple[Any, ...]] = [(1,), (True,), (1.0,), (1,), (True,), ("1",), (1, 2), (1, True)]
+    calls += [(i,) for i in range(3000)] + [(str(i),) for i in range(100)] + [("x" * 100,)] * 2
+    reference = make_key_builder(defaulted)  # called by keyword: never remembers
+    for args in calls * 2:
+        assert build(args, {}) == reference((), dict(zip("ab", args, strict=False))), args
+
+
+def test_remembered_keys_respect_ignore() -> None:
+    build = make_key_builder(defaulted, ignore=["b"])
+    assert build((1, 2), {}) == build((1, 3), {}) == build((1, 2), {})
+    assert build((1, 2), {}) != build((True, 2), {})
