@@ -17,6 +17,8 @@ from .backends.filesystem import FileSystemCache
 from .backends.memory import MemoryCache
 from .backends.sqlite import SQLiteCache
 from .config import CacheHandler, caches, configure, create_cache
+from .decorators import SAME_AS_TIMEOUT, cached
+from .entry import Entry
 from .exceptions import (
     BackendError,
     BackendUnavailable,
@@ -27,9 +29,17 @@ from .exceptions import (
     InvalidCacheKey,
     MemokitError,
 )
+from .keybuilders import UnkeyableArgument
 from .keys import default_key_func
 from .serializers import PickleSerializer, Serializer
 from .timeouts import DEFAULT_TIMEOUT, Timeout
+from .wrappers import (
+    AsyncCachedClassMethod,
+    AsyncCachedFunction,
+    CachedClassMethod,
+    CachedFunction,
+    CacheInfo,
+)
 
 if TYPE_CHECKING:
     cache: BaseCache
@@ -42,14 +52,21 @@ else:
 __all__ = [
     "DEFAULT_TIMEOUT",
     "MISSING",
+    "SAME_AS_TIMEOUT",
+    "AsyncCachedClassMethod",
+    "AsyncCachedFunction",
     "BackendError",
     "BackendUnavailable",
     "BaseCache",
     "CacheHandler",
+    "CacheInfo",
     "CacheKeyWarning",
+    "CachedClassMethod",
+    "CachedFunction",
     "Capabilities",
     "CorruptEntryWarning",
     "DummyCache",
+    "Entry",
     "FileSystemCache",
     "ImproperlyConfigured",
     "InvalidCacheBackendError",
@@ -60,8 +77,10 @@ __all__ = [
     "SQLiteCache",
     "Serializer",
     "Timeout",
+    "UnkeyableArgument",
     "__version__",
     "cache",
+    "cached",
     "caches",
     "configure",
     "create_cache",

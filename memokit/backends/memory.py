@@ -3,7 +3,8 @@
 Every instance that names the same ``LOCATION`` shares one store and its lock,
 as Django's locmem does. Values are kept serialised so that a caller who
 mutates a returned object never changes the cache; values that cannot be
-mutated (None, bool, int, float, complex, str, bytes) are kept as they are,
+mutated (None, bool, int, float, complex, str, bytes, and tuples or frozensets
+of those) are kept as they are,
 which saves a pickle round trip on the hot path and changes nothing a caller
 can observe. Serialising happens before the lock is taken, and the locked
 sections are a few dictionary operations each.
@@ -25,6 +26,20 @@ from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_cullin
 _Entry = tuple[Any, float]  # (payload, absolute expiry; math.inf for never)
 
 _IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes})
+
+
+def _is_immutable(value: Any, depth: int = 0) -> bool:
+    """True for an immutable scalar, or a tuple/frozenset of such (a few levels deep).
+
+    ``@cached`` stores its entries as tuples, so an entry holding an immutable
+    value skips pickling on the hit path too.
+    """
+    cls = type(value)
+    if cls in _IMMUTABLE:
+        return True
+    if (cls is tuple or cls is frozenset) and depth < 3:
+        return all(_is_immutable(item, depth + 1) for item in value)
+    return False
 
 
 class _Serialized:
@@ -100,7 +115,7 @@ class MemoryCache(BaseCache):
         self._keep_immutables = type(self.serializer) is PickleSerializer
 
     def _encode(self, value: Any) -> Any:
-        if self._keep_immutables and type(value) in _IMMUTABLE:
+        if self._keep_immutables and _is_immutable(value):
             return value
         return _Serialized(self.serializer.dumps(value))
 

@@ -176,6 +176,20 @@ def test_immutable_values_are_kept_without_pickling(monkeypatch: pytest.MonkeyPa
         assert cache.get("key") == value
 
 
+def test_tuples_of_immutables_are_kept_and_others_copied() -> None:
+    cache = fresh()
+    kept = ("mk1", 1.5, (1, 2), frozenset({"a"}), None)
+    cache.set("kept", kept)
+    assert cache.get("kept") is kept  # no pickle round trip: nothing can mutate it
+    inner: list[int] = [1]
+    cache.set("copied", (1, inner))
+    inner.append(2)
+    got = cache.get("copied")
+    assert got == (1, [1])
+    got[1].append(3)
+    assert cache.get("copied") == (1, [1])
+
+
 def test_other_serializers_see_every_value() -> None:
     seen = []
 

@@ -1,0 +1,66 @@
+"""The stored entry of a decorated call: the value and what it was computed under.
+
+An entry is stored as a plain tuple ``(FORMAT, created, versions, value)``:
+
+- ``FORMAT`` tells memokit's entries apart from anything else found at the key;
+  a payload that is not an entry of this format counts as a miss;
+- ``created`` is the ``time.time()`` at which the value was computed (what
+  stale-while-revalidate needs to judge age);
+- ``versions`` is the tuple of version counters the value was computed under
+  (per function, per tag; empty until invalidation counters exist); an entry
+  whose versions differ from the current ones is invalid and counts as a miss.
+
+A plain tuple rather than a class: it pickles and unpickles faster, with no
+class lookup, and the hit path pays for unpickling on every call.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Final, TypeAlias
+
+from .backends.base import MISSING
+
+FORMAT: Final = "mk1"
+"""Format tag of an entry; bumped if the layout ever changes."""
+
+Versions: TypeAlias = tuple[int, ...]
+Payload: TypeAlias = tuple[str, float, Versions, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    """A decoded entry, for code that inspects entries rather than serving them."""
+
+    value: Any
+    created: float
+    versions: Versions = ()
+
+    def to_payload(self) -> Payload:
+        """Return the tuple that is stored."""
+        return (FORMAT, self.created, self.versions, self.value)
+
+    @classmethod
+    def from_payload(cls, payload: Any) -> Entry | None:
+        """Return the entry stored as ``payload``, or None when it is not one."""
+        if type(payload) is tuple and len(payload) == 4 and payload[0] == FORMAT:
+            return cls(payload[3], payload[1], payload[2])
+        return None
+
+
+def make_payload(value: Any, versions: Versions = (), created: float | None = None) -> Payload:
+    """Return the stored form of ``value`` computed now (or at ``created``)."""
+    return (FORMAT, time.time() if created is None else created, versions, value)
+
+
+def valid_value(payload: Any, versions: Versions = ()) -> Any:
+    """Return the value of ``payload`` if it is an entry valid under ``versions``, else MISSING."""
+    if (
+        type(payload) is tuple
+        and len(payload) == 4
+        and payload[0] == FORMAT
+        and payload[2] == versions
+    ):
+        return payload[3]
+    return MISSING
