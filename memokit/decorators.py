@@ -13,6 +13,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, overlo
 
 from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
+from .invalidation import TagsSpec, function_counter_key, make_tags_builder, tag_counter_key
 from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .wrappers import (
@@ -94,6 +95,7 @@ def cached(
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    tags: TagsSpec = (),
 ) -> CachedDecorator: ...
 
 
@@ -108,6 +110,7 @@ def cached(
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    tags: TagsSpec = (),
 ) -> Any:
     """Memoise a function, coroutine function or method in a memokit cache.
 
@@ -121,9 +124,11 @@ def cached(
     - ``version``: passed to the cache as ``version=``;
     - ``ignore``: names of arguments left out of the key;
     - ``unless``: a predicate on the result; when true the result is not stored;
-    - ``none_timeout``: the timeout of a ``None`` result (default: ``timeout``).
+    - ``none_timeout``: the timeout of a ``None`` result (default: ``timeout``);
+    - ``tags``: templates over the arguments (``"user:{user_id}"``) or a callable
+      returning tags; ``memokit.invalidate_tags(...)`` drops the entries carrying one.
     """
-    options = _Options(timeout, cache, key, version, ignore, unless, none_timeout)
+    options = _Options(timeout, cache, key, version, ignore, unless, none_timeout, tags)
     if func is None:
         return options.apply
     return options.apply(func)
@@ -141,6 +146,7 @@ class _Options:
         ignore: object,
         unless: object,
         none_timeout: object,
+        tags: object = (),
     ) -> None:
         self.timeout: Timeout = (
             DEFAULT_TIMEOUT if timeout is DEFAULT_TIMEOUT else check_timeout(timeout, "timeout")
@@ -188,6 +194,13 @@ class _Options:
                 "arguments out of the template or callable instead"
             )
         self.key: str | Callable[..., str] | None = key
+        if not (callable(tags) or isinstance(tags, str | Iterable)):
+            raise TypeError(
+                f"tags must be a template such as 'user:{{user_id}}', a list of them, or a "
+                f"callable returning tags, not {tags!r}"
+            )
+        # A generator would be used up by the first function decorated: keep a tuple.
+        self.tags = tags if callable(tags) or isinstance(tags, str) else tuple(tags)
 
     def apply(self, func: Any) -> Any:
         target, binding = _unwrap_method(func)
@@ -197,6 +210,10 @@ class _Options:
             build = make_template_builder(target, self.key)
         else:
             build = make_callable_builder(self.key)
+        tags = make_tags_builder(target, self.tags)
+        counter_names = [function_counter_key(target, self.key)]
+        if isinstance(tags, tuple):
+            counter_names += [tag_counter_key(tag) for tag in tags]
         cache = self.cache
         state = CachedState(
             func=target,
@@ -209,6 +226,8 @@ class _Options:
             version=self.version,
             unless=self.unless,
             safe_keys=self.key is None,
+            counter_names=list(dict.fromkeys(counter_names)),
+            tags=None if isinstance(tags, tuple) else tags,
         )
         return wrap(state)
 

@@ -39,8 +39,8 @@ from typing import (
 from .backends.base import MISSING, BaseCache
 from .config import caches
 from .entry import FORMAT, Versions, make_payload, valid_value
-from .keybuilders import MAX_KEY_LENGTH, KeyBuilder
-from .keys import MEMCACHE_MAX_KEY_LENGTH, default_key_func, key_is_clean
+from .invalidation import ReadPlan, TagsBuilder, aread_entry, read_entry
+from .keybuilders import KeyBuilder
 from .timeouts import Timeout
 
 P = ParamSpec("P")
@@ -77,6 +77,7 @@ class CachedState:
         "bound_dict",
         "build",
         "cache",
+        "counter_names",
         "errors",
         "fast",
         "func",
@@ -84,11 +85,11 @@ class CachedState:
         "misses",
         "none_timeout",
         "safe_keys",
+        "tags",
         "timeout",
         "unbound",
         "unless",
         "version",
-        "versions",
     )
 
     def __init__(
@@ -103,6 +104,8 @@ class CachedState:
         version: int | None,
         unless: Callable[[Any], object] | None,
         safe_keys: bool,
+        counter_names: list[str],
+        tags: TagsBuilder | None = None,
     ) -> None:
         self.func = func
         self.safe_keys = safe_keys  # keys come from the default builder: clean, <= 200
@@ -116,46 +119,16 @@ class CachedState:
         self.unless = unless
         self.unbound: Any = None
         self.bound_dict: dict[str, Any] = {}
-        # The versions an entry must carry to be valid; per-function and per-tag
-        # counters will be read into this tuple, and entries already store it.
-        self.versions: Versions = ()
+        # The counters every call reads with its entry (see memokit.invalidation):
+        # the function's own first, then static tags; per-call tags from `tags`.
+        self.counter_names = counter_names
+        self.tags = tags
         self.hits = 0
         self.misses = 0
         self.errors = 0
-        # The read fast path (see read()), one tuple so the hit path reads one
-        # attribute: (cache, its key_prefix, its version, made-key prefix,
-        # cache._get, cache._decode). Valid while the first three are unchanged.
-        self.fast: tuple[Any, ...] | None = None
-
-    def read(self, cache: BaseCache, key: str) -> Any:
-        """``cache.get(key, _MISS, version)``, and prepare the fast path for ``cache``.
-
-        A key from the default builder is clean and at most MAX_KEY_LENGTH long, so
-        with the default key function and a clean, short prefix the made key needs
-        no validation: the hit path reads the primitive directly, which is what
-        ``BaseCache.get`` does after a validation that cannot fail.
-        """
-        self.fast = None
-        cls = type(cache)
-        if (
-            self.safe_keys
-            and cls.get is BaseCache.get
-            and cls.make_and_validate_key is BaseCache.make_and_validate_key
-            and cache.key_func is default_key_func
-            and isinstance(cache.key_prefix, str)
-        ):
-            version = cache.version if self.version is None else self.version
-            prefix = f"{cache.key_prefix}:{version}:"
-            if key_is_clean(prefix) and len(prefix) + MAX_KEY_LENGTH <= MEMCACHE_MAX_KEY_LENGTH:
-                self.fast = (
-                    cache,
-                    cache.key_prefix,
-                    cache.version,
-                    prefix,
-                    cache._get,
-                    cache._decode,
-                )
-        return cache.get(key, _MISS, self.version)
+        # How calls read the current cache (made-key prefixes, primitives);
+        # rebuilt by invalidation.plan_for when the cache or its prefix changes.
+        self.fast: ReadPlan | None = None
 
     def resolve(self) -> BaseCache:
         return self.cache if self.cache is not None else caches[self.alias]
@@ -255,36 +228,24 @@ class CachedFunction(_Cached[P, R]):
             args = (bound, *args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
         cache = state.cache if state.cache is not None else caches[state.alias]
-        fast = state.fast
         try:
-            if (
-                fast is not None
-                and fast[0] is cache
-                and fast[1] is cache.key_prefix
-                and fast[2] is cache.version
-            ):
-                payload = fast[4](fast[3] + key)
-                if payload is not MISSING:
-                    payload = fast[5](payload)
-            else:
-                payload = state.read(cache, key)
+            # One get_many: the entry and the counters it must match.
+            payload, versions = read_entry(state, cache, key, args, kwargs)
         except Exception:
             state.errors += 1
             raise
         try:
             # An entry is a 4-tuple; anything else (a miss, a foreign value) fails
             # here or on the tag, and unpacking is cheaper than checking first.
-            tag, _, versions, stored = payload
+            tag, _, stored_versions, stored = payload
         except (TypeError, ValueError):
             tag = None
-        if tag == FORMAT and versions == state.versions:
+        if tag == FORMAT and stored_versions == versions:
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored R
         value: R = state.func(*args, **kwargs)
         state.misses += 1
-        return _store(
-            state, cache, key, value, replace=payload is not _MISS and payload is not MISSING
-        )
+        return _store(state, cache, key, value, versions, replace=payload is not MISSING)
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call; return whether there was one."""
@@ -298,9 +259,18 @@ class CachedFunction(_Cached[P, R]):
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
+        cache = state.resolve()
+        # The versions are read before the function runs, as on a miss.
+        _, versions = _counted(state, lambda: read_entry(state, cache, key, args, kwargs))
         value: R = state.func(*args, **kwargs)
         state.misses += 1
-        return _store(state, state.resolve(), key, value, replace=True)
+        return _store(state, cache, key, value, versions, replace=True)
+
+    def invalidate_all(self) -> int:
+        """Invalidate every call of the function, in every process; return its new version."""
+        from .invalidation import invalidate_all
+
+        return _counted(self._state, lambda: invalidate_all(self))
 
     if TYPE_CHECKING:
 
@@ -333,7 +303,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         key = state.build(args, kwargs)
         cache = state.cache if state.cache is not None else caches[state.alias]
         try:
-            payload = await cache.aget(key, _MISS, state.version)
+            payload, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception:
             state.errors += 1
             raise
@@ -341,13 +311,13 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
             type(payload) is tuple
             and len(payload) == 4
             and payload[0] == FORMAT
-            and payload[2] == state.versions
+            and payload[2] == versions
         ):
             state.hits += 1
             return payload[3]  # type: ignore[no-any-return]  # the stored T
         value: T = await state.func(*args, **kwargs)
         state.misses += 1
-        return await _astore(state, cache, key, value, replace=payload is not _MISS)
+        return await _astore(state, cache, key, value, versions, replace=payload is not MISSING)
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call; return whether there was one."""
@@ -365,9 +335,25 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
+        cache = state.resolve()
+        try:
+            _, versions = await aread_entry(state, cache, key, args, kwargs)
+        except Exception:
+            state.errors += 1
+            raise
         value: T = await state.func(*args, **kwargs)
         state.misses += 1
-        return await _astore(state, state.resolve(), key, value, replace=True)
+        return await _astore(state, cache, key, value, versions, replace=True)
+
+    async def invalidate_all(self) -> int:
+        """Invalidate every call of the function, in every process; return its new version."""
+        from .invalidation import ainvalidate_all
+
+        try:
+            return await ainvalidate_all(self)
+        except Exception:
+            self._state.errors += 1
+            raise
 
     if TYPE_CHECKING:
 
@@ -422,7 +408,9 @@ def _counted(state: CachedState, operation: Callable[[], T]) -> T:
         raise
 
 
-def _store(state: CachedState, cache: BaseCache, key: str, value: T, *, replace: bool) -> T:
+def _store(
+    state: CachedState, cache: BaseCache, key: str, value: T, versions: Versions, *, replace: bool
+) -> T:
     """Store a computed value with get_or_set semantics; return what the caller gets."""
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
@@ -440,7 +428,7 @@ def _store(state: CachedState, cache: BaseCache, key: str, value: T, *, replace:
             if replace:
                 cache.delete(key, version)
             return value
-        payload = make_payload(value, state.versions)
+        payload = make_payload(value, versions)
         timeout = state.timeout_for(value)
         if replace:
             cache.set(key, payload, timeout, version)
@@ -449,7 +437,7 @@ def _store(state: CachedState, cache: BaseCache, key: str, value: T, *, replace:
             return value
         # Another caller stored first: theirs wins, as with get_or_set, if it is valid.
         current = cache.get(key, _MISS, version)
-        theirs = valid_value(current, state.versions)
+        theirs = valid_value(current, versions)
         if theirs is not MISSING:
             return theirs  # type: ignore[no-any-return]  # an entry's value
         cache.set(key, payload, timeout, version)
@@ -459,7 +447,9 @@ def _store(state: CachedState, cache: BaseCache, key: str, value: T, *, replace:
         raise
 
 
-async def _astore(state: CachedState, cache: BaseCache, key: str, value: T, *, replace: bool) -> T:
+async def _astore(
+    state: CachedState, cache: BaseCache, key: str, value: T, versions: Versions, *, replace: bool
+) -> T:
     """The async twin of :func:`_store`."""
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
@@ -469,7 +459,7 @@ async def _astore(state: CachedState, cache: BaseCache, key: str, value: T, *, r
             if replace:
                 await cache.adelete(key, version)
             return value
-        payload = make_payload(value, state.versions)
+        payload = make_payload(value, versions)
         timeout = state.timeout_for(value)
         if replace:
             await cache.aset(key, payload, timeout, version)
@@ -477,7 +467,7 @@ async def _astore(state: CachedState, cache: BaseCache, key: str, value: T, *, r
         if await cache.aadd(key, payload, timeout, version):
             return value
         current = await cache.aget(key, _MISS, version)
-        theirs = valid_value(current, state.versions)
+        theirs = valid_value(current, versions)
         if theirs is not MISSING:
             return theirs  # type: ignore[no-any-return]  # an entry's value
         await cache.aset(key, payload, timeout, version)

@@ -1,0 +1,658 @@
+"""Invalidation: one call, every call of a function, a tag, a namespace version.
+
+Per-function and per-tag invalidation use version counters stored in the
+backend itself, so every process sharing the backend sees them, on every
+backend, without scanning keys (memcached cannot scan):
+
+- every decorated function has a counter, ``memokit.fn:<module:qualname>``;
+- every tag has one, ``memokit.tag:<tag>``;
+- counters live at the fixed version :data:`COUNTER_VERSION`, whatever the
+  cache's ``VERSION`` or the function's ``version=``, so that processes of two
+  deploys with different versions share them.
+
+A read fetches the entry and its counters with one ``get_many`` (one round
+trip; one lock on the memory backend) and accepts the entry only when the
+versions stored in it equal the counters read. Invalidating bumps a counter
+with ``incr``; old entries are then never served and expire on their own.
+
+A missing counter (never created, expired, evicted, deleted by hand) is
+created with :func:`fresh_counter`, a time-based value with random low bits,
+never 0 or 1: a lost counter never comes back at a value that old entries
+carry. A reader creates a missing counter *before* it computes, so a value
+computed from old data is always stored under a version that an invalidation
+after the data change has already moved past.
+
+Reads fail open elsewhere (the decorator's policy); every helper here raises
+when the backend cannot be reached, since an invalidation that silently did
+nothing would serve old values.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import secrets
+import string
+import time
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, Any, Final, ParamSpec, TypeAlias
+
+from .backends.base import MISSING, BaseCache
+from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy, caches
+from .entry import Versions
+from .keybuilders import MAX_KEY_LENGTH, bound_names, function_name, make_binder
+from .keys import MEMCACHE_MAX_KEY_LENGTH, default_key_func, key_is_clean
+
+if TYPE_CHECKING:
+    from .wrappers import CachedState, _Cached
+
+P = ParamSpec("P")
+
+COUNTER_VERSION: Final = 0
+"""The ``version`` counters are stored under, the same for every cache ``VERSION``."""
+
+FUNCTION_COUNTER: Final = "memokit.fn:"
+TAG_COUNTER: Final = "memokit.tag:"
+_MAX_NAME: Final = 150
+"""Longest tag or function name kept readable in a counter key; longer ones are digested."""
+_SAFE_NAME = re.compile(r"[\x21-\x7e]+").fullmatch
+
+TagsSpec: TypeAlias = str | Iterable[str] | Callable[..., Iterable[str]]
+"""What ``@cached(tags=...)`` takes: a template, several templates, or a callable."""
+TagsBuilder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], Iterable[str]]
+"""Turns one call's ``(args, kwargs)`` into its tags."""
+
+
+def fresh_counter() -> int:
+    """Return a start value for a missing counter: milliseconds << 20 | 20 random bits.
+
+    Never near 0 or 1, so a counter that was lost and recreated does not step
+    back onto the values old entries carry; well below 2**63 (Redis and
+    memcached counters are 64-bit) for the next two centuries.
+    """
+    return (time.time_ns() // 1_000_000) << 20 | secrets.randbits(20)
+
+
+def _counter_name(prefix: str, name: str) -> str:
+    if len(name) <= _MAX_NAME and _SAFE_NAME(name):
+        return prefix + name
+    # Spaces, non-ASCII or a long name: a digest keeps every key memcached-safe.
+    digest = hashlib.blake2b(name.encode("utf-8", "surrogatepass"), digest_size=20).hexdigest()
+    return f"{prefix}#{digest}"
+
+
+def tag_counter_key(tag: str) -> str:
+    """Return the key (before prefix and version) of ``tag``'s counter."""
+    return _counter_name(TAG_COUNTER, tag)
+
+
+def function_counter_key(func: Callable[..., Any], key: object = None) -> str:
+    """Return the key of the per-function counter of ``func`` (decorated with ``key=``)."""
+    try:
+        name = function_name(func)
+    except TypeError:
+        # A partial or callable object has no stable name; its key= stands for it.
+        if isinstance(key, str):
+            name = f"key={key}"
+        elif callable(key):
+            name = f"key={function_name(key)}"
+        else:
+            raise
+    return _counter_name(FUNCTION_COUNTER, name)
+
+
+def make_tags_builder(func: Callable[..., Any], tags: object) -> tuple[str, ...] | TagsBuilder:
+    """Validate ``@cached(tags=...)`` now; return the static tags or a per-call builder.
+
+    A template names parameters (``"user:{user_id}"``, ``"org:{org.pk}"``) and is
+    formatted with the call's bound arguments; a callable takes the call's
+    arguments and returns an iterable of str.
+    """
+    if callable(tags):
+        return _callable_tags(tags)
+    if isinstance(tags, str):
+        templates: tuple[Any, ...] = (tags,)
+    elif isinstance(tags, Iterable):
+        templates = tuple(tags)
+    else:
+        raise TypeError(
+            f"tags must be a template such as 'user:{{user_id}}', a list of them, or a "
+            f"callable returning tags, not {tags!r}"
+        )
+    names = bound_names(func)
+    dynamic = False
+    for template in templates:
+        if not isinstance(template, str) or not template:
+            raise TypeError(
+                f"tags must hold non-empty str templates such as 'user:{{user_id}}', "
+                f"not {template!r}"
+            )
+        for _, field, _, _ in string.Formatter().parse(template):
+            if field is None:
+                continue
+            dynamic = True
+            base = re.split(r"[.\[]", field, maxsplit=1)[0]
+            if base == "" or base.isdigit() or base not in names:
+                raise ValueError(
+                    f"tag {template!r} uses {{{field}}}, which does not name a parameter of "
+                    f"{getattr(func, '__qualname__', func)}; its parameters are "
+                    f"{', '.join(names) or 'none'}"
+                )
+    if not dynamic:
+        return tuple(dict.fromkeys(templates))
+    bind = make_binder(func)
+
+    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterable[str]:
+        values = dict(zip(names, bind(args, kwargs), strict=True))
+        return [template.format_map(values) for template in templates]
+
+    return build
+
+
+def _callable_tags(tags: Callable[..., Iterable[str]]) -> TagsBuilder:
+    def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterable[str]:
+        made = tags(*args, **kwargs)
+        if isinstance(made, str) or not isinstance(made, Iterable):
+            raise TypeError(
+                f"tags={getattr(tags, '__qualname__', tags)!r} returned {made!r}; a tags "
+                f"callable must return an iterable of str, for example [f'user:{{user_id}}']"
+            )
+        made = list(made)
+        for tag in made:
+            if not isinstance(tag, str) or not tag:
+                raise TypeError(
+                    f"tags={getattr(tags, '__qualname__', tags)!r} returned {tag!r} among its "
+                    f"tags; each tag must be a non-empty str"
+                )
+        return made
+
+    return build
+
+
+# -- reading: one get_many for the entry and its counters -------------------------
+
+
+class ReadPlan:
+    """How one decorated function reads from one cache; rebuilt when the cache changes."""
+
+    __slots__ = (
+        "cache",
+        "counter_prefix",
+        "decode",
+        "entry_prefix",
+        "get_many",
+        "key_prefix",
+        "single",
+        "static_keys",
+        "version",
+    )
+
+    def __init__(self, state: CachedState, cache: BaseCache) -> None:
+        self.cache = cache
+        self.key_prefix = cache.key_prefix
+        self.version = cache.version
+        self.get_many = cache._get_many
+        self.decode = cache._decode
+        self.entry_prefix: str | None = None
+        self.counter_prefix: str | None = None
+        cls = type(cache)
+        if (
+            cls.make_and_validate_key is BaseCache.make_and_validate_key
+            and cache.key_func is default_key_func
+            and isinstance(cache.key_prefix, str)
+        ):
+            # With Django's key function and a clean, short prefix, keys that are
+            # clean by construction need no validation: the made key is a concatenation.
+            counters = f"{cache.key_prefix}:{COUNTER_VERSION}:"
+            if key_is_clean(counters) and len(counters) + 200 <= MEMCACHE_MAX_KEY_LENGTH:
+                self.counter_prefix = counters
+            if state.safe_keys:
+                version = cache.version if state.version is None else state.version
+                entries = f"{cache.key_prefix}:{version}:"
+                if (
+                    key_is_clean(entries)
+                    and len(entries) + MAX_KEY_LENGTH <= MEMCACHE_MAX_KEY_LENGTH
+                ):
+                    self.entry_prefix = entries
+        self.static_keys = [self.counter(name) for name in state.counter_names]
+        # The common case, read without building lists: a made entry key by
+        # concatenation and exactly one counter (the function's).
+        self.single: str | None = None
+        if self.entry_prefix is not None and state.tags is None and len(self.static_keys) == 1:
+            self.single = self.static_keys[0]
+
+    def counter(self, name: str) -> str:
+        """Return the made key of the counter ``name``."""
+        if self.counter_prefix is not None:
+            return self.counter_prefix + name
+        return self.cache.make_and_validate_key(name, COUNTER_VERSION)
+
+    def keys(
+        self, state: CachedState, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> list[str]:
+        """Return the made keys to read: the entry's, then its counters'."""
+        prefix = self.entry_prefix
+        made = (
+            prefix + key
+            if prefix is not None
+            else self.cache.make_and_validate_key(key, state.version)
+        )
+        tags = state.tags
+        if tags is None:
+            return [made, *self.static_keys]
+        extra = [self.counter(tag_counter_key(tag)) for tag in tags(args, kwargs)]
+        return [made, *dict.fromkeys([*self.static_keys, *extra])]
+
+
+def plan_for(state: CachedState, cache: BaseCache) -> ReadPlan:
+    """Return ``state``'s read plan for ``cache``, building it when the cache changed."""
+    plan = state.fast
+    if (
+        plan is None
+        or plan.cache is not cache
+        or plan.key_prefix is not cache.key_prefix
+        or plan.version is not cache.version
+    ):
+        plan = state.fast = ReadPlan(state, cache)
+    return plan
+
+
+def read_entry(
+    state: CachedState, cache: BaseCache, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, Versions]:
+    """Read the entry at ``key`` and its counters with one ``get_many``.
+
+    Return ``(payload, versions)``: the decoded entry (``MISSING`` when absent)
+    and the current versions, the tuple a valid entry carries and the one a
+    value computed now must be stored with. Missing counters are created
+    before this returns (that costs extra round trips, once per counter).
+    ``(key, versions)`` identifies one computation: a caller that read other
+    versions must not share its result.
+    """
+    plan = state.fast
+    if (
+        plan is None
+        or plan.cache is not cache
+        or plan.key_prefix is not cache.key_prefix
+        or plan.version is not cache.version
+    ):
+        plan = state.fast = ReadPlan(state, cache)
+    single = plan.single
+    if single is not None:
+        made = plan.entry_prefix + key  # type: ignore[operator]  # set whenever single is
+        found = plan.get_many([made, single])
+        counter = found.get(single, MISSING)
+        # The memory backend keeps ints as they are: skip decoding those.
+        if type(counter) is not int:
+            counter = _counter(cache, plan, counter, single, state)
+        payload = found.get(made, MISSING)
+        if payload is not MISSING:
+            payload = plan.decode(payload)
+        return payload, (counter,)
+    keys = plan.keys(state, key, args, kwargs)
+    found = plan.get_many(keys)
+    payload = found.get(keys[0], MISSING)
+    if payload is not MISSING:
+        payload = plan.decode(payload)
+    versions = []
+    for made in keys[1:]:
+        counter = found.get(made, MISSING)
+        if type(counter) is not int:
+            counter = _counter(cache, plan, counter, made, state)
+        versions.append(counter)
+    return payload, tuple(versions)
+
+
+def _counter(cache: BaseCache, plan: ReadPlan, payload: Any, made: str, state: CachedState) -> int:
+    """Decode a counter read with an entry; create it when it is missing or not a counter."""
+    if payload is not MISSING:
+        value = plan.decode(payload)
+        if type(value) is int:
+            return value
+    return _create(cache, made, cache._seconds(state.timeout))
+
+
+async def aread_entry(
+    state: CachedState, cache: BaseCache, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[Any, Versions]:
+    """The async twin of :func:`read_entry`."""
+    plan = plan_for(state, cache)
+    keys = plan.keys(state, key, args, kwargs)
+    found = await cache._aget_many(keys)
+    decode = plan.decode
+    payload = found.get(keys[0], MISSING)
+    if payload is not MISSING:
+        payload = decode(payload)
+    versions = []
+    for made in keys[1:]:
+        value = found.get(made, MISSING)
+        if value is not MISSING:
+            value = decode(value)
+        if type(value) is not int:
+            value = await _acreate(cache, made, cache._seconds(state.timeout))
+        versions.append(value)
+    return payload, tuple(versions)
+
+
+def _create(cache: BaseCache, made: str, seconds: float | None) -> int:
+    """Create the missing counter ``made``; return its value (another creator's if first)."""
+    if seconds is not None and seconds <= 0:
+        return fresh_counter()  # nothing is stored for this function: no counter either
+    for _ in range(3):
+        value = fresh_counter()
+        if cache._add(made, cache._encode(value), seconds):
+            return value
+        current = cache._get(made)
+        if current is not MISSING:
+            current = cache._decode(current)
+            if type(current) is int:
+                return current
+            # Not a counter (overwritten by hand): replace it, which only causes misses.
+            cache._set(made, cache._encode(value), seconds)
+            return value
+    # Created and gone three times in a row (a store evicting at once): this
+    # value is valid for this call only, which is safe: the entry is a miss.
+    return fresh_counter()
+
+
+async def _acreate(cache: BaseCache, made: str, seconds: float | None) -> int:
+    if seconds is not None and seconds <= 0:
+        return fresh_counter()
+    for _ in range(3):
+        value = fresh_counter()
+        if await cache._aadd(made, cache._encode(value), seconds):
+            return value
+        current = await cache._aget(made)
+        if current is not MISSING:
+            current = cache._decode(current)
+            if type(current) is int:
+                return current
+            await cache._aset(made, cache._encode(value), seconds)
+            return value
+    return fresh_counter()
+
+
+# -- bumping ------------------------------------------------------------------------
+
+
+def _bump(cache: BaseCache, name: str, delta: int) -> int:
+    """Add ``delta`` to the counter ``name``; create it fresh when missing. Return it."""
+    made = cache.make_and_validate_key(name, COUNTER_VERSION)
+    seconds = cache._seconds(cache.default_timeout)
+    for _ in range(3):
+        try:
+            result = cache._incr(made, delta)
+        except TypeError:
+            # Not a counter (overwritten by hand): start afresh.
+            value = fresh_counter()
+            cache._set(made, cache._encode(value), seconds)
+            return value
+        if result is not MISSING:
+            return int(result)
+        # Missing: a fresh value differs from whatever entries carry. It must be
+        # stored, since a reader may be about to create the counter itself.
+        value = fresh_counter()
+        if cache._add(made, cache._encode(value), seconds):
+            return value
+    raise RuntimeError(
+        f"could not bump the counter {name!r}: it kept disappearing between incr and add "
+        f"(is the cache evicting everything at once?)"
+    )
+
+
+async def _abump(cache: BaseCache, name: str, delta: int) -> int:
+    made = cache.make_and_validate_key(name, COUNTER_VERSION)
+    seconds = cache._seconds(cache.default_timeout)
+    for _ in range(3):
+        try:
+            result = await cache._aincr(made, delta)
+        except TypeError:
+            value = fresh_counter()
+            await cache._aset(made, cache._encode(value), seconds)
+            return value
+        if result is not MISSING:
+            return int(result)
+        value = fresh_counter()
+        if await cache._aadd(made, cache._encode(value), seconds):
+            return value
+    raise RuntimeError(
+        f"could not bump the counter {name!r}: it kept disappearing between incr and add "
+        f"(is the cache evicting everything at once?)"
+    )
+
+
+def _read_counter(cache: BaseCache, name: str) -> int:
+    made = cache.make_and_validate_key(name, COUNTER_VERSION)
+    payload = cache._get(made)
+    if payload is not MISSING:
+        value = cache._decode(payload)
+        if type(value) is int:
+            return value
+    return _create(cache, made, cache._seconds(cache.default_timeout))
+
+
+async def _aread_counter(cache: BaseCache, name: str) -> int:
+    made = cache.make_and_validate_key(name, COUNTER_VERSION)
+    payload = await cache._aget(made)
+    if payload is not MISSING:
+        value = cache._decode(payload)
+        if type(value) is int:
+            return value
+    return await _acreate(cache, made, cache._seconds(cache.default_timeout))
+
+
+# -- the helpers ----------------------------------------------------------------------
+
+
+def _state(fn: object, helper: str) -> CachedState:
+    from .wrappers import is_cached
+
+    if not is_cached(fn):
+        raise TypeError(f"memokit.{helper}() takes a function decorated with @cached, not {fn!r}")
+    return fn._state  # type: ignore[attr-defined, no-any-return]  # checked just above
+
+
+def _cache(cache: str | BaseCache) -> BaseCache:
+    if isinstance(cache, BaseCache):
+        return cache
+    if isinstance(cache, DefaultCacheProxy):
+        return caches[DEFAULT_CACHE_ALIAS]
+    if isinstance(cache, str):
+        return caches[cache]
+    raise TypeError(
+        f"cache must be an alias such as 'default' or a memokit cache instance, not {cache!r}"
+    )
+
+
+def _tags(tags: tuple[object, ...]) -> list[str]:
+    names = []
+    for tag in tags:
+        if not isinstance(tag, str) or not tag:
+            raise TypeError(
+                f"tags are non-empty str such as 'user:5', not {tag!r}; to pass a list, "
+                f"unpack it: invalidate_tags(*tags)"
+            )
+        names.append(tag_counter_key(tag))
+    return list(dict.fromkeys(names))
+
+
+Target: TypeAlias = "str | _Cached[Any, Any]"
+"""A namespace: a tag name, or a cached function (its per-function counter)."""
+
+
+def _counter_of(
+    target: object, helper: str, cache: str | BaseCache | None
+) -> tuple[BaseCache, str]:
+    if isinstance(target, str):
+        if not target:
+            raise ValueError(f"memokit.{helper}() needs a non-empty tag name")
+        return _cache(DEFAULT_CACHE_ALIAS if cache is None else cache), tag_counter_key(target)
+    state = _state(target, helper)
+    if cache is not None:
+        raise TypeError(
+            f"memokit.{helper}() takes cache= with a tag only; a cached function uses its own cache"
+        )
+    return state.resolve(), state.counter_names[0]
+
+
+def invalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> bool:
+    """Drop the entry of one call of a cached function; return whether there was one.
+
+    Works for coroutine functions too (with the sync cache API): a script can
+    invalidate what an async service caches.
+    """
+    state = _state(fn, "invalidate")
+    key = state.build(fn._args(args), kwargs)
+    return state.resolve().delete(key, state.version)
+
+
+async def ainvalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> bool:
+    """Async :func:`invalidate`."""
+    state = _state(fn, "ainvalidate")
+    key = state.build(fn._args(args), kwargs)
+    return await state.resolve().adelete(key, state.version)
+
+
+def _call_keys(fn: _Cached[Any, Any], state: CachedState, calls: Iterable[object]) -> list[str]:
+    keys = []
+    for call in calls:
+        if isinstance(call, Call):
+            args, kwargs = call.args, call.kwargs
+        elif isinstance(call, tuple):
+            args, kwargs = call, {}
+        else:
+            raise TypeError(
+                f"each call is a tuple of positional arguments or memokit.call(...), "
+                f"not {call!r}; for f(5) write (5,) or memokit.call(5)"
+            )
+        keys.append(state.build(fn._args(args), dict(kwargs)))
+    return keys
+
+
+class Call:
+    """The arguments of one call, for :func:`invalidate_many`: ``memokit.call(5, page=2)``."""
+
+    __slots__ = ("args", "kwargs")
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self.args = args
+        self.kwargs = kwargs
+
+    def __repr__(self) -> str:
+        parts = [repr(a) for a in self.args] + [f"{k}={v!r}" for k, v in self.kwargs.items()]
+        return f"call({', '.join(parts)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Call) and (self.args, self.kwargs) == (other.args, other.kwargs)
+
+    __hash__ = None  # type: ignore[assignment]  # holds dicts, so unhashable like them
+
+
+call = Call
+"""``memokit.call(*args, **kwargs)``: one call's arguments, for :func:`invalidate_many`."""
+
+
+def invalidate_many(fn: _Cached[Any, Any], /, calls: Iterable[Call | tuple[Any, ...]]) -> None:
+    """Drop the entries of many calls with one ``delete_many``.
+
+    Each call is a tuple of positional arguments or ``memokit.call(*args, **kwargs)``.
+    """
+    state = _state(fn, "invalidate_many")
+    keys = _call_keys(fn, state, calls)
+    state.resolve().delete_many(keys, state.version)
+
+
+async def ainvalidate_many(
+    fn: _Cached[Any, Any], /, calls: Iterable[Call | tuple[Any, ...]]
+) -> None:
+    """Async :func:`invalidate_many`."""
+    state = _state(fn, "ainvalidate_many")
+    keys = _call_keys(fn, state, calls)
+    await state.resolve().adelete_many(keys, state.version)
+
+
+def invalidate_all(fn: _Cached[Any, Any], /) -> int:
+    """Invalidate every call of a cached function, in every process; return its new version."""
+    state = _state(fn, "invalidate_all")
+    return _bump(state.resolve(), state.counter_names[0], 1)
+
+
+async def ainvalidate_all(fn: _Cached[Any, Any], /) -> int:
+    """Async :func:`invalidate_all`."""
+    state = _state(fn, "ainvalidate_all")
+    return await _abump(state.resolve(), state.counter_names[0], 1)
+
+
+def invalidate_tags(*tags: str, cache: str | BaseCache = DEFAULT_CACHE_ALIAS) -> None:
+    """Invalidate every entry, of any function, that carries one of ``tags``.
+
+    One ``incr`` per tag (plus an ``add`` for a tag whose counter is missing).
+    """
+    target = _cache(cache)
+    for name in _tags(tags):
+        _bump(target, name, 1)
+
+
+async def ainvalidate_tags(*tags: str, cache: str | BaseCache = DEFAULT_CACHE_ALIAS) -> None:
+    """Async :func:`invalidate_tags`."""
+    target = _cache(cache)
+    for name in _tags(tags):
+        await _abump(target, name, 1)
+
+
+def get_version(target: Target, /, *, cache: str | BaseCache | None = None) -> int:
+    """Return the stored version of a namespace: a tag, or a cached function's counter."""
+    where, name = _counter_of(target, "get_version", cache)
+    return _read_counter(where, name)
+
+
+async def aget_version(target: Target, /, *, cache: str | BaseCache | None = None) -> int:
+    """Async :func:`get_version`."""
+    where, name = _counter_of(target, "aget_version", cache)
+    return await _aread_counter(where, name)
+
+
+def incr_version(target: Target, /, delta: int = 1, *, cache: str | BaseCache | None = None) -> int:
+    """Move a namespace (a tag or a cached function) to a new version; return it.
+
+    Entries computed under the previous version stop being served, in every
+    process. ``incr_version("catalog")`` is ``invalidate_tags("catalog")``.
+    """
+    _check_delta(delta, "incr_version")
+    where, name = _counter_of(target, "incr_version", cache)
+    return _bump(where, name, delta)
+
+
+async def aincr_version(
+    target: Target, /, delta: int = 1, *, cache: str | BaseCache | None = None
+) -> int:
+    """Async :func:`incr_version`."""
+    _check_delta(delta, "aincr_version")
+    where, name = _counter_of(target, "aincr_version", cache)
+    return await _abump(where, name, delta)
+
+
+def decr_version(target: Target, /, delta: int = 1, *, cache: str | BaseCache | None = None) -> int:
+    """Move a namespace back by ``delta`` versions; return the version now current.
+
+    Entries computed under that version and still stored are served again:
+    a rollback. When the counter was lost meanwhile, there is nothing to go
+    back to and the namespace starts afresh instead (never onto old values).
+    """
+    _check_delta(delta, "decr_version")
+    where, name = _counter_of(target, "decr_version", cache)
+    return _bump(where, name, -delta)
+
+
+async def adecr_version(
+    target: Target, /, delta: int = 1, *, cache: str | BaseCache | None = None
+) -> int:
+    """Async :func:`decr_version`."""
+    _check_delta(delta, "adecr_version")
+    where, name = _counter_of(target, "adecr_version", cache)
+    return await _abump(where, name, -delta)
+
+
+def _check_delta(delta: object, helper: str) -> None:
+    if type(delta) is not int or delta < 1:
+        raise ValueError(f"memokit.{helper}() takes a positive int delta, not {delta!r}")
