@@ -72,6 +72,7 @@ def _factory(
         config["OPTIONS"] = options
         cache = memokit.create_cache(config)
         made.append(cache)
+        make.config = config  # type: ignore[attr-defined]  # for tests that start processes
         return cache
 
     yield make
