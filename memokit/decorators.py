@@ -13,7 +13,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, overlo
 
 from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
-from .invalidation import TagsSpec, function_counter_key, make_tags_builder, tag_counter_key
+from .invalidation import TagsSpec, prepare_counters
 from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .wrappers import (
@@ -210,10 +210,7 @@ class _Options:
             build = make_template_builder(target, self.key)
         else:
             build = make_callable_builder(self.key)
-        tags = make_tags_builder(target, self.tags)
-        counter_names = [function_counter_key(target, self.key)]
-        if isinstance(tags, tuple):
-            counter_names += [tag_counter_key(tag) for tag in tags]
+        counter_names, tags = prepare_counters(target, self.key, self.tags)
         cache = self.cache
         state = CachedState(
             func=target,
@@ -226,8 +223,8 @@ class _Options:
             version=self.version,
             unless=self.unless,
             safe_keys=self.key is None,
-            counter_names=list(dict.fromkeys(counter_names)),
-            tags=None if isinstance(tags, tuple) else tags,
+            counter_names=counter_names,
+            tags=tags,
         )
         return wrap(state)
 

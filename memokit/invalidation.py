@@ -55,6 +55,8 @@ FUNCTION_COUNTER: Final = "memokit.fn:"
 TAG_COUNTER: Final = "memokit.tag:"
 _MAX_NAME: Final = 150
 """Longest tag or function name kept readable in a counter key; longer ones are digested."""
+_MEMO_SIZE: Final = 4096
+"""Made counter keys of per-call tags remembered per function and cache."""
 _SAFE_NAME = re.compile(r"[\x21-\x7e]+").fullmatch
 
 TagsSpec: TypeAlias = str | Iterable[str] | Callable[..., Iterable[str]]
@@ -101,15 +103,30 @@ def function_counter_key(func: Callable[..., Any], key: object = None) -> str:
     return _counter_name(FUNCTION_COUNTER, name)
 
 
-def make_tags_builder(func: Callable[..., Any], tags: object) -> tuple[str, ...] | TagsBuilder:
-    """Validate ``@cached(tags=...)`` now; return the static tags or a per-call builder.
+def prepare_counters(
+    func: Callable[..., Any], key: object, tags: object
+) -> tuple[list[str], TagsBuilder | None]:
+    """Return the counters every call of ``func`` reads, and the builder of per-call tags.
+
+    The names are the function's counter, then one per fixed tag; a tag that
+    depends on the arguments is built per call by the builder (None if none).
+    """
+    static, dynamic = make_tags_builder(func, tags)
+    names = [function_counter_key(func, key), *(tag_counter_key(tag) for tag in static)]
+    return list(dict.fromkeys(names)), dynamic
+
+
+def make_tags_builder(
+    func: Callable[..., Any], tags: object
+) -> tuple[tuple[str, ...], TagsBuilder | None]:
+    """Validate ``@cached(tags=...)`` now; return the fixed tags and a per-call builder.
 
     A template names parameters (``"user:{user_id}"``, ``"org:{org.pk}"``) and is
     formatted with the call's bound arguments; a callable takes the call's
     arguments and returns an iterable of str.
     """
     if callable(tags):
-        return _callable_tags(tags)
+        return (), _callable_tags(tags)
     if isinstance(tags, str):
         templates: tuple[Any, ...] = (tags,)
     elif isinstance(tags, Iterable):
@@ -120,17 +137,19 @@ def make_tags_builder(func: Callable[..., Any], tags: object) -> tuple[str, ...]
             f"callable returning tags, not {tags!r}"
         )
     names = bound_names(func)
-    dynamic = False
+    static: list[str] = []
+    dynamic: list[str] = []
     for template in templates:
         if not isinstance(template, str) or not template:
             raise TypeError(
                 f"tags must hold non-empty str templates such as 'user:{{user_id}}', "
                 f"not {template!r}"
             )
-        for _, field, _, _ in string.Formatter().parse(template):
-            if field is None:
-                continue
-            dynamic = True
+        fields = [
+            field for _, field, _, _ in string.Formatter().parse(template) if field is not None
+        ]
+        (dynamic if fields else static).append(template)
+        for field in fields:
             base = re.split(r"[.\[]", field, maxsplit=1)[0]
             if base == "" or base.isdigit() or base not in names:
                 raise ValueError(
@@ -138,15 +157,16 @@ def make_tags_builder(func: Callable[..., Any], tags: object) -> tuple[str, ...]
                     f"{getattr(func, '__qualname__', func)}; its parameters are "
                     f"{', '.join(names) or 'none'}"
                 )
+    fixed = tuple(dict.fromkeys(static))
     if not dynamic:
-        return tuple(dict.fromkeys(templates))
+        return fixed, None
     bind = make_binder(func)
 
     def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterable[str]:
         values = dict(zip(names, bind(args, kwargs), strict=True))
-        return [template.format_map(values) for template in templates]
+        return [template.format_map(values) for template in dynamic]
 
-    return build
+    return fixed, build
 
 
 def _callable_tags(tags: Callable[..., Iterable[str]]) -> TagsBuilder:
@@ -182,6 +202,7 @@ class ReadPlan:
         "entry_prefix",
         "get_many",
         "key_prefix",
+        "made_tags",
         "single",
         "static_keys",
         "version",
@@ -215,6 +236,7 @@ class ReadPlan:
                 ):
                     self.entry_prefix = entries
         self.static_keys = [self.counter(name) for name in state.counter_names]
+        self.made_tags: dict[str, str] = {}  # per-call tag -> made counter key, bounded
         # The common case, read without building lists: a made entry key by
         # concatenation and exactly one counter (the function's).
         self.single: str | None = None
@@ -240,8 +262,17 @@ class ReadPlan:
         tags = state.tags
         if tags is None:
             return [made, *self.static_keys]
-        extra = [self.counter(tag_counter_key(tag)) for tag in tags(args, kwargs)]
-        return [made, *dict.fromkeys([*self.static_keys, *extra])]
+        keys = [made, *self.static_keys]
+        memo = self.made_tags
+        for tag in tags(args, kwargs):
+            counter = memo.get(tag)
+            if counter is None:
+                if len(memo) >= _MEMO_SIZE:
+                    memo.clear()
+                counter = memo[tag] = self.counter(tag_counter_key(tag))
+            if counter not in keys:
+                keys.append(counter)
+        return keys
 
 
 def plan_for(state: CachedState, cache: BaseCache) -> ReadPlan:
@@ -286,7 +317,9 @@ def read_entry(
         if type(counter) is not int:
             counter = _counter(cache, plan, counter, single, state)
         payload = found.get(made, MISSING)
-        if payload is not MISSING:
+        # A tuple is an entry the memory backend kept as it is (serialisers
+        # return bytes or str): decoding it would return it unchanged.
+        if payload is not MISSING and type(payload) is not tuple:
             payload = plan.decode(payload)
         return payload, (counter,)
     keys = plan.keys(state, key, args, kwargs)

@@ -554,3 +554,30 @@ def test_default_alias_helpers(default_cache: BaseCache, data: Data) -> None:
     memokit.invalidate_tags("user:1")  # the default alias
     assert profile(1) == "v2:1"
     assert memokit.get_version("user:1") == memokit.get_version("user:1", cache=default_cache)
+
+
+def test_refresh_stores_under_the_current_versions(cache: BaseCache, data: Data) -> None:
+    @cached(cache=cache, tags="t")
+    def f(n: int) -> str:
+        return data.read(n)
+
+    f(1)
+    data.version = 2
+    memokit.invalidate_tags("t", cache=cache)
+    assert f.refresh(1) == "v2:1"
+    calls = data.calls
+    assert f(1) == "v2:1"  # a hit: stored under the counters read before running
+    assert data.calls == calls
+
+
+def test_same_tag_from_a_template_and_a_fixed_tag_is_read_once(cache: BaseCache) -> None:
+    @cached(cache=cache, tags=("all", "{name}"))
+    def f(name: str) -> str:
+        return name
+
+    calls = count_primitives(cache)
+    assert f("all") == "all"
+    assert f("all") == "all"
+    memokit.invalidate_tags("all", cache=cache)
+    assert f("all") == "all"
+    assert calls.count("_get_many") == 3
