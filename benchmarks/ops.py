@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import time
 from pathlib import Path
 from typing import Any
 
@@ -74,8 +75,10 @@ def run_backend(backend: str, config: Config, workdir: Path, server: Any) -> dic
                 for i, (s, ns) in enumerate(zip(stores, spaces, strict=True))
                 if op in s.ops
             ]
+            start = time.monotonic()
             results = measure(candidates, config)
-            groups.append({"op": op, "results": results})
+            seconds = round(time.monotonic() - start, 1)
+            groups.append({"op": op, "seconds": seconds, "results": results})
             print(f"  {op:<14}" + "  ".join(f"{r['name']}: {fmt_ns(r['median'])}" for r in results))
     finally:
         for s in stores:
