@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import os
 import sys
 import tempfile
 import time
@@ -102,6 +103,7 @@ def main(argv: list[str]) -> int:
     meta = env.metadata(argv)
     sections = _run_sections(args.sections or [s.name for s in SECTIONS], config)
     meta["seconds"] = round(time.monotonic() - started, 1)
+    meta["machine"]["load_average_at_end"] = list(os.getloadavg())
     json_path = json_path.resolve()
     data = {
         "meta": meta,

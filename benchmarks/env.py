@@ -16,7 +16,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 
 PACKAGES = (
-    "memokit",
     "cachetools",
     "cachelib",
     "diskcache",
@@ -63,15 +62,16 @@ def _server_version(binary: str, flag: str) -> str:
 
 def versions() -> dict[str, str]:
     """Versions of memokit, the peers, SQLite and the servers."""
-    found: dict[str, str] = {}
+    import memokit
+
+    where = Path(memokit.__file__).resolve().parent
+    source = "source tree" if where == ROOT / "memokit" else str(where)
+    found: dict[str, str] = {"memokit": f"{memokit.__version__} ({source})"}
     for name in PACKAGES:
         try:
             found[name] = importlib.metadata.version(name)
         except importlib.metadata.PackageNotFoundError:
             found[name] = "not installed"
-    import memokit
-
-    found["memokit (imported)"] = f"{memokit.__version__} from {Path(memokit.__file__).parent}"
     found["sqlite library"] = sqlite3.sqlite_version
     found["redis-server"] = _server_version("redis-server", "--version")
     found["memcached"] = _server_version("memcached", "-V")

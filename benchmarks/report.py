@@ -250,6 +250,18 @@ def _plot(kind: str, name: str, result: dict[str, Any], plots: Path, page: Path)
     return [f"![{name}]({rel})"]
 
 
+def _busy(machine: dict[str, Any]) -> list[str]:
+    loads = [*machine["load_average_at_start"][:1], *machine.get("load_average_at_end", [])[:1]]
+    if machine["cpus"] and max(loads) > machine["cpus"]:
+        return [
+            f"**The machine was busy during this run** (1-minute load average up to "
+            f"{max(loads):.1f} on {machine['cpus']} CPUs): absolute figures are noisier than "
+            "usual; the ratios within a group are what to read.",
+            "",
+        ]
+    return []
+
+
 def render(data: dict[str, Any], page: Path) -> None:
     """Write the Markdown page for ``data`` and its plots in ``<page stem>/``."""
     meta = data["meta"]
@@ -267,11 +279,13 @@ def render(data: dict[str, Any], page: Path) -> None:
         f"{meta['machine']['memory']}, {meta['machine']['platform']}; load average at start "
         + ", ".join(f"{x:.2f}" for x in meta["machine"]["load_average_at_start"]),
         f"- Python: {meta['python']}",
+        f"- Duration: {meta['seconds']:.0f} s",
         f"- Raw results: `{data['json_path']}`",
         f"- Timing: {data['config']['repeats']} interleaved repeats of about "
         f"{data['config']['target_s']} s per candidate"
         + (" (`--quick`)" if data["config"]["quick"] else ""),
         "",
+        *_busy(meta["machine"]),
         METHOD,
         "## Versions",
         "",
