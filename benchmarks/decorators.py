@@ -60,7 +60,8 @@ def _django_naive() -> Decorator:
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            key = f"{prefix}:{args!r}:{sorted(kwargs.items())!r}"
+            # No spaces: Django warns about keys memcached cannot take, on every call.
+            key = ":".join([prefix, *map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
             value = cache.get(key, missing)
             if value is missing:
                 value = fn(*args, **kwargs)
