@@ -18,7 +18,9 @@ Ratios are taken only between candidates of the same group **in this run**:
 absolute figures on a shared machine move 5-40 % between runs, ratios far less
 (about ±15 % in-process, ±25 % over the network). Roles: *memokit*; *django*,
 Django's matching piece; *peer*, another library; *floor*, the cheapest way to do
-the operation at all from Python. Every repeat's figure is in the JSON.
+the operation at all from Python. Every repeat's figure, and the in-run spread
+((max - min) / median), are in the JSON. A call that alone takes longer than a
+repeat (a `set_many` of 1,000 files) keeps its calibration call as one repeat.
 """
 
 OP_LABELS = {

@@ -58,6 +58,8 @@ class Candidate:
     timer: timeit.Timer = field(init=False, repr=False)
     wall: float = field(init=False, default=0.0)
     """Seconds the last ``run`` took, preparation included."""
+    first_sample: float | None = field(init=False, default=None)
+    """ns of a calibration run that was already a whole repeat, kept as a sample."""
 
     def __post_init__(self) -> None:
         if self.role not in ROLES:
@@ -83,13 +85,17 @@ def calibrate(candidate: Candidate, target_s: float, max_calls: int = 2_000_000)
     """Number of calls whose run, preparation included, takes about ``target_s``; at least 1."""
     n = 1
     while True:
-        candidate.run(n)
+        timed = candidate.run(n)
         # Preparation counts here: a delete that needs a slow set per call must not
         # make the run spend minutes preparing.
         elapsed = candidate.wall
         if elapsed >= target_s / 5 or n >= max_calls:
             break
         n *= 10 if elapsed < target_s / 50 else 2
+    if n == 1 and timed >= target_s:
+        # One call already fills a repeat: this run is a whole sample, keep it
+        # (a set_many of 1,000 files takes seconds; repeating it once more is waste).
+        candidate.first_sample = timed * 1e9
     per_call = elapsed / n
     return max(1, min(max_calls, round(target_s / per_call) if per_call > 0 else max_calls))
 
@@ -97,17 +103,19 @@ def calibrate(candidate: Candidate, target_s: float, max_calls: int = 2_000_000)
 def measure(candidates: list[Candidate], config: Config) -> list[dict[str, Any]]:
     """Median ns per call of each candidate, repeats interleaved across them."""
     calls = [calibrate(c, config.target_s) for c in candidates]
-    samples: list[list[float]] = [[] for _ in candidates]
+    samples = [[c.first_sample] if c.first_sample else [] for c in candidates]
     k = len(candidates)
     for r in range(config.repeats):
         # Rotate the order so that no candidate always runs first after a pause.
         for i in itertools.chain(range(r % k, k), range(r % k)):
-            samples[i].append(candidates[i].run(calls[i]) * 1e9 / calls[i])
+            if len(samples[i]) < config.repeats:
+                samples[i].append(candidates[i].run(calls[i]) * 1e9 / calls[i])
     return [
         {
             "name": c.name,
             "role": c.role,
             "median": statistics.median(s),
+            "spread": round(spread(s), 3),
             "samples": [round(x, 2) for x in s],
             "calls": n,
         }
