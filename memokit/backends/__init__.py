@@ -6,7 +6,9 @@ from .base import MISSING, BaseCache, Capabilities
 
 BACKENDS: dict[str, str] = {
     "dummy": "memokit.backends.dummy.DummyCache",
+    "memcached": "memokit.backends.memcached.MemcachedCache",
     "memory": "memokit.backends.memory.MemoryCache",
+    "redis": "memokit.backends.redis.RedisCache",
 }
 """Short names accepted as ``BACKEND``, mapped to the class they name."""
 
