@@ -11,8 +11,9 @@ without stopping at zero; other values are serialised. The async twins run the
 blocking client in a worker thread.
 
 Expiry: memcached counts whole seconds on a clock that ticks once a second,
-so an entry given ``t`` seconds is sent ``ceil(t) + 1`` and lives between
-``t`` and ``t + 2`` seconds; more than 30 days is sent as a Unix time.
+so an entry given ``t`` seconds is sent ``ceil(t)`` (Django sends ``int(t)``,
+which turns 0.5 into "expired") and lives between ``ceil(t) - 1`` and
+``ceil(t) + 1`` seconds; more than 30 days is sent as a Unix time.
 """
 
 from __future__ import annotations
@@ -22,9 +23,13 @@ import time
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final, NoReturn, Unpack
 
-from pymemcache.client.base import PooledClient, normalize_server_spec
-from pymemcache.client.hash import HashClient
-from pymemcache.exceptions import (
+# pymemcache ships no type hints (no py.typed): its names are Any here.
+from pymemcache.client.base import (  # type: ignore[import-untyped]
+    PooledClient,
+    normalize_server_spec,
+)
+from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
+from pymemcache.exceptions import (  # type: ignore[import-untyped]
     MemcacheClientError,
     MemcacheError,
     MemcacheServerError,
@@ -80,7 +85,7 @@ class _Serde:
 def _expire(timeout: float | None) -> int:
     if timeout is None:
         return 0  # memcached's "never"
-    seconds = math.ceil(timeout) + 1
+    seconds = math.ceil(timeout)
     if seconds > THIRTY_DAYS:
         seconds += int(time.time())
     return seconds

@@ -144,14 +144,10 @@ class RedisCache(BaseCache):
         self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         self._client_options = self._check_client_options(client_options or {})
-        self._raw_ints = (
-            type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
-        )
+        self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
         self._display = mask_password(self.location)
         try:
-            pools = [
-                redis.ConnectionPool.from_url(url, **self._client_options) for url in servers
-            ]
+            pools = [redis.ConnectionPool.from_url(url, **self._client_options) for url in servers]
         except (ValueError, TypeError) as exc:
             raise ImproperlyConfigured(
                 f"LOCATION/OPTIONS for Redis {self._display}: {mask_password(str(exc))}"
@@ -224,7 +220,7 @@ class RedisCache(BaseCache):
 
     def _reader(self) -> redis.Redis:
         if self._replicas and self._read_from_replicas:
-            return random.choice(self._replicas)  # noqa: S311 - load spreading, not security
+            return random.choice(self._replicas)
         return self._primary
 
     # -- sync primitives -----------------------------------------------------------
@@ -330,7 +326,7 @@ class RedisCache(BaseCache):
         with self._primary.pipeline(transaction=True) as pipe:
             while True:
                 try:
-                    pipe.watch(key)
+                    pipe.watch(key)  # type: ignore[no-untyped-call]  # unannotated in redis-py
                     payload = pipe.get(key)
                     if payload is None:
                         return MISSING
@@ -403,7 +399,7 @@ class RedisCache(BaseCache):
 
     def _areader(self, side: _AsyncSide) -> redis.asyncio.Redis:
         if side.replicas and self._read_from_replicas:
-            return random.choice(side.replicas)  # noqa: S311 - load spreading, not security
+            return random.choice(side.replicas)
         return side.primary
 
     async def _aget(self, key: str) -> Any:
@@ -518,7 +514,7 @@ class RedisCache(BaseCache):
                     if payload is None:
                         return MISSING
                     value = self._decode(payload) + delta
-                    pipe.multi()
+                    pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py
                     pipe.set(key, self._encode(value), keepttl=True)
                     await pipe.execute()
                     return value
