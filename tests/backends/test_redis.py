@@ -22,11 +22,11 @@ pytestmark = pytest.mark.server
 
 
 @pytest.fixture
-def url(redis_server: Any) -> Iterator[str]:
+def url(redis_server: Any) -> str:
     location = f"{redis_server.url}/0"
     with redis.Redis.from_url(location) as client:
         client.flushdb()
-    yield location
+    return location
 
 
 @pytest.fixture
@@ -393,9 +393,7 @@ class DelayProxy:
             self.server.close()
 
 
-def test_cancelled_calls_never_give_a_later_call_their_reply(
-    redis_server: Any, raw: Any
-) -> None:
+def test_cancelled_calls_never_give_a_later_call_their_reply(redis_server: Any, raw: Any) -> None:
     # CVE-2023-28858: a reply left on a connection after a cancelled call must
     # not be read as the answer to the next call on that connection.
     async def scenario() -> Any:
