@@ -99,6 +99,7 @@ class MemcachedCache(BaseCache):
         sub_second_expiry=False,
         atomic_incr=True,
         cross_process=True,
+        persistent=True,
         strict_keys=True,
         blocking_io=True,
     )

@@ -148,6 +148,10 @@ class RedisCache(BaseCache):
         self._display = mask_password(self.location)
         try:
             pools = [redis.ConnectionPool.from_url(url, **self._client_options) for url in servers]
+            for pool in pools:
+                # redis-py reads the options only when it first connects; build
+                # one connection object now (no I/O) so a typo raises here.
+                pool.connection_class(**pool.connection_kwargs)
         except (ValueError, TypeError) as exc:
             raise ImproperlyConfigured(
                 f"LOCATION/OPTIONS for Redis {self._display}: {mask_password(str(exc))}"

@@ -71,6 +71,7 @@ def test_short_name_and_options_pass_through(url: str) -> None:
         ({"READ_FROM_REPLICAS": "yes"}, "READ_FROM_REPLICAS"),
         ({"IGNORE_EXC": 1}, "IGNORE_EXC"),
         ({"decode_responses": True}, "decodes them itself"),
+        ({"no_such_option": 1}, "no_such_option"),
     ],
 )
 def test_bad_options_raise_at_once(url: str, options: dict[str, Any], message: str) -> None:
