@@ -19,7 +19,9 @@ which turns 0.5 into "expired") and lives between ``ceil(t) - 1`` and
 from __future__ import annotations
 
 import math
+import os
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final, NoReturn, Unpack
 
@@ -129,14 +131,28 @@ class MemcachedCache(BaseCache):
         }
         specs = [normalize_server_spec(server) for server in servers]
         try:
-            if len(specs) == 1:
-                self._client: Any = PooledClient(specs[0], **common)
-            else:
-                self._client = HashClient(specs, use_pooling=True, **common)
+            # pymemcache reads the options only when it first connects; build
+            # one client object now (no I/O) so a typo raises here.
+            PooledClient(specs[0], **common)._create_client()
         except TypeError as exc:
             raise ImproperlyConfigured(
                 f"OPTIONS for memcached {self.location}: pymemcache refused them ({exc})"
             ) from None
+        self._specs = specs
+        self._common = common
+        self._client: Any = self._make_client()
+        _instances.add(self)
+
+    def _make_client(self) -> Any:
+        if len(self._specs) == 1:
+            return PooledClient(self._specs[0], **self._common)
+        return HashClient(self._specs, use_pooling=True, **self._common)
+
+    def _after_fork(self) -> None:
+        # The child must never talk on the parent's sockets (two readers of one
+        # stream get each other's replies): close its copies, start afresh.
+        self._client.close()
+        self._client = self._make_client()
 
     @classmethod
     def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -352,3 +368,14 @@ class MemcachedCache(BaseCache):
     def close(self, **kwargs: Any) -> None:
         """Close the pooled connections (Django calls ``disconnect_all``)."""
         self._client.close()
+
+
+_instances: weakref.WeakSet[MemcachedCache] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for cache in list(_instances):
+        cache._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

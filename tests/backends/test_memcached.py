@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import threading
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -39,6 +41,20 @@ def cache(location: str) -> Iterator[MemcachedCache]:
     made = MemcachedCache(location)
     yield made
     made.close()
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., MemcachedCache]]:
+    """Build caches that are closed after the test."""
+    made: list[MemcachedCache] = []
+
+    def build(*args: Any, **kwargs: Any) -> MemcachedCache:
+        made.append(MemcachedCache(*args, **kwargs))
+        return made[-1]
+
+    yield build
+    for cache in made:
+        cache.close()
 
 
 @pytest.fixture
@@ -85,9 +101,9 @@ SYNC_CALLS: dict[str, Callable[[Any, str], object]] = {
 
 
 def test_injection_is_refused_before_any_byte_is_sent(
-    location: str, raw: Client, monkeypatch: pytest.MonkeyPatch
+    location: str, raw: Client, monkeypatch: pytest.MonkeyPatch, make: Any
 ) -> None:
-    cache = MemcachedCache(location, key_function=identity_key)
+    cache = make(location, key_function=identity_key)
     cache.set("canary", "alive")
     sent: list[bytes] = []
     real_create = socket.socket.sendall
@@ -213,8 +229,8 @@ def test_incr_and_decr_are_native_and_go_below_zero(cache: MemcachedCache, raw: 
     assert cache.get("s") == "text"
 
 
-def test_server_down_raises_backend_unavailable_quickly() -> None:
-    cache = MemcachedCache(f"127.0.0.1:{_closed_port()}")
+def test_server_down_raises_backend_unavailable_quickly(make: Any) -> None:
+    cache = make(f"127.0.0.1:{_closed_port()}")
     for call in (lambda: cache.get("k"), lambda: cache.set("k", 1), lambda: cache.incr("k")):
         started = time.monotonic()
         with pytest.raises(BackendUnavailable) as raised:
@@ -229,8 +245,8 @@ def test_server_down_raises_backend_unavailable_quickly() -> None:
         asyncio.run(aget())
 
 
-def test_ignore_exc_turns_read_failures_into_misses() -> None:
-    cache = MemcachedCache(f"127.0.0.1:{_closed_port()}", ignore_exc=True)
+def test_ignore_exc_turns_read_failures_into_misses(make: Any) -> None:
+    cache = make(f"127.0.0.1:{_closed_port()}", ignore_exc=True)
     assert cache.get("k", "default") == "default"
     assert cache.get_many(["k"]) == {}
     assert cache.has_key("k") is False
@@ -238,8 +254,10 @@ def test_ignore_exc_turns_read_failures_into_misses() -> None:
         cache.set("k", 1)
 
 
-def test_server_killed_then_restarted_on_the_same_port(own_server: RunningServer) -> None:
-    cache = MemcachedCache(own_server.url)
+def test_server_killed_then_restarted_on_the_same_port(
+    own_server: RunningServer, make: Any
+) -> None:
+    cache = make(own_server.url)
     cache.set("k", 1)
     own_server.kill()
     with pytest.raises(BackendUnavailable):
@@ -257,14 +275,12 @@ def test_server_killed_then_restarted_on_the_same_port(own_server: RunningServer
     cache.close()
 
 
-def test_a_server_that_never_answers_costs_at_most_the_timeouts() -> None:
+def test_a_server_that_never_answers_costs_at_most_the_timeouts(make: Any) -> None:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # the kernel accepts; nobody ever answers
         port = silent.getsockname()[1]
-        cache = MemcachedCache(
-            f"127.0.0.1:{port}", client_options={"timeout": 0.3, "connect_timeout": 0.3}
-        )
+        cache = make(f"127.0.0.1:{port}", client_options={"timeout": 0.3, "connect_timeout": 0.3})
         for call in (lambda: cache.get("k"), lambda: cache.incr("k")):
             started = time.monotonic()
             with pytest.raises(BackendUnavailable):
@@ -272,8 +288,10 @@ def test_a_server_that_never_answers_costs_at_most_the_timeouts() -> None:
             assert time.monotonic() - started < 3  # 0.3 s configured, generous margin
 
 
-def test_several_servers_share_keys_out(memcached_server: Any, own_server: RunningServer) -> None:
-    cache = MemcachedCache([memcached_server.url, own_server.url])
+def test_several_servers_share_keys_out(
+    memcached_server: Any, own_server: RunningServer, make: Any
+) -> None:
+    cache = make([memcached_server.url, own_server.url])
     data = {f"k{i}": i for i in range(50)}
     cache.set_many(data)
     assert cache.get_many(list(data)) == data
@@ -309,6 +327,39 @@ def test_async_twins_do_not_block_the_loop(cache: MemcachedCache) -> None:
     value, ticks = asyncio.run(scenario())
     assert value == 21
     assert ticks > 0
+
+
+def test_connections_are_not_shared_after_fork(cache: MemcachedCache) -> None:
+    cache.set("parent", 1)
+    inherited = cache._client
+    pid = os.fork()
+    if pid == 0:  # the child: its own connections, never the parent's socket
+        code = 1
+        try:
+            if cache._client is not inherited:
+                cache.set("child", cache.get("parent") + 1)
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache.get("child") == 2
+    assert cache.get("parent") == 1
+
+
+def test_incr_is_atomic_across_threads(cache: MemcachedCache) -> None:
+    cache.set("n", 0)
+
+    def work() -> None:
+        for _ in range(200):
+            cache.incr("n")
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.get("n") == 1600
 
 
 def test_corrupt_payload_is_a_backend_error(cache: MemcachedCache, raw: Client) -> None:

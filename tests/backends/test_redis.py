@@ -5,9 +5,10 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import threading
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -40,6 +41,20 @@ def cache(url: str) -> Iterator[RedisCache]:
     made = RedisCache(url)
     yield made
     made.close()
+
+
+@pytest.fixture
+def make() -> Iterator[Callable[..., RedisCache]]:
+    """Build caches that are closed after the test."""
+    made: list[RedisCache] = []
+
+    def build(*args: Any, **kwargs: Any) -> RedisCache:
+        made.append(RedisCache(*args, **kwargs))
+        return made[-1]
+
+    yield build
+    for cache in made:
+        cache.close()
 
 
 @pytest.fixture
@@ -218,9 +233,9 @@ def test_get_or_set_lets_a_racing_writer_win(cache: RedisCache, raw: Any) -> Non
     assert cache.get_or_set("key", 1) == 5
 
 
-def test_server_down_raises_backend_unavailable_quickly() -> None:
+def test_server_down_raises_backend_unavailable_quickly(make: Any) -> None:
     port = _closed_port()
-    cache = RedisCache(f"redis://:hunter2@127.0.0.1:{port}/0")
+    cache = make(f"redis://:hunter2@127.0.0.1:{port}/0")
     for call in (lambda: cache.get("k"), lambda: cache.set("k", 1), lambda: cache.incr("k")):
         started = time.monotonic()
         with pytest.raises(BackendUnavailable) as raised:
@@ -231,8 +246,8 @@ def test_server_down_raises_backend_unavailable_quickly() -> None:
     assert "hunter2" not in repr(cache)
 
 
-def test_ignore_exc_turns_read_failures_into_misses() -> None:
-    cache = RedisCache(f"redis://127.0.0.1:{_closed_port()}", ignore_exc=True)
+def test_ignore_exc_turns_read_failures_into_misses(make: Any) -> None:
+    cache = make(f"redis://127.0.0.1:{_closed_port()}", ignore_exc=True)
     assert cache.get("k", "default") == "default"
     assert cache.get_many(["k"]) == {}
     assert cache.has_key("k") is False
@@ -245,8 +260,10 @@ def test_ignore_exc_turns_read_failures_into_misses() -> None:
     assert asyncio.run(reads()) == ("d", {}, False)
 
 
-def test_server_killed_then_restarted_on_the_same_port(own_server: RunningServer) -> None:
-    cache = RedisCache(own_server.url)
+def test_server_killed_then_restarted_on_the_same_port(
+    own_server: RunningServer, make: Any
+) -> None:
+    cache = make(own_server.url)
     cache.set("k", 1)
     own_server.kill()
     with pytest.raises(BackendUnavailable):
@@ -270,12 +287,12 @@ def test_server_killed_then_restarted_on_the_same_port(own_server: RunningServer
     cache.close()
 
 
-def test_a_server_that_never_answers_costs_at_most_the_timeouts() -> None:
+def test_a_server_that_never_answers_costs_at_most_the_timeouts(make: Any) -> None:
     with socket.socket() as silent:
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # the kernel accepts; nobody ever answers
         port = silent.getsockname()[1]
-        cache = RedisCache(
+        cache = make(
             f"redis://127.0.0.1:{port}",
             client_options={"socket_timeout": 0.3, "socket_connect_timeout": 0.3},
         )
@@ -324,7 +341,7 @@ def test_pool_is_recreated_after_fork(cache: RedisCache) -> None:
 
 
 def test_reads_go_to_replicas_and_writes_to_the_primary(
-    redis_server: Any, own_server: RunningServer
+    redis_server: Any, own_server: RunningServer, make: Any
 ) -> None:
     # Two independent servers stand in for a primary and its replica, so that
     # where each command went can be seen from the data.
@@ -333,14 +350,14 @@ def test_reads_go_to_replicas_and_writes_to_the_primary(
         p.flushdb()
         r.set(":1:k", b"7")
         p.set(":1:k", b"1")
-        cache = RedisCache([primary, replica])
+        cache = make([primary, replica])
         assert cache.get("k") == 7
         assert cache.get_many(["k"]) == {"k": 7}
         assert cache.has_key("k")
         assert cache.incr("k") == 2  # bookkeeping always on the primary
         assert p.get(":1:k") == b"2"
         assert cache.get_or_set("k", 0) in (2, 7)
-        pinned = RedisCache(f"{primary};{replica}", read_from_replicas=False)
+        pinned = make(f"{primary};{replica}", read_from_replicas=False)
         assert pinned.get("k") == 2
 
         async def aget() -> Any:
@@ -349,6 +366,24 @@ def test_reads_go_to_replicas_and_writes_to_the_primary(
         assert asyncio.run(aget()) == (7, 2)
         cache.close()
         pinned.close()
+
+
+def test_incr_is_atomic_across_threads(cache: RedisCache) -> None:
+    cache.set("n", 0)
+    cache.set("f", 0.0)
+
+    def work() -> None:
+        for _ in range(200):
+            cache.incr("n")
+            cache.incr("f")  # the WATCH path
+
+    threads = [threading.Thread(target=work) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert cache.get("n") == 1600
+    assert cache.get("f") == 1600.0
 
 
 def test_corrupt_payload_is_a_backend_error(cache: RedisCache, raw: Any) -> None:
@@ -394,13 +429,15 @@ class DelayProxy:
             self.server.close()
 
 
-def test_cancelled_calls_never_give_a_later_call_their_reply(redis_server: Any, raw: Any) -> None:
+def test_cancelled_calls_never_give_a_later_call_their_reply(
+    redis_server: Any, raw: Any, make: Any
+) -> None:
     # CVE-2023-28858: a reply left on a connection after a cancelled call must
     # not be read as the answer to the next call on that connection.
     async def scenario() -> Any:
         proxy = DelayProxy(redis_server.port, 0.2)
         port = await proxy.start()
-        cache = RedisCache(f"redis://127.0.0.1:{port}/0")
+        cache = make(f"redis://127.0.0.1:{port}/0")
         await cache.aset_many({"a": "value-a", "b": "value-b"})
         task = asyncio.create_task(cache.aget("a"))
         await asyncio.sleep(0.1)  # sent, reply on its way
