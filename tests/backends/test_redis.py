@@ -405,11 +405,11 @@ class DelayProxy:
         port: int = self.server.sockets[0].getsockname()[1]
         return port
 
-    async def _pipe(self, reader: Any, writer: Any, delay: float) -> None:
+    async def _pipe(self, reader: Any, writer: Any, delayed: bool) -> None:
         try:
             while data := await reader.read(65536):
-                if delay:
-                    await asyncio.sleep(delay)
+                if delayed and self.delay:
+                    await asyncio.sleep(self.delay)
                 writer.write(data)
                 await writer.drain()
         except (ConnectionError, asyncio.CancelledError):
@@ -420,13 +420,14 @@ class DelayProxy:
     async def _handle(self, client_reader: Any, client_writer: Any) -> None:
         server_reader, server_writer = await asyncio.open_connection("127.0.0.1", self.target_port)
         await asyncio.gather(
-            self._pipe(client_reader, server_writer, 0),
-            self._pipe(server_reader, client_writer, self.delay),
+            self._pipe(client_reader, server_writer, False),
+            self._pipe(server_reader, client_writer, True),
         )
 
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+            await self.server.wait_closed()
 
 
 def test_cancelled_calls_never_give_a_later_call_their_reply(
@@ -438,23 +439,60 @@ def test_cancelled_calls_never_give_a_later_call_their_reply(
         proxy = DelayProxy(redis_server.port, 0.2)
         port = await proxy.start()
         cache = make(f"redis://127.0.0.1:{port}/0")
-        await cache.aset_many({"a": "value-a", "b": "value-b"})
-        task = asyncio.create_task(cache.aget("a"))
-        await asyncio.sleep(0.1)  # sent, reply on its way
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
-        assert await cache.aget("b") == "value-b"
-        many = asyncio.create_task(cache.aset_many({"c": 1, "d": 2}))
-        await asyncio.sleep(0.1)
-        many.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await many
-        assert await cache.aget_many(["a", "b"]) == {"a": "value-a", "b": "value-b"}
-        await cache.aclose()
-        await proxy.stop()
+        try:
+            await cache.aset_many({"a": "value-a", "b": "value-b"})
+            task = asyncio.create_task(cache.aget("a"))
+            await asyncio.sleep(0.1)  # sent, reply on its way
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            assert await cache.aget("b") == "value-b"
+            many = asyncio.create_task(cache.aset_many({"c": 1, "d": 2}))
+            await asyncio.sleep(0.1)
+            many.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await many
+            assert await cache.aget_many(["a", "b"]) == {"a": "value-a", "b": "value-b"}
+            await cache.aclose()
+        finally:
+            await proxy.stop()
 
     asyncio.run(scenario())
+
+
+def test_incr_that_times_out_after_sending_is_applied_once(
+    redis_server: Any, raw: Any, make: Any
+) -> None:
+    # D5: the reply is late, the call times out, nothing retries: the server
+    # ran INCRBY exactly once.
+    raw.set(":1:n", b"1")
+
+    async def incr_late() -> None:
+        proxy = DelayProxy(redis_server.port, 0)
+        port = await proxy.start()
+        try:
+            cache = make(f"redis://127.0.0.1:{port}/0", client_options={"socket_timeout": 0.2})
+            await cache.aset("warm-up", 0)  # connect and load the script while replies are quick
+            assert await cache.aincr("warm-up") == 1
+            proxy.delay = 0.5  # from now on every reply is late
+            with pytest.raises(BackendUnavailable):
+                await cache.aincr("n")
+            await asyncio.sleep(0.8)  # the late reply has arrived and been dropped
+            await cache.aclose()
+        finally:
+            await proxy.stop()
+
+    asyncio.run(incr_late())
+    assert raw.get(":1:n") == b"2"
+
+
+def test_a_wrong_password_is_never_shown(redis_server: Any, make: Any) -> None:
+    cache = make(f"redis://user:Sw0rdfish@127.0.0.1:{redis_server.port}/0")
+    with pytest.raises(BackendUnavailable) as raised:
+        cache.get("k")
+    assert "Sw0rdfish" not in str(raised.value)
+    assert "Sw0rdfish" not in repr(cache)
+    assert "Sw0rdfish" not in str(raised.value.__cause__)
 
 
 def _closed_port() -> int:
