@@ -65,7 +65,6 @@ _REFUSED = {
     "allow_unicode_keys": "memokit always allows non-ASCII keys, as Django does",
     "default_noreply": "memokit needs every reply to report failures",
     "key_prefix": "use the KEY_PREFIX setting",
-    "use_pooling": "memokit always pools connections",
 }
 _TIMEOUTS = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, "timeout": DEFAULT_TIMEOUT_SECONDS}
 
@@ -164,6 +163,13 @@ class MemcachedCache(BaseCache):
     @staticmethod
     def _check_client_options(options: Mapping[str, Any]) -> dict[str, Any]:
         checked = dict(options)
+        # Django settings often say use_pooling=True; memokit always pools.
+        if checked.get("use_pooling", True) is not True:
+            raise ImproperlyConfigured(
+                "OPTIONS['use_pooling'] must be True (or left out): memokit always pools "
+                "connections, because pymemcache's plain client is not thread-safe"
+            )
+        checked.pop("use_pooling", None)
         for name in checked:
             if name.lower() in _REFUSED:
                 raise ImproperlyConfigured(

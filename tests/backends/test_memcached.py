@@ -147,7 +147,11 @@ def test_non_ascii_keys_within_250_bytes_work(cache: MemcachedCache) -> None:
 
 def test_short_name_timeouts_and_options(location: str) -> None:
     cache = memokit.create_cache(
-        {"BACKEND": "memcached", "LOCATION": location, "OPTIONS": {"max_pool_size": 4}}
+        {
+            "BACKEND": "memcached",
+            "LOCATION": location,
+            "OPTIONS": {"max_pool_size": 4, "use_pooling": True},  # as in Django settings
+        }
     )
     assert isinstance(cache, MemcachedCache)
     assert cache._client.client_pool.max_size == 4
@@ -163,6 +167,7 @@ def test_short_name_timeouts_and_options(location: str) -> None:
         ({"connect_timeout": -1}, "finite number of seconds"),
         ({"serde": object()}, "SERIALIZER"),
         ({"default_noreply": True}, "every reply"),
+        ({"use_pooling": False}, "always pools"),
         ({"IGNORE_EXC": "no"}, "IGNORE_EXC"),
         ({"no_such_option": 1}, "pymemcache refused"),
     ],
