@@ -139,13 +139,14 @@ class RedisCache(BaseCache):
         **settings: Unpack[CommonSettings],
     ) -> None:
         servers = split_location(location)
-        super().__init__(";".join(servers), **settings)
+        # The public ``location`` never holds a password: it may end up in logs.
+        super().__init__(mask_password(";".join(servers)), **settings)
         self._servers = servers
         self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         self._client_options = self._check_client_options(client_options or {})
         self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
-        self._display = mask_password(self.location)
+        self._display = self.location
         try:
             pools = [redis.ConnectionPool.from_url(url, **self._client_options) for url in servers]
             for pool in pools:

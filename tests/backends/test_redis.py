@@ -244,6 +244,7 @@ def test_server_down_raises_backend_unavailable_quickly(make: Any) -> None:
         assert isinstance(raised.value.__cause__, redis.ConnectionError)
         assert "hunter2" not in str(raised.value)
     assert "hunter2" not in repr(cache)
+    assert "hunter2" not in cache.location
 
 
 def test_ignore_exc_turns_read_failures_into_misses(make: Any) -> None:
