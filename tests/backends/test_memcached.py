@@ -138,6 +138,31 @@ async def _call_async(cache: Any, sync: str, key: str) -> Any:
     return await method(key)
 
 
+def test_round_trips(cache: MemcachedCache, monkeypatch: pytest.MonkeyPatch) -> None:
+    keys = [f"k{i}" for i in range(100)]
+    cache.set("warm", 1)  # the pool's connection is open before counting
+    writes: list[bytes] = []
+    real = socket.socket.sendall
+
+    def counting(sock: socket.socket, data: Any, *args: Any) -> Any:
+        writes.append(bytes(data))
+        return real(sock, data, *args)
+
+    monkeypatch.setattr(socket.socket, "sendall", counting)
+    cache.set_many({k: i for i, k in enumerate(keys)}, 60)
+    assert len(writes) == 1
+    assert writes[0].count(b"set ") == 100
+    writes.clear()
+    assert len(cache.get_many(keys)) == 100
+    assert len(writes) == 1
+    assert writes[0].startswith(b"get ")
+    assert writes[0].count(b"get ") == 1
+    writes.clear()
+    assert cache.incr("k1") == 2
+    assert cache.decr("k1") == 1
+    assert len(writes) == 2
+
+
 def test_non_ascii_keys_within_250_bytes_work(cache: MemcachedCache) -> None:
     key = "é" * 123  # 246 bytes, 249 with ":1:"
     cache.set(key, "v")
