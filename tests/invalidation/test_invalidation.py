@@ -581,3 +581,28 @@ def test_same_tag_from_a_template_and_a_fixed_tag_is_read_once(cache: BaseCache)
     memokit.invalidate_tags("all", cache=cache)
     assert f("all") == "all"
     assert calls.count("_get_many") == 3
+
+
+def prefixed_key(key: str, key_prefix: str, version: int) -> str:
+    """A KEY_FUNCTION other than Django's: the read plan must go through it."""
+    return f"custom|{key_prefix}|{version}|{key}"
+
+
+def test_a_custom_key_function_and_prefix(make_cache: CacheFactory, data: Data) -> None:
+    cache = make_cache(KEY_FUNCTION=prefixed_key, KEY_PREFIX="app")
+
+    @cached(cache=cache, tags="user:{user_id}")
+    def profile(user_id: int) -> str:
+        return data.read(user_id)
+
+    assert profile(1) == "v1:1"
+    assert profile(1) == "v1:1"
+    assert data.calls == 1
+    data.version = 2
+    memokit.invalidate_tags("user:1", cache=cache)
+    assert profile(1) == "v2:1"
+    data.version = 3
+    profile.invalidate_all()
+    assert profile(1) == "v3:1"
+    made = cache.make_key(tag_counter_key("user:1"), COUNTER_VERSION)
+    assert made.startswith("custom|app|0|memokit.tag:")
