@@ -30,6 +30,7 @@ nothing would serve old values.
 from __future__ import annotations
 
 import hashlib
+import itertools
 import re
 import secrets
 import string
@@ -55,6 +56,8 @@ FUNCTION_COUNTER: Final = "memokit.fn:"
 TAG_COUNTER: Final = "memokit.tag:"
 _MAX_NAME: Final = 150
 """Longest tag or function name kept readable in a counter key; longer ones are digested."""
+_MAX_COUNTER: Final = len(TAG_COUNTER) + _MAX_NAME
+"""Longest counter key (before prefix and version): a tag of ``_MAX_NAME`` characters."""
 _MEMO_SIZE: Final = 4096
 """Made counter keys of per-call tags remembered per function and cache."""
 _SAFE_NAME = re.compile(r"[\x21-\x7e]+").fullmatch
@@ -63,6 +66,18 @@ TagsSpec: TypeAlias = str | Iterable[str] | Callable[..., Iterable[str]]
 """What ``@cached(tags=...)`` takes: a template, several templates, or a callable."""
 TagsBuilder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], Iterable[str]]
 """Turns one call's ``(args, kwargs)`` into its tags."""
+
+
+_epoch = 0
+"""Moves at every counter change this process makes (see ``ReadPlan.local``)."""
+_ticks = itertools.count(1)
+
+
+def _moved() -> None:
+    # A fresh value from an atomic counter: two threads moving at once never
+    # both write the same value back, as `_epoch += 1` could.
+    global _epoch
+    _epoch = next(_ticks)
 
 
 def fresh_counter() -> int:
@@ -200,9 +215,12 @@ class ReadPlan:
         "counter_prefix",
         "decode",
         "entry_prefix",
+        "get",
         "get_many",
         "key_prefix",
+        "local",
         "made_tags",
+        "seen",
         "single",
         "static_keys",
         "version",
@@ -212,8 +230,14 @@ class ReadPlan:
         self.cache = cache
         self.key_prefix = cache.key_prefix
         self.version = cache.version
+        self.get = cache._get
         self.get_many = cache._get_many
         self.decode = cache._decode
+        # A store no other process sees (the memory backend) changes its counters
+        # only through this process's invalidations, which move _epoch: the
+        # counters read are kept, with the epoch they were read at, until then.
+        self.local = not cache.capabilities.cross_process and state.tags is None
+        self.seen: tuple[int, Versions] | None = None
         self.entry_prefix: str | None = None
         self.counter_prefix: str | None = None
         cls = type(cache)
@@ -225,7 +249,7 @@ class ReadPlan:
             # With Django's key function and a clean, short prefix, keys that are
             # clean by construction need no validation: the made key is a concatenation.
             counters = f"{cache.key_prefix}:{COUNTER_VERSION}:"
-            if key_is_clean(counters) and len(counters) + 200 <= MEMCACHE_MAX_KEY_LENGTH:
+            if key_is_clean(counters) and len(counters) + _MAX_COUNTER <= MEMCACHE_MAX_KEY_LENGTH:
                 self.counter_prefix = counters
             if state.safe_keys:
                 version = cache.version if state.version is None else state.version
@@ -308,6 +332,24 @@ def read_entry(
         or plan.version is not cache.version
     ):
         plan = state.fast = ReadPlan(state, cache)
+    if plan.local:
+        seen = plan.seen
+        if seen is not None and seen[0] == _epoch:
+            # No invalidation in this process since the counters were read: the
+            # entry alone, one lock on the memory backend.
+            prefix = plan.entry_prefix
+            payload = plan.get(
+                prefix + key
+                if prefix is not None
+                else cache.make_and_validate_key(key, state.version)
+            )
+            if payload is not MISSING and type(payload) is not tuple:
+                payload = plan.decode(payload)
+            return payload, seen[1]
+        epoch = _epoch  # read before the counters: a later invalidation moves it
+        payload, versions = _read_all(plan, state, cache, key, args, kwargs)
+        plan.seen = (epoch, versions)
+        return payload, versions
     single = plan.single
     if single is not None:
         made = plan.entry_prefix + key  # type: ignore[operator]  # set whenever single is
@@ -322,6 +364,17 @@ def read_entry(
         if payload is not MISSING and type(payload) is not tuple:
             payload = plan.decode(payload)
         return payload, (counter,)
+    return _read_all(plan, state, cache, key, args, kwargs)
+
+
+def _read_all(
+    plan: ReadPlan,
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Any, Versions]:
     keys = plan.keys(state, key, args, kwargs)
     found = plan.get_many(keys)
     payload = found.get(keys[0], MISSING)
@@ -350,6 +403,28 @@ async def aread_entry(
 ) -> tuple[Any, Versions]:
     """The async twin of :func:`read_entry`."""
     plan = plan_for(state, cache)
+    if plan.local:
+        seen = plan.seen
+        if seen is not None and seen[0] == _epoch:
+            payload = await cache._aget(cache.make_and_validate_key(key, state.version))
+            if payload is not MISSING:
+                payload = plan.decode(payload)
+            return payload, seen[1]
+        epoch = _epoch
+        payload, versions = await _aread_all(plan, state, cache, key, args, kwargs)
+        plan.seen = (epoch, versions)
+        return payload, versions
+    return await _aread_all(plan, state, cache, key, args, kwargs)
+
+
+async def _aread_all(
+    plan: ReadPlan,
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> tuple[Any, Versions]:
     keys = plan.keys(state, key, args, kwargs)
     found = await cache._aget_many(keys)
     decode = plan.decode
@@ -369,6 +444,13 @@ async def aread_entry(
 
 def _create(cache: BaseCache, made: str, seconds: float | None) -> int:
     """Create the missing counter ``made``; return its value (another creator's if first)."""
+    try:
+        return _create_once(cache, made, seconds)
+    finally:
+        _moved()
+
+
+def _create_once(cache: BaseCache, made: str, seconds: float | None) -> int:
     if seconds is not None and seconds <= 0:
         return fresh_counter()  # nothing is stored for this function: no counter either
     for _ in range(3):
@@ -389,6 +471,13 @@ def _create(cache: BaseCache, made: str, seconds: float | None) -> int:
 
 
 async def _acreate(cache: BaseCache, made: str, seconds: float | None) -> int:
+    try:
+        return await _acreate_once(cache, made, seconds)
+    finally:
+        _moved()
+
+
+async def _acreate_once(cache: BaseCache, made: str, seconds: float | None) -> int:
     if seconds is not None and seconds <= 0:
         return fresh_counter()
     for _ in range(3):
@@ -410,6 +499,13 @@ async def _acreate(cache: BaseCache, made: str, seconds: float | None) -> int:
 
 def _bump(cache: BaseCache, name: str, delta: int) -> int:
     """Add ``delta`` to the counter ``name``; create it fresh when missing. Return it."""
+    try:
+        return _bump_once(cache, name, delta)
+    finally:
+        _moved()  # also after an error: the store may have changed all the same
+
+
+def _bump_once(cache: BaseCache, name: str, delta: int) -> int:
     made = cache.make_and_validate_key(name, COUNTER_VERSION)
     seconds = cache._seconds(cache.default_timeout)
     for _ in range(3):
@@ -434,6 +530,13 @@ def _bump(cache: BaseCache, name: str, delta: int) -> int:
 
 
 async def _abump(cache: BaseCache, name: str, delta: int) -> int:
+    try:
+        return await _abump_once(cache, name, delta)
+    finally:
+        _moved()
+
+
+async def _abump_once(cache: BaseCache, name: str, delta: int) -> int:
     made = cache.make_and_validate_key(name, COUNTER_VERSION)
     seconds = cache._seconds(cache.default_timeout)
     for _ in range(3):

@@ -606,3 +606,47 @@ def test_a_custom_key_function_and_prefix(make_cache: CacheFactory, data: Data) 
     assert profile(1) == "v3:1"
     made = cache.make_key(tag_counter_key("user:1"), COUNTER_VERSION)
     assert made.startswith("custom|app|0|memokit.tag:")
+
+
+def test_a_store_only_this_process_sees_reads_counters_after_changes_only(
+    make_cache: CacheFactory, data: Data
+) -> None:
+    cache = make_cache()
+
+    @cached(cache=cache, tags="catalog")
+    def price(sku: str) -> str:
+        return data.read(sku)
+
+    calls = count_primitives(cache)
+    price("a")
+    price("a")
+    calls.clear()
+    assert price("a") == "v1:a"
+    if cache.capabilities.cross_process:
+        assert calls == ["_get_many"]  # another process may have invalidated
+        return
+    # Only this process changes this store's counters: a hit reads the entry alone.
+    assert calls == ["_get"]
+    data.version = 2
+    memokit.invalidate_tags("catalog", cache=cache)
+    calls.clear()
+    assert price("a") == "v2:a"
+    assert calls == ["_get_many", "_set"]  # counters read again after the change
+    calls.clear()
+    assert price("a") == "v2:a"
+    assert calls == ["_get"]
+    # Counters lost behind memokit's back (evicted, cleared) change nothing that
+    # was valid: the entries computed under the values kept are still current.
+    cache.delete(tag_counter_key("catalog"), version=COUNTER_VERSION)
+    assert price("a") == "v2:a"
+    data.version = 3
+    memokit.invalidate_tags("catalog", cache=cache)  # recreates the counter, fresh
+    assert price("a") == "v3:a"
+    cache.clear()
+    assert price("a") == "v3:a"
+    data.version = 4
+    price.invalidate_all()
+    assert price("a") == "v4:a"
+    data.version = 5
+    memokit.invalidate_tags("catalog", cache=make_cache())  # another instance, same store
+    assert price("a") == "v5:a"

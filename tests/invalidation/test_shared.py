@@ -121,8 +121,9 @@ def test_another_process_sees_every_invalidation(
         sys.modules.pop(name, None)
 
 
+@pytest.mark.parametrize("tag", ["table:{table}", "orders"], ids=["per-call-tag", "fixed-tag"])
 def test_readers_never_see_a_value_older_than_the_last_finished_invalidation(
-    make_cache: CacheFactory,
+    make_cache: CacheFactory, tag: str
 ) -> None:
     cache = make_cache(TIMEOUT=None)
     database = {"generation": 0}
@@ -130,7 +131,7 @@ def test_readers_never_see_a_value_older_than_the_last_finished_invalidation(
     errors: list[str] = []
     done = threading.Event()
 
-    @cached(cache=cache, tags=("table:{table}",))
+    @cached(cache=cache, tags=(tag,))
     def read(table: str) -> int:
         seen = database["generation"]
         time.sleep(0.0005)  # a slow query: invalidations land while it runs
@@ -153,7 +154,7 @@ def test_readers_never_see_a_value_older_than_the_last_finished_invalidation(
             deadline = time.monotonic() + 3
             for _ in range(150):
                 database["generation"] += 1  # the data changes ...
-                memokit.invalidate_tags("table:orders", cache=cache)  # ... then we say so
+                memokit.invalidate_tags(tag.format(table="orders"), cache=cache)  # ... then say so
                 finished["generation"] = database["generation"]
                 if time.monotonic() > deadline:
                     break
