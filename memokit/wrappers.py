@@ -39,7 +39,14 @@ from typing import (
 from .backends.base import MISSING, BaseCache
 from .config import caches
 from .entry import FORMAT, Versions, make_payload, valid_value
-from .invalidation import ReadPlan, TagsBuilder, aread_entry, read_entry
+from .invalidation import (
+    ReadPlan,
+    TagsBuilder,
+    ainvalidate_all,
+    aread_entry,
+    invalidate_all,
+    read_entry,
+)
 from .keybuilders import KeyBuilder
 from .timeouts import Timeout
 
@@ -229,7 +236,8 @@ class CachedFunction(_Cached[P, R]):
         key = state.build(args, kwargs)
         cache = state.cache if state.cache is not None else caches[state.alias]
         try:
-            # One get_many: the entry and the counters it must match.
+            # The entry and the counters it must match, in one read (see
+            # memokit.invalidation); `versions` is what a computed value is stored under.
             payload, versions = read_entry(state, cache, key, args, kwargs)
         except Exception:
             state.errors += 1
@@ -268,8 +276,6 @@ class CachedFunction(_Cached[P, R]):
 
     def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""
-        from .invalidation import invalidate_all
-
         return _counted(self._state, lambda: invalidate_all(self))
 
     if TYPE_CHECKING:
@@ -347,8 +353,6 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
 
     async def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""
-        from .invalidation import ainvalidate_all
-
         try:
             return await ainvalidate_all(self)
         except Exception:
