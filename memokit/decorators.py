@@ -13,7 +13,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, overlo
 
 from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
-from .invalidation import TagsSpec, prepare_counters
+from .counters import TagsSpec, prepare_counters
 from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .wrappers import (

@@ -7,7 +7,7 @@ An entry is stored as a plain tuple ``(FORMAT, created, versions, value)``:
 - ``created`` is the ``time.time()`` at which the value was computed (what
   stale-while-revalidate needs to judge age);
 - ``versions`` is the tuple of version counters the value was computed under
-  (the function's, then its tags', see :mod:`memokit.invalidation`); an entry
+  (the function's, then its tags', see :mod:`memokit.counters`); an entry
   whose versions differ from the current ones is invalid and counts as a miss.
 
 A plain tuple rather than a class: it pickles and unpickles faster, with no

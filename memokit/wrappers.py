@@ -38,15 +38,9 @@ from typing import (
 
 from .backends.base import MISSING, BaseCache
 from .config import caches
+from .counters import ReadPlan, TagsBuilder, aread_entry, read_entry
 from .entry import FORMAT, Versions, make_payload, valid_value
-from .invalidation import (
-    ReadPlan,
-    TagsBuilder,
-    ainvalidate_all,
-    aread_entry,
-    invalidate_all,
-    read_entry,
-)
+from .invalidation import ainvalidate_all, invalidate_all
 from .keybuilders import KeyBuilder
 from .timeouts import Timeout
 
@@ -126,7 +120,7 @@ class CachedState:
         self.unless = unless
         self.unbound: Any = None
         self.bound_dict: dict[str, Any] = {}
-        # The counters every call reads with its entry (see memokit.invalidation):
+        # The counters every call reads with its entry (see memokit.counters):
         # the function's own first, then static tags; per-call tags from `tags`.
         self.counter_names = counter_names
         self.tags = tags
@@ -134,7 +128,7 @@ class CachedState:
         self.misses = 0
         self.errors = 0
         # How calls read the current cache (made-key prefixes, primitives);
-        # rebuilt by invalidation.plan_for when the cache or its prefix changes.
+        # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None
 
     def resolve(self) -> BaseCache:
@@ -237,7 +231,7 @@ class CachedFunction(_Cached[P, R]):
         cache = state.cache if state.cache is not None else caches[state.alias]
         try:
             # The entry and the counters it must match, in one read (see
-            # memokit.invalidation); `versions` is what a computed value is stored under.
+            # memokit.counters); `versions` is what a computed value is stored under.
             payload, versions = read_entry(state, cache, key, args, kwargs)
         except Exception:
             state.errors += 1

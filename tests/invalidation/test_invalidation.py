@@ -12,7 +12,7 @@ import pytest
 import memokit
 from memokit import MISSING, BaseCache, CacheInfo, Entry, MemoryCache, cached
 from memokit.config import DEFAULT_CACHES
-from memokit.invalidation import (
+from memokit.counters import (
     COUNTER_VERSION,
     fresh_counter,
     function_counter_key,
