@@ -433,14 +433,11 @@ async def _aread_all(
 
 
 def _create(cache: BaseCache, made: str, seconds: float | None) -> int:
-    """Create the missing counter ``made``; return its value (another creator's if first)."""
-    try:
-        return _create_once(cache, made, seconds)
-    finally:
-        _moved()
+    """Create the missing counter ``made``; return its value (another creator's if first).
 
-
-def _create_once(cache: BaseCache, made: str, seconds: float | None) -> int:
+    Creating does not move the epoch: values other read plans keep for a lost
+    counter still describe entries that no invalidation has touched.
+    """
     if seconds is not None and seconds <= 0:
         return fresh_counter()  # nothing is stored for this function: no counter either
     for _ in range(3):
@@ -461,13 +458,6 @@ def _create_once(cache: BaseCache, made: str, seconds: float | None) -> int:
 
 
 async def _acreate(cache: BaseCache, made: str, seconds: float | None) -> int:
-    try:
-        return await _acreate_once(cache, made, seconds)
-    finally:
-        _moved()
-
-
-async def _acreate_once(cache: BaseCache, made: str, seconds: float | None) -> int:
     if seconds is not None and seconds <= 0:
         return fresh_counter()
     for _ in range(3):
