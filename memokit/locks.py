@@ -63,11 +63,12 @@ class BackendLock:
         breaker: CircuitBreaker,
         check: Callable[[], Any],
     ) -> tuple[str | None, Any]:
-        """Wait for the lock or the value; return ``(token or None, value or MISSING)``.
+        """Wait for the lock or the value; return ``(token, MISSING)`` or ``(None, value)``.
 
         ``check`` reads the value (MISSING when absent or invalid). A token means
         the lock is held and must be released; a value means another process
-        computed it meanwhile.
+        computed it meanwhile; ``(None, MISSING)`` means compute without the lock
+        (the lease ran out, or the backend failed).
         """
         token = uuid.uuid4().hex
         lock_key = key + SUFFIX
@@ -77,7 +78,11 @@ class BackendLock:
             try:
                 if cache.add(lock_key, token, self.lease, version):
                     # The previous holder may have stored the value just before releasing.
-                    return token, check()
+                    found = check()
+                    if found is MISSING:
+                        return token, MISSING
+                    self.release(cache, key, version, token)
+                    return None, found
                 found = check()
             except Exception as exc:
                 if not fail_open(breaker, exc):
@@ -118,7 +123,11 @@ class BackendLock:
         while True:
             try:
                 if await cache.aadd(lock_key, token, self.lease, version):
-                    return token, await check()
+                    found = await check()
+                    if found is MISSING:
+                        return token, MISSING
+                    await self.arelease(cache, key, version, token)
+                    return None, found
                 found = await check()
             except Exception as exc:
                 if not fail_open(breaker, exc):
