@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from .exceptions import BackendError
+from .switches import trouble
 
 logger = logging.getLogger("memokit")
 
@@ -87,11 +88,12 @@ def _check_settings(window: object, threshold: object, fail_open: object) -> Bre
 class CircuitBreaker:
     """Failure state of one cache instance, shared by every decorated function using it.
 
-    Closed (``failures == 0``): calls use the backend; the hit path reads two
-    attributes and takes no lock. Open (``open_until`` in the future): calls skip
-    the backend and compute. When the window has passed, the first call probes
-    the backend while the others keep skipping it; a success closes the breaker,
-    a failure opens it for another window. One warning is logged per opening.
+    Closed (``failures == 0``): calls use the backend, and do not even look at the
+    breaker (``memokit.switches.GATE`` is off while no breaker counts failures).
+    Open (``open_until`` in the future): calls skip the backend and compute. When
+    the window has passed, the first call probes the backend while the others
+    keep skipping it; a success closes the breaker, a failure opens it for
+    another window. One warning is logged per opening.
     """
 
     __slots__ = ("__weakref__", "_lock", "_name", "_settings", "failures", "open_until", "opened")
@@ -139,6 +141,8 @@ class CircuitBreaker:
         settings = self.settings
         with self._lock:
             self.failures += 1
+            if self.failures == 1:
+                trouble(+1)  # decorated calls now check this breaker (memokit.switches)
             if self.failures < settings.threshold:
                 return
             # A first opening, or a failed probe: either starts a window and logs once.
@@ -157,6 +161,8 @@ class CircuitBreaker:
         """The backend answered: close the breaker."""
         with self._lock:
             reopened = bool(self.open_until)
+            if self.failures:
+                trouble(-1)
             self.failures = 0
             self.open_until = 0.0
         if reopened:
@@ -165,8 +171,15 @@ class CircuitBreaker:
     def reset(self) -> None:
         """Close the breaker and forget past failures (for tests and operations)."""
         with self._lock:
+            if self.failures:
+                trouble(-1)
             self.failures = 0
             self.open_until = 0.0
+
+    def __del__(self) -> None:
+        # A cache dropped while failing must not keep every call on the guarded path.
+        if self.failures:
+            trouble(-1)
 
     def __repr__(self) -> str:
         state = "open" if self.is_open else "closed"

@@ -1,7 +1,10 @@
 """Switches for tests and operations: turn decorator caching off, or point it elsewhere.
 
-Every decorated call asks :data:`ROUTE` first: when it names a cache, that cache
-is used instead of the one the decorator was given (an alias or an instance).
+Every decorated call reads :data:`GATE` first. ``GATE.on`` is False in normal
+operation, which costs the hit path one attribute read; it is True while a switch
+is on (``GATE.cache`` then names the cache used instead of the one each decorator
+was given) or while some cache's circuit breaker counts failures
+(:mod:`memokit.resilience`), and the call then takes the slower, guarded path.
 
 - ``MEMOKIT_DISABLE_CACHING=1`` in the environment (read at import) and
   :func:`caching_disabled` route every decorator to a :class:`DummyCache`, which
@@ -31,17 +34,32 @@ _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"", "0", "false", "no", "off"})
 
 
-class Route:
-    """Where decorated calls go: ``cache`` when set, else where each decorator says."""
+class Gate:
+    """What decorated calls check before using a cache."""
 
-    __slots__ = ("cache",)
+    __slots__ = ("cache", "on", "troubled")
 
     def __init__(self) -> None:
+        self.on = False
+        """True when ``cache`` is set or ``troubled`` > 0."""
         self.cache: BaseCache | None = None
+        """Where every decorated call goes instead (a switch is on), else None."""
+        self.troubled = 0
+        """Circuit breakers that count failures now."""
+
+    def _update(self) -> None:
+        self.on = self.cache is not None or self.troubled > 0
 
 
-ROUTE: Final = Route()
+GATE: Final = Gate()
 _lock = threading.Lock()
+
+
+def trouble(delta: int) -> None:
+    """A circuit breaker started (+1) or stopped (-1) counting failures."""
+    with _lock:
+        GATE.troubled += delta
+        GATE._update()
 
 
 def disabled_by_environment(environ: dict[str, str] | os._Environ[str] = os.environ) -> bool:
@@ -63,13 +81,15 @@ def use_cache(cache: BaseCache) -> Iterator[BaseCache]:
     if not isinstance(cache, BaseCache):
         raise TypeError(f"use_cache() takes a memokit cache instance, not {cache!r}")
     with _lock:
-        previous = ROUTE.cache
-        ROUTE.cache = cache
+        previous = GATE.cache
+        GATE.cache = cache
+        GATE._update()
     try:
         yield cache
     finally:
         with _lock:
-            ROUTE.cache = previous
+            GATE.cache = previous
+            GATE._update()
 
 
 @contextlib.contextmanager
@@ -80,4 +100,14 @@ def caching_disabled() -> Iterator[None]:
 
 
 if disabled_by_environment():
-    ROUTE.cache = DummyCache("memokit-caching-disabled")
+    GATE.cache = DummyCache("memokit-caching-disabled")
+    GATE._update()
+
+
+def _reset_after_fork() -> None:
+    global _lock
+    _lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)

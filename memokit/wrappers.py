@@ -44,7 +44,7 @@ from .keys import MEMCACHE_MAX_KEY_LENGTH, default_key_func, key_is_clean
 from .locks import BackendLock
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import AsyncSingleFlight, SingleFlight
-from .switches import ROUTE
+from .switches import GATE
 from .timeouts import Timeout
 
 P = ParamSpec("P")
@@ -170,7 +170,7 @@ class CachedState:
         return cache.get(key, _MISS, self.version)
 
     def resolve(self) -> BaseCache:
-        routed = ROUTE.cache  # memokit.switches: caching off, or a test's cache
+        routed = GATE.cache  # memokit.switches: caching off, or a test's cache
         if routed is not None:
             return routed
         return self.cache if self.cache is not None else caches[self.alias]
@@ -269,14 +269,15 @@ class CachedFunction(_Cached[P, R]):
         if bound is not _UNBOUND:
             args = (bound, *args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = ROUTE.cache  # memokit.switches: caching off, or a test's cache
-        if cache is None:
+        breaker: CircuitBreaker | None = None
+        if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
+            cache, breaker = _guarded(state)
+            if breaker is not None and breaker.open_until and not breaker.allow():
+                # The breaker is open: skip the backend (memokit.resilience).
+                missed: R = _miss(state, None, breaker, key, args, kwargs, state.versions)
+                return missed
+        else:
             cache = state.cache if state.cache is not None else caches[state.alias]
-        breaker = breaker_for(cache)
-        if breaker.open_until and not breaker.allow():
-            # The breaker is open: skip the backend (memokit.resilience).
-            missed: R = _miss(state, None, breaker, key, args, kwargs, state.versions)
-            return missed
         fast = state.fast
         try:
             if (
@@ -292,11 +293,12 @@ class CachedFunction(_Cached[P, R]):
                 payload = state.read(cache, key)
         except Exception as exc:
             state.errors += 1
+            breaker = breaker_for(cache)
             if not fail_open(breaker, exc):
                 raise
             failed: R = _miss(state, None, breaker, key, args, kwargs, state.versions)
             return failed
-        if breaker.failures:
+        if breaker is not None and breaker.failures:
             breaker.record_success()
         try:
             # An entry is a 4-tuple; anything else (a miss, a foreign value) fails
@@ -356,22 +358,24 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         if bound is not _UNBOUND:
             args = (bound, *args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = ROUTE.cache  # memokit.switches: caching off, or a test's cache
-        if cache is None:
+        breaker: CircuitBreaker | None = None
+        if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
+            cache, breaker = _guarded(state)
+        else:
             cache = state.cache if state.cache is not None else caches[state.alias]
-        breaker = breaker_for(cache)
-        if breaker.open_until and not breaker.allow():
+        if breaker is not None and breaker.open_until and not breaker.allow():
             missed: T = await _amiss(state, None, breaker, key, args, kwargs, state.versions)
             return missed
         try:
             payload = await cache.aget(key, _MISS, state.version)
         except Exception as exc:
             state.errors += 1
+            breaker = breaker_for(cache)
             if not fail_open(breaker, exc):
                 raise
             failed: T = await _amiss(state, None, breaker, key, args, kwargs, state.versions)
             return failed
-        if breaker.failures:
+        if breaker is not None and breaker.failures:
             breaker.record_success()
         if (
             type(payload) is tuple
@@ -527,6 +531,13 @@ async def _astore(state: CachedState, cache: BaseCache, key: str, value: T, *, r
         raise
 
 
+def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
+    """The cache a call uses while a switch or a breaker is on, and its breaker if troubled."""
+    cache = state.resolve()
+    breaker = breaker_for(cache)
+    return cache, breaker if breaker.failures else None
+
+
 # -- the miss path: single flight, the backend lock, fail-open storing ----------------
 # ``cache`` is None when the backend is skipped (the breaker is open, or the read
 # failed): the value is computed, once per key in this process, and not stored.
@@ -537,7 +548,7 @@ async def _astore(state: CachedState, cache: BaseCache, key: str, value: T, *, r
 def _miss(
     state: CachedState,
     cache: BaseCache | None,
-    breaker: CircuitBreaker,
+    breaker: CircuitBreaker | None,
     key: str,
     args: Any,
     kwargs: Any,
@@ -550,17 +561,18 @@ def _miss(
             state.misses += 1
             _refuse_awaitable(state, value)
             return value
+        guard = breaker if breaker is not None else breaker_for(cache)
         lock = state.lock
         token = None
         if lock is not None:
-            token, found = lock.acquire(cache, key, state.version, breaker, check)
+            token, found = lock.acquire(cache, key, state.version, guard, check)
             if found is not MISSING:
                 state.hits += 1  # another process computed it meanwhile
                 return found
         try:
             value = state.func(*args, **kwargs)
             state.misses += 1
-            return _store_open(state, cache, breaker, key, value, replace=replace)
+            return _store_open(state, cache, guard, key, value, replace=replace)
         finally:
             if token is not None:
                 lock.release(cache, key, state.version, token)  # type: ignore[union-attr]
@@ -601,7 +613,7 @@ def _store_open(
 async def _amiss(
     state: CachedState,
     cache: BaseCache | None,
-    breaker: CircuitBreaker,
+    breaker: CircuitBreaker | None,
     key: str,
     args: Any,
     kwargs: Any,
@@ -613,17 +625,18 @@ async def _amiss(
             value = await state.func(*args, **kwargs)
             state.misses += 1
             return value
+        guard = breaker if breaker is not None else breaker_for(cache)
         lock = state.lock
         token = None
         if lock is not None:
-            token, found = await lock.aacquire(cache, key, state.version, breaker, check)
+            token, found = await lock.aacquire(cache, key, state.version, guard, check)
             if found is not MISSING:
                 state.hits += 1
                 return found
         try:
             value = await state.func(*args, **kwargs)
             state.misses += 1
-            return await _astore_open(state, cache, breaker, key, value, replace=replace)
+            return await _astore_open(state, cache, guard, key, value, replace=replace)
         finally:
             if token is not None:
                 await lock.arelease(cache, key, state.version, token)  # type: ignore[union-attr]

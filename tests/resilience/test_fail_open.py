@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import logging
 import pickle
 import sqlite3
@@ -28,6 +29,7 @@ from memokit import (
     configure_breaker,
 )
 from memokit.resilience import BreakerSettings, is_backend_failure
+from memokit.switches import GATE
 
 
 @pytest.fixture(autouse=True)
@@ -145,6 +147,21 @@ def test_outage_computes_warns_once_and_skips_the_backend(
         assert square(3) == 9
         assert square.cache_info().hits == hits + 1
         assert "answers again" in warnings_logged(caplog)[-1]
+        assert breaker_for(cache).failures == 0
+
+
+def test_the_hit_path_checks_breakers_only_while_one_counts_failures() -> None:
+    cache = Outage("outage-gate")
+    troubled = GATE.troubled
+    breaker_for(cache).record_failure(BackendUnavailable("down"))
+    assert GATE.on
+    assert GATE.troubled == troubled + 1
+    breaker_for(cache).record_success()
+    assert GATE.troubled == troubled
+    breaker_for(cache).record_failure(BackendUnavailable("down"))
+    del cache
+    gc.collect()
+    assert GATE.troubled == troubled  # a cache dropped while failing
 
 
 def test_one_probe_at_a_time() -> None:
