@@ -163,6 +163,11 @@ class _Options:
             self.none_timeout = check_timeout(none_timeout, "none_timeout")
         if isinstance(cache, DefaultCacheProxy):
             cache = DEFAULT_CACHE_ALIAS
+        # A Django cache served by memokit (memokit.contrib.django.MemokitCache)
+        # carries the memokit cache it forwards to: cache in that one.
+        served = getattr(cache, "memokit", None)
+        if not isinstance(cache, str | BaseCache) and isinstance(served, BaseCache):
+            cache = served
         if not isinstance(cache, str | BaseCache):
             raise TypeError(
                 f"cache must be an alias such as 'default' or a memokit cache instance, "

@@ -7,6 +7,7 @@ names a backend, they read ``cache.capabilities`` instead.
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 import uuid
@@ -46,10 +47,37 @@ def _database(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(tmp_path / "cache.sqlite3")
 
 
+_redis_dbs = itertools.cycle(range(1, 16))
+
+
+def _redis_db(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # clear() is FLUSHDB: each test gets a database of its own, emptied first.
+    import redis
+
+    url = f"{request.getfixturevalue('redis_server').url}/{next(_redis_dbs)}"
+    with redis.Redis.from_url(url) as client:
+        client.flushdb()
+    return url
+
+
+def _memcached(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # clear() is flush_all for the whole server: tests run one at a time, so
+    # emptying it first gives each test a store of its own.
+    from pymemcache.client.base import Client
+
+    server = request.getfixturevalue("memcached_server")
+    client = Client((server.host, server.port), connect_timeout=2, timeout=2)
+    client.flush_all(noreply=False)
+    client.close()
+    return str(server.url)
+
+
 BACKENDS = [
     pytest.param(BackendSpec("memory", _unique), id="memory"),
     pytest.param(BackendSpec("filesystem", _directory), id="filesystem"),
     pytest.param(BackendSpec("sqlite", _database), id="sqlite"),
+    pytest.param(BackendSpec("redis", _redis_db), id="redis", marks=pytest.mark.server),
+    pytest.param(BackendSpec("memcached", _memcached), id="memcached", marks=pytest.mark.server),
 ]
 """Every backend that stores data; each runs the whole conformance suite."""
 

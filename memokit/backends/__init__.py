@@ -7,7 +7,9 @@ from .base import MISSING, BaseCache, Capabilities
 BACKENDS: dict[str, str] = {
     "dummy": "memokit.backends.dummy.DummyCache",
     "filesystem": "memokit.backends.filesystem.FileSystemCache",
+    "memcached": "memokit.backends.memcached.MemcachedCache",
     "memory": "memokit.backends.memory.MemoryCache",
+    "redis": "memokit.backends.redis.RedisCache",
     "sqlite": "memokit.backends.sqlite.SQLiteCache",
 }
 """Short names accepted as ``BACKEND``, mapped to the class they name."""

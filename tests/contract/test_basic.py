@@ -6,7 +6,7 @@ import zlib
 
 import pytest
 
-from memokit import BaseCache
+from memokit import MISSING, BaseCache
 
 
 def test_set_then_get(cache: BaseCache) -> None:
@@ -187,14 +187,19 @@ def test_get_or_set_requires_default(cache: BaseCache) -> None:
 def test_get_or_set_returns_the_racing_writers_value(
     cache: BaseCache, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # Another writer stores a value between our read and our add: its value wins.
-    real_add = cache._add
+    # Another writer stores a value between our read and our write: its value wins.
+    # The race is made at the read (which misses, as it would have a moment
+    # earlier), so a backend that writes with an atomic "add or return" is
+    # checked the same way as one that calls _add and reads again.
+    cache.set("key", "theirs")
+    real_get = cache._get
+    reads = []
 
-    def racing_add(key: str, payload: object, timeout: float | None) -> bool:
-        real_add(key, cache._encode("theirs"), timeout)
-        return real_add(key, payload, timeout)
+    def early_get(key: str) -> object:
+        reads.append(key)
+        return MISSING if len(reads) == 1 else real_get(key)
 
-    monkeypatch.setattr(cache, "_add", racing_add)
+    monkeypatch.setattr(cache, "_get", early_get)
     assert cache.get_or_set("key", "ours") == "theirs"
     assert cache.get("key") == "theirs"
 

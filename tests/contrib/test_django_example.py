@@ -29,5 +29,5 @@ def test_example_project_tests_pass() -> None:
         env=ENV,
     )
     assert result.returncode == 0, result.stdout + result.stderr
-    assert "Ran 5 tests" in result.stderr
+    assert "Ran 6 tests" in result.stderr
     assert "test_report_is_computed_once" in result.stderr

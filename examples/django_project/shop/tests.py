@@ -48,3 +48,12 @@ class CachedViewsTests(SimpleTestCase):
         self.assertEqual(second.content, b"rendered 1 time(s)")
         cache.clear()
         self.assertEqual(self.client.get("/page/").content, b"rendered 2 time(s)")
+
+    def test_cached_function_in_a_view(self) -> None:
+        first = self.client.get("/prices/tea/")
+        second = self.client.get("/prices/tea/?currency=EUR")  # the default: the same key
+        self.assertEqual(first.json(), second.json())
+        self.assertEqual(views.builds, {"prices:tea": 1})
+        self.assertEqual(self.client.get("/prices/tea/?currency=USD").json()["currency"], "USD")
+        self.assertEqual(views.builds, {"prices:tea": 2})
+        self.assertIs(views.price_list.cache, cache.memokit)

@@ -9,4 +9,5 @@ urlpatterns = [
     path("async-report/<str:region>/", views.async_report, name="async-report"),
     path("visits/", views.visits, name="visits"),
     path("page/", views.page, name="page"),
+    path("prices/<str:category>/", views.prices, name="prices"),
 ]

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.core.cache import cache
+from django.core.cache import cache, caches
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views.decorators.cache import cache_page
+
+import memokit
 
 builds: dict[str, int] = {}
 """How often each report was computed; the tests read it to see cache hits."""
@@ -41,3 +43,15 @@ def page(request: HttpRequest) -> HttpResponse:
     """A whole response cached by Django's cache_page, stored by memokit."""
     builds["page"] = builds.get("page", 0) + 1
     return HttpResponse(f"rendered {builds['page']} time(s)")
+
+
+@memokit.cached(timeout=60, cache=caches["default"])
+def price_list(category: str, currency: str = "EUR") -> dict[str, Any]:
+    """Memoised by memokit's @cached in the cache that Django's CACHES configures."""
+    builds[f"prices:{category}"] = builds.get(f"prices:{category}", 0) + 1
+    return {"category": category, "currency": currency, "items": [f"{category}-1"]}
+
+
+def prices(request: HttpRequest, category: str) -> JsonResponse:
+    """A view whose data comes from a @cached function."""
+    return JsonResponse(price_list(category, currency=request.GET.get("currency", "EUR")))

@@ -1,0 +1,7 @@
+"""memokit's benchmark harness: memokit beside its peers and the raw floors, in one run.
+
+Run ``python -m benchmarks`` (all sections, about 10 minutes) or
+``python -m benchmarks --quick`` (under 2 minutes); name sections to run only
+those (``python -m benchmarks memory hits``; ``--list`` shows them). A run writes
+its raw results as JSON and renders ``docs/benchmarks.md`` with plots.
+"""

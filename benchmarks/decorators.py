@@ -1,0 +1,231 @@
+"""Memoised calls: hit overhead beside the peers, cached_property hits, cold-key stampede."""
+
+from __future__ import annotations
+
+import functools
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+from .timing import Candidate, Config, measure
+
+Decorator = Callable[[Callable[..., Any]], Callable[..., Any]]
+
+
+def _memokit_cached() -> Decorator:
+    import memokit
+
+    cache = memokit.create_cache(
+        {"BACKEND": "memory", "LOCATION": "bench-decorators", "OPTIONS": {"MAX_ENTRIES": 10_000}}
+    )
+    return memokit.cached(timeout=300, cache=cache)
+
+
+def _dict_memo() -> Decorator:
+    # The floor for a decorator written in Python: one dict lookup per hit.
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        memo: dict[Any, Any] = {}
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            key = (args, tuple(sorted(kwargs.items()))) if kwargs else args
+            try:
+                return memo[key]
+            except KeyError:
+                memo[key] = value = fn(*args, **kwargs)
+                return value
+
+        return wrapper
+
+    return decorate
+
+
+def _cachetools(**lock: Any) -> Decorator:
+    import cachetools
+
+    return cachetools.cached(cachetools.TTLCache(10_000, 300), **lock)
+
+
+def _django_naive() -> Decorator:
+    # What a Django user writes by hand: get with a sentinel, else compute and set.
+    from .env import django_cache
+
+    cache = django_cache("django.core.cache.backends.locmem.LocMemCache", "bench-naive")
+    missing = object()
+
+    def decorate(fn: Callable[..., Any]) -> Callable[..., Any]:
+        prefix = fn.__qualname__
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            # No spaces: Django warns about keys memcached cannot take, on every call.
+            key = ":".join([prefix, *map(repr, args), *(f"{k}={v!r}" for k, v in kwargs.items())])
+            value = cache.get(key, missing)
+            if value is missing:
+                value = fn(*args, **kwargs)
+                cache.set(key, value, 300)
+            return value
+
+        return wrapper
+
+    return decorate
+
+
+def _dogpile() -> Decorator:
+    from dogpile.cache import make_region
+    from dogpile.cache.util import kwarg_function_key_generator
+
+    # The default key generator refuses keyword arguments; this one is dogpile's own answer.
+    region = make_region(function_key_generator=kwarg_function_key_generator).configure(
+        "dogpile.cache.memory", expiration_time=300
+    )
+    return region.cache_on_arguments()
+
+
+HIT_CANDIDATES: list[tuple[str, str, Callable[[], Decorator]]] = [
+    ("memokit @cached (memory)", "memokit", _memokit_cached),
+    ("Django LocMemCache + naive decorator", "django", _django_naive),
+    ("cachetools TTLCache + Lock", "peer", lambda: _cachetools(lock=threading.Lock())),
+    ("dogpile.cache memory region", "peer", _dogpile),
+    ("functools.lru_cache", "floor", lambda: functools.lru_cache(maxsize=10_000)),
+    ("py dict-memo decorator", "floor", _dict_memo),
+]
+"""Name, role, and a factory of the decorator (a fresh one per candidate)."""
+
+CALLS = {"positional": "f(7)", "keyword": "f(7, y=2)"}
+
+
+def _body(x: int, y: int = 1) -> int:
+    return x + y
+
+
+def run_hits(config: Config) -> dict[str, Any]:
+    """Hit cost of each decorator on ``f(x, y=1)``, positional and keyword calls."""
+    functions = {}
+    for name, _, factory in HIT_CANDIDATES:
+        f = factory()(_body)
+        f(7)
+        f(7, y=2)
+        functions[name] = f
+    groups = []
+    for label, stmt in CALLS.items():
+        candidates = [
+            Candidate(name, role, stmt, {"f": functions[name]}) for name, role, _ in HIT_CANDIDATES
+        ]
+        results = measure(candidates, config)
+        groups.append({"op": label, "stmt": stmt, "results": results})
+        print(f"  {stmt:<11}" + "  ".join(f"{r['name']}: {r['median']:.0f} ns" for r in results))
+    return {"kind": "hits", "groups": groups}
+
+
+def run_cached_property(config: Config) -> dict[str, Any]:
+    """A hit of ``memokit.cached_property`` beside ``functools`` and a plain attribute."""
+    import memokit
+
+    class Plain:
+        def __init__(self) -> None:
+            self.p = 1
+
+    class Functools:
+        @functools.cached_property
+        def p(self) -> int:
+            return 1
+
+    class Memokit:
+        @memokit.cached_property
+        def p(self) -> int:
+            return 1
+
+    objects = [
+        ("memokit.cached_property", "memokit", Memokit()),
+        ("functools.cached_property", "peer", Functools()),
+        ("plain attribute", "floor", Plain()),
+    ]
+    for _, _, obj in objects:
+        obj.p  # noqa: B018 - the first read computes; hits are timed
+    candidates = [Candidate(name, role, "o.p", {"o": obj}) for name, role, obj in objects]
+    results = measure(candidates, config)
+    print("  o.p        " + "  ".join(f"{r['name']}: {r['median']:.0f} ns" for r in results))
+    return {"kind": "hits", "groups": [{"op": "hit", "stmt": "o.p", "results": results}]}
+
+
+STAMPEDE_CALLERS = 50
+BODY_S = 0.05
+
+STAMPEDE_CANDIDATES: list[tuple[str, str, Callable[[], Decorator]]] = [
+    ("memokit @cached (memory)", "memokit", _memokit_cached),
+    ("Django LocMemCache + naive decorator", "django", _django_naive),
+    ("cachetools TTLCache + Lock", "peer", lambda: _cachetools(lock=threading.Lock())),
+    (
+        "cachetools TTLCache + Condition",
+        "peer",
+        lambda: _cachetools(condition=threading.Condition()),
+    ),
+    ("dogpile.cache memory region", "peer", _dogpile),
+    ("functools.lru_cache", "peer", lambda: functools.lru_cache(maxsize=10_000)),
+]
+
+
+def _trial(factory: Callable[[], Decorator], arg: int) -> tuple[int, float, bool]:
+    runs = [0]
+    count_lock = threading.Lock()
+
+    def body(x: int) -> int:
+        with count_lock:
+            runs[0] += 1
+        time.sleep(BODY_S)
+        return x * 2
+
+    f = factory()(body)
+    results: list[Any] = [None] * STAMPEDE_CALLERS
+    start = [0.0]
+    barrier = threading.Barrier(
+        STAMPEDE_CALLERS, action=lambda: start.__setitem__(0, time.perf_counter())
+    )
+
+    def call(i: int) -> None:
+        barrier.wait()
+        results[i] = f(arg)
+
+    threads = [threading.Thread(target=call, args=(i,)) for i in range(STAMPEDE_CALLERS)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start[0]
+    return runs[0], wall, all(r == arg * 2 for r in results)
+
+
+def run_stampede(config: Config) -> dict[str, Any]:
+    """50 threads call one memoised function on one cold key at once, per candidate."""
+    trials: dict[str, list[tuple[int, float, bool]]] = {n: [] for n, _, _ in STAMPEDE_CANDIDATES}
+    for trial in range(config.stampede_trials):
+        for name, _, factory in STAMPEDE_CANDIDATES:
+            trials[name].append(_trial(factory, 1_000 + trial))
+    results = []
+    for name, role, _ in STAMPEDE_CANDIDATES:
+        runs = [t[0] for t in trials[name]]
+        walls = [t[1] * 1_000 for t in trials[name]]
+        row = {
+            "name": name,
+            "role": role,
+            "runs": runs,
+            "wall_ms": [round(w, 1) for w in walls],
+            "median_runs": statistics.median(runs),
+            "median_wall_ms": statistics.median(walls),
+            "wall_ratio": statistics.median(walls) / (BODY_S * 1_000),
+            "all_correct": all(t[2] for t in trials[name]),
+        }
+        results.append(row)
+        print(
+            f"  {name}: body ran {runs}, wall {row['median_wall_ms']:.0f} ms "
+            f"({row['wall_ratio']:.2f}x the body)"
+        )
+    return {
+        "kind": "stampede",
+        "body_ms": BODY_S * 1_000,
+        "callers": STAMPEDE_CALLERS,
+        "results": results,
+    }

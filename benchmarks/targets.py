@@ -1,0 +1,107 @@
+"""The speed targets named in the project's issues, checked against one run's results.
+
+Every target is "memokit's figure divided by a reference in the same group of
+the same run is at most ``limit``" (ratios, because absolute figures on a
+shared machine move 5-40 % between runs). A new target is one line here.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+Measure = Callable[[dict[str, Any]], float | None]
+
+
+@dataclass(frozen=True)
+class Target:
+    issue: int
+    section: str
+    what: str
+    limit: float
+    measure: Measure
+    unit: str = "x"
+
+
+def _median(section: dict[str, Any], op: str, pick: Callable[[dict[str, Any]], bool]) -> float:
+    group = next(g for g in section["groups"] if g["op"] == op)
+    return float(next(r["median"] for r in group["results"] if pick(r)))
+
+
+def ratio(op: str, reference: str | None = None) -> Measure:
+    """memokit ÷ the floor of group ``op`` (or ÷ the candidate named ``reference``)."""
+
+    def measure(section: dict[str, Any]) -> float:
+        mine = _median(section, op, lambda r: r["role"] == "memokit")
+        if reference is None:
+            ref = _median(section, op, lambda r: r["role"] == "floor")
+        else:
+            ref = _median(section, op, lambda r: r["name"] == reference)
+        return mine / ref
+
+    return measure
+
+
+def stampede(field: str) -> Measure:
+    def measure(section: dict[str, Any]) -> float:
+        return float(next(r[field] for r in section["results"] if r["role"] == "memokit"))
+
+    return measure
+
+
+CACHETOOLS = "cachetools TTLCache + Lock"
+DJANGO_NAIVE = "Django LocMemCache + naive decorator"
+
+TARGETS = [
+    Target(5, "sqlite", "get ≤ 2x the raw SELECT", 2.0, ratio("get_hit")),
+    Target(5, "sqlite", "set ≤ 3x the raw INSERT OR REPLACE", 3.0, ratio("set")),
+    Target(5, "sqlite", "get_many(100) ≤ 3x one raw IN query", 3.0, ratio("get_many_100")),
+    Target(5, "sqlite", "set_many(100) ≤ 3x one raw transaction", 3.0, ratio("set_many_100")),
+    Target(5, "filesystem", "get ≤ 1.5x the raw file read", 1.5, ratio("get_hit")),
+    Target(5, "filesystem", "set ≤ 2x the raw atomic write", 2.0, ratio("set")),
+    *(
+        Target(6, backend, text, limit, ratio(op))
+        for backend in ("redis", "memcached")
+        for text, limit, op in (
+            ("get ≤ 1.2x the raw client", 1.2, "get_hit"),
+            ("set ≤ 1.2x the raw client", 1.2, "set"),
+            ("incr ≤ 1.2x the raw client", 1.2, "incr"),
+            ("get_many(100) ≤ 1.5x the raw client", 1.5, "get_many_100"),
+            ("set_many(100) ≤ 1.2x the raw client", 1.2, "set_many_100"),
+        )
+    ),
+    *(
+        Target(7, "hits", f"{call} hit ≤ {limit}x {ref}", limit, ratio(call, ref))
+        for call in ("positional", "keyword")
+        for ref, limit in ((CACHETOOLS, 1.5), (DJANGO_NAIVE, 0.5))
+    ),
+    Target(
+        8,
+        "cached_property",
+        "hit ≤ 1.2x functools.cached_property",
+        1.2,
+        ratio("hit", "functools.cached_property"),
+    ),
+    Target(
+        8, "stampede", "50 cold callers run the body once", 1.0, stampede("median_runs"), "runs"
+    ),
+    Target(8, "stampede", "wall time ≤ 1.3x the body's", 1.3, stampede("wall_ratio")),
+]
+
+
+def evaluate(sections: dict[str, dict[str, Any]]) -> list[dict[str, Any]]:
+    """Each target with its measured value and verdict, or why it was not measured."""
+    rows = []
+    for t in TARGETS:
+        row: dict[str, Any] = {"issue": t.issue, "section": t.section, "what": t.what}
+        row.update(limit=t.limit, unit=t.unit)
+        section = sections.get(t.section)
+        if section is None or section["status"] != "ok":
+            reason = "section not run" if section is None else section.get("reason", "")
+            row.update(measured=None, met=None, note=f"not measured: {reason}")
+        else:
+            value = t.measure(section["result"])
+            row.update(measured=value, met=value is not None and value <= t.limit, note="")
+        rows.append(row)
+    return rows

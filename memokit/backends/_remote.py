@@ -1,0 +1,86 @@
+"""What the network backends (Redis, memcached) share: options, locations, errors.
+
+Both pass the ``OPTIONS`` they do not own straight to their client library, as
+Django does, after checking the few that memokit needs to hold a promise: a
+finite timeout, and no retry that could apply a command twice.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from ..exceptions import ImproperlyConfigured
+
+_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<auth>[^@/]*)@")
+_PASSWORD_IN_QUERY = re.compile(r"(?i)(password=)[^&]*")
+
+
+def mask_password(location: str) -> str:
+    """Return ``location`` with any password in it replaced by ``***``."""
+
+    def hide(match: re.Match[str]) -> str:
+        user, sep, _ = match["auth"].partition(":")
+        return f"{match['scheme']}{user}{sep}***@" if sep else f"{match['scheme']}***@"
+
+    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(hide, location))
+
+
+def split_location(location: object, setting: str = "LOCATION") -> list[str]:
+    """Return the servers named by ``LOCATION``: a list, or a ``;``/``,``-separated string."""
+    if isinstance(location, str):
+        servers = [part.strip() for part in re.split(r"[;,]", location) if part.strip()]
+    elif isinstance(location, list | tuple) and all(isinstance(s, str) for s in location):
+        servers = [s.strip() for s in location if s.strip()]
+    else:
+        raise ImproperlyConfigured(
+            f"{setting} must be a server address or a list of them, not {location!r}"
+        )
+    if not servers:
+        raise ImproperlyConfigured(
+            f"{setting} names no server; give for example 'redis://127.0.0.1:6379' "
+            f"or '127.0.0.1:11211'"
+        )
+    return servers
+
+
+def check_seconds(value: object, name: str) -> float:
+    """Return ``value`` as a finite positive number of seconds, or raise naming ``name``."""
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not math.isfinite(value)
+        or value <= 0
+    ):
+        raise ImproperlyConfigured(
+            f"OPTIONS[{name!r}] must be a finite number of seconds above 0, not {value!r}; "
+            f"memokit never waits forever for a server (for example {name}=1.0)"
+        )
+    return float(value)
+
+
+def check_flag(value: object, name: str) -> bool:
+    """Return ``value`` if it is a bool, or raise naming ``name``."""
+    if not isinstance(value, bool):
+        raise ImproperlyConfigured(f"OPTIONS[{name!r}] must be True or False, not {value!r}")
+    return value
+
+
+def split_options(
+    cls_name: str, options: Mapping[str, Any], owned: frozenset[str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Split ``OPTIONS`` into memokit's own (lower-cased) and the client's (as given)."""
+    if not isinstance(options, Mapping):
+        raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {options!r}")
+    own: dict[str, Any] = {}
+    client: dict[str, Any] = {}
+    for name, value in options.items():
+        if not isinstance(name, str):
+            raise ImproperlyConfigured(f"{cls_name} OPTIONS keys must be str, not {name!r}")
+        if name.upper() in owned:
+            own[name.lower()] = value
+        else:
+            client[name] = value
+    return own, client

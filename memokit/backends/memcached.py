@@ -1,0 +1,387 @@
+"""The memcached backend, on pymemcache (``pip install memokit[memcached]``).
+
+One server uses pymemcache's ``PooledClient`` (its plain ``Client`` is not
+thread-safe); several use its ``HashClient`` with pooling. Keys are checked
+against memcached's own rules before any byte is sent: no space or control
+character, at most 250 bytes once encoded as UTF-8 (non-ASCII is allowed).
+
+Integers in ``[-2**62, 2**62)`` are stored as decimal text, offset by 2**63 so
+that memcached's unsigned ``incr``/``decr`` can add to negative numbers too
+without stopping at zero; other values are serialised. The async twins run the
+blocking client in a worker thread.
+
+Expiry: memcached counts whole seconds on a clock that ticks once a second,
+so an entry given ``t`` seconds is sent ``ceil(t)`` (Django sends ``int(t)``,
+which turns 0.5 into "expired") and lives between ``ceil(t) - 1`` and
+``ceil(t) + 1`` seconds; more than 30 days is sent as a Unix time.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+import weakref
+from collections.abc import Mapping
+from typing import Any, ClassVar, Final, NoReturn, Unpack
+
+# pymemcache ships no type hints (no py.typed): its names are Any here.
+from pymemcache.client.base import (  # type: ignore[import-untyped]
+    PooledClient,
+    normalize_server_spec,
+)
+from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
+from pymemcache.exceptions import (  # type: ignore[import-untyped]
+    MemcacheClientError,
+    MemcacheError,
+    MemcacheServerError,
+    MemcacheUnexpectedCloseError,
+)
+
+from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, InvalidCacheKey
+from ..keys import MEMCACHE_MAX_KEY_LENGTH, key_is_clean, memcache_key_warnings
+from ..serializers import PickleSerializer
+from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from ._remote import check_flag, check_seconds, split_location, split_options
+from .base import MISSING, BaseCache, Capabilities, CommonSettings
+
+DEFAULT_CONNECT_TIMEOUT: Final = 1.0
+"""Seconds to wait for a TCP connection to a server."""
+DEFAULT_TIMEOUT_SECONDS: Final = 2.0
+"""Seconds to wait for a server's answer (pymemcache's ``timeout``)."""
+
+THIRTY_DAYS: Final = 60 * 60 * 24 * 30
+"""memcached reads an expiry above this as a Unix time, not as seconds from now."""
+
+_FLAG_INT = 1 << 4  # an integer stored as text, offset by _BIAS
+_BIAS = 2**63
+_RAW = range(-(2**62), 2**62)  # kept raw: any native incr by a delta in _RAW fits 64 bits
+
+_OWNED = frozenset({"SERIALIZER", "IGNORE_EXC"})
+_REFUSED = {
+    "serde": "memokit serialises values itself (use the SERIALIZER option)",
+    "serializer": "memokit serialises values itself (use the SERIALIZER option)",
+    "deserializer": "memokit serialises values itself (use the SERIALIZER option)",
+    "allow_unicode_keys": "memokit always allows non-ASCII keys, as Django does",
+    "default_noreply": "memokit needs every reply to report failures",
+    "key_prefix": "use the KEY_PREFIX setting",
+}
+_TIMEOUTS = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, "timeout": DEFAULT_TIMEOUT_SECONDS}
+
+
+class _Serde:
+    """pymemcache's hook: raw integers get a flag, everything else is bytes already."""
+
+    def serialize(self, key: bytes, value: Any) -> tuple[bytes, int]:
+        if type(value) is int:
+            return str(value + _BIAS).encode("ascii"), _FLAG_INT
+        return value, 0
+
+    def deserialize(self, key: bytes, value: bytes, flags: int) -> Any:
+        if flags & _FLAG_INT:
+            return int(value) - _BIAS
+        return value
+
+
+def _expire(timeout: float | None) -> int:
+    if timeout is None:
+        return 0  # memcached's "never"
+    seconds = math.ceil(timeout)
+    if seconds > THIRTY_DAYS:
+        seconds += int(time.time())
+    return seconds
+
+
+class MemcachedCache(BaseCache):
+    """A cache on one or several memcached servers."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        local_clock=False,
+        sub_second_expiry=False,
+        atomic_incr=True,
+        cross_process=True,
+        persistent=True,
+        strict_keys=True,
+        blocking_io=True,
+    )
+    option_names: ClassVar[frozenset[str]] = _OWNED
+
+    def __init__(
+        self,
+        location: str | list[str] = "127.0.0.1:11211",
+        *,
+        ignore_exc: bool = False,
+        client_options: Mapping[str, Any] | None = None,
+        **settings: Unpack[CommonSettings],
+    ) -> None:
+        servers = split_location(location)
+        super().__init__(";".join(servers), **settings)
+        self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
+        options = self._check_client_options(client_options or {})
+        self._native_incr = (
+            type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
+        )
+        common: dict[str, Any] = {
+            "serde": _Serde(),
+            "allow_unicode_keys": True,
+            "default_noreply": False,
+            "no_delay": True,
+            **options,
+        }
+        specs = [normalize_server_spec(server) for server in servers]
+        try:
+            # pymemcache reads the options only when it first connects; build
+            # one client object now (no I/O) so a typo raises here.
+            PooledClient(specs[0], **common)._create_client()
+        except TypeError as exc:
+            raise ImproperlyConfigured(
+                f"OPTIONS for memcached {self.location}: pymemcache refused them ({exc})"
+            ) from None
+        self._specs = specs
+        self._common = common
+        self._client: Any = self._make_client()
+        _instances.add(self)
+
+    def _make_client(self) -> Any:
+        if len(self._specs) == 1:
+            return PooledClient(self._specs[0], **self._common)
+        return HashClient(self._specs, use_pooling=True, **self._common)
+
+    def _after_fork(self) -> None:
+        # The child must never talk on the parent's sockets (two readers of one
+        # stream get each other's replies): close its copies, start afresh.
+        self._client.close()
+        self._client = self._make_client()
+
+    @classmethod
+    def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """memokit's own OPTIONS become arguments; the rest go to pymemcache's client."""
+        own, client = split_options(cls.__name__, options, _OWNED)
+        own["client_options"] = client
+        return own
+
+    @staticmethod
+    def _check_client_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        checked = dict(options)
+        # Django settings often say use_pooling=True; memokit always pools.
+        if checked.get("use_pooling", True) is not True:
+            raise ImproperlyConfigured(
+                "OPTIONS['use_pooling'] must be True (or left out): memokit always pools "
+                "connections, because pymemcache's plain client is not thread-safe"
+            )
+        checked.pop("use_pooling", None)
+        for name in checked:
+            if name.lower() in _REFUSED:
+                raise ImproperlyConfigured(
+                    f"OPTIONS[{name!r}] is not accepted by the memcached backend: "
+                    f"{_REFUSED[name.lower()]}"
+                )
+        for name, default in _TIMEOUTS.items():
+            checked[name] = check_seconds(checked.get(name, default), name)
+        return checked
+
+    # -- keys and timeouts -----------------------------------------------------
+
+    def validate_key(self, key: str) -> None:
+        """Raise ``InvalidCacheKey`` for a key memcached cannot store (checked in bytes)."""
+        if key_is_clean(key) and (key.isascii() or len(key.encode()) <= MEMCACHE_MAX_KEY_LENGTH):
+            return
+        problems = memcache_key_warnings(key)
+        if not problems:
+            problems = [
+                f"Cache key will cause errors if used with memcached: {key!r} "
+                f"(longer than {MEMCACHE_MAX_KEY_LENGTH} bytes once encoded as UTF-8)"
+            ]
+        raise InvalidCacheKey(problems[0])
+
+    def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
+        """Return the expiry sent to memcached: seconds, a Unix time past 30 days, -1 for now.
+
+        None (never expire) is sent as 0.
+        """
+        seconds = self._seconds(timeout)
+        if seconds is not None and seconds <= 0:
+            return -1
+        return None if seconds is None else _expire(seconds)
+
+    # -- encoding ------------------------------------------------------------------
+
+    def _encode(self, value: Any) -> Any:
+        if type(value) is int and value in _RAW:
+            return value
+        return self.serializer.dumps(value)
+
+    def _decode(self, payload: Any) -> Any:
+        if type(payload) is int:
+            return payload
+        try:
+            return self.serializer.loads(payload)
+        except Exception as exc:
+            raise BackendError(
+                f"cannot deserialise a value read from memcached {self.location}: {exc!r}"
+            ) from exc
+
+    def _fail(self, exc: Exception) -> NoReturn:
+        if isinstance(exc, OSError | MemcacheUnexpectedCloseError) or type(exc) is MemcacheError:
+            # A bare MemcacheError is HashClient's "all servers seem to be down".
+            raise BackendUnavailable(f"memcached {self.location} is unavailable: {exc}") from exc
+        raise BackendError(f"memcached {self.location} failed: {exc}") from exc
+
+    # -- primitives ----------------------------------------------------------------
+
+    def _get(self, key: str) -> Any:
+        try:
+            payload = self._client.get(key)
+        except (OSError, MemcacheError) as exc:
+            if self._ignore_exc:
+                return MISSING
+            self._fail(exc)
+        return MISSING if payload is None else payload
+
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        try:
+            return dict(self._client.get_many(keys))
+        except (OSError, MemcacheError) as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
+
+    def _has_key(self, key: str) -> bool:
+        return self._get(key) is not MISSING
+
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        try:
+            stored = self._client.set(key, payload, _expire(timeout))
+        except MemcacheServerError as exc:
+            if isinstance(exc, MemcacheUnexpectedCloseError):
+                self._fail(exc)
+            stored = False  # "object too large for cache", or out of memory
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+        if not stored:
+            # As Django: never leave the previous value behind a failed set.
+            self._delete(key)
+
+    def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        expire = _expire(timeout)
+        try:
+            failed = list(self._client.set_many(items, expire))
+        except MemcacheServerError as exc:
+            if isinstance(exc, MemcacheUnexpectedCloseError):
+                self._fail(exc)
+            # One item was refused and the batch's other replies are lost with
+            # the connection: store them one by one to know which failed.
+            failed = []
+            for key, payload in items.items():
+                try:
+                    ok = self._client.set(key, payload, expire)
+                except MemcacheServerError as one:
+                    if isinstance(one, MemcacheUnexpectedCloseError):
+                        self._fail(one)
+                    ok = False
+                except (OSError, MemcacheError) as one:
+                    self._fail(one)
+                if not ok:
+                    failed.append(key)
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+        if failed:
+            self._delete_many(failed)
+        return failed
+
+    def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+        try:
+            return bool(self._client.add(key, payload, _expire(timeout)))
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+
+    def _touch(self, key: str, timeout: float | None) -> bool:
+        try:
+            return bool(self._client.touch(key, _expire(timeout)))
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+
+    def _delete(self, key: str) -> bool:
+        try:
+            return bool(self._client.delete(key))
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+
+    def _delete_many(self, keys: list[str]) -> None:
+        try:
+            self._client.delete_many(keys)
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+
+    def _clear(self) -> None:
+        try:
+            self._client.flush_all()
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+
+    def _incr(self, key: str, delta: int) -> Any:
+        try:
+            if self._native_incr and delta in _RAW:
+                try:
+                    if delta >= 0:
+                        result = self._client.incr(key, delta)
+                    else:
+                        result = self._client.decr(key, -delta)
+                except MemcacheClientError:
+                    # A serialised value (None, a float, a big int ...): add in Python.
+                    return self._incr_with_cas(key, delta)
+                if result is None or result is False:
+                    return MISSING
+                value = int(result) - _BIAS
+                if value not in _RAW:
+                    self._store_out_of_range(key)
+                return value
+            return self._incr_with_cas(key, delta)
+        except (OSError, MemcacheError) as exc:
+            self._fail(exc)
+
+    def _incr_with_cas(self, key: str, delta: int) -> Any:
+        # gets/cas: a concurrent change makes cas fail and we read again, so no
+        # update is lost. memcached cannot report an entry's remaining life, so
+        # the new value gets the default timeout (as Django's base incr does).
+        while True:
+            found = self._client.gets(key)
+            payload, token = found if found is not None else (None, None)
+            if payload is None:
+                return MISSING
+            value = self._decode(payload) + delta
+            stored = self._client.cas(
+                key, self._encode(value), token, _expire(self.default_timeout)
+            )
+            if stored is None:
+                return MISSING  # deleted meanwhile
+            if stored:
+                return value
+
+    def _store_out_of_range(self, key: str) -> None:
+        # A native incr left a raw value outside _RAW, where the next one could
+        # wrap around 2**64: store it serialised instead (same value).
+        while True:
+            payload, token = self._client.gets(key)
+            if type(payload) is not int or payload in _RAW:
+                return
+            stored = self._client.cas(
+                key, self.serializer.dumps(payload), token, _expire(self.default_timeout)
+            )
+            if stored is None or stored:
+                return
+
+    def close(self, **kwargs: Any) -> None:
+        """Close the pooled connections (Django calls ``disconnect_all``)."""
+        self._client.close()
+
+
+_instances: weakref.WeakSet[MemcachedCache] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    for cache in list(_instances):
+        cache._after_fork()
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)

@@ -1,0 +1,564 @@
+"""The Redis backend, on redis-py (``pip install memokit[redis]``, ``[hiredis]`` for speed).
+
+One key per entry. Integers that fit in 64 bits are stored as their decimal
+text, so that ``INCRBY`` can add to them on the server (as Django does);
+everything else is serialised. ``LOCATION`` is a ``redis://`` URL, or a list
+whose first URL is the primary (every write, ``incr`` and ``get_or_set``) and
+whose others are replicas for plain reads (``get``, ``get_many``, ``has_key``).
+
+The sync client keeps one connection pool per server per process; redis-py
+replaces it in a child after ``fork``. The async twins use ``redis.asyncio``
+with one pool per event loop, because its connections are bound to the loop
+that opened them; a pool is disconnected when its loop shuts down.
+
+Nothing is retried: a command that timed out after it was sent may have run,
+and running ``INCRBY`` twice would count twice. Connect and read timeouts are
+finite by default (``SOCKET_CONNECT_TIMEOUT`` and ``SOCKET_TIMEOUT`` below).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import random
+import threading
+from collections.abc import AsyncGenerator, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final, NoReturn, Unpack
+
+import redis
+import redis.asyncio
+from redis.commands.core import AsyncScript, Script
+from redis.exceptions import WatchError
+
+from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
+from ..serializers import PickleSerializer
+from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from ._remote import check_flag, check_seconds, mask_password, split_location, split_options
+from .base import MISSING, BaseCache, Capabilities, CommonSettings
+
+DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
+"""Seconds to wait for a TCP connection to the server."""
+DEFAULT_SOCKET_TIMEOUT: Final = 2.0
+"""Seconds to wait for the server's answer to a command."""
+
+_INT64 = range(-(2**63), 2**63)
+
+# incr: INCRBY only a key that exists, so that a missing key is an error and not
+# a new counter; keep the expiry (INCRBY does). The result is read back with GET
+# because Lua numbers are doubles and would round big 64-bit integers. A value
+# INCRBY cannot add to (serialised, or an overflow) is reported, not changed.
+_INCR_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local reply = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(reply) == 'table' and reply.err then return {reply.err} end
+return redis.call('GET', KEYS[1])
+"""
+
+# get_or_set's second round trip: store unless a value is there, else return it.
+_GET_OR_ADD_SCRIPT = """
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+if ARGV[2] == '' then
+    redis.call('SET', KEYS[1], ARGV[1])
+else
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return false
+"""
+
+# touch(key, None): PERSIST answers 0 for a key that already never expires,
+# where memokit (unlike Django) answers True because the key is there.
+_PERSIST_SCRIPT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
+_OWNED = frozenset({"SERIALIZER", "READ_FROM_REPLICAS", "IGNORE_EXC"})
+_REFUSED = {
+    "retry": "memokit never retries: a retried INCRBY could count twice",
+    "retry_on_timeout": "memokit never retries: a retried INCRBY could count twice",
+    "retry_on_error": "memokit never retries: a retried INCRBY could count twice",
+    "decode_responses": "values are bytes; memokit decodes them itself",
+    "connection_pool": "memokit builds one pool per process and per event loop",
+}
+_TIMEOUTS = {
+    "socket_connect_timeout": DEFAULT_SOCKET_CONNECT_TIMEOUT,
+    "socket_timeout": DEFAULT_SOCKET_TIMEOUT,
+}
+
+
+def _milliseconds(timeout: float) -> int:
+    # Round up: an entry lives at least as long as asked, never 0 ms (an error).
+    return max(1, math.ceil(timeout * 1000))
+
+
+@dataclass
+class _AsyncSide:
+    """The async clients and scripts of one event loop."""
+
+    primary: redis.asyncio.Redis
+    replicas: list[redis.asyncio.Redis]
+    incr: AsyncScript
+    get_or_add: AsyncScript
+    persist: AsyncScript
+    guard: AsyncGenerator[None, None]
+
+
+async def _disconnect_at_shutdown(clients: list[redis.asyncio.Redis]) -> AsyncGenerator[None, None]:
+    # asyncio.run() closes every live async generator before it closes the loop;
+    # this one uses that moment to close the loop's connections cleanly.
+    try:
+        yield
+    finally:
+        for client in clients:
+            await client.connection_pool.disconnect()
+
+
+class RedisCache(BaseCache):
+    """A cache on one Redis server (plus optional read replicas)."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        local_clock=False,
+        atomic_incr=True,
+        cross_process=True,
+        persistent=True,
+        blocking_io=True,
+    )
+    option_names: ClassVar[frozenset[str]] = _OWNED
+
+    def __init__(
+        self,
+        location: str | list[str] = "redis://127.0.0.1:6379",
+        *,
+        read_from_replicas: bool = True,
+        ignore_exc: bool = False,
+        client_options: Mapping[str, Any] | None = None,
+        **settings: Unpack[CommonSettings],
+    ) -> None:
+        servers = split_location(location)
+        # The public ``location`` never holds a password: it may end up in logs.
+        super().__init__(mask_password(";".join(servers)), **settings)
+        self._servers = servers
+        self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
+        self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
+        self._client_options = self._check_client_options(client_options or {})
+        self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
+        self._display = self.location
+        try:
+            pools = [redis.ConnectionPool.from_url(url, **self._client_options) for url in servers]
+            for pool in pools:
+                # redis-py reads the options only when it first connects; build
+                # one connection object now (no I/O) so a typo raises here.
+                pool.connection_class(**pool.connection_kwargs)
+        except (ValueError, TypeError) as exc:
+            raise ImproperlyConfigured(
+                f"LOCATION/OPTIONS for Redis {self._display}: {mask_password(str(exc))}"
+            ) from None
+        clients = [redis.Redis(connection_pool=pool) for pool in pools]
+        self._primary = clients[0]
+        self._replicas = clients[1:]
+        self._incr_script: Script = self._primary.register_script(_INCR_SCRIPT)
+        self._get_or_add_script: Script = self._primary.register_script(_GET_OR_ADD_SCRIPT)
+        self._persist_script: Script = self._primary.register_script(_PERSIST_SCRIPT)
+        self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], _AsyncSide] = {}
+        self._async_lock = threading.Lock()
+
+    @classmethod
+    def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        """memokit's own OPTIONS become arguments; the rest go to redis-py's pool."""
+        own, client = split_options(cls.__name__, options, _OWNED)
+        own["client_options"] = client
+        return own
+
+    @staticmethod
+    def _check_client_options(options: Mapping[str, Any]) -> dict[str, Any]:
+        checked = dict(options)
+        for name in checked:
+            if name.lower() in _REFUSED:
+                raise ImproperlyConfigured(
+                    f"OPTIONS[{name!r}] is not accepted by the Redis backend: "
+                    f"{_REFUSED[name.lower()]}"
+                )
+        for name, default in _TIMEOUTS.items():
+            checked[name] = check_seconds(checked.get(name, default), name)
+        return checked
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(location={self._display!r})"
+
+    def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
+        """Return the seconds sent to Redis (as ``PX`` milliseconds): None is no expiry."""
+        seconds = self._seconds(timeout)
+        if seconds is None:
+            return None
+        return _milliseconds(seconds) / 1000 if seconds > 0 else 0
+
+    # -- encoding ----------------------------------------------------------------
+
+    def _encode(self, value: Any) -> Any:
+        if self._raw_ints and type(value) is int and value in _INT64:
+            return value  # redis-py sends it as decimal text; INCRBY can add to it
+        return self.serializer.dumps(value)
+
+    def _decode(self, payload: Any) -> Any:
+        if type(payload) is int:
+            return payload  # an encoded raw int not yet sent (get_or_set's stored form)
+        try:
+            if self._raw_ints and payload[:1] != b"\x80":
+                # Pickle at protocol 2+ always starts with \x80; this is a raw int.
+                return int(payload)
+            return self.serializer.loads(payload)
+        except Exception as exc:
+            raise BackendError(
+                f"cannot deserialise a value read from Redis {self._display}: {exc!r}"
+            ) from exc
+
+    # -- errors ------------------------------------------------------------------
+
+    def _fail(self, exc: Exception) -> NoReturn:
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
+            raise BackendUnavailable(
+                f"Redis {self._display} is unavailable: {mask_password(str(exc))}"
+            ) from exc
+        raise BackendError(f"Redis {self._display} failed: {mask_password(str(exc))}") from exc
+
+    def _reader(self) -> redis.Redis:
+        if self._replicas and self._read_from_replicas:
+            return random.choice(self._replicas)
+        return self._primary
+
+    # -- sync primitives -----------------------------------------------------------
+
+    def _get(self, key: str) -> Any:
+        try:
+            payload = self._reader().get(key)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return MISSING
+            self._fail(exc)
+        return MISSING if payload is None else payload
+
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        try:
+            payloads = self._reader().mget(keys)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
+        return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+
+    def _has_key(self, key: str) -> bool:
+        try:
+            return bool(self._reader().exists(key))
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return False
+            self._fail(exc)
+
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        try:
+            if timeout is None:
+                self._primary.set(key, payload)
+            else:
+                self._primary.set(key, payload, px=_milliseconds(timeout))
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        try:
+            with self._primary.pipeline(transaction=False) as pipe:
+                if timeout is None:
+                    pipe.mset(items)
+                else:
+                    px = _milliseconds(timeout)
+                    for key, payload in items.items():
+                        pipe.set(key, payload, px=px)
+                pipe.execute()
+        except redis.RedisError as exc:
+            self._fail(exc)
+        return []
+
+    def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+        px = None if timeout is None else _milliseconds(timeout)
+        try:
+            return bool(self._primary.set(key, payload, px=px, nx=True))
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _touch(self, key: str, timeout: float | None) -> bool:
+        try:
+            if timeout is None:
+                return bool(self._persist_script(keys=[key]))
+            return bool(self._primary.pexpire(key, _milliseconds(timeout)))
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _delete(self, key: str) -> bool:
+        try:
+            return bool(self._primary.delete(key))
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _delete_many(self, keys: list[str]) -> None:
+        try:
+            self._primary.delete(*keys)
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _clear(self) -> None:
+        try:
+            self._primary.flushdb()
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _incr(self, key: str, delta: int) -> Any:
+        try:
+            if self._raw_ints and delta in _INT64:
+                reply = self._incr_script(keys=[key], args=[delta])
+                if reply is None:
+                    return MISSING
+                if not isinstance(reply, list):
+                    return int(reply)
+            return self._incr_in_python(key, delta)
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _incr_in_python(self, key: str, delta: int) -> Any:
+        # A value INCRBY cannot add to (a float, a big int, None ...): read it,
+        # add in Python, write it back keeping the TTL, all under WATCH, so a
+        # concurrent change makes us start again instead of losing an update.
+        with self._primary.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                    payload = pipe.get(key)
+                    if payload is None:
+                        return MISSING
+                    value = self._decode(payload) + delta
+                    pipe.multi()
+                    pipe.set(key, self._encode(value), keepttl=True)
+                    pipe.execute()
+                    return value
+                except WatchError:
+                    continue
+
+    def get_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Return the value at ``key``; on a miss store ``default``: two round trips at most."""
+        made = self.make_and_validate_key(key, version)
+        seconds = self._seconds(timeout)
+        payload = self._get(made)
+        if payload is not MISSING:
+            return self._decode(payload)
+        value = default() if callable(default) else default
+        encoded = self._encode(value)
+        if seconds is not None and seconds <= 0:
+            return self._decode(encoded)
+        px = "" if seconds is None else _milliseconds(seconds)
+        try:
+            current = self._get_or_add_script(keys=[made], args=[encoded, px])
+        except redis.RedisError as exc:
+            self._fail(exc)
+        # Another caller stored a value between our read and our write: theirs wins.
+        # Either way the caller gets the stored form, what a later hit returns.
+        return self._decode(encoded if current is None else current)
+
+    def close(self, **kwargs: Any) -> None:
+        """Close the pooled connections; the next call opens new ones."""
+        for client in (self._primary, *self._replicas):
+            client.connection_pool.disconnect()
+
+    # -- async: redis.asyncio, one pool per event loop -----------------------------
+
+    async def _side(self) -> _AsyncSide:
+        loop = asyncio.get_running_loop()
+        ident = (os.getpid(), loop)
+        side = self._async_sides.get(ident)
+        if side is not None:
+            return side
+        clients = [
+            redis.asyncio.Redis.from_url(url, **self._client_options) for url in self._servers
+        ]
+        guard = _disconnect_at_shutdown(clients)
+        await guard.__anext__()
+        primary = clients[0]
+        side = _AsyncSide(
+            primary=primary,
+            replicas=clients[1:],
+            incr=primary.register_script(_INCR_SCRIPT),
+            get_or_add=primary.register_script(_GET_OR_ADD_SCRIPT),
+            persist=primary.register_script(_PERSIST_SCRIPT),
+            guard=guard,
+        )
+        with self._async_lock:
+            # Forget the pools of loops that are gone (their guard has run).
+            for old in [i for i in self._async_sides if i[1].is_closed() or i[0] != ident[0]]:
+                del self._async_sides[old]
+            self._async_sides[ident] = side
+        return side
+
+    def _areader(self, side: _AsyncSide) -> redis.asyncio.Redis:
+        if side.replicas and self._read_from_replicas:
+            return random.choice(side.replicas)
+        return side.primary
+
+    async def _aget(self, key: str) -> Any:
+        side = await self._side()
+        try:
+            payload = await self._areader(side).get(key)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return MISSING
+            self._fail(exc)
+        return MISSING if payload is None else payload
+
+    async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
+        side = await self._side()
+        try:
+            payloads = await self._areader(side).mget(keys)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
+        return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+
+    async def _ahas_key(self, key: str) -> bool:
+        side = await self._side()
+        try:
+            return bool(await self._areader(side).exists(key))
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return False
+            self._fail(exc)
+
+    async def _aset(self, key: str, payload: Any, timeout: float | None) -> None:
+        side = await self._side()
+        px = None if timeout is None else _milliseconds(timeout)
+        try:
+            await side.primary.set(key, payload, px=px)
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    async def _aset_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        side = await self._side()
+        try:
+            async with side.primary.pipeline(transaction=False) as pipe:
+                if timeout is None:
+                    pipe.mset(items)
+                else:
+                    px = _milliseconds(timeout)
+                    for key, payload in items.items():
+                        pipe.set(key, payload, px=px)
+                await pipe.execute()
+        except redis.RedisError as exc:
+            self._fail(exc)
+        return []
+
+    async def _aadd(self, key: str, payload: Any, timeout: float | None) -> bool:
+        side = await self._side()
+        px = None if timeout is None else _milliseconds(timeout)
+        try:
+            return bool(await side.primary.set(key, payload, px=px, nx=True))
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    async def _atouch(self, key: str, timeout: float | None) -> bool:
+        side = await self._side()
+        try:
+            if timeout is None:
+                return bool(await side.persist(keys=[key]))
+            return bool(await side.primary.pexpire(key, _milliseconds(timeout)))
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    async def _adelete(self, key: str) -> bool:
+        side = await self._side()
+        try:
+            return bool(await side.primary.delete(key))
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    async def _adelete_many(self, keys: list[str]) -> None:
+        side = await self._side()
+        try:
+            await side.primary.delete(*keys)
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    async def _aclear(self) -> None:
+        side = await self._side()
+        try:
+            await side.primary.flushdb()
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    async def _aincr(self, key: str, delta: int) -> Any:
+        side = await self._side()
+        try:
+            if self._raw_ints and delta in _INT64:
+                reply = await side.incr(keys=[key], args=[delta])
+                if reply is None:
+                    return MISSING
+                if not isinstance(reply, list):
+                    return int(reply)
+            return await self._aincr_in_python(side, key, delta)
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    async def _aincr_in_python(self, side: _AsyncSide, key: str, delta: int) -> Any:
+        async with side.primary.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    await pipe.watch(key)
+                    payload = await pipe.get(key)
+                    if payload is None:
+                        return MISSING
+                    value = self._decode(payload) + delta
+                    pipe.multi()  # type: ignore[no-untyped-call]  # unannotated in redis-py
+                    pipe.set(key, self._encode(value), keepttl=True)
+                    await pipe.execute()
+                    return value
+                except WatchError:
+                    continue
+
+    async def aget_or_set(
+        self,
+        key: Any,
+        default: Any,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        version: int | None = None,
+    ) -> Any:
+        """Async ``get_or_set``; a callable ``default`` is called, not awaited."""
+        made = self.make_and_validate_key(key, version)
+        seconds = self._seconds(timeout)
+        payload = await self._aget(made)
+        if payload is not MISSING:
+            return self._decode(payload)
+        value = default() if callable(default) else default
+        encoded = self._encode(value)
+        if seconds is not None and seconds <= 0:
+            return self._decode(encoded)
+        px = "" if seconds is None else _milliseconds(seconds)
+        side = await self._side()
+        try:
+            current = await side.get_or_add(keys=[made], args=[encoded, px])
+        except redis.RedisError as exc:
+            self._fail(exc)
+        return self._decode(encoded if current is None else current)
+
+    async def aclose(self, **kwargs: Any) -> None:
+        """Close the sync pools and this event loop's pools."""
+        self.close(**kwargs)
+        ident = (os.getpid(), asyncio.get_running_loop())
+        side = self._async_sides.get(ident)
+        if side is not None:
+            for client in (side.primary, *side.replicas):
+                await client.connection_pool.disconnect()

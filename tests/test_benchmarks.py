@@ -1,0 +1,110 @@
+"""The benchmark harness (``python -m benchmarks``) runs a small section end to end.
+
+``benchmarks/`` is not part of the wheel, so it runs in a subprocess from the
+source tree, importing the same memokit as this test run.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import memokit
+
+ROOT = Path(__file__).resolve().parent.parent
+PEERS = ("cachetools", "cachelib", "diskcache", "dogpile", "django")
+# memokit from wherever this run imports it (the wheel in CI), then the harness from the tree.
+RUN = (
+    "import runpy, sys; sys.path.append(sys.argv.pop(1)); "
+    "runpy.run_module('benchmarks', run_name='__main__', alter_sys=True)"
+)
+
+
+def _harness(tmp_path: Path, *args: str, peers: bool = True) -> subprocess.CompletedProcess[str]:
+    missing = [p for p in PEERS if importlib.util.find_spec(p) is None]
+    if peers and missing:
+        pytest.skip(f"benchmark peers missing: {', '.join(missing)} (pip install -e '.[bench]')")
+    env = {**os.environ, "PYTHONPATH": str(Path(memokit.__file__).resolve().parent.parent)}
+    return subprocess.run(
+        [sys.executable, "-c", RUN, str(ROOT), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+        env=env,
+    )
+
+
+def test_memory_section_writes_json_and_page(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _harness(
+        tmp_path,
+        "memory",
+        "hits",
+        "--quick",
+        "--repeats=1",
+        "--seconds=0.002",
+        f"--json={out / 'run.json'}",
+        f"--page={out / 'bench.md'}",
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    assert len(data["meta"]["commit"]) == 40
+    assert data["meta"]["command"].startswith("python -m benchmarks memory hits --quick")
+    memory = data["sections"]["memory"]
+    assert memory["status"] == "ok", memory
+    ops = [g["op"] for g in memory["result"]["groups"]]
+    assert ops[:3] == ["get_hit", "get_miss", "set"]
+    assert "set_many_1000" in ops
+    for group in memory["result"]["groups"]:
+        roles = {r["role"] for r in group["results"]}
+        assert {"memokit", "django", "floor"} <= roles, group["op"]
+        assert all(r["median"] > 0 for r in group["results"])
+    hits = data["sections"]["hits"]
+    if not hasattr(memokit, "cached"):
+        assert hits["status"] == "skipped"
+        assert "issue 7" in hits["reason"]
+    else:
+        assert hits["status"] == "ok", hits
+    assert "filesystem" not in data["sections"]  # only the sections asked for
+
+    page = (out / "bench.md").read_text(encoding="utf-8")
+    assert "## Raw operations: memory" in page
+    assert data["meta"]["commit"][:12] in page
+    assert "`python -m benchmarks memory hits --quick" in page
+    if importlib.util.find_spec("matplotlib") is not None:
+        assert "![memory](bench/many-memory.png)" in page
+        assert (out / "bench" / "many-memory.png").stat().st_size > 1000
+
+
+def test_unknown_section_is_refused(tmp_path: Path) -> None:
+    result = _harness(tmp_path, "nosuch", peers=False)
+    assert result.returncode == 2
+    assert "unknown section(s) nosuch; choose from hits" in result.stderr
+
+
+def test_list_says_which_sections_wait_for_which_issue(tmp_path: Path) -> None:
+    # Needs no peer: a section is only skipped or not by what memokit has.
+    from memokit.backends import BACKENDS
+
+    result = _harness(tmp_path, "--list", peers=False)
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()}
+    assert list(lines)[:3] == ["hits", "cached_property", "memory"]
+    assert "skipped" not in lines["memory"]
+    assert "skipped" not in lines["threads"]
+    for backend, issue in (("filesystem", 5), ("sqlite", 5), ("redis", 6), ("memcached", 6)):
+        if backend not in BACKENDS:
+            assert (
+                f"[skipped: memokit has no {backend!r} backend yet (issue {issue})]"
+                in (lines[backend])
+            )
+    if not hasattr(memokit, "cached"):
+        assert "[skipped: memokit.cached does not exist yet (issue 7)]" in lines["stampede"]
