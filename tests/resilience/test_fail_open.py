@@ -419,3 +419,53 @@ def test_an_unreadable_pickle_is_an_unpickling_error_and_fails_open(
         assert len(warnings_logged(caplog)) == 1
     finally:
         del sys.modules[module.__name__]
+
+
+def test_async_full_disk_fails_open(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = FileSystemCache(str(tmp_path / "cache"))
+
+    def no_space(fd: int, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr("memokit.backends.filesystem._write_all", no_space)
+
+    @cached(cache=cache)
+    async def f(n: int) -> list[int]:
+        return [n]
+
+    async def main() -> list[list[int]]:
+        return [await f(1), await f(1)]
+
+    assert asyncio.run(main()) == [[1], [1]]
+    assert f.cache_info().errors == 1
+    assert len(warnings_logged(caplog)) == 1
+
+
+def test_a_failing_backend_lock_fails_open(caplog: pytest.LogCaptureFixture) -> None:
+    class NoAdd(MemoryCache):
+        def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+            raise BackendUnavailable("connection reset")
+
+    cache = NoAdd("lock-fails")
+
+    @cached(cache=cache, lock_lease=30)
+    def f() -> int:
+        return 1
+
+    assert f() == 1  # computed without the lock; nothing stored
+    assert len(warnings_logged(caplog)) == 1
+
+
+def test_window_zero_retries_the_backend_at_every_call() -> None:
+    cache = Outage("outage-window-zero")
+    configure_breaker(cache=cache, window=0)
+    cache.down = True
+
+    @cached(cache=cache)
+    def f() -> int:
+        return 1
+
+    assert [f(), f(), f()] == [1, 1, 1]
+    assert cache.calls == 3
