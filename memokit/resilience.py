@@ -34,6 +34,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .backends.base import BaseCache
 from .exceptions import BackendError
 from .switches import trouble
 
@@ -193,7 +194,7 @@ _all: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
 _ATTRIBUTE: Final = "_memokit_breaker"
 
 
-def breaker_for(cache: Any) -> CircuitBreaker:
+def breaker_for(cache: BaseCache) -> CircuitBreaker:
     """Return the circuit breaker of a cache instance (made on first use)."""
     # Kept in the instance's __dict__, so the decorator's hit path finds it with one
     # dictionary read; the weak mapping serves caches whose class has __slots__.
@@ -217,7 +218,7 @@ def configure_breaker(
     window: float | None = None,
     threshold: int | None = None,
     fail_open: bool | None = None,
-    cache: Any = None,
+    cache: str | BaseCache | None = None,
 ) -> BreakerSettings:
     """Set how decorated calls react to backend failures; return the settings now in force.
 

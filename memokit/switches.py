@@ -52,7 +52,8 @@ class Gate:
 
 
 GATE: Final = Gate()
-_lock = threading.Lock()
+# Reentrant: a breaker's __del__ (garbage collection) may run while this thread holds it.
+_lock = threading.RLock()
 
 
 def trouble(delta: int) -> None:
@@ -106,7 +107,7 @@ if disabled_by_environment():
 
 def _reset_after_fork() -> None:
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 if hasattr(os, "register_at_fork"):

@@ -166,6 +166,31 @@ def test_a_cancelled_waiter_does_not_cancel_the_run_for_the_others(cache: BaseCa
     assert cache.get(slow.key()) is not None  # the computation finished and stored
 
 
+def test_a_cancelled_computation_releases_its_key(cache: BaseCache) -> None:
+    runs: list[int] = []
+
+    @cached(cache=cache)
+    async def slow() -> int:
+        runs.append(1)
+        await asyncio.sleep(10)
+        return 1
+
+    async def abandon() -> None:
+        caller = asyncio.create_task(slow())
+        await asyncio.sleep(0.01)
+        assert not caller.done()  # asyncio.run now cancels every task left, the computation too
+
+    asyncio.run(abandon())
+    assert len(slow._state.aflights) == 0
+
+    @cached(cache=cache)
+    async def quick() -> int:
+        return 2
+
+    assert asyncio.run(quick()) == 2
+    assert runs == [1]
+
+
 def test_a_read_after_an_invalidation_never_joins_an_older_computation(cache: BaseCache) -> None:
     # The versions the caller read its entry under are part of the flight key: a
     # caller holding newer versions (after an invalidation) computes on its own.
