@@ -7,7 +7,7 @@ cancelled waiter (the first caller included) never cancels the computation for
 the others.
 
 The flight key is whatever identifies one result. ``@cached`` uses
-``(cache, key, version, versions)``, where ``versions`` is the tuple of
+``(id(cache), key, version, versions)``, where ``versions`` is the tuple of
 invalidation counters the caller read along with the entry: a caller whose read
 began after an invalidation holds newer versions, hence another flight key, and
 never joins a computation that began before the invalidation.

@@ -543,6 +543,8 @@ def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
 # failed): the value is computed, once per key in this process, and not stored.
 # ``versions`` are those the caller's read was made under; they are part of the
 # flight key, so a read made after an invalidation never joins an older flight.
+# The cache enters the key by id(): it is alive while its flight is, and a
+# backend need not be hashable.
 
 
 def _miss(
@@ -580,7 +582,7 @@ def _miss(
     def check() -> Any:
         return valid_value(cache.get(key, _MISS, state.version), versions)  # type: ignore[union-attr]
 
-    value, led = state.flights.run((cache, key, state.version, versions), lead)
+    value, led = state.flights.run((id(cache), key, state.version, versions), lead)
     if not led:
         state.hits += 1
     return value
@@ -645,7 +647,7 @@ async def _amiss(
         payload = await cache.aget(key, _MISS, state.version)  # type: ignore[union-attr]
         return valid_value(payload, versions)
 
-    value, led = await state.aflights.run((cache, key, state.version, versions), lead)
+    value, led = await state.aflights.run((id(cache), key, state.version, versions), lead)
     if not led:
         state.hits += 1
     return value
