@@ -31,7 +31,10 @@ from .exceptions import (
 )
 from .keybuilders import UnkeyableArgument
 from .keys import default_key_func
+from .properties import CachedProperty, cached_property
+from .resilience import CircuitBreaker, breaker_for, configure_breaker
 from .serializers import PickleSerializer, Serializer
+from .switches import caching_disabled
 from .timeouts import DEFAULT_TIMEOUT, Timeout
 from .wrappers import (
     AsyncCachedClassMethod,
@@ -63,7 +66,9 @@ __all__ = [
     "CacheKeyWarning",
     "CachedClassMethod",
     "CachedFunction",
+    "CachedProperty",
     "Capabilities",
+    "CircuitBreaker",
     "CorruptEntryWarning",
     "DummyCache",
     "Entry",
@@ -79,10 +84,14 @@ __all__ = [
     "Timeout",
     "UnkeyableArgument",
     "__version__",
+    "breaker_for",
     "cache",
     "cached",
+    "cached_property",
     "caches",
+    "caching_disabled",
     "configure",
+    "configure_breaker",
     "create_cache",
     "default_key_func",
 ]

@@ -14,6 +14,7 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, overlo
 from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
 from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
+from .locks import BackendLock, check_lease
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .wrappers import (
     AsyncCachedClassMethod,
@@ -94,6 +95,7 @@ def cached(
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    lock_lease: float | None = None,
 ) -> CachedDecorator: ...
 
 
@@ -108,6 +110,7 @@ def cached(
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    lock_lease: float | None = None,
 ) -> Any:
     """Memoise a function, coroutine function or method in a memokit cache.
 
@@ -121,9 +124,15 @@ def cached(
     - ``version``: passed to the cache as ``version=``;
     - ``ignore``: names of arguments left out of the key;
     - ``unless``: a predicate on the result; when true the result is not stored;
-    - ``none_timeout``: the timeout of a ``None`` result (default: ``timeout``).
+    - ``none_timeout``: the timeout of a ``None`` result (default: ``timeout``);
+    - ``lock_lease``: seconds; take a lock in the backend on a miss, so that one
+      process computes while the others wait (see :mod:`memokit.locks`).
+
+    Concurrent misses of one key in this process always run the function once
+    (:mod:`memokit.singleflight`); backend failures make the call compute and
+    return its value anyway (:mod:`memokit.resilience`).
     """
-    options = _Options(timeout, cache, key, version, ignore, unless, none_timeout)
+    options = _Options(timeout, cache, key, version, ignore, unless, none_timeout, lock_lease)
     if func is None:
         return options.apply
     return options.apply(func)
@@ -141,6 +150,7 @@ class _Options:
         ignore: object,
         unless: object,
         none_timeout: object,
+        lock_lease: object = None,
     ) -> None:
         self.timeout: Timeout = (
             DEFAULT_TIMEOUT if timeout is DEFAULT_TIMEOUT else check_timeout(timeout, "timeout")
@@ -193,6 +203,7 @@ class _Options:
                 "arguments out of the template or callable instead"
             )
         self.key: str | Callable[..., str] | None = key
+        self.lock_lease = check_lease(lock_lease)
 
     def apply(self, func: Any) -> Any:
         target, binding = _unwrap_method(func)
@@ -214,6 +225,7 @@ class _Options:
             version=self.version,
             unless=self.unless,
             safe_keys=self.key is None,
+            lock=None if self.lock_lease is None else BackendLock(self.lock_lease),
         )
         return wrap(state)
 
