@@ -49,7 +49,10 @@ from .invalidation import (
 )
 from .keybuilders import UnkeyableArgument
 from .keys import default_key_func
+from .properties import CachedProperty, cached_property
+from .resilience import CircuitBreaker, breaker_for, configure_breaker
 from .serializers import PickleSerializer, Serializer
+from .switches import caching_disabled
 from .timeouts import DEFAULT_TIMEOUT, Timeout
 from .wrappers import (
     AsyncCachedClassMethod,
@@ -81,8 +84,10 @@ __all__ = [
     "CacheKeyWarning",
     "CachedClassMethod",
     "CachedFunction",
+    "CachedProperty",
     "Call",
     "Capabilities",
+    "CircuitBreaker",
     "CorruptEntryWarning",
     "DummyCache",
     "Entry",
@@ -105,11 +110,15 @@ __all__ = [
     "ainvalidate_all",
     "ainvalidate_many",
     "ainvalidate_tags",
+    "breaker_for",
     "cache",
     "cached",
+    "cached_property",
     "caches",
+    "caching_disabled",
     "call",
     "configure",
+    "configure_breaker",
     "create_cache",
     "decr_version",
     "default_key_func",

@@ -15,6 +15,7 @@ from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
 from .counters import TagsSpec, prepare_counters
 from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
+from .locks import BackendLock, check_lease
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .wrappers import (
     AsyncCachedClassMethod,
@@ -95,6 +96,7 @@ def cached(
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    lock_lease: float | None = None,
     tags: TagsSpec = (),
 ) -> CachedDecorator: ...
 
@@ -110,6 +112,7 @@ def cached(
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    lock_lease: float | None = None,
     tags: TagsSpec = (),
 ) -> Any:
     """Memoise a function, coroutine function or method in a memokit cache.
@@ -125,10 +128,16 @@ def cached(
     - ``ignore``: names of arguments left out of the key;
     - ``unless``: a predicate on the result; when true the result is not stored;
     - ``none_timeout``: the timeout of a ``None`` result (default: ``timeout``);
+    - ``lock_lease``: seconds; take a lock in the backend on a miss, so that one
+      process computes while the others wait (see :mod:`memokit.locks`);
     - ``tags``: templates over the arguments (``"user:{user_id}"``) or a callable
       returning tags; ``memokit.invalidate_tags(...)`` drops the entries carrying one.
+
+    Concurrent misses of one key in this process always run the function once
+    (:mod:`memokit.singleflight`); backend failures make the call compute and
+    return its value anyway (:mod:`memokit.resilience`).
     """
-    options = _Options(timeout, cache, key, version, ignore, unless, none_timeout, tags)
+    options = _Options(timeout, cache, key, version, ignore, unless, none_timeout, lock_lease, tags)
     if func is None:
         return options.apply
     return options.apply(func)
@@ -146,6 +155,7 @@ class _Options:
         ignore: object,
         unless: object,
         none_timeout: object,
+        lock_lease: object = None,
         tags: object = (),
     ) -> None:
         self.timeout: Timeout = (
@@ -199,6 +209,7 @@ class _Options:
                 "arguments out of the template or callable instead"
             )
         self.key: str | Callable[..., str] | None = key
+        self.lock_lease = check_lease(lock_lease)
         if not (callable(tags) or isinstance(tags, str | Iterable)):
             raise TypeError(
                 f"tags must be a template such as 'user:{{user_id}}', a list of them, or a "
@@ -228,6 +239,7 @@ class _Options:
             version=self.version,
             unless=self.unless,
             safe_keys=self.key is None,
+            lock=None if self.lock_lease is None else BackendLock(self.lock_lease),
             counter_names=counter_names,
             tags=tags,
         )

@@ -23,6 +23,7 @@ from .counters import (
     read_counter,
     tag_counter_key,
 )
+from .switches import GATE
 
 if TYPE_CHECKING:
     from .wrappers import CachedState, _Cached
@@ -39,6 +40,11 @@ def _state(fn: object, helper: str) -> CachedState:
 
 
 def _cache(cache: str | BaseCache) -> BaseCache:
+    routed = GATE.cache
+    if routed is not None:
+        # A switch routes every decorator to one cache (caching_disabled(),
+        # isolated_cache()): their tags live there, so invalidate them there.
+        return routed
     if isinstance(cache, BaseCache):
         return cache
     if isinstance(cache, DefaultCacheProxy):

@@ -25,7 +25,11 @@ class Serializer(Protocol):
         ...
 
     def loads(self, data: bytes) -> Any:
-        """Return the value that ``dumps`` turned into ``data``."""
+        """Return the value that ``dumps`` turned into ``data``.
+
+        Raise ``pickle.UnpicklingError`` when ``data`` cannot be read: ``@cached``
+        then computes the value rather than fail (see ``memokit.resilience``).
+        """
         ...
 
 
@@ -51,8 +55,15 @@ class PickleSerializer:
             raise pickle.PicklingError(f"cannot pickle {type(value).__name__!r}: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
-        """Unpickle ``data``."""
-        return pickle.loads(data)  # noqa: S301 - pickle trusts the store, as documented above
+        """Unpickle ``data``; any failure to read it is raised as ``pickle.UnpicklingError``."""
+        try:
+            return pickle.loads(data)  # noqa: S301 - pickle trusts the store, as documented above
+        except (pickle.UnpicklingError, EOFError):
+            raise
+        except (AttributeError, ImportError, IndexError, KeyError, TypeError, ValueError) as exc:
+            # Damaged bytes, or a class that moved or vanished since the value was stored;
+            # one type lets a decorator tell an unreadable entry from a bug (it fails open).
+            raise pickle.UnpicklingError(f"cannot unpickle the stored value: {exc!r}") from exc
 
     def __repr__(self) -> str:
         return f"PickleSerializer(protocol={self.protocol})"

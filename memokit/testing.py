@@ -1,4 +1,14 @@
-"""Real Redis and Memcached servers for tests and benchmarks, on free loopback ports.
+"""Helpers for tests: an isolated cache for decorators, and real servers on free ports.
+
+``isolated_cache()`` points every ``@cached`` function (and every shared
+``@cached_property``) at a fresh memory cache for the duration of a block::
+
+    @pytest.fixture(autouse=True)
+    def memokit_cache():
+        with memokit.testing.isolated_cache() as cache:
+            yield cache
+
+Real Redis and Memcached servers for tests and benchmarks, on free loopback ports:
 
 memokit's own tests use these, and so can yours::
 
@@ -17,13 +27,34 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from typing import Any
+
+from .backends.memory import MemoryCache
+from .switches import use_cache
 
 INSTALL_HINTS = {
     "redis-server": "apt-get install redis-server",
     "memcached": "apt-get install memcached",
 }
+
+
+@contextlib.contextmanager
+def isolated_cache(**settings: Any) -> Iterator[MemoryCache]:
+    """Point every decorator at a fresh, empty memory cache inside the block; yield it.
+
+    ``settings`` go to :class:`MemoryCache` (``timeout=``, ``max_entries=`` ...).
+    The cache is cleared on exit. Decorators given an alias or an instance are
+    routed alike; the low-level ``memokit.cache`` is not affected.
+    """
+    cache = MemoryCache(f"memokit-isolated-{uuid.uuid4().hex}", **settings)
+    try:
+        with use_cache(cache):
+            yield cache
+    finally:
+        cache.clear()
 
 
 class ServerNotFound(RuntimeError):

@@ -42,6 +42,10 @@ from .counters import ReadPlan, TagsBuilder, aread_entry, read_entry
 from .entry import FORMAT, Versions, make_payload, valid_value
 from .invalidation import ainvalidate_all, invalidate_all
 from .keybuilders import KeyBuilder
+from .locks import BackendLock
+from .resilience import CircuitBreaker, breaker_for, fail_open
+from .singleflight import AsyncSingleFlight, SingleFlight
+from .switches import GATE
 from .timeouts import Timeout
 
 P = ParamSpec("P")
@@ -73,6 +77,7 @@ class CachedState:
     """What every binding of one decorated function shares: settings and counters."""
 
     __slots__ = (
+        "aflights",
         "alias",
         "binding",
         "bound_dict",
@@ -81,8 +86,10 @@ class CachedState:
         "counter_names",
         "errors",
         "fast",
+        "flights",
         "func",
         "hits",
+        "lock",
         "misses",
         "none_timeout",
         "safe_keys",
@@ -105,7 +112,8 @@ class CachedState:
         version: int | None,
         unless: Callable[[Any], object] | None,
         safe_keys: bool,
-        counter_names: list[str],
+        lock: BackendLock | None = None,
+        counter_names: list[str] | None = None,
         tags: TagsBuilder | None = None,
     ) -> None:
         self.func = func
@@ -121,8 +129,8 @@ class CachedState:
         self.unbound: Any = None
         self.bound_dict: dict[str, Any] = {}
         # The counters every call reads with its entry (see memokit.counters):
-        # the function's own first, then static tags; per-call tags from `tags`.
-        self.counter_names = counter_names
+        # the function's own first, then fixed tags; per-call tags from `tags`.
+        self.counter_names = counter_names or []
         self.tags = tags
         self.hits = 0
         self.misses = 0
@@ -130,8 +138,15 @@ class CachedState:
         # How calls read the current cache (made-key prefixes, primitives);
         # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None
+        # Single flight (memokit.singleflight), and the opt-in lock in the backend.
+        self.flights = SingleFlight()
+        self.aflights = AsyncSingleFlight()
+        self.lock = lock
 
     def resolve(self) -> BaseCache:
+        routed = GATE.cache  # memokit.switches: caching off, or a test's cache
+        if routed is not None:
+            return routed
         return self.cache if self.cache is not None else caches[self.alias]
 
     def timeout_for(self, value: Any) -> Timeout:
@@ -228,14 +243,28 @@ class CachedFunction(_Cached[P, R]):
         if bound is not _UNBOUND:
             args = (bound, *args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = state.cache if state.cache is not None else caches[state.alias]
+        breaker: CircuitBreaker | None = None
+        if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
+            cache, breaker = _guarded(state)
+            if breaker is not None and breaker.open_until and not breaker.allow():
+                # The breaker is open: skip the backend (memokit.resilience).
+                missed: R = _miss(state, None, breaker, key, args, kwargs, ())
+                return missed
+        else:
+            cache = state.cache if state.cache is not None else caches[state.alias]
         try:
             # The entry and the counters it must match, in one read (see
             # memokit.counters); `versions` is what a computed value is stored under.
             payload, versions = read_entry(state, cache, key, args, kwargs)
-        except Exception:
+        except Exception as exc:
             state.errors += 1
-            raise
+            breaker = breaker_for(cache)
+            if not fail_open(breaker, exc):
+                raise
+            failed: R = _miss(state, None, breaker, key, args, kwargs, ())
+            return failed
+        if breaker is not None and breaker.failures:
+            breaker.record_success()
         try:
             # An entry is a 4-tuple; anything else (a miss, a foreign value) fails
             # here or on the tag, and unpacking is cheaper than checking first.
@@ -245,9 +274,9 @@ class CachedFunction(_Cached[P, R]):
         if tag == FORMAT and stored_versions == versions:
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored R
-        value: R = state.func(*args, **kwargs)
-        state.misses += 1
-        return _store(state, cache, key, value, versions, replace=payload is not MISSING)
+        replace = payload is not MISSING
+        value: R = _miss(state, cache, breaker, key, args, kwargs, versions, replace)
+        return value
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call; return whether there was one."""
@@ -301,12 +330,25 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         if bound is not _UNBOUND:
             args = (bound, *args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = state.cache if state.cache is not None else caches[state.alias]
+        breaker: CircuitBreaker | None = None
+        if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
+            cache, breaker = _guarded(state)
+        else:
+            cache = state.cache if state.cache is not None else caches[state.alias]
+        if breaker is not None and breaker.open_until and not breaker.allow():
+            missed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
+            return missed
         try:
             payload, versions = await aread_entry(state, cache, key, args, kwargs)
-        except Exception:
+        except Exception as exc:
             state.errors += 1
-            raise
+            breaker = breaker_for(cache)
+            if not fail_open(breaker, exc):
+                raise
+            failed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
+            return failed
+        if breaker is not None and breaker.failures:
+            breaker.record_success()
         if (
             type(payload) is tuple
             and len(payload) == 4
@@ -315,9 +357,9 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         ):
             state.hits += 1
             return payload[3]  # type: ignore[no-any-return]  # the stored T
-        value: T = await state.func(*args, **kwargs)
-        state.misses += 1
-        return await _astore(state, cache, key, value, versions, replace=payload is not MISSING)
+        replace = payload is not MISSING
+        value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace)
+        return value
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call; return whether there was one."""
@@ -406,10 +448,7 @@ def _counted(state: CachedState, operation: Callable[[], T]) -> T:
         raise
 
 
-def _store(
-    state: CachedState, cache: BaseCache, key: str, value: T, versions: Versions, *, replace: bool
-) -> T:
-    """Store a computed value with get_or_set semantics; return what the caller gets."""
+def _refuse_awaitable(state: CachedState, value: Any) -> None:
     if inspect.isawaitable(value):
         if inspect.iscoroutine(value):
             value.close()  # never awaited: close it rather than leak a warning
@@ -418,6 +457,13 @@ def _store(
             f"@cached took it for a sync one; apply @cached to the async def itself, or mark "
             f"the wrapper with inspect.markcoroutinefunction (Python 3.12+)"
         )
+
+
+def _store(
+    state: CachedState, cache: BaseCache, key: str, value: T, versions: Versions, *, replace: bool
+) -> T:
+    """Store a computed value with get_or_set semantics; return what the caller gets."""
+    _refuse_awaitable(state, value)
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
     skip = state.unless is not None and state.unless(value)
@@ -473,6 +519,153 @@ async def _astore(
     except Exception:
         state.errors += 1
         raise
+
+
+def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
+    """The cache a call uses while a switch or a breaker is on, and its breaker if troubled."""
+    cache = state.resolve()
+    breaker = breaker_for(cache)
+    return cache, breaker if breaker.failures else None
+
+
+# -- the miss path: single flight, the backend lock, fail-open storing ----------------
+# ``cache`` is None when the backend is skipped (the breaker is open, or the read
+# failed): the value is computed, once per key in this process, and not stored.
+# ``versions`` are those the caller's read was made under; they are part of the
+# flight key, so a read made after an invalidation never joins an older flight.
+# The cache enters the key by id(): it is alive while its flight is, and a
+# backend need not be hashable.
+
+
+def _miss(
+    state: CachedState,
+    cache: BaseCache | None,
+    breaker: CircuitBreaker | None,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    versions: Versions,
+    replace: bool = False,
+) -> Any:
+    def lead() -> Any:
+        if cache is None:
+            value = state.func(*args, **kwargs)
+            state.misses += 1
+            _refuse_awaitable(state, value)
+            return value
+        guard = breaker if breaker is not None else breaker_for(cache)
+        lock = state.lock
+        token = None
+        if lock is not None:
+            token, found = lock.acquire(cache, key, state.version, guard, check)
+            if found is not MISSING:
+                state.hits += 1  # another process computed it meanwhile
+                return found
+        try:
+            value = state.func(*args, **kwargs)
+            state.misses += 1
+            return _store_open(state, cache, guard, key, value, versions, replace=replace)
+        finally:
+            if token is not None:
+                lock.release(cache, key, state.version, token)  # type: ignore[union-attr]
+
+    def check() -> Any:
+        return valid_value(cache.get(key, _MISS, state.version), versions)  # type: ignore[union-attr]
+
+    value, led = state.flights.run((id(cache), key, state.version, versions), lead)
+    if not led:
+        state.hits += 1
+    return value
+
+
+def _store_open(
+    state: CachedState,
+    cache: BaseCache,
+    breaker: CircuitBreaker,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+) -> T:
+    """:func:`_store`, except that a backend failure returns the value (fail open)."""
+    if breaker.open_until and not breaker.allow():
+        _refuse_awaitable(state, value)
+        return value  # the breaker opened while the function ran
+    try:
+        stored = _store(state, cache, key, value, versions, replace=replace)
+    except Exception as exc:
+        if not fail_open(breaker, exc):
+            raise
+        return value
+    if breaker.failures:
+        breaker.record_success()
+    return stored
+
+
+async def _amiss(
+    state: CachedState,
+    cache: BaseCache | None,
+    breaker: CircuitBreaker | None,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    versions: Versions,
+    replace: bool = False,
+) -> Any:
+    async def lead() -> Any:
+        if cache is None:
+            value = await state.func(*args, **kwargs)
+            state.misses += 1
+            return value
+        guard = breaker if breaker is not None else breaker_for(cache)
+        lock = state.lock
+        token = None
+        if lock is not None:
+            token, found = await lock.aacquire(cache, key, state.version, guard, check)
+            if found is not MISSING:
+                state.hits += 1
+                return found
+        try:
+            value = await state.func(*args, **kwargs)
+            state.misses += 1
+            return await _astore_open(state, cache, guard, key, value, versions, replace=replace)
+        finally:
+            if token is not None:
+                await lock.arelease(cache, key, state.version, token)  # type: ignore[union-attr]
+
+    async def check() -> Any:
+        payload = await cache.aget(key, _MISS, state.version)  # type: ignore[union-attr]
+        return valid_value(payload, versions)
+
+    value, led = await state.aflights.run((id(cache), key, state.version, versions), lead)
+    if not led:
+        state.hits += 1
+    return value
+
+
+async def _astore_open(
+    state: CachedState,
+    cache: BaseCache,
+    breaker: CircuitBreaker,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+) -> T:
+    """The async twin of :func:`_store_open`."""
+    if breaker.open_until and not breaker.allow():
+        return value
+    try:
+        stored = await _astore(state, cache, key, value, versions, replace=replace)
+    except Exception as exc:
+        if not fail_open(breaker, exc):
+            raise
+        return value
+    if breaker.failures:
+        breaker.record_success()
+    return stored
 
 
 # -- making one -----------------------------------------------------------------

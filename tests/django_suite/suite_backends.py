@@ -89,5 +89,7 @@ BACKENDS: list[SuiteBackend] = [
     SuiteBackend("memory", unique_name),
     SuiteBackend("filesystem", temporary_directory),
     SuiteBackend("sqlite", temporary_sqlite_file),
+    SuiteBackend("redis", redis_url),
+    SuiteBackend("memcached", memcached_address),
 ]
 """Every memokit backend that stores data. Adding one is one line here."""

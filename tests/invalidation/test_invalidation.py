@@ -668,3 +668,22 @@ def test_functions_that_store_nothing(cache: BaseCache, data: Data) -> None:
     assert isinstance(never.invalidate_all(), int)
     assert isinstance(dummy.invalidate_all(), int)
     memokit.invalidate_tags("t", cache=memokit.DummyCache())
+
+
+def test_helpers_follow_the_switches(default_cache: BaseCache, data: Data) -> None:
+    from memokit.testing import isolated_cache
+
+    @cached(tags="user:{user_id}")
+    def profile(user_id: int) -> str:
+        return data.read(user_id)
+
+    with isolated_cache() as isolated:
+        assert profile(1) == "v1:1"
+        data.version = 2
+        memokit.invalidate_tags("user:1")  # where the decorators are routed now
+        assert profile(1) == "v2:1"
+        assert isolated.get(tag_counter_key("user:1"), version=COUNTER_VERSION) is not None
+    assert default_cache.get(tag_counter_key("user:1"), version=COUNTER_VERSION) is None
+    with memokit.caching_disabled():
+        memokit.invalidate_tags("user:1")  # reaches the dummy cache: nothing to do
+        profile.invalidate_all()
