@@ -58,16 +58,17 @@ TagsBuilder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], Iterable[st
 """Turns one call's ``(args, kwargs)`` into its tags."""
 
 
-_epoch = 0
-"""Moves at every counter change this process makes (see ``ReadPlan.local``)."""
+epoch = 0
+"""Moves at every counter change this process makes (see ``ReadPlan.local``);
+read it as ``counters.epoch``, since it is rebound."""
 _ticks = itertools.count(1)
 
 
 def _moved() -> None:
     # A fresh value from an atomic counter: two threads moving at once never
-    # both write the same value back, as `_epoch += 1` could.
-    global _epoch
-    _epoch = next(_ticks)
+    # both write the same value back, as `epoch += 1` could.
+    global epoch
+    epoch = next(_ticks)
 
 
 def fresh_counter() -> int:
@@ -224,7 +225,7 @@ class ReadPlan:
         self.get_many = cache._get_many
         self.decode = cache._decode
         # A store no other process sees (the memory backend) changes its counters
-        # only through this process's invalidations, which move _epoch: the
+        # only through this process's invalidations, which move ``epoch``: the
         # counters read are kept, with the epoch they were read at, until then.
         self.local = not cache.capabilities.cross_process and state.tags is None
         self.seen: tuple[int, Versions] | None = None
@@ -324,7 +325,7 @@ def read_entry(
         plan = state.fast = ReadPlan(state, cache)
     if plan.local:
         seen = plan.seen
-        if seen is not None and seen[0] == _epoch:
+        if seen is not None and seen[0] == epoch:
             # No invalidation in this process since the counters were read: the
             # entry alone, one lock on the memory backend.
             prefix = plan.entry_prefix
@@ -336,9 +337,9 @@ def read_entry(
             if payload is not MISSING and type(payload) is not tuple:
                 payload = plan.decode(payload)
             return payload, seen[1]
-        epoch = _epoch  # read before the counters: a later invalidation moves it
+        epoch_read = epoch  # read before the counters: a later invalidation moves it
         payload, versions = _read_all(plan, state, cache, key, args, kwargs)
-        plan.seen = (epoch, versions)
+        plan.seen = (epoch_read, versions)
         return payload, versions
     single = plan.single
     if single is not None:
@@ -395,14 +396,14 @@ async def aread_entry(
     plan = plan_for(state, cache)
     if plan.local:
         seen = plan.seen
-        if seen is not None and seen[0] == _epoch:
+        if seen is not None and seen[0] == epoch:
             payload = await cache._aget(cache.make_and_validate_key(key, state.version))
             if payload is not MISSING:
                 payload = plan.decode(payload)
             return payload, seen[1]
-        epoch = _epoch
+        epoch_read = epoch
         payload, versions = await _aread_all(plan, state, cache, key, args, kwargs)
-        plan.seen = (epoch, versions)
+        plan.seen = (epoch_read, versions)
         return payload, versions
     return await _aread_all(plan, state, cache, key, args, kwargs)
 

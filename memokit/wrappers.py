@@ -36,6 +36,7 @@ from typing import (
     overload,
 )
 
+from . import counters
 from .backends.base import MISSING, BaseCache
 from .config import caches
 from .counters import ReadPlan, TagsBuilder, aread_entry, read_entry
@@ -253,9 +254,28 @@ class CachedFunction(_Cached[P, R]):
         else:
             cache = state.cache if state.cache is not None else caches[state.alias]
         try:
-            # The entry and the counters it must match, in one read (see
-            # memokit.counters); `versions` is what a computed value is stored under.
-            payload, versions = read_entry(state, cache, key, args, kwargs)
+            plan = state.fast
+            # One read of `seen`: another thread may replace it meanwhile.
+            seen = plan.seen if plan is not None else None
+            if (
+                seen is not None
+                and seen[0] == counters.epoch
+                and plan is not None
+                and plan.cache is cache
+                and plan.key_prefix is cache.key_prefix
+                and plan.version is cache.version
+                and plan.entry_prefix is not None
+            ):
+                # A store only this process sees, no invalidation since the counters
+                # were read: the entry alone (read_entry's first case, inlined).
+                payload = plan.get(plan.entry_prefix + key)
+                if payload is not MISSING and type(payload) is not tuple:
+                    payload = plan.decode(payload)
+                versions = seen[1]
+            else:
+                # The entry and the counters it must match, in one read (see
+                # memokit.counters); `versions` is what a computed value is stored under.
+                payload, versions = read_entry(state, cache, key, args, kwargs)
         except Exception as exc:
             state.errors += 1
             breaker = breaker_for(cache)
