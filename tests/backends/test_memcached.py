@@ -393,7 +393,7 @@ def test_incr_is_atomic_across_threads(cache: MemcachedCache) -> None:
 
 
 def test_corrupt_payload_is_a_backend_error(cache: MemcachedCache, raw: Client) -> None:
-    raw.set(":1:k", b"\x80\x05garbage")
+    raw.set(":1:k", b"\x80\x05garbage", noreply=False)  # wait: no race with the read
     with pytest.raises(BackendError, match="cannot deserialise"):
         cache.get("k")
 
