@@ -10,7 +10,7 @@ never see ``DEFAULT_TIMEOUT`` or a timeout of zero or less.
 
 Required primitives: ``_get``, ``_set``, ``_add``, ``_touch``, ``_delete``,
 ``_incr`` (which keeps the entry's expiry) and ``_clear``. Batch primitives
-(``_get_many``, ``_set_many``, ``_delete_many``, ``_has_key``) loop over those
+(``_get_many``, ``_set_many``, ``_delete_many``, ``_has_key``, ``_add_or_get``) loop over those
 by default; a backend overrides them with one query or one round trip. Each
 primitive has an async form (``_aget`` ...) that runs the sync one in a worker
 thread when the backend does blocking I/O, inline otherwise; a backend with a
@@ -287,6 +287,15 @@ class BaseCache(abc.ABC):
     def _has_key(self, key: str) -> bool:
         return self._get(key) is not MISSING
 
+    def _add_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
+        """``_add``; when a live entry was there, return its payload (else ``MISSING``).
+
+        ``get_or_set`` uses it on a miss; a server backend does both in one round trip.
+        """
+        if self._add(key, payload, timeout):
+            return MISSING
+        return self._get(key)
+
     async def _run(self, func: Callable[..., T], *args: Any) -> T:
         if self.capabilities.blocking_io:
             return await asyncio.to_thread(func, *args)
@@ -324,6 +333,11 @@ class BaseCache(abc.ABC):
 
     async def _ahas_key(self, key: str) -> bool:
         return await self._run(self._has_key, key)
+
+    async def _aadd_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
+        if await self._aadd(key, payload, timeout):
+            return MISSING
+        return await self._aget(key)
 
     # -- the public API ---------------------------------------------------------
     # Each method does its key, timeout and encoding work here and leaves only
@@ -373,12 +387,13 @@ class BaseCache(abc.ABC):
             return self._decode(payload)
         value = default() if callable(default) else default
         encoded = self._encode(value)
-        if (seconds is not None and seconds <= 0) or self._add(made, encoded, seconds):
-            # What a later hit returns: the stored form, also for a lossy serializer.
+        if seconds is not None and seconds <= 0:
             return self._decode(encoded)
-        # Another caller stored a value between our read and our add: theirs wins.
-        payload = self._get(made)
-        return self._decode(encoded if payload is MISSING else payload)
+        # If another caller stored a value between our read and our add, theirs wins.
+        # Either way the caller gets the stored form: what a later hit returns, also
+        # with a lossy serializer.
+        found = self._add_or_get(made, encoded, seconds)
+        return self._decode(encoded if found is MISSING else found)
 
     def touch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -538,10 +553,10 @@ class BaseCache(abc.ABC):
             return self._decode(payload)
         value = default() if callable(default) else default
         encoded = self._encode(value)
-        if (seconds is not None and seconds <= 0) or await self._aadd(made, encoded, seconds):
+        if seconds is not None and seconds <= 0:
             return self._decode(encoded)
-        payload = await self._aget(made)
-        return self._decode(encoded if payload is MISSING else payload)
+        found = await self._aadd_or_get(made, encoded, seconds)
+        return self._decode(encoded if found is MISSING else found)
 
     async def atouch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None

@@ -345,31 +345,14 @@ class RedisCache(BaseCache):
                 except WatchError:
                     continue
 
-    def get_or_set(
-        self,
-        key: Any,
-        default: Any,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        version: int | None = None,
-    ) -> Any:
-        """Return the value at ``key``; on a miss store ``default``: two round trips at most."""
-        made = self.make_and_validate_key(key, version)
-        seconds = self._seconds(timeout)
-        payload = self._get(made)
-        if payload is not MISSING:
-            return self._decode(payload)
-        value = default() if callable(default) else default
-        encoded = self._encode(value)
-        if seconds is not None and seconds <= 0:
-            return self._decode(encoded)
-        px = "" if seconds is None else _milliseconds(seconds)
+    def _add_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
+        # One round trip: the script returns the live value, or stores ours.
+        px = "" if timeout is None else _milliseconds(timeout)
         try:
-            current = self._get_or_add_script(keys=[made], args=[encoded, px])
+            current = self._get_or_add_script(keys=[key], args=[payload, px])
         except redis.RedisError as exc:
             self._fail(exc)
-        # Another caller stored a value between our read and our write: theirs wins.
-        # Either way the caller gets the stored form, what a later hit returns.
-        return self._decode(encoded if current is None else current)
+        return MISSING if current is None else current
 
     def close(self, **kwargs: Any) -> None:
         """Close the pooled connections; the next call opens new ones."""
@@ -529,30 +512,14 @@ class RedisCache(BaseCache):
                 except WatchError:
                     continue
 
-    async def aget_or_set(
-        self,
-        key: Any,
-        default: Any,
-        timeout: Timeout = DEFAULT_TIMEOUT,
-        version: int | None = None,
-    ) -> Any:
-        """Async ``get_or_set``; a callable ``default`` is called, not awaited."""
-        made = self.make_and_validate_key(key, version)
-        seconds = self._seconds(timeout)
-        payload = await self._aget(made)
-        if payload is not MISSING:
-            return self._decode(payload)
-        value = default() if callable(default) else default
-        encoded = self._encode(value)
-        if seconds is not None and seconds <= 0:
-            return self._decode(encoded)
-        px = "" if seconds is None else _milliseconds(seconds)
+    async def _aadd_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
+        px = "" if timeout is None else _milliseconds(timeout)
         side = await self._side()
         try:
-            current = await side.get_or_add(keys=[made], args=[encoded, px])
+            current = await side.get_or_add(keys=[key], args=[payload, px])
         except redis.RedisError as exc:
             self._fail(exc)
-        return self._decode(encoded if current is None else current)
+        return MISSING if current is None else current
 
     async def aclose(self, **kwargs: Any) -> None:
         """Close the sync pools and this event loop's pools."""
