@@ -20,6 +20,7 @@ from .config import CacheHandler, caches, configure, create_cache
 from .decorators import SAME_AS_TIMEOUT, cached
 from .entry import Entry
 from .exceptions import (
+    ArgumentTypeWarning,
     BackendError,
     BackendUnavailable,
     CacheKeyWarning,
@@ -28,6 +29,7 @@ from .exceptions import (
     InvalidCacheBackendError,
     InvalidCacheKey,
     MemokitError,
+    UnkeyableArgument,
 )
 from .invalidation import (
     Call,
@@ -47,7 +49,7 @@ from .invalidation import (
     invalidate_many,
     invalidate_tags,
 )
-from .keybuilders import UnkeyableArgument
+from .keyencoding import key_by_repr, register_key, unregister_key
 from .keys import default_key_func
 from .properties import CachedProperty, cached_property
 from .resilience import CircuitBreaker, breaker_for, configure_breaker
@@ -74,6 +76,7 @@ __all__ = [
     "DEFAULT_TIMEOUT",
     "MISSING",
     "SAME_AS_TIMEOUT",
+    "ArgumentTypeWarning",
     "AsyncCachedClassMethod",
     "AsyncCachedFunction",
     "BackendError",
@@ -128,4 +131,7 @@ __all__ = [
     "invalidate_all",
     "invalidate_many",
     "invalidate_tags",
+    "key_by_repr",
+    "register_key",
+    "unregister_key",
 ]

@@ -33,7 +33,13 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .backends.base import MISSING, BaseCache
 from .entry import Versions
-from .keybuilders import MAX_KEY_LENGTH, bound_names, function_name, make_binder
+from .keybuilders import (
+    MAX_KEY_LENGTH,
+    bound_names,
+    function_identity,
+    function_name,
+    make_binder,
+)
 from .keys import MEMCACHE_MAX_KEY_LENGTH, default_key_func, key_is_clean
 
 if TYPE_CHECKING:
@@ -94,10 +100,18 @@ def tag_counter_key(tag: str) -> str:
     return _counter_name(TAG_COUNTER, tag)
 
 
-def function_counter_key(func: Callable[..., Any], key: object = None) -> str:
-    """Return the key of the per-function counter of ``func`` (decorated with ``key=``)."""
+def function_counter_key(
+    func: Callable[..., Any], key: object = None, identity: str | None = None
+) -> str:
+    """Return the key of the per-function counter of ``func`` (decorated with ``key=``).
+
+    ``identity`` is the function's identity in keys (``function_identity``), when
+    it has one; without it, a ``key=`` template or callable stands for the function.
+    """
+    if identity is not None:
+        return _counter_name(FUNCTION_COUNTER, identity)
     try:
-        name = function_name(func)
+        name = function_identity(func)
     except TypeError:
         # A partial or callable object has no stable name; its key= stands for it.
         if isinstance(key, str):
@@ -110,7 +124,7 @@ def function_counter_key(func: Callable[..., Any], key: object = None) -> str:
 
 
 def prepare_counters(
-    func: Callable[..., Any], key: object, tags: object
+    func: Callable[..., Any], key: object, tags: object, identity: str | None = None
 ) -> tuple[list[str], TagsBuilder | None]:
     """Return the counters every call of ``func`` reads, and the builder of per-call tags.
 
@@ -118,7 +132,7 @@ def prepare_counters(
     depends on the arguments is built per call by the builder (None if none).
     """
     static, dynamic = make_tags_builder(func, tags)
-    names = [function_counter_key(func, key), *(tag_counter_key(tag) for tag in static)]
+    names = [function_counter_key(func, key, identity), *(tag_counter_key(tag) for tag in static)]
     return list(dict.fromkeys(names)), dynamic
 
 

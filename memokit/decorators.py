@@ -14,7 +14,14 @@ from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, overlo
 from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
 from .counters import TagsSpec, prepare_counters
-from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
+from .exceptions import UnkeyableArgument
+from .keybuilders import (
+    function_identity,
+    make_callable_builder,
+    make_key_builder,
+    make_template_builder,
+    signature_of,
+)
 from .locks import BackendLock, check_lease
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .wrappers import (
@@ -98,6 +105,7 @@ def cached(
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
     lock_lease: float | None = None,
     tags: TagsSpec = (),
+    name: str | None = None,
 ) -> CachedDecorator: ...
 
 
@@ -114,6 +122,7 @@ def cached(
     none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
     lock_lease: float | None = None,
     tags: TagsSpec = (),
+    name: str | None = None,
 ) -> Any:
     """Memoise a function, coroutine function or method in a memokit cache.
 
@@ -131,13 +140,22 @@ def cached(
     - ``lock_lease``: seconds; take a lock in the backend on a miss, so that one
       process computes while the others wait (see :mod:`memokit.locks`);
     - ``tags``: templates over the arguments (``"user:{user_id}"``) or a callable
-      returning tags; ``memokit.invalidate_tags(...)`` drops the entries carrying one.
+      returning tags; ``memokit.invalidate_tags(...)`` drops the entries carrying one;
+    - ``name``: the function's identity in its keys and counters, instead of the
+      one memokit derives (``module:qualname``); required for a lambda, and the
+      way to name each function a factory makes (``name=f"scale:{factor}"``).
+
+    A function or argument memokit cannot tell apart from another is refused
+    with :class:`~memokit.exceptions.UnkeyableArgument` (see "How a call becomes
+    a key" in docs/decorators.md).
 
     Concurrent misses of one key in this process always run the function once
     (:mod:`memokit.singleflight`); backend failures make the call compute and
     return its value anyway (:mod:`memokit.resilience`).
     """
-    options = _Options(timeout, cache, key, version, ignore, unless, none_timeout, lock_lease, tags)
+    options = _Options(
+        timeout, cache, key, version, ignore, unless, none_timeout, lock_lease, tags, name
+    )
     if func is None:
         return options.apply
     return options.apply(func)
@@ -157,6 +175,7 @@ class _Options:
         none_timeout: object,
         lock_lease: object = None,
         tags: object = (),
+        name: object = None,
     ) -> None:
         self.timeout: Timeout = (
             DEFAULT_TIMEOUT if timeout is DEFAULT_TIMEOUT else check_timeout(timeout, "timeout")
@@ -217,16 +236,29 @@ class _Options:
             )
         # A generator would be used up by the first function decorated: keep a tuple.
         self.tags = tags if callable(tags) or isinstance(tags, str) else tuple(tags)
+        if name is not None and (not isinstance(name, str) or not name.strip()):
+            raise TypeError(
+                f"name must be a non-empty str that identifies the function, not {name!r}; "
+                f"e.g. name='prices.scale'"
+            )
+        self.name: str | None = name
 
     def apply(self, func: Any) -> Any:
         target, binding = _unwrap_method(func)
+        signature_of(target)  # refuses, now, a callable whose calls cannot be bound
+        try:
+            identity: str | None = function_identity(target, self.name)
+        except UnkeyableArgument:
+            if self.key is None:
+                raise
+            identity = None  # the key= template or callable stands for the function
         if self.key is None:
-            build = make_key_builder(target, ignore=self.ignore)
+            build = make_key_builder(target, ignore=self.ignore, name=identity)
         elif isinstance(self.key, str):
             build = make_template_builder(target, self.key)
         else:
             build = make_callable_builder(self.key)
-        counter_names, tags = prepare_counters(target, self.key, self.tags)
+        counter_names, tags = prepare_counters(target, self.key, self.tags, identity)
         cache = self.cache
         state = CachedState(
             func=target,

@@ -23,6 +23,18 @@ class CacheKeyWarning(RuntimeWarning):
     """A key that works here but would break on memcached (Django's warning)."""
 
 
+class UnkeyableArgument(MemokitError, TypeError):
+    """An argument (or a decorated callable) has no identity memokit can put in a key.
+
+    The message names the function, the argument, its type and the ways out:
+    ``__cache_key__``, :func:`memokit.register_key`, or ``key=``/``ignore=``.
+    """
+
+
+class ArgumentTypeWarning(UserWarning):
+    """``f.key(...)`` or ``f.invalidate(...)`` got a value its parameter's annotation rules out."""
+
+
 class BackendError(MemokitError):
     """A backend failed to do its job (transport, I/O, database, deserialisation)."""
 

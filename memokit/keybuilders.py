@@ -5,27 +5,23 @@ The default builder, prepared once per decorated function:
 1. binds the call to the function's signature with a binder built at decoration
    time (defaults applied, so ``f(1)``, ``f(1, b=2)`` and ``f(b=2, a=1)`` agree
    when ``b`` defaults to 2);
-2. encodes the bound values with :func:`encode`, an injective, type-aware text
-   encoding that is the same in every process (no ``hash()``);
-3. prefixes the function's ``module:qualname``;
+2. encodes the bound values with :func:`~memokit.keyencoding.encode`, an
+   injective, type-aware text encoding that is the same in every process;
+3. prefixes the key format (``k2:``) and the function's identity
+   (:func:`function_identity`, ``module:qualname`` for a module-level function);
 4. replaces the encoded arguments by a BLAKE2b digest when the key would be
-   longer than :data:`MAX_KEY_LENGTH` or contain anything but printable ASCII
-   without spaces, so every key is safe for memcached.
-
-Why the encoding is injective: every value becomes a tag letter and a payload.
-Containers are ``tag(item,item)``; scalar payloads never contain ``,``, ``(``,
-``)`` or ``=``, except strings, which carry their length (``s3:a,b``).
-A key can therefore be read back token by token in exactly one way, so two
-different argument lists never share an encoding.
+   longer than ``MAX_KEY_LENGTH - len(LOCK_SUFFIX)`` or contain anything but
+   printable ASCII without spaces, so every key, and its lock key, is safe for
+   memcached.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime
 import decimal
 import enum
 import fractions
+import functools
 import hashlib
 import inspect
 import pathlib
@@ -33,168 +29,58 @@ import re
 import string
 import types
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias
 
-from .exceptions import MemokitError
+from .exceptions import UnkeyableArgument
+from .keyencoding import (
+    KEY_FORMAT,
+    describe,
+    encode,
+    key_by_repr,
+    name_problem,
+    register_key,
+    unregister_key,
+)
+
+__all__ = [
+    "KEY_FORMAT",
+    "LOCK_SUFFIX",
+    "MAX_KEY_LENGTH",
+    "Binder",
+    "KeyBuilder",
+    "UnkeyableArgument",
+    "bound_names",
+    "encode",
+    "function_identity",
+    "function_name",
+    "key_by_repr",
+    "make_binder",
+    "make_callable_builder",
+    "make_key_builder",
+    "make_template_builder",
+    "register_key",
+    "unregister_key",
+]
 
 MAX_KEY_LENGTH: Final = 200
-"""Longest key a builder returns; leaves 50 of memcached's 250 bytes for prefix and version."""
+"""Longest key memokit makes itself (before prefix and version), lock keys included;
+leaves 50 of memcached's 250 bytes for a ``KEY_PREFIX`` of up to 47 and the version."""
+LOCK_SUFFIX: Final = "~lock"
+"""Appended to an entry's key to make its lock's key (see :mod:`memokit.locks`)."""
+_BUILT_KEY_LENGTH: Final = MAX_KEY_LENGTH - len(LOCK_SUFFIX)
+"""Longest key a default builder returns: its lock key must fit as well."""
 
 _MAX_NAME_LENGTH: Final = 120
 _SMALL_INT: Final = 10**18
 _MEMO_SIZE: Final = 1024
 """Keys remembered per builder for calls with small int and short str arguments."""
 _UNSAFE = re.compile(r"[^\x21-\x7e]").search
-_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+").search
 
 Binder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
 """Turns ``(args, kwargs)`` into the bound values in signature order."""
 KeyBuilder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], str]
 """Turns ``(args, kwargs)`` of one call into its cache key."""
-
-
-class UnkeyableArgument(MemokitError, TypeError):
-    """An argument has no identity that can go into a cache key (only a memory address)."""
-
-
-# -- encoding ---------------------------------------------------------------------
-
-
-def _text(value: str) -> str:
-    return f"s{len(value)}:{value}"
-
-
-def _int(value: int) -> str:
-    # str() of an int over 4,300 digits raises on CPython 3.11+; hex has no limit.
-    if -_SMALL_INT < value < _SMALL_INT:
-        return f"i{value}"
-    return f"x{value:x}"
-
-
-def _float(value: float) -> str:
-    return f"f{value!r}"
-
-
-def _items(tag: str, values: Iterable[Any]) -> str:
-    return f"{tag}({','.join([encode(v) for v in values])})"
-
-
-def _unordered(tag: str, values: Iterable[Any]) -> str:
-    # Sorted by encoding, not by value: works for mixed types and never uses hash().
-    return f"{tag}({','.join(sorted([encode(v) for v in values]))})"
-
-
-def _mapping(tag: str, value: Mapping[Any, Any]) -> str:
-    pairs = sorted([f"{encode(k)}={encode(v)}" for k, v in value.items()])
-    return f"{tag}({','.join(pairs)})"
-
-
-def _qualified(cls: type) -> str:
-    return f"{cls.__module__}:{cls.__qualname__}"
-
-
-_ENCODERS: dict[type, Callable[[Any], str]] = {
-    type(None): lambda v: "N",
-    bool: lambda v: "T" if v else "F",
-    int: _int,
-    float: _float,
-    complex: lambda v: f"j{v.real!r}_{v.imag!r}",
-    str: _text,
-    bytes: lambda v: f"b{v.hex()}",
-    bytearray: lambda v: f"B{v.hex()}",
-    tuple: lambda v: _items("t", v),
-    list: lambda v: _items("l", v),
-    dict: lambda v: _mapping("d", v),
-    set: lambda v: _unordered("S", v),
-    frozenset: lambda v: _unordered("z", v),
-    range: lambda v: f"R{_int(v.start)}_{_int(v.stop)}_{_int(v.step)}",
-    type(Ellipsis): lambda v: "E",
-    decimal.Decimal: lambda v: f"m{v}",
-    fractions.Fraction: lambda v: f"q{_int(v.numerator)}_{_int(v.denominator)}",
-    uuid.UUID: lambda v: f"u{v.hex}",
-    datetime.datetime: lambda v: f"D{v.isoformat()}",
-    datetime.date: lambda v: f"a{v.isoformat()}",
-    datetime.time: lambda v: f"h{v.isoformat()}",
-    datetime.timedelta: lambda v: f"r{v.days}_{v.seconds}_{v.microseconds}",
-    pathlib.PurePosixPath: lambda v: f"p{_text(str(v))}",
-    pathlib.PosixPath: lambda v: f"p{_text(str(v))}",
-    pathlib.PureWindowsPath: lambda v: f"P{_text(str(v))}",
-    pathlib.WindowsPath: lambda v: f"P{_text(str(v))}",
-}
-
-
-def _refuse(value: object, why: str) -> UnkeyableArgument:
-    cls = type(value)
-    return UnkeyableArgument(
-        f"cannot build a cache key from {cls.__qualname__} object {value!r}: {why}. "
-        f"Give {cls.__qualname__} a __cache_key__(self) method that returns what identifies "
-        f"it (for example its primary key), pass key=... to @cached, or list the argument "
-        f"in ignore=..."
-    )
-
-
-def _encode_other(value: Any) -> str:
-    cls = type(value)
-    cache_key = getattr(cls, "__cache_key__", None)
-    if cache_key is not None and not isinstance(value, type):
-        return f"o({_text(_qualified(cls))},{encode(cache_key(value))})"
-    if isinstance(value, enum.Enum):
-        return f"e({_text(_qualified(cls))},{_text(value.name)})"
-    if isinstance(value, type):
-        return f"k{_text(_qualified(value))}"
-    if isinstance(value, types.FunctionType) or (
-        isinstance(value, types.BuiltinFunctionType)
-        and isinstance(getattr(value, "__self__", None), types.ModuleType | None)
-    ):
-        return _function(value)
-    if dataclasses.is_dataclass(value):
-        fields = [(f.name, getattr(value, f.name)) for f in dataclasses.fields(value) if f.compare]
-        parts = [f"{_text(name)}={encode(v)}" for name, v in fields]
-        return f"g({_text(_qualified(cls))},{','.join(parts)})"
-    for base, encoder in _ENCODERS.items():
-        # A subclass of a built-in (a NamedTuple, an IntFlag-free int subclass ...):
-        # its class and its built-in value, so it never collides with the base type.
-        if isinstance(value, base) and base is not type(None):
-            return f"n({_text(_qualified(cls))},{encoder(value)})"
-    return _by_repr(value)
-
-
-def _function(value: Any) -> str:
-    qualname = getattr(value, "__qualname__", "")
-    if "<lambda>" in qualname or "<locals>" in qualname or not qualname:
-        raise _refuse(
-            value,
-            "a lambda or a function defined at run time is known only by its memory address",
-        )
-    return f"w{_text(f'{value.__module__}:{qualname}')}"
-
-
-def _by_repr(value: Any) -> str:
-    cls: Any = type(value)  # Any: mypy sees __repr__ on the class as an unbound method
-    if cls.__repr__ is object.__repr__:
-        raise _refuse(value, "its repr() is the default one, which shows only a memory address")
-    text = repr(value)
-    if _ADDRESS(text):
-        raise _refuse(value, "its repr() contains a memory address")
-    if "..." in text:
-        raise _refuse(value, "its repr() looks truncated ('...'), so it is not an identity")
-    return f"y({_text(_qualified(cls))},{_text(text)})"
-
-
-def encode(value: Any) -> str:
-    """Return the canonical, injective text encoding of ``value`` used in keys.
-
-    Types are kept apart (``1``, ``1.0``, ``True`` and ``"1"`` encode differently);
-    dicts and sets are ordered by their items' encodings; objects take part
-    through ``__cache_key__()``, their dataclass fields, or a ``repr()`` that has
-    no memory address, and anything else raises :class:`UnkeyableArgument`.
-    """
-    encoder = _ENCODERS.get(type(value))
-    if encoder is not None:
-        return encoder(value)
-    return _encode_other(value)
-
 
 # -- names and digests ------------------------------------------------------------
 
@@ -203,24 +89,152 @@ def _digest(text: str, size: int = 32) -> str:
     return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).hexdigest()
 
 
-def function_name(func: Callable[..., Any]) -> str:
-    """Return ``"module:qualname"`` of ``func``, made safe for a memcached key."""
-    func = inspect.unwrap(func)
-    module = getattr(func, "__module__", None)
-    qualname = getattr(func, "__qualname__", None)
-    if not isinstance(module, str) or not isinstance(qualname, str):
-        # A partial or a callable object: its repr() carries an address, not a name.
-        raise TypeError(
-            f"@cached needs a function with a module and a qualified name to build its key, "
-            f"and {func!r} has none; wrap it in a def, or pass key=... to @cached"
-        )
-    name = f"{module}:{qualname}"
+def _safe_name(name: str) -> str:
     if len(name) <= _MAX_NAME_LENGTH and not _UNSAFE(name):
         return name
     # Keep a readable start; the digest keeps distinct names apart. '~' never
     # occurs in a module or qualified name, so this cannot meet a plain name.
     readable = re.sub(r"[^\x21-\x7e]", "_", name)[: _MAX_NAME_LENGTH - 34]
     return f"{readable}~{_digest(name, 16)}"
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """Return ``"module:qualname"`` of ``func``, made safe for a memcached key."""
+    func = inspect.unwrap(func)
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise UnkeyableArgument(
+            f"@cached needs a function with a module and a qualified name to build its key, "
+            f"and {describe(func)} has none; wrap it in a def, or pass name=... or key=... "
+            f"to @cached"
+        )
+    return _safe_name(f"{module}:{qualname}")
+
+
+_made_at: dict[str, tuple[str, int]] = {}
+"""Identity of each nested function decorated so far -> where its code is."""
+
+
+def _refuse_function(func: Any, why: str) -> UnkeyableArgument:
+    return UnkeyableArgument(
+        f"@cached cannot tell {describe(func)} apart from other callables: {why}. "
+        f"Ways out: define it with def at module level; or give it a name of its own "
+        f"with @cached(name='...') (in a factory, put what differs in the name, for "
+        f"example name=f'scale:{{factor}}'); or pass key=... to @cached"
+    )
+
+
+def _nested(func: types.FunctionType) -> str:
+    # A function defined inside another: what it captured (closure cells and
+    # defaults), encoded like arguments, is part of its identity, so make(1)
+    # and make(100) never share entries while make(1) in two processes does.
+    code = func.__code__
+    parts = []
+    for variable, cell in zip(code.co_freevars, func.__closure__ or (), strict=True):
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # not assigned yet (the function refers to itself)
+            parts.append(f"{variable}=U")
+            continue
+        try:
+            parts.append(f"{variable}={encode(contents)}")
+        except UnkeyableArgument as exc:
+            raise _refuse_function(
+                func, f"it captures {variable!r} from the enclosing scope, and {exc}"
+            ) from None
+    for label, value in (("defaults", func.__defaults__), ("kwdefaults", func.__kwdefaults__)):
+        if value:
+            try:
+                parts.append(f"{label}={encode(value)}")
+            except UnkeyableArgument as exc:
+                raise _refuse_function(
+                    func, f"one of its default values is refused: {exc}"
+                ) from None
+    identity = f"{func.__module__}:{func.__qualname__}"
+    where = (code.co_filename, code.co_firstlineno)
+    if _made_at.setdefault(identity, where) != where:
+        first = _made_at[identity]
+        raise _refuse_function(
+            func,
+            f"another function with the same name {identity} was decorated before "
+            f"(line {first[1]} of {first[0]}), so the name does not tell them apart",
+        )
+    return f"{identity}[{','.join(parts)}]" if parts else identity
+
+
+def function_identity(func: Callable[..., Any], name: str | None = None) -> str:
+    """Return what identifies ``func`` in its keys and counters (safe for memcached).
+
+    - ``name``, when given, is the identity: the caller declares it;
+    - a module-level function or method: ``module:qualname`` (through
+      ``functools.wraps`` wrappers, the function they wrap);
+    - a function defined inside another: ``module:qualname`` plus its closure
+      cells and defaults, encoded like arguments at decoration time;
+    - a ``functools.partial``: its function's identity plus its arguments;
+    - a bound method: its function's identity plus its object's key;
+    - a callable object: its class plus the object's key (``__cache_key__``,
+      dataclass fields, the registry).
+
+    Lambdas, and anything whose captured values or arguments cannot be keyed,
+    are refused with :class:`~memokit.exceptions.UnkeyableArgument`.
+    """
+    if name is not None:
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"name must be a non-empty str such as 'prices', not {name!r}")
+        return _safe_name(name)
+    return _safe_name(_identity(func))
+
+
+def _identity(func: Any) -> str:
+    if isinstance(func, functools.partial):
+        try:
+            bound = encode((func.args, func.keywords))
+        except UnkeyableArgument as exc:
+            raise _refuse_function(
+                func, f"one of the partial's arguments is refused: {exc}"
+            ) from None
+        return f"{_identity(func.func)}{bound}"
+    if isinstance(func, types.MethodType):
+        try:
+            bound = encode(func.__self__)
+        except UnkeyableArgument as exc:
+            raise _refuse_function(func, f"the object it is bound to is refused: {exc}") from None
+        return f"{_identity(func.__func__)}.{bound}"
+    func = inspect.unwrap(func)
+    if isinstance(func, types.FunctionType):
+        qualname = func.__qualname__
+        if "<lambda>" in qualname:
+            raise _refuse_function(func, "a lambda has no name of its own")
+        if "<locals>" in qualname:
+            return _nested(func)
+        return function_name(func)
+    if isinstance(func, types.BuiltinFunctionType) and isinstance(
+        getattr(func, "__self__", None), types.ModuleType | None
+    ):
+        return function_name(func)
+    if isinstance(func, type) or not callable(func):
+        raise _refuse_function(func, "it is not a function")
+    # A callable object: its class, and what identifies this instance.
+    problem = name_problem(type(func))
+    if problem is not None:
+        raise _refuse_function(func, problem)
+    try:
+        return f"{type(func).__module__}:{type(func).__qualname__}{encode(func)}"
+    except UnkeyableArgument as exc:
+        raise _refuse_function(func, f"the object is refused as a key: {exc}") from None
+
+
+def signature_of(func: Callable[..., Any]) -> inspect.Signature:
+    """Return ``inspect.signature(func)``, or refuse a callable that has none."""
+    try:
+        return inspect.signature(func)
+    except (ValueError, TypeError) as exc:
+        raise UnkeyableArgument(
+            f"@cached cannot read the parameters of {describe(func)} ({exc}), so it cannot "
+            f"bind calls to build keys. Wrap it in a def with named parameters, for "
+            f"example: def parse(text: str) -> int: return int(text, base=2)"
+        ) from None
 
 
 # -- binding ----------------------------------------------------------------------
@@ -236,7 +250,7 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
     parameters named in ``ignore``. A call that does not fit the signature
     raises the ``TypeError`` Python itself would raise.
     """
-    signature = inspect.signature(func)
+    signature = signature_of(func)
     params = list(signature.parameters.values())
     names = [p.name for p in params]
     ignored = set(ignore)
@@ -270,8 +284,12 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
     drop = len(keep) != len(_layout(params))
     simple = not (var_positional or keyword_only or var_keyword)
 
+    stub = _stand_in(func, params)
+
     def fail(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        signature.bind(*args, **kwargs)  # raises the TypeError Python would raise
+        if stub is not None:
+            stub(*args, **kwargs)  # raises the TypeError Python gives for func
+        signature.bind(*args, **kwargs)
         raise TypeError(f"cannot bind {args!r}, {kwargs!r} to {signature}")  # pragma: no cover
 
     def bind(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
@@ -322,6 +340,48 @@ def make_binder(func: Callable[..., Any], ignore: Iterable[str] = ()) -> Binder:
     return bind
 
 
+def _stand_in(func: Callable[..., Any], params: list[inspect.Parameter]) -> Any:
+    """A function with ``func``'s parameters and names and an empty body.
+
+    Calling it with arguments that do not bind raises exactly the ``TypeError``
+    Python gives for ``func`` ("price() takes 1 positional argument but 2 were
+    given"), which ``Signature.bind`` words differently.
+    """
+    kinds = inspect.Parameter
+    parts: list[str] = []
+    defaults: dict[str, Any] = {}
+    slash = star = False
+    for i, p in enumerate(params):
+        if p.kind is not kinds.POSITIONAL_ONLY and not slash:
+            slash = True
+            if i:
+                parts.append("/")
+        if p.kind is kinds.KEYWORD_ONLY and not star:
+            star = True
+            parts.append("*")
+        prefix = {kinds.VAR_POSITIONAL: "*", kinds.VAR_KEYWORD: "**"}.get(p.kind, "")
+        star = star or p.kind is kinds.VAR_POSITIONAL
+        text = f"{prefix}{p.name}"
+        if p.default is not inspect.Parameter.empty:
+            defaults[f"d{i}"] = p.default
+            text += f"=d{i}"
+        parts.append(text)
+    if params and not slash:
+        parts.append("/")
+    namespace: dict[str, Any] = dict(defaults)
+    try:
+        exec(f"def stub({', '.join(parts)}): pass", namespace)  # noqa: S102 - names from a signature
+    except SyntaxError:  # pragma: no cover - a signature Python cannot write down
+        return None
+    stub = namespace["stub"]
+    name = getattr(func, "__name__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if isinstance(name, str) and isinstance(qualname, str):
+        stub.__code__ = stub.__code__.replace(co_name=name, co_qualname=qualname)
+        stub.__name__, stub.__qualname__ = name, qualname
+    return stub
+
+
 def _layout(params: list[inspect.Parameter]) -> list[str]:
     """Parameter names in the order the binder lays out values."""
     kinds = inspect.Parameter
@@ -337,7 +397,7 @@ def _layout(params: list[inspect.Parameter]) -> list[str]:
 def bound_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> list[str]:
     """Names of the values a binder from :func:`make_binder` returns, in order."""
     ignored = set(ignore)
-    params = list(inspect.signature(func).parameters.values())
+    params = list(signature_of(func).parameters.values())
     return [name for name in _layout(params) if name not in ignored]
 
 
@@ -363,8 +423,9 @@ def make_key_builder(
     bind = make_binder(func, ignore=())
     make_binder(func, ignore)  # checks the names in ignore
     layout = bound_names(func)
-    prefix = function_name(func) if name is None else name
-    params = list(inspect.signature(func).parameters.values())
+    identity = function_identity(func, name)
+    prefix = f"k{KEY_FORMAT}:{identity}"
+    params = list(signature_of(func).parameters.values())
     kinds = inspect.Parameter
     positional = [
         p for p in params if p.kind in (kinds.POSITIONAL_ONLY, kinds.POSITIONAL_OR_KEYWORD)
@@ -378,8 +439,9 @@ def make_key_builder(
         "encode": encode,
         "small": _SMALL_INT,
         "prefix": prefix,
-        "limit": MAX_KEY_LENGTH,
+        "limit": _BUILT_KEY_LENGTH,
         "digest": _digest,
+        "shown": f"{getattr(func, '__qualname__', identity)}()",
         "Unkeyable": UnkeyableArgument,
         "kept": kept,
         "defaults": tuple(p.default for p in positional),
@@ -467,7 +529,7 @@ def make_key_builder(
         "            try:",
         "                encode(value)",
         "            except Unkeyable:",
-        "                raise Unkeyable(f'argument {argument!r} of {prefix}: {exc}') from None",
+        "                raise Unkeyable(f'argument {argument!r} of {shown}: {exc}') from None",
         "        raise",
         # isprintable() on ASCII text rules out control characters; space is printable.
         "    if not (len(key) <= limit and key.isascii() and key.isprintable()",
@@ -506,11 +568,40 @@ def make_template_builder(func: Callable[..., Any], template: str) -> KeyBuilder
                 f"does not take; its parameters are {', '.join(names) or 'none'}"
             )
     bind = make_binder(func)
+    formatter = string.Formatter()
+    parsed = list(formatter.parse(template))
+    shown = getattr(func, "__qualname__", "the function")
 
     def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        return template.format_map(dict(zip(names, bind(args, kwargs), strict=True)))
+        values = dict(zip(names, bind(args, kwargs), strict=True))
+        out = []
+        for literal, field, spec, conversion in parsed:
+            out.append(literal)
+            if field is None:
+                continue
+            value = formatter.get_field(field, (), values)[0]
+            if type(value) not in _PLAIN and not isinstance(value, _PLAIN_BASES):
+                # str.format would print its repr() or str(): the value's key instead.
+                try:
+                    value = encode(value)
+                except UnkeyableArgument as exc:
+                    raise UnkeyableArgument(
+                        f"placeholder {{{field}}} of key={template!r} of {shown}(): {exc}"
+                    ) from None
+            if conversion:
+                value = formatter.convert_field(value, conversion)
+            out.append(formatter.format_field(value, spec or ""))
+        return "".join(out)
 
     return build
+
+
+_PLAIN: Final = frozenset(
+    {str, int, float, complex, bool, type(None), bytes, decimal.Decimal, fractions.Fraction}
+    | {uuid.UUID, datetime.date, datetime.datetime, datetime.time, datetime.timedelta}
+)
+"""Types a key template formats as ``str.format`` does: their text is their value."""
+_PLAIN_BASES: Final = (enum.Enum, pathlib.PurePath)
 
 
 def make_callable_builder(key: Callable[..., Any]) -> KeyBuilder:

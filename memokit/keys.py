@@ -12,7 +12,7 @@ import re
 from collections.abc import Callable
 from typing import Any, TypeAlias
 
-from .exceptions import ImproperlyConfigured
+from .exceptions import ImproperlyConfigured, InvalidCacheKey
 
 KeyFunc: TypeAlias = Callable[[Any, str, Any], str]
 
@@ -78,3 +78,22 @@ def memcache_key_warnings(key: str) -> list[str]:
 def key_is_clean(key: str) -> bool:
     """Fast check: True when ``memcache_key_warnings(key)`` would be empty."""
     return len(key) <= MEMCACHE_MAX_KEY_LENGTH and _BAD_CHARACTER(key) is None
+
+
+def refuse_surrogates(key: str) -> None:
+    """Raise :class:`InvalidCacheKey` when ``key`` holds a lone surrogate.
+
+    One rule for every backend: SQLite, Redis and Memcached cannot encode such
+    a key as UTF-8, so none stores it (the memory and filesystem backends could,
+    and refuse it too, so that code moves between backends unchanged).
+    """
+    if key.isascii():
+        return
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidCacheKey(
+            f"cache key {key!r} holds a lone surrogate (as os.fsdecode() makes from a file "
+            f"name that is not UTF-8), which no backend can store as text; pass "
+            f"os.fsencode(name).hex(), or the name decoded with errors='replace'"
+        ) from None

@@ -20,6 +20,7 @@ without the lock).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import math
 import time
 import uuid
@@ -27,9 +28,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, Final
 
 from .backends.base import MISSING, BaseCache
+from .keybuilders import LOCK_SUFFIX, MAX_KEY_LENGTH
+from .keys import key_is_clean
 from .resilience import CircuitBreaker, fail_open, is_backend_failure
 
-SUFFIX: Final = "~lock"
+SUFFIX: Final = LOCK_SUFFIX
 """Appended to an entry's key to make its lock's key."""
 _FIRST_POLL: Final = 0.01
 _LAST_POLL: Final = 0.25
@@ -45,6 +48,20 @@ def check_lease(lease: object) -> float | None:
             f"seconds > 0, not {lease!r}; e.g. lock_lease=30, longer than the function runs"
         )
     return float(lease)
+
+
+def lock_key_for(key: str) -> str:
+    """Return the key of ``key``'s lock, never longer than ``MAX_KEY_LENGTH``.
+
+    Default keys leave room for the suffix; a ``key=`` of the caller's that does
+    not (or that memcached could not store) gets a digest, so the lock key is
+    always valid, whatever the entry's key.
+    """
+    made = key + SUFFIX
+    if len(made) <= MAX_KEY_LENGTH and made.isascii() and key_is_clean(made):
+        return made
+    digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=32).hexdigest()
+    return f"memokit.lock:#{digest}"
 
 
 class BackendLock:
@@ -71,7 +88,7 @@ class BackendLock:
         (the lease ran out, or the backend failed).
         """
         token = uuid.uuid4().hex
-        lock_key = key + SUFFIX
+        lock_key = lock_key_for(key)
         deadline = time.monotonic() + self.lease
         delay = _FIRST_POLL
         while True:
@@ -98,7 +115,7 @@ class BackendLock:
 
     def release(self, cache: BaseCache, key: str, version: int | None, token: str) -> None:
         """Remove the lock if it is still ours; a failure leaves it to expire."""
-        lock_key = key + SUFFIX
+        lock_key = lock_key_for(key)
         try:
             if cache.get(lock_key, None, version) == token:
                 cache.delete(lock_key, version)
@@ -117,7 +134,7 @@ class BackendLock:
     ) -> tuple[str | None, Any]:
         """The async twin of :meth:`acquire`."""
         token = uuid.uuid4().hex
-        lock_key = key + SUFFIX
+        lock_key = lock_key_for(key)
         deadline = time.monotonic() + self.lease
         delay = _FIRST_POLL
         while True:
@@ -143,7 +160,7 @@ class BackendLock:
 
     async def arelease(self, cache: BaseCache, key: str, version: int | None, token: str) -> None:
         """The async twin of :meth:`release`."""
-        lock_key = key + SUFFIX
+        lock_key = lock_key_for(key)
         try:
             if await cache.aget(lock_key, None, version) == token:
                 await cache.adelete(lock_key, version)

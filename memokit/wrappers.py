@@ -43,6 +43,7 @@ from .counters import ReadPlan, TagsBuilder, aread_entry, read_entry
 from .entry import FORMAT, Versions, make_payload, valid_value
 from .invalidation import ainvalidate_all, invalidate_all
 from .keybuilders import KeyBuilder
+from .keyhints import check_annotations
 from .locks import BackendLock
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import AsyncSingleFlight, SingleFlight
@@ -198,7 +199,11 @@ class _Cached(Generic[P, R]):
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Return the key this call is stored under (before KEY_PREFIX and version)."""
-        return self._state.build(self._args(args), kwargs)
+        state = self._state
+        args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
+        key = state.build(args, kwargs)
+        check_annotations(state.func, "key", args, kwargs)
+        return key
 
     @property
     def uncached(self) -> Callable[P, R]:
@@ -303,6 +308,7 @@ class CachedFunction(_Cached[P, R]):
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
+        check_annotations(state.func, "invalidate", args, kwargs)
         return _counted(state, lambda: state.resolve().delete(key, state.version))
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -386,6 +392,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
+        check_annotations(state.func, "invalidate", args, kwargs)
         try:
             return await state.resolve().adelete(key, state.version)
         except Exception:

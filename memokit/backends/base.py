@@ -32,7 +32,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, TypedDict, TypeVar
 
 from ..exceptions import CacheKeyWarning, ImproperlyConfigured, InvalidCacheKey
-from ..keys import KeyFunc, get_key_func, key_is_clean, memcache_key_warnings
+from ..keys import (
+    KeyFunc,
+    get_key_func,
+    key_is_clean,
+    memcache_key_warnings,
+    refuse_surrogates,
+)
 from ..serializers import Serializer, get_serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 
@@ -202,6 +208,8 @@ class BaseCache(abc.ABC):
     def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
         """Return the final key (``make_key``) after validating it (``validate_key``)."""
         made = self.make_key(key, version)
+        if not made.isascii():
+            refuse_surrogates(made)  # the same answer on every backend
         self.validate_key(made)
         return made
 

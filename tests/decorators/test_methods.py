@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import inspect
+import itertools
 import sys
 import weakref
 from typing import Any
@@ -73,7 +74,17 @@ def make_classes(cache: BaseCache) -> tuple[type[Any], type[Any]]:
     class Admin(User):
         pass
 
+    # Classes made at run time are refused as arguments (every call of
+    # make_classes makes one more "make_classes.<locals>.User"): give each pair a
+    # module-level name of its own, which is what keys need.
+    serial = next(_serials)
+    for cls in (User, Admin):
+        cls.__qualname__ = f"{cls.__name__}{serial}"
+        globals()[cls.__qualname__] = cls
     return User, Admin
+
+
+_serials = itertools.count()
 
 
 @pytest.fixture

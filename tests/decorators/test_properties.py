@@ -5,16 +5,32 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
+import itertools
 import threading
 import time
 import weakref
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 from freezegun import freeze_time
 
 import memokit
 from memokit import BaseCache, CachedProperty, cached_property
+
+T = TypeVar("T")
+
+_serials = itertools.count()
+
+
+def module_level(cls: type[T]) -> type[T]:
+    """Give a class made inside a test a module-level name of its own.
+
+    Keys refuse classes made at run time (each run makes another class with the
+    same qualified name); a test's class gets a name that leads back to it.
+    """
+    cls.__qualname__ = f"{cls.__name__}_{next(_serials)}"
+    globals()[cls.__qualname__] = cls
+    return cls
 
 
 def read_together(count: int, read: Any) -> list[Any]:
@@ -309,6 +325,7 @@ def test_shared_mode_needs_an_identity(cache: BaseCache) -> None:
 
 
 def test_shared_mode_works_with_slots(cache: BaseCache) -> None:
+    @module_level
     class Slotted:
         __slots__ = ("pk",)
 
@@ -328,6 +345,7 @@ def test_shared_mode_works_with_slots(cache: BaseCache) -> None:
 def test_shared_first_reads_compute_once(cache: BaseCache) -> None:
     runs: list[int] = []
 
+    @module_level
     class Row:
         def __cache_key__(self) -> str:
             return "row"
@@ -402,6 +420,7 @@ def test_async_property_survives_a_cancelled_reader_and_retries_after_an_error()
 
 
 def test_async_shared_property(cache: BaseCache) -> None:
+    @module_level
     class Row:
         runs = 0
 

@@ -198,7 +198,7 @@ def test_a_read_after_an_invalidation_never_joins_an_older_computation(cache: Ba
     go_on = threading.Event()
     seen: list[int] = []
 
-    @cached(cache=cache)
+    @cached(cache=cache, name="value")  # it captures threading events
     def value() -> int:
         seen.append(memokit.get_version(value))
         if len(seen) == 1:
@@ -302,7 +302,7 @@ def test_async_backend_lock(cache: BaseCache) -> None:
     # Two decorations of one function (as in two processes): one name, hence one
     # invalidation counter and valid entries for each other, but two single flights.
     def decorate(number: int, pause: float) -> Any:
-        @cached(cache=cache, key="async-shared", lock_lease=10)
+        @cached(cache=cache, key="async-shared", lock_lease=10, name="async-shared")
         async def shared() -> int:
             runs.append(number)
             await asyncio.sleep(pause)

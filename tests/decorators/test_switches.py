@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -15,6 +17,21 @@ import memokit
 from memokit import BaseCache, DummyCache, MemoryCache, cached, cached_property
 from memokit.switches import ENVIRONMENT_VARIABLE, disabled_by_environment, use_cache
 from memokit.testing import isolated_cache
+
+T = TypeVar("T")
+
+_serials = itertools.count()
+
+
+def module_level(cls: type[T]) -> type[T]:
+    """Give a class made inside a test a module-level name of its own.
+
+    Keys refuse classes made at run time (each run makes another class with the
+    same qualified name); a test's class gets a name that leads back to it.
+    """
+    cls.__qualname__ = f"{cls.__name__}_{next(_serials)}"
+    globals()[cls.__qualname__] = cls
+    return cls
 
 
 def test_caching_disabled_runs_every_call_and_stores_nothing(cache: BaseCache) -> None:
@@ -43,6 +60,7 @@ def test_caching_disabled_for_coroutines_and_shared_properties(cache: BaseCache)
         runs.append(1)
         return 1
 
+    @module_level
     class Row:
         def __cache_key__(self) -> int:
             return 1

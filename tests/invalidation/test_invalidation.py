@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import warnings
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, TypeVar
 
 import pytest
 
@@ -18,6 +19,22 @@ from memokit.counters import (
     function_counter_key,
     tag_counter_key,
 )
+
+T = TypeVar("T")
+
+_serials = itertools.count()
+
+
+def module_level(cls: type[T]) -> type[T]:
+    """Give a class made inside a test a module-level name of its own.
+
+    Keys refuse classes made at run time (each run makes another class with the
+    same qualified name); a test's class gets a name that leads back to it.
+    """
+    cls.__qualname__ = f"{cls.__name__}_{next(_serials)}"
+    globals()[cls.__qualname__] = cls
+    return cls
+
 
 CacheFactory = Any
 
@@ -32,6 +49,11 @@ class Data:
     def read(self, *parts: object) -> str:
         self.calls += 1
         return ":".join([f"v{self.version}", *map(str, parts)])
+
+    def __cache_key__(self) -> None:
+        # Captured by the functions under test, so part of their identity: one
+        # store per test, and each test has its own functions.
+        return None
 
 
 @pytest.fixture
@@ -173,6 +195,7 @@ def test_old_entries_stay_stored_but_are_never_served(cache: BaseCache, data: Da
 
 
 def test_invalidate_all_on_methods_and_classmethods(cache: BaseCache, data: Data) -> None:
+    @module_level
     class Shop:
         def __init__(self, shop_id: int) -> None:
             self.shop_id = shop_id
@@ -536,7 +559,7 @@ def test_a_hit_is_one_get_many_and_a_miss_adds_one_write(make_cache: CacheFactor
 def test_missing_counters_are_created_before_the_function_runs(cache: BaseCache) -> None:
     seen: list[Any] = []
 
-    @cached(cache=cache, tags="t")
+    @cached(cache=cache, tags="t", name="counters-first")  # it captures the cache
     def f() -> int:
         seen.append(cache.get(tag_counter_key("t"), MISSING, version=COUNTER_VERSION))
         return 1
