@@ -194,13 +194,13 @@ def _identity(func: Any) -> str:
             raise _refuse_function(
                 func, f"one of the partial's arguments is refused: {exc}"
             ) from None
-        return f"{_identity(func.func)}{bound}"
+        return f"{_identity(func.func)}+{bound}"
     if isinstance(func, types.MethodType):
         try:
             bound = encode(func.__self__)
         except UnkeyableArgument as exc:
             raise _refuse_function(func, f"the object it is bound to is refused: {exc}") from None
-        return f"{_identity(func.__func__)}.{bound}"
+        return f"{_identity(func.__func__)}+{bound}"
     func = inspect.unwrap(func)
     if isinstance(func, types.FunctionType):
         qualname = func.__qualname__
@@ -220,7 +220,7 @@ def _identity(func: Any) -> str:
     if problem is not None:
         raise _refuse_function(func, problem)
     try:
-        return f"{type(func).__module__}:{type(func).__qualname__}{encode(func)}"
+        return f"{type(func).__module__}:{type(func).__qualname__}+{encode(func)}"
     except UnkeyableArgument as exc:
         raise _refuse_function(func, f"the object is refused as a key: {exc}") from None
 
@@ -359,7 +359,8 @@ def _stand_in(func: Callable[..., Any], params: list[inspect.Parameter]) -> Any:
         if p.kind is kinds.KEYWORD_ONLY and not star:
             star = True
             parts.append("*")
-        prefix = {kinds.VAR_POSITIONAL: "*", kinds.VAR_KEYWORD: "**"}.get(p.kind, "")
+        stars: dict[Any, str] = {kinds.VAR_POSITIONAL: "*", kinds.VAR_KEYWORD: "**"}
+        prefix = stars.get(p.kind, "")
         star = star or p.kind is kinds.VAR_POSITIONAL
         text = f"{prefix}{p.name}"
         if p.default is not inspect.Parameter.empty:

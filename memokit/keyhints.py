@@ -30,6 +30,8 @@ def _classes(hint: Any) -> tuple[type, ...] | None:
     """The classes an annotation allows, or None when it is not that simple."""
     if hint is None or hint is type(None):
         return (type(None),)
+    if hint is typing.Any or getattr(hint, "_is_protocol", False):
+        return None
     if isinstance(hint, type) and not isinstance(hint, types.GenericAlias):
         return (hint, *_ALSO.get(hint, ()))
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
@@ -63,7 +65,11 @@ def _prepare(func: Callable[..., Any]) -> Checker:
         values = bind(args, kwargs)
         for i, name, classes, hint in checks:
             value = values[i]
-            if not isinstance(value, classes):
+            try:
+                fits = isinstance(value, classes)
+            except TypeError:  # a class that refuses isinstance(): nothing to say
+                continue
+            if not fits:
                 warnings.warn(
                     f"{shown}.{helper}(): argument {name!r} is {value!r} "
                     f"({type(value).__qualname__}), but the parameter is annotated "

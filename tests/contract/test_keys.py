@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import warnings
 from collections.abc import Callable
 from typing import Any
@@ -195,3 +196,22 @@ def test_an_overridden_make_key_is_used_by_every_operation(make_cache: CacheFact
     assert custom.get_many(["k"]) == {"k": 1}
     assert plain.get("k") is None
     assert custom.make_and_validate_key("k") == "H:1:k"
+
+
+@pytest.mark.parametrize("operation", list(KEY_OPERATIONS))
+def test_a_lone_surrogate_is_refused_everywhere(
+    make_any_cache: CacheFactory, operation: str
+) -> None:
+    # os.fsdecode() of a file name that is not UTF-8. SQLite, Redis and Memcached
+    # cannot encode it; one rule for all: InvalidCacheKey naming the fix, never a
+    # raw UnicodeEncodeError, and never stored on some backends only.
+    cache = make_any_cache()
+    key = os.fsdecode(b"report-\xe9t\xe9.csv")
+    with pytest.raises(InvalidCacheKey, match=r"os\.fsencode"):
+        KEY_OPERATIONS[operation](cache, key)
+    with pytest.raises(InvalidCacheKey, match="surrogate"):
+        asyncio.run(_async_get(cache, key))
+
+
+async def _async_get(cache: BaseCache, key: str) -> object:
+    return await cache.aget(key)
