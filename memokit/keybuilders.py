@@ -153,13 +153,16 @@ def _nested(func: types.FunctionType) -> str:
                 ) from None
     identity = f"{func.__module__}:{func.__qualname__}"
     where = (code.co_filename, code.co_firstlineno)
-    if _made_at.setdefault(identity, where) != where:
-        first = _made_at[identity]
+    first = _made_at.setdefault(identity, where)
+    # Another line of the same file: two functions. Another file is the same code
+    # run again (a reloaded module, a notebook cell run twice): the newest wins.
+    if first[0] == where[0] and first[1] != where[1]:
         raise _refuse_function(
             func,
             f"another function with the same name {identity} was decorated before "
             f"(line {first[1]} of {first[0]}), so the name does not tell them apart",
         )
+    _made_at[identity] = where
     return f"{identity}[{','.join(parts)}]" if parts else identity
 
 

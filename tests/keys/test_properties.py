@@ -19,11 +19,12 @@ import pickle
 import struct
 import subprocess
 import sys
+import tempfile
 import types
 from pathlib import Path
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import memokit
@@ -106,6 +107,11 @@ build = make_key_builder(one)
 
 
 @given(values, values)
+@example(float("nan"), _float_from_bits(0x7FF0000000000001))  # two NaNs, two payloads
+@example(  # the two sides of a DST change: the same wall time, another fold
+    datetime.datetime(2024, 10, 27, 2, 30), datetime.datetime(2024, 10, 27, 2, 30, fold=1)
+)
+@example(decimal.Decimal("1.0"), decimal.Decimal("1.00"))
 def test_one_key_exactly_for_one_canonical_value(first: Any, second: Any) -> None:
     same = canonical(first) == canonical(second)
     assert (encode(first) == encode(second)) is same
@@ -147,11 +153,19 @@ def test_keys_are_the_same_under_every_hash_seed(batch: list[Any]) -> None:
     ]
     expected = "\n".join(encode(v) for v in batch)
     payload = pickle.dumps(batch)
-    root = str(Path(memokit.__file__).resolve().parent.parent)
+    # A directory holding only this memokit, as the working directory too, so
+    # that the interpreter imports exactly the code under test.
+    with tempfile.TemporaryDirectory(prefix="memokit-only-") as root:
+        os.symlink(Path(memokit.__file__).resolve().parent, os.path.join(root, "memokit"))
+        _run_seeds(root, payload, expected)
+
+
+def _run_seeds(root: str, payload: bytes, expected: str) -> None:
     for seed in ("0", "1", "4242"):
         env = {**os.environ, "PYTHONHASHSEED": seed, "PYTHONPATH": root}
         result = subprocess.run(
             [sys.executable, "-c", BATCH_SCRIPT],
+            cwd=root,
             input=payload,
             capture_output=True,
             timeout=60,
