@@ -9,6 +9,7 @@ parameter. Only annotations that are plain classes (or unions of them, or
 
 from __future__ import annotations
 
+import contextlib
 import types
 import typing
 import warnings
@@ -86,7 +87,12 @@ def check_annotations(
     func: Callable[..., Any], helper: str, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> None:
     """Warn when a value given to ``func``'s ``helper`` contradicts its annotation."""
-    checker = _checkers.get(func)
+    try:
+        checker = _checkers.get(func)
+    except TypeError:  # a callable object that takes no weak reference
+        checker = None
     if checker is None:
-        checker = _checkers[func] = _prepare(func)
+        checker = _prepare(func)
+        with contextlib.suppress(TypeError):
+            _checkers[func] = checker
     checker(helper, args, kwargs)
