@@ -8,6 +8,7 @@ are the same call; otherwise it refuses with UnkeyableArgument.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import collections
 import dataclasses
 import enum
@@ -52,6 +53,20 @@ def test_functions_of_one_factory_never_share(store: BaseCache) -> None:
     assert again.key(5) == hundred.key(5)
     assert again(5) == 500
     assert again.cache_info().hits == 1
+
+
+def test_coroutine_functions_of_one_factory_never_share(store: BaseCache) -> None:
+    def make(factor: int) -> Any:
+        @cached(cache=store)
+        async def scale(x: int) -> int:
+            return x * factor
+
+        return scale
+
+    async def main() -> list[int]:
+        return [await make(1)(5), await make(100)(5), await make(100)(5)]
+
+    assert asyncio.run(main()) == [5, 500, 500]
 
 
 def test_a_factory_capturing_an_unkeyable_object_is_refused(store: BaseCache) -> None:
