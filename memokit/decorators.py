@@ -15,13 +15,8 @@ from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
 from .counters import TagsSpec, prepare_counters
 from .exceptions import UnkeyableArgument
-from .keybuilders import (
-    function_identity,
-    make_callable_builder,
-    make_key_builder,
-    make_template_builder,
-    signature_of,
-)
+from .identity import function_identity, signature_of
+from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
 from .locks import BackendLock, check_lease
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from .wrappers import (

@@ -1,0 +1,180 @@
+"""Function identity: what tells one decorated callable apart from every other.
+
+A key starts with the identity of the function it belongs to, and the
+function's invalidation counter is named after it. Two distinct callables must
+never share one; the same function in two processes or two deploys must.
+:func:`function_identity` states the rules, and refuses, with
+:class:`~memokit.exceptions.UnkeyableArgument`, what it cannot tell apart.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import re
+import types
+from collections.abc import Callable
+from typing import Any, Final
+
+from .exceptions import UnkeyableArgument
+from .keyencoding import describe, encode, name_problem
+
+_MAX_NAME_LENGTH: Final = 120
+_UNSAFE = re.compile(r"[^\x21-\x7e]").search
+
+
+def digest_text(text: str, size: int = 32) -> str:
+    """Return the BLAKE2b hex digest of ``text`` (lone surrogates included)."""
+    return hashlib.blake2b(text.encode("utf-8", "surrogatepass"), digest_size=size).hexdigest()
+
+
+def _safe_name(name: str) -> str:
+    if len(name) <= _MAX_NAME_LENGTH and not _UNSAFE(name):
+        return name
+    # Keep a readable start; the digest keeps distinct names apart. '~' never
+    # occurs in a module or qualified name, so this cannot meet a plain name.
+    readable = re.sub(r"[^\x21-\x7e]", "_", name)[: _MAX_NAME_LENGTH - 34]
+    return f"{readable}~{digest_text(name, 16)}"
+
+
+def function_name(func: Callable[..., Any]) -> str:
+    """Return ``"module:qualname"`` of ``func``, made safe for a memcached key."""
+    func = inspect.unwrap(func)
+    module = getattr(func, "__module__", None)
+    qualname = getattr(func, "__qualname__", None)
+    if not isinstance(module, str) or not isinstance(qualname, str):
+        raise UnkeyableArgument(
+            f"@cached needs a function with a module and a qualified name to build its key, "
+            f"and {describe(func)} has none; wrap it in a def, or pass name=... or key=... "
+            f"to @cached"
+        )
+    return _safe_name(f"{module}:{qualname}")
+
+
+_made_at: dict[str, tuple[str, int]] = {}
+"""Identity of each nested function decorated so far -> where its code is."""
+
+
+def _refuse_function(func: Any, why: str) -> UnkeyableArgument:
+    return UnkeyableArgument(
+        f"@cached cannot tell {describe(func)} apart from other callables: {why}. "
+        f"Ways out: define it with def at module level; or give it a name of its own "
+        f"with @cached(name='...') (in a factory, put what differs in the name, for "
+        f"example name=f'scale:{{factor}}'); or pass key=... to @cached"
+    )
+
+
+def _nested(func: types.FunctionType) -> str:
+    # A function defined inside another: what it captured (closure cells and
+    # defaults), encoded like arguments, is part of its identity, so make(1)
+    # and make(100) never share entries while make(1) in two processes does.
+    code = func.__code__
+    parts = []
+    for variable, cell in zip(code.co_freevars, func.__closure__ or (), strict=True):
+        try:
+            contents = cell.cell_contents
+        except ValueError:  # not assigned yet (the function refers to itself)
+            parts.append(f"{variable}=U")
+            continue
+        try:
+            parts.append(f"{variable}={encode(contents)}")
+        except UnkeyableArgument as exc:
+            raise _refuse_function(
+                func, f"it captures {variable!r} from the enclosing scope, and {exc}"
+            ) from None
+    for label, value in (("defaults", func.__defaults__), ("kwdefaults", func.__kwdefaults__)):
+        if value:
+            try:
+                parts.append(f"{label}={encode(value)}")
+            except UnkeyableArgument as exc:
+                raise _refuse_function(
+                    func, f"one of its default values is refused: {exc}"
+                ) from None
+    identity = f"{func.__module__}:{func.__qualname__}"
+    where = (code.co_filename, code.co_firstlineno)
+    first = _made_at.setdefault(identity, where)
+    # Another line of the same file: two functions. Another file is the same code
+    # run again (a reloaded module, a notebook cell run twice): the newest wins.
+    if first[0] == where[0] and first[1] != where[1]:
+        raise _refuse_function(
+            func,
+            f"another function with the same name {identity} was decorated before "
+            f"(line {first[1]} of {first[0]}), so the name does not tell them apart",
+        )
+    _made_at[identity] = where
+    return f"{identity}[{','.join(parts)}]" if parts else identity
+
+
+def function_identity(func: Callable[..., Any], name: str | None = None) -> str:
+    """Return what identifies ``func`` in its keys and counters (safe for memcached).
+
+    - ``name``, when given, is the identity: the caller declares it;
+    - a module-level function or method: ``module:qualname`` (through
+      ``functools.wraps`` wrappers, the function they wrap);
+    - a function defined inside another: ``module:qualname`` plus its closure
+      cells and defaults, encoded like arguments at decoration time;
+    - a ``functools.partial``: its function's identity plus its arguments;
+    - a bound method: its function's identity plus its object's key;
+    - a callable object: its class plus the object's key (``__cache_key__``,
+      dataclass fields, the registry).
+
+    Lambdas, and anything whose captured values or arguments cannot be keyed,
+    are refused with :class:`~memokit.exceptions.UnkeyableArgument`.
+    """
+    if name is not None:
+        if not isinstance(name, str) or not name.strip():
+            raise TypeError(f"name must be a non-empty str such as 'prices', not {name!r}")
+        return _safe_name(name)
+    return _safe_name(_identity(func))
+
+
+def _identity(func: Any) -> str:
+    if isinstance(func, functools.partial):
+        try:
+            bound = encode((func.args, func.keywords))
+        except UnkeyableArgument as exc:
+            raise _refuse_function(
+                func, f"one of the partial's arguments is refused: {exc}"
+            ) from None
+        return f"{_identity(func.func)}+{bound}"
+    if isinstance(func, types.MethodType):
+        try:
+            bound = encode(func.__self__)
+        except UnkeyableArgument as exc:
+            raise _refuse_function(func, f"the object it is bound to is refused: {exc}") from None
+        return f"{_identity(func.__func__)}+{bound}"
+    func = inspect.unwrap(func)
+    if isinstance(func, types.FunctionType):
+        qualname = func.__qualname__
+        if "<lambda>" in qualname:
+            raise _refuse_function(func, "a lambda has no name of its own")
+        if "<locals>" in qualname:
+            return _nested(func)
+        return function_name(func)
+    if isinstance(func, types.BuiltinFunctionType) and isinstance(
+        getattr(func, "__self__", None), types.ModuleType | None
+    ):
+        return function_name(func)
+    if isinstance(func, type) or not callable(func):
+        raise _refuse_function(func, "it is not a function")
+    # A callable object: its class, and what identifies this instance.
+    problem = name_problem(type(func))
+    if problem is not None:
+        raise _refuse_function(func, problem)
+    try:
+        return f"{type(func).__module__}:{type(func).__qualname__}+{encode(func)}"
+    except UnkeyableArgument as exc:
+        raise _refuse_function(func, f"the object is refused as a key: {exc}") from None
+
+
+def signature_of(func: Callable[..., Any]) -> inspect.Signature:
+    """Return ``inspect.signature(func)``, or refuse a callable that has none."""
+    try:
+        return inspect.signature(func)
+    except (ValueError, TypeError) as exc:
+        raise UnkeyableArgument(
+            f"@cached cannot read the parameters of {describe(func)} ({exc}), so it cannot "
+            f"bind calls to build keys. Wrap it in a def with named parameters, for "
+            f"example: def parse(text: str) -> int: return int(text, base=2)"
+        ) from None
