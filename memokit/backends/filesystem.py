@@ -29,7 +29,9 @@ import secrets
 import struct
 import sys
 import threading
+import time
 import warnings
+import weakref
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -58,60 +60,178 @@ class _Directory:
         self.path = path
         self.lock_path = os.path.join(path, LOCK_NAME)
         self.pid = os.getpid()
+        # Threads of this process queue here, so that only one of them polls the flock.
         self.thread_lock = threading.Lock()
-        self.lock_fd = -1
-        # Entry count seen at the last listing, and entries this process added since.
-        # Listing a directory costs about as much as writing a file, so it is done only
-        # when these say that MAX_ENTRIES may have been reached.
+        # Entry count seen at the last listing, entries this process added since, and
+        # entries it deleted since. Listing a directory costs about as much as writing
+        # a file, so it is done only when these say that MAX_ENTRIES may have been
+        # reached. ``added`` only grows until the next listing: deletions (possibly of
+        # other processes' entries) must not postpone the periodic listing.
         self.known: int | None = None
         self.added = 0
+        self.deleted = 0
 
     def open_lock_file(self) -> int:
         lock_path = self.lock_path
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+            fd = _open_tracked(lock_path, flags)
         except FileNotFoundError:
             _recreate(self.path)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
-            os.fchmod(fd, FILE_MODE)
+            fd = _open_tracked(lock_path, flags)
         return fd
 
     @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with self.thread_lock:
-            while True:
-                if self.lock_fd < 0:
-                    self.lock_fd = self.open_lock_file()
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-                try:
-                    current = os.stat(self.lock_path).st_ino
-                except FileNotFoundError:
-                    current = -1
-                if current == os.fstat(self.lock_fd).st_ino:
-                    break
-                # The directory (or the lock file) was removed and made again: a lock on
-                # the old file excludes nobody, so take the lock on the new one.
-                os.close(self.lock_fd)
-                self.lock_fd = -1
+    def locked(self, timeout: float) -> Iterator[None]:
+        """Hold the directory's lock; raise ``TimeoutError`` after ``timeout`` seconds.
+
+        The lock file is opened for each hold and closed after it, so no descriptor
+        outlives an operation: none leaks when caches come and go, and a forked child
+        can pin the lock only if it is forked during a hold (it then closes its copy).
+        """
+        deadline = time.monotonic() + timeout
+        if not self.thread_lock.acquire(timeout=timeout):
+            raise self._timeout(timeout)
+        try:
+            fd = self._flock(deadline, timeout)
             try:
                 yield
             finally:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    _close_tracked(fd)
+        finally:
+            self.thread_lock.release()
+
+    @contextlib.contextmanager
+    def locked_or_skipped(self) -> Iterator[bool]:
+        """Hold the lock if it is free at once; yield whether it is held (never waits)."""
+        if not self.thread_lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            fd = self.open_lock_file()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                _close_tracked(fd)
+                yield False
+                return
+            try:
+                yield self._same_file(fd)
+            finally:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    _close_tracked(fd)
+        finally:
+            self.thread_lock.release()
+
+    def _flock(self, deadline: float, timeout: float) -> int:
+        """Open the lock file and take its flock by ``deadline``; return the descriptor."""
+        delay = _FIRST_POLL
+        while True:
+            fd = self.open_lock_file()
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        # flock has no timed wait, and a blocking one cannot be
+                        # interrupted from another thread: poll, as SQLite's busy
+                        # handler does, with a growing and slightly random pause.
+                        remaining = deadline - time.monotonic()
+                        if remaining <= 0:
+                            raise self._timeout(timeout) from None
+                        time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
+                        delay = min(delay * 2, _LAST_POLL)
+                if self._same_file(fd):
+                    if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+                        os.fchmod(fd, FILE_MODE)
+                    return fd
+                # The directory (or the lock file) was removed and made again: a lock on
+                # the old file excludes nobody, so take the lock on the new one.
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BaseException:
+                _close_tracked(fd)
+                raise
+            _close_tracked(fd)
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            current = os.stat(self.lock_path).st_ino
+        except FileNotFoundError:
+            return False
+        return current == os.fstat(fd).st_ino
+
+    def _timeout(self, timeout: float) -> TimeoutError:
+        # TimeoutError is an OSError: @cached fails open on it, as on any disk error.
+        return TimeoutError(
+            errno.ETIMEDOUT,
+            f"the filesystem cache lock {self.lock_path!r} was not free within "
+            f"{timeout:g} s (another process holds it: stopped, hung or very slow); "
+            f"OPTIONS['LOCK_TIMEOUT'] sets this wait",
+        )
 
 
-_directories: dict[tuple[Path, int], _Directory] = {}
+_FIRST_POLL = 0.0005
+_LAST_POLL = 0.02
+
+# One state per (directory, process), kept while some cache uses it.
+_directories: weakref.WeakValueDictionary[tuple[Path, int], _Directory] = (
+    weakref.WeakValueDictionary()
+)
 _directories_lock = threading.Lock()
+
+# Descriptors that may hold an flock (the lock file during a hold, a temporary file
+# while it is written). A child forked meanwhile closes its copies at once: a copy
+# would keep the lock held after the parent released it by dying.
+_open_fds: set[int] = set()
+_fds_lock = threading.Lock()
+
+
+def _open_tracked(path: str, flags: int) -> int:
+    with _fds_lock:  # held across the fork too, so no descriptor escapes the set
+        fd = os.open(path, flags, FILE_MODE)
+        _open_fds.add(fd)
+    return fd
+
+
+def _close_tracked(fd: int) -> None:
+    with _fds_lock:
+        _open_fds.discard(fd)
+        os.close(fd)
+
+
+def _before_fork() -> None:
+    _fds_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _fds_lock.release()
 
 
 def _after_fork_in_child() -> None:
-    # Another thread may have held the lock at the fork; the child has only this thread.
-    global _directories_lock
+    global _directories_lock, _fds_lock
+    # Closing a copy never releases the parent's flock (that happens only when the
+    # parent unlocks or closes its own); it only stops this child from pinning it.
+    for fd in _open_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _open_fds.clear()
+    # Another thread may have held these at the fork; the child has only this thread.
+    _fds_lock = threading.Lock()
     _directories_lock = threading.Lock()
 
 
 if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
 
 
 def _recreate(path: Path) -> None:
@@ -130,7 +250,7 @@ def _remove_if_same(path: str, inode: int) -> None:
 def _remove_stale_temp(path: str) -> bool:
     """Remove a temporary file whose writer is gone; return whether it was removed."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = _open_tracked(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -143,7 +263,7 @@ def _remove_stale_temp(path: str) -> bool:
         _remove_if_same(path, os.fstat(fd).st_ino)
         return True
     finally:
-        os.close(fd)
+        _close_tracked(fd)
 
 
 class FileSystemCache(BaseCache):
@@ -211,6 +331,9 @@ class FileSystemCache(BaseCache):
         self._shared = shared
         return shared
 
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return self._directory().locked(self.lock_timeout)
+
     def _path(self, key: str) -> str:
         # Plain strings, not Path objects: building a Path costs more than the hash.
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
@@ -260,12 +383,15 @@ class FileSystemCache(BaseCache):
         return entry
 
     def _remove_expired(self, path: str, now: float) -> None:
-        # Under the lock, so that a value written meanwhile by another process survives.
-        with self._directory().locked():
-            entry = self._load(path)
-            if entry is not None and entry[0] <= now:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        # Under the lock, so that a value written meanwhile by another process survives;
+        # but a reader never waits for it: when it is taken, the file stays for a later
+        # read, a cull or an overwrite to remove.
+        with self._directory().locked_or_skipped() as held:
+            if held:
+                entry = self._load(path)
+                if entry is not None and entry[0] <= now:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
 
     def _write_temp(self, payload: bytes, expiry: float) -> tuple[int, str]:
         """Write a complete entry to a new temporary file; return its descriptor and path.
@@ -278,24 +404,30 @@ class FileSystemCache(BaseCache):
         while True:
             temp = f"{self._prefix}{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
             try:
-                fd = os.open(temp, flags, FILE_MODE)
+                fd = _open_tracked(temp, flags)
             except FileNotFoundError:
                 _recreate(self._dir)
-                fd = os.open(temp, flags, FILE_MODE)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+                fd = _open_tracked(temp, flags)
+            try:
+                # Nobody else waits for this lock: a sweeper only tries it (LOCK_NB).
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # A sweeper holds it for an instant, taking it for a dead writer's.
+                _close_tracked(fd)
+                continue
             info = os.fstat(fd)
             if info.st_nlink:
                 break
             # A sweeper took the file for a dead writer's in the instant between its
             # creation and our lock, and removed it: start again under a new name.
-            os.close(fd)
+            _close_tracked(fd)
         try:
             if info.st_mode & 0o777 != FILE_MODE:
                 os.fchmod(fd, FILE_MODE)  # the umask removed bits from FILE_MODE
             _write_all(fd, header)
             _write_all(fd, payload)
         except BaseException:
-            os.close(fd)
+            _close_tracked(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
@@ -305,7 +437,7 @@ class FileSystemCache(BaseCache):
         fd, temp = self._write_temp(payload, expiry)
         try:
             if lock:
-                with self._directory().locked():
+                with self._locked():
                     os.replace(temp, path)
             else:
                 os.replace(temp, path)
@@ -314,7 +446,7 @@ class FileSystemCache(BaseCache):
                 os.unlink(temp)
             raise
         finally:
-            os.close(fd)
+            _close_tracked(fd)
 
     def _before_insert(self, paths: list[str]) -> None:
         shared = self._directory()
@@ -324,7 +456,7 @@ class FileSystemCache(BaseCache):
         # every MAX_ENTRIES/8 additions so that their entries are culled too.
         if (
             shared.known is None
-            or shared.known + shared.added >= max_entries
+            or shared.known + shared.added - shared.deleted >= max_entries
             or shared.added >= refresh
         ):
             self._scan(shared, cull=True)
@@ -359,6 +491,7 @@ class FileSystemCache(BaseCache):
                     count -= 1
         shared.known = count
         shared.added = 0
+        shared.deleted = 0
 
     # -- primitives -------------------------------------------------------------
 
@@ -382,7 +515,7 @@ class FileSystemCache(BaseCache):
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         path = self._path(key)
         expiry = self._expiry(timeout)
-        with self._directory().locked():
+        with self._locked():
             entry = self._load(path)
             if entry is not None and entry[0] > _now():
                 return False
@@ -393,7 +526,7 @@ class FileSystemCache(BaseCache):
     def _touch(self, key: str, timeout: float | None) -> bool:
         path = self._path(key)
         expiry = self._expiry(timeout)
-        with self._directory().locked():
+        with self._locked():
             entry = self._load(path)
             if entry is None:
                 return False
@@ -407,27 +540,27 @@ class FileSystemCache(BaseCache):
     def _delete(self, key: str) -> bool:
         path = self._path(key)
         shared = self._directory()
-        with shared.locked():
+        with shared.locked(self.lock_timeout):
             entry = self._load(path)
             if entry is None:
                 return False
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-                shared.added -= 1
+                shared.deleted += 1
         return entry[0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
         paths = [self._path(key) for key in keys]
         shared = self._directory()
-        with shared.locked():
+        with shared.locked(self.lock_timeout):
             for path in paths:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-                    shared.added -= 1
+                    shared.deleted += 1
 
-    def _incr(self, key: str, delta: int) -> Any:
+    def _incr(self, key: str, delta: int | float) -> Any:
         path = self._path(key)
-        with self._directory().locked():
+        with self._locked():
             entry = self._load(path)
             if entry is None or entry[0] <= _now():
                 return MISSING
@@ -437,7 +570,7 @@ class FileSystemCache(BaseCache):
 
     def _clear(self) -> None:
         shared = self._directory()
-        with shared.locked():
+        with shared.locked(self.lock_timeout):
             try:
                 names = os.listdir(self._dir)
             except FileNotFoundError:
@@ -450,6 +583,7 @@ class FileSystemCache(BaseCache):
                     _remove_stale_temp(self._prefix + name)
             shared.known = 0
             shared.added = 0
+            shared.deleted = 0
 
 
 def _problem(data: bytes) -> str | None:

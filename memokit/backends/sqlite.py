@@ -43,25 +43,55 @@ _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that can be weakly referenced (``sqlite3.Connection`` cannot)."""
+class _ThreadConnection:
+    """One thread's connection, and the lock that every use of it holds.
+
+    The connection is closed when the thread ends or the cache is dropped (closing
+    explicitly keeps Python 3.13+ from warning about unclosed connections); the pid
+    check keeps a child process from closing a connection it inherited through fork.
+
+    The lock is what makes ``fork`` safe: SQLite keeps process-wide mutexes and
+    per-file lock records in memory, and a child forked while another thread is
+    inside a call can find them taken for good. Every memokit call into ``sqlite3``
+    holds its thread's lock, and the before-fork hook takes them all, so a fork
+    waits for memokit's calls in flight and none starts until it is done. Each
+    thread has its own lock, so threads never wait for each other here.
+    """
+
+    __slots__ = ("__weakref__", "conn", "lock", "pid")
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        # Reentrant: the fork hook may run in a thread that is inside a call (a trace
+        # callback, an unpickled value that forks), and __del__ may run anywhere.
+        self.lock = threading.RLock()
+        self.pid = os.getpid()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid() and self.conn is not None:
+            with self.lock:
+                self.conn.close()
 
 
-# Connections made in this process, and those a fork handed to this process. The
-# latter are kept referenced forever: if the child let the garbage collector close
-# them, SQLite could checkpoint or unlink the WAL the parent is using.
-_live: weakref.WeakSet[_Connection] = weakref.WeakSet()
+# The states of this process, and those a fork handed to this process. The latter
+# are kept referenced forever: if the child let the garbage collector close their
+# connections, SQLite could checkpoint or unlink the WAL the parent is using.
+_live: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
 _live_lock = threading.Lock()
-_inherited: list[_Connection] = []
-_forking: list[_Connection] = []
+_inherited: list[_ThreadConnection] = []
+_forking: list[_ThreadConnection] = []
 
 
 def _before_fork() -> None:
     _live_lock.acquire()
     _forking[:] = list(_live)
+    for state in _forking:
+        state.lock.acquire()  # waits for that thread's call in flight, if any
 
 
 def _after_fork_in_parent() -> None:
+    for state in _forking:
+        state.lock.release()
     _forking.clear()
     _live_lock.release()
 
@@ -80,25 +110,6 @@ if hasattr(os, "register_at_fork"):  # POSIX; there is no fork on Windows
         after_in_parent=_after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
-
-
-class _ThreadConnection:
-    """One thread's connection; closed when the thread ends or the cache is dropped.
-
-    Closing explicitly (rather than leaving it to the garbage collector) keeps
-    Python 3.13+ from warning about unclosed connections, and the pid check keeps
-    a child process from closing a connection it inherited through fork.
-    """
-
-    __slots__ = ("conn", "pid")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.pid = os.getpid()
-
-    def __del__(self) -> None:
-        if self.pid == os.getpid():
-            self.conn.close()
 
 
 def _quote(name: str) -> str:
@@ -239,36 +250,42 @@ class SQLiteCache(BaseCache):
 
     # -- connections ------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        """Return this thread's connection in this process, opening it if needed."""
+    def _state(self) -> _ThreadConnection:
+        """Return this thread's connection state in this process, opening it if needed."""
         local = self._local
         try:
-            state = local.state
+            state: _ThreadConnection = local.state
             if state.pid == os.getpid():
-                return state.conn  # type: ignore[no-any-return]  # stored by this method
+                return state
         except AttributeError:
             pass
         # New thread, or a child after fork: never touch an inherited connection.
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
-            factory=_Connection,
-            cached_statements=256,
-            # Used by one thread only; this lets _ThreadConnection close it from the
-            # thread that drops the last reference (the cache's, when it is collected).
-            check_same_thread=False,
-        )
-        try:
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._ensure_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
+        state = _ThreadConnection()
         with _live_lock:
-            _live.add(conn)
-        local.state = _ThreadConnection(conn)
-        return conn
+            _live.add(state)  # before connecting: a fork waits for the connect too
+        with state.lock:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
+                cached_statements=256,
+                # Used by one thread only; this lets _ThreadConnection close it from the
+                # thread that drops the last reference (the cache's, when it is collected).
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._ensure_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            state.conn = conn
+        local.state = state
+        return state
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection (for tests and tools: memokit's calls hold its lock)."""
+        return self._state().conn  # type: ignore[return-value]  # set before it is published
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         # Checked on every new connection (one read), not once per process: the file
@@ -289,6 +306,13 @@ class SQLiteCache(BaseCache):
                 for statement in self._sql.schema:
                     conn.execute(statement)
 
+    @contextmanager
+    def _use(self) -> Iterator[sqlite3.Connection]:
+        """This thread's connection, with its lock held (see _ThreadConnection)."""
+        state = self._state()
+        with state.lock:
+            yield state.conn  # type: ignore[misc]  # set before the state is published
+
     @staticmethod
     @contextmanager
     def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
@@ -305,12 +329,32 @@ class SQLiteCache(BaseCache):
                 conn.execute("ROLLBACK")
             raise
 
+    def _delete_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
+        """Remove expired rows if the write lock is free at once; never wait for it.
+
+        Readers never wait for writers: when another connection writes, the rows
+        stay for the periodic sweep or a cull to remove.
+        """
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            for chunk in _chunks(keys):
+                conn.execute(
+                    self._sql.delete_expired_keys + _placeholders(len(chunk)), [now, *chunk]
+                )
+        except sqlite3.OperationalError:
+            pass  # busy or locked: another writer holds the lock
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
+
     def close(self, **kwargs: Any) -> None:
         """Close this thread's connection; the next call opens a new one."""
         state = getattr(self._local, "state", None)
         if state is not None and state.pid == os.getpid():
             del self._local.state
-            state.conn.close()
+            with state.lock:
+                if state.conn is not None:
+                    state.conn.close()
+                    state.conn = None
 
     # -- encoding ---------------------------------------------------------------
 
@@ -361,45 +405,47 @@ class SQLiteCache(BaseCache):
     # -- primitives -------------------------------------------------------------
 
     def _get(self, key: str) -> Any:
-        conn = self._connection()
-        row = conn.execute(self._sql.get, (key,)).fetchone()
-        if row is None:
-            return MISSING
-        now = _now()
-        if row[1] <= now:
-            conn.execute(self._sql.delete_expired_key, (key, now))
-            return MISSING
-        return row[0]
+        state = self._state()
+        with state.lock:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            row = conn.execute(self._sql.get, (key,)).fetchone()
+            if row is None:
+                return MISSING
+            now = _now()
+            if row[1] <= now:
+                self._delete_expired(conn, [key], now)
+                return MISSING
+            return row[0]
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
-        conn = self._connection()
         now = _now()
         found: dict[str, Any] = {}
         expired: list[str] = []
-        for chunk in _chunks(keys):
-            sql = self._sql.get_many + _placeholders(len(chunk))
-            for key, value, expires in conn.execute(sql, chunk):
-                if expires <= now:
-                    expired.append(key)
-                else:
-                    found[key] = value
-        for chunk in _chunks(expired):
-            conn.execute(self._sql.delete_expired_keys + _placeholders(len(chunk)), [now, *chunk])
+        with self._use() as conn:
+            for chunk in _chunks(keys):
+                sql = self._sql.get_many + _placeholders(len(chunk))
+                for key, value, expires in conn.execute(sql, chunk):
+                    if expires <= now:
+                        expired.append(key)
+                    else:
+                        found[key] = value
+            if expired:
+                self._delete_expired(conn, expired, now)
         return found
 
     def _has_key(self, key: str) -> bool:
-        row = self._connection().execute(self._sql.has, (key, _now())).fetchone()
+        with self._use() as conn:
+            row = conn.execute(self._sql.has, (key, _now())).fetchone()
         return row is not None
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
-        conn = self._connection()
-        self._cull_if_full(conn, in_transaction=False)
-        conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
+        with self._use() as conn:
+            self._cull_if_full(conn, in_transaction=False)
+            conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
-        conn = self._connection()
         expiry = self._expiry(timeout)
-        with self._transaction(conn):
+        with self._use() as conn, self._transaction(conn):
             self._cull_if_full(conn, in_transaction=True)
             conn.executemany(
                 self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
@@ -407,49 +453,53 @@ class SQLiteCache(BaseCache):
         return []
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
-        conn = self._connection()
-        self._cull_if_full(conn, in_transaction=False)
-        cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
-        return cursor.rowcount == 1
+        with self._use() as conn:
+            self._cull_if_full(conn, in_transaction=False)
+            cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
+            return cursor.rowcount == 1
 
     def _touch(self, key: str, timeout: float | None) -> bool:
         now = _now()
         expiry = math.inf if timeout is None else now + timeout
-        cursor = self._connection().execute(self._sql.touch, (expiry, key, now))
-        return cursor.rowcount == 1
+        with self._use() as conn:
+            cursor = conn.execute(self._sql.touch, (expiry, key, now))
+            return cursor.rowcount == 1
 
     def _delete(self, key: str) -> bool:
-        rows = self._connection().execute(self._sql.delete, (key,)).fetchall()
+        with self._use() as conn:
+            rows = conn.execute(self._sql.delete, (key,)).fetchall()
         return bool(rows) and rows[0][0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
-        conn = self._connection()
-        if len(keys) <= _CHUNK:
-            conn.execute(self._sql.delete_many + _placeholders(len(keys)), keys)
-            return
-        with self._transaction(conn):
-            for chunk in _chunks(keys):
-                conn.execute(self._sql.delete_many + _placeholders(len(chunk)), chunk)
+        with self._use() as conn:
+            if len(keys) <= _CHUNK:
+                conn.execute(self._sql.delete_many + _placeholders(len(keys)), keys)
+                return
+            with self._transaction(conn):
+                for chunk in _chunks(keys):
+                    conn.execute(self._sql.delete_many + _placeholders(len(chunk)), chunk)
 
-    def _incr(self, key: str, delta: int) -> Any:
-        conn = self._connection()
-        if self._raw_ints and _INT64_MIN <= delta <= _INT64_MAX:
-            # The common case in one atomic statement; the bounds keep the sum in 64 bits
-            # (SQLite would turn an overflowing sum into a float).
-            low = _INT64_MIN - min(delta, 0)
-            high = _INT64_MAX - max(delta, 0)
-            row = conn.execute(self._sql.incr, (delta, key, _now(), low, high)).fetchone()
-            if row is not None:
-                return row[0]
-        # A pickled number (big int, float, bool ...) or a missing key: read, add and
-        # write back under the write lock, which no other process can take meanwhile.
-        with self._transaction(conn):
-            row = conn.execute(self._sql.get, (key,)).fetchone()
-            if row is None or row[1] <= _now():
-                return MISSING
-            value = self._decode(row[0]) + delta
-            conn.execute(self._sql.update_value, (self._encode(value), key))
-            return value
+    def _incr(self, key: str, delta: int | float) -> Any:
+        with self._use() as conn:
+            if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
+                # The common case in one atomic statement; the bounds keep the sum in 64
+                # bits (SQLite would turn an overflowing sum into a float). A float delta
+                # would store a REAL, which _decode cannot read: it takes the path below.
+                low = _INT64_MIN - min(delta, 0)
+                high = _INT64_MAX - max(delta, 0)
+                row = conn.execute(self._sql.incr, (delta, key, _now(), low, high)).fetchone()
+                if row is not None:
+                    return row[0]
+            # A pickled number (big int, float, bool ...) or a missing key: read, add and
+            # write back under the write lock, which no other process can take meanwhile.
+            with self._transaction(conn):
+                row = conn.execute(self._sql.get, (key,)).fetchone()
+                if row is None or row[1] <= _now():
+                    return MISSING
+                value = self._decode(row[0]) + delta
+                conn.execute(self._sql.update_value, (self._encode(value), key))
+                return value
 
     def _clear(self) -> None:
-        self._connection().execute(self._sql.clear)
+        with self._use() as conn:
+            conn.execute(self._sql.clear)
