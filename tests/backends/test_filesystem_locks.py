@@ -178,7 +178,7 @@ def test_the_async_twins_wait_in_a_worker_thread(root: Path) -> None:
 @pytest.mark.timeout(30)
 def test_reading_an_expired_entry_takes_no_lock(root: Path) -> None:
     # On 54ac4a8 removing the expired file waited for the lock, without a deadline.
-    cache = FileSystemCache(str(root), lock_timeout=3)
+    cache = FileSystemCache(str(root))
     with freeze_time() as frozen:
         cache.set("old", 1, timeout=1)
         cache.set_many({"a": 1, "b": 2}, timeout=1)
