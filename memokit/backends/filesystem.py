@@ -14,7 +14,10 @@ belongs to a dead writer and may be removed; one whose lock is held is never
 touched. Renames, deletes and the read-modify-write operations (``add``,
 ``incr``, ``touch``) run under an exclusive ``flock`` on the lock file (plus a
 thread lock, since ``flock`` does not exclude threads that share a descriptor),
-so they are atomic for every process using the directory. Reads take no lock.
+so they are atomic for every process using the directory. Every wait for that
+lock ends after ``LOCK_TIMEOUT`` seconds with ``TimeoutError`` (see ``_flock``).
+Reads take no lock and never wait: an expired entry is removed by a read only when
+the lock is free at that instant.
 """
 
 from __future__ import annotations
@@ -28,18 +31,16 @@ import random
 import secrets
 import struct
 import sys
-import threading
-import time
 import warnings
-import weakref
 import zlib
-from collections.abc import Iterator
-from pathlib import Path
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import CorruptEntryWarning, ImproperlyConfigured
 from ._files import FILE_MODE, check_private_dir, location_path, make_private_dirs
+from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
+from ._flock import Directory as _Directory
+from ._flock import close_tracked, directory_for, open_tracked, recreate
 from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
 
 if sys.platform != "win32":
@@ -48,196 +49,8 @@ if sys.platform != "win32":
 SUFFIX = ".mkc"
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".mkc-tmp"
-LOCK_NAME = ".memokit.lock"
 _MAGIC = b"MKC1"
 _HEADER = struct.Struct("<4sdQI")  # magic, expiry (inf: never), payload length, crc32
-
-
-class _Directory:
-    """What every instance on one directory shares inside one process."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock_path = os.path.join(path, LOCK_NAME)
-        self.pid = os.getpid()
-        # Threads of this process queue here, so that only one of them polls the flock.
-        self.thread_lock = threading.Lock()
-        # Entry count seen at the last listing, entries this process added since, and
-        # entries it deleted since. Listing a directory costs about as much as writing
-        # a file, so it is done only when these say that MAX_ENTRIES may have been
-        # reached. ``added`` only grows until the next listing: deletions (possibly of
-        # other processes' entries) must not postpone the periodic listing.
-        self.known: int | None = None
-        self.added = 0
-        self.deleted = 0
-
-    def open_lock_file(self) -> int:
-        lock_path = self.lock_path
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        try:
-            fd = _open_tracked(lock_path, flags)
-        except FileNotFoundError:
-            _recreate(self.path)
-            fd = _open_tracked(lock_path, flags)
-        return fd
-
-    @contextlib.contextmanager
-    def locked(self, timeout: float) -> Iterator[None]:
-        """Hold the directory's lock; raise ``TimeoutError`` after ``timeout`` seconds.
-
-        The lock file is opened for each hold and closed after it, so no descriptor
-        outlives an operation: none leaks when caches come and go, and a forked child
-        can pin the lock only if it is forked during a hold (it then closes its copy).
-        """
-        deadline = time.monotonic() + timeout
-        if not self.thread_lock.acquire(timeout=timeout):
-            raise self._timeout(timeout)
-        try:
-            fd = self._flock(deadline, timeout)
-            try:
-                yield
-            finally:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                finally:
-                    _close_tracked(fd)
-        finally:
-            self.thread_lock.release()
-
-    @contextlib.contextmanager
-    def locked_or_skipped(self) -> Iterator[bool]:
-        """Hold the lock if it is free at once; yield whether it is held (never waits)."""
-        if not self.thread_lock.acquire(blocking=False):
-            yield False
-            return
-        try:
-            fd = self.open_lock_file()
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                _close_tracked(fd)
-                yield False
-                return
-            try:
-                yield self._same_file(fd)
-            finally:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                finally:
-                    _close_tracked(fd)
-        finally:
-            self.thread_lock.release()
-
-    def _flock(self, deadline: float, timeout: float) -> int:
-        """Open the lock file and take its flock by ``deadline``; return the descriptor."""
-        delay = _FIRST_POLL
-        while True:
-            fd = self.open_lock_file()
-            try:
-                while True:
-                    try:
-                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                        break
-                    except BlockingIOError:
-                        # flock has no timed wait, and a blocking one cannot be
-                        # interrupted from another thread: poll, as SQLite's busy
-                        # handler does, with a growing and slightly random pause.
-                        remaining = deadline - time.monotonic()
-                        if remaining <= 0:
-                            raise self._timeout(timeout) from None
-                        time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
-                        delay = min(delay * 2, _LAST_POLL)
-                if self._same_file(fd):
-                    if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
-                        os.fchmod(fd, FILE_MODE)
-                    return fd
-                # The directory (or the lock file) was removed and made again: a lock on
-                # the old file excludes nobody, so take the lock on the new one.
-                fcntl.flock(fd, fcntl.LOCK_UN)
-            except BaseException:
-                _close_tracked(fd)
-                raise
-            _close_tracked(fd)
-
-    def _same_file(self, fd: int) -> bool:
-        try:
-            current = os.stat(self.lock_path).st_ino
-        except FileNotFoundError:
-            return False
-        return current == os.fstat(fd).st_ino
-
-    def _timeout(self, timeout: float) -> TimeoutError:
-        # TimeoutError is an OSError: @cached fails open on it, as on any disk error.
-        return TimeoutError(
-            errno.ETIMEDOUT,
-            f"the filesystem cache lock {self.lock_path!r} was not free within "
-            f"{timeout:g} s (another process holds it: stopped, hung or very slow); "
-            f"OPTIONS['LOCK_TIMEOUT'] sets this wait",
-        )
-
-
-_FIRST_POLL = 0.0005
-_LAST_POLL = 0.02
-
-# One state per (directory, process), kept while some cache uses it.
-_directories: weakref.WeakValueDictionary[tuple[Path, int], _Directory] = (
-    weakref.WeakValueDictionary()
-)
-_directories_lock = threading.Lock()
-
-# Descriptors that may hold an flock (the lock file during a hold, a temporary file
-# while it is written). A child forked meanwhile closes its copies at once: a copy
-# would keep the lock held after the parent released it by dying.
-_open_fds: set[int] = set()
-_fds_lock = threading.Lock()
-
-
-def _open_tracked(path: str, flags: int) -> int:
-    with _fds_lock:  # held across the fork too, so no descriptor escapes the set
-        fd = os.open(path, flags, FILE_MODE)
-        _open_fds.add(fd)
-    return fd
-
-
-def _close_tracked(fd: int) -> None:
-    with _fds_lock:
-        _open_fds.discard(fd)
-        os.close(fd)
-
-
-def _before_fork() -> None:
-    _fds_lock.acquire()
-
-
-def _after_fork_in_parent() -> None:
-    _fds_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    global _directories_lock, _fds_lock
-    # Closing a copy never releases the parent's flock (that happens only when the
-    # parent unlocks or closes its own); it only stops this child from pinning it.
-    for fd in _open_fds:
-        with contextlib.suppress(OSError):
-            os.close(fd)
-    _open_fds.clear()
-    # Another thread may have held these at the fork; the child has only this thread.
-    _fds_lock = threading.Lock()
-    _directories_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
-
-
-def _recreate(path: Path) -> None:
-    # The directory was removed while in use (Django re-creates it too).
-    make_private_dirs(path)
-    check_private_dir(path)
 
 
 def _remove_if_same(path: str, inode: int) -> None:
@@ -250,7 +63,7 @@ def _remove_if_same(path: str, inode: int) -> None:
 def _remove_stale_temp(path: str) -> bool:
     """Remove a temporary file whose writer is gone; return whether it was removed."""
     try:
-        fd = _open_tracked(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_tracked(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -263,7 +76,7 @@ def _remove_stale_temp(path: str) -> bool:
         _remove_if_same(path, os.fstat(fd).st_ino)
         return True
     finally:
-        _close_tracked(fd)
+        close_tracked(fd)
 
 
 class FileSystemCache(BaseCache):
@@ -318,14 +131,7 @@ class FileSystemCache(BaseCache):
             return shared
         # First use in this process (or in a child after fork: the parent's descriptor
         # shares the parent's flock, so the child needs its own lock state).
-        key = (self._dir, os.getpid())
-        with _directories_lock:
-            shared = _directories.get(key)
-            if shared is None:
-                shared = _directories[key] = _Directory(self._dir)
-                fresh = True
-            else:
-                fresh = False
+        shared, fresh = directory_for(self._dir)
         if fresh:
             self._scan(shared)  # also removes temporary files left by crashed writers
         self._shared = shared
@@ -404,30 +210,30 @@ class FileSystemCache(BaseCache):
         while True:
             temp = f"{self._prefix}{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
             try:
-                fd = _open_tracked(temp, flags)
+                fd = open_tracked(temp, flags)
             except FileNotFoundError:
-                _recreate(self._dir)
-                fd = _open_tracked(temp, flags)
+                recreate(self._dir)
+                fd = open_tracked(temp, flags)
             try:
                 # Nobody else waits for this lock: a sweeper only tries it (LOCK_NB).
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 # A sweeper holds it for an instant, taking it for a dead writer's.
-                _close_tracked(fd)
+                close_tracked(fd)
                 continue
             info = os.fstat(fd)
             if info.st_nlink:
                 break
             # A sweeper took the file for a dead writer's in the instant between its
             # creation and our lock, and removed it: start again under a new name.
-            _close_tracked(fd)
+            close_tracked(fd)
         try:
             if info.st_mode & 0o777 != FILE_MODE:
                 os.fchmod(fd, FILE_MODE)  # the umask removed bits from FILE_MODE
             _write_all(fd, header)
             _write_all(fd, payload)
         except BaseException:
-            _close_tracked(fd)
+            close_tracked(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
@@ -446,7 +252,7 @@ class FileSystemCache(BaseCache):
                 os.unlink(temp)
             raise
         finally:
-            _close_tracked(fd)
+            close_tracked(fd)
 
     def _before_insert(self, paths: list[str]) -> None:
         shared = self._directory()
@@ -469,7 +275,7 @@ class FileSystemCache(BaseCache):
         try:
             names = os.listdir(self._dir)
         except FileNotFoundError:
-            _recreate(self._dir)
+            recreate(self._dir)
             names = []
         entries = []
         for name in names:

@@ -33,7 +33,9 @@ from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
 from ..serializers import PickleSerializer
+from . import _forkgate
 from ._files import create_private_file, location_path, make_private_dirs
+from ._forkgate import Slot
 from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
 
 _INT64_MIN = -(2**63)
@@ -44,33 +46,30 @@ _PURGE_BATCH = 256
 
 
 class _ThreadConnection:
-    """One thread's connection, and the lock that every use of it holds.
+    """One thread's connection, and the mark its calls carry for ``fork``.
 
     The connection is closed when the thread ends or the cache is dropped (closing
     explicitly keeps Python 3.13+ from warning about unclosed connections); the pid
     check keeps a child process from closing a connection it inherited through fork.
-
-    The lock is what makes ``fork`` safe: SQLite keeps process-wide mutexes and
-    per-file lock records in memory, and a child forked while another thread is
-    inside a call can find them taken for good. Every memokit call into ``sqlite3``
-    holds its thread's lock, and the before-fork hook takes them all, so a fork
-    waits for memokit's calls in flight and none starts until it is done. Each
-    thread has its own lock, so threads never wait for each other here.
+    Every use of the connection runs between ``slot.enter()`` and ``slot.leave()``
+    (see :mod:`memokit.backends._forkgate`), so a fork never happens while this
+    thread is inside ``sqlite3``.
     """
 
-    __slots__ = ("__weakref__", "conn", "lock", "pid")
+    __slots__ = ("__weakref__", "conn", "pid", "slot")
 
     def __init__(self) -> None:
         self.conn: sqlite3.Connection | None = None
-        # Reentrant: the fork hook may run in a thread that is inside a call (a trace
-        # callback, an unpickled value that forks), and __del__ may run anywhere.
-        self.lock = threading.RLock()
         self.pid = os.getpid()
+        self.slot = Slot()
 
     def __del__(self) -> None:
         if self.pid == os.getpid() and self.conn is not None:
-            with self.lock:
+            self.slot.enter()
+            try:
                 self.conn.close()
+            finally:
+                self.slot.leave()
 
 
 # The states of this process, and those a fork handed to this process. The latter
@@ -85,13 +84,9 @@ _forking: list[_ThreadConnection] = []
 def _before_fork() -> None:
     _live_lock.acquire()
     _forking[:] = list(_live)
-    for state in _forking:
-        state.lock.acquire()  # waits for that thread's call in flight, if any
 
 
 def _after_fork_in_parent() -> None:
-    for state in _forking:
-        state.lock.release()
     _forking.clear()
     _live_lock.release()
 
@@ -250,20 +245,33 @@ class SQLiteCache(BaseCache):
 
     # -- connections ------------------------------------------------------------
 
-    def _state(self) -> _ThreadConnection:
-        """Return this thread's connection state in this process, opening it if needed."""
-        local = self._local
+    def _enter(self) -> _ThreadConnection:
+        """Mark a call as inside ``sqlite3``; return this thread's state in this process.
+
+        The caller runs its statements on ``state.conn`` and then calls
+        ``state.slot.leave()`` (in a ``finally``).
+        """
         try:
-            state: _ThreadConnection = local.state
+            state: _ThreadConnection = self._local.state
             if state.pid == os.getpid():
+                slot = state.slot  # Slot.enter(), inlined: this is on every call's path
+                slot.busy = True
+                if _forkgate.closed:
+                    slot.wait_for_fork()
                 return state
         except AttributeError:
             pass
+        state = self._open()
+        state.slot.enter()
+        return state
+
+    def _open(self) -> _ThreadConnection:
         # New thread, or a child after fork: never touch an inherited connection.
         state = _ThreadConnection()
         with _live_lock:
-            _live.add(state)  # before connecting: a fork waits for the connect too
-        with state.lock:
+            _live.add(state)
+        state.slot.enter()  # connecting is a call into sqlite3 like any other
+        try:
             conn = sqlite3.connect(
                 self._path,
                 timeout=self._busy_timeout,
@@ -280,12 +288,16 @@ class SQLiteCache(BaseCache):
                 conn.close()
                 raise
             state.conn = conn
-        local.state = state
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
+        self._local.state = state
         return state
 
     def _connection(self) -> sqlite3.Connection:
-        """This thread's connection (for tests and tools: memokit's calls hold its lock)."""
-        return self._state().conn  # type: ignore[return-value]  # set before it is published
+        """This thread's connection, for tests and tools (memokit's own calls mark it)."""
+        state = self._enter()
+        state.slot.leave()
+        return state.conn  # type: ignore[return-value]  # set before it is published
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         # Checked on every new connection (one read), not once per process: the file
@@ -305,13 +317,6 @@ class SQLiteCache(BaseCache):
             with self._transaction(conn):
                 for statement in self._sql.schema:
                     conn.execute(statement)
-
-    @contextmanager
-    def _use(self) -> Iterator[sqlite3.Connection]:
-        """This thread's connection, with its lock held (see _ThreadConnection)."""
-        state = self._state()
-        with state.lock:
-            yield state.conn  # type: ignore[misc]  # set before the state is published
 
     @staticmethod
     @contextmanager
@@ -351,10 +356,13 @@ class SQLiteCache(BaseCache):
         state = getattr(self._local, "state", None)
         if state is not None and state.pid == os.getpid():
             del self._local.state
-            with state.lock:
+            state.slot.enter()
+            try:
                 if state.conn is not None:
                     state.conn.close()
                     state.conn = None
+            finally:
+                state.slot.busy = False  # Slot.leave(), inlined
 
     # -- encoding ---------------------------------------------------------------
 
@@ -403,10 +411,11 @@ class SQLiteCache(BaseCache):
             conn.execute(self._sql.cull, (entries // self._cull_frequency,))
 
     # -- primitives -------------------------------------------------------------
+    # Each one runs between self._enter() and state.slot.leave(): see _forkgate.
 
     def _get(self, key: str) -> Any:
-        state = self._state()
-        with state.lock:
+        state = self._enter()
+        try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             row = conn.execute(self._sql.get, (key,)).fetchone()
             if row is None:
@@ -416,12 +425,16 @@ class SQLiteCache(BaseCache):
                 self._delete_expired(conn, [key], now)
                 return MISSING
             return row[0]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         now = _now()
         found: dict[str, Any] = {}
         expired: list[str] = []
-        with self._use() as conn:
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             for chunk in _chunks(keys):
                 sql = self._sql.get_many + _placeholders(len(chunk))
                 for key, value, expires in conn.execute(sql, chunk):
@@ -431,56 +444,86 @@ class SQLiteCache(BaseCache):
                         found[key] = value
             if expired:
                 self._delete_expired(conn, expired, now)
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return found
 
     def _has_key(self, key: str) -> bool:
-        with self._use() as conn:
-            row = conn.execute(self._sql.has, (key, _now())).fetchone()
+        state = self._enter()
+        try:
+            row = state.conn.execute(self._sql.has, (key, _now())).fetchone()  # type: ignore[union-attr]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return row is not None
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
-        with self._use() as conn:
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             self._cull_if_full(conn, in_transaction=False)
             conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
         expiry = self._expiry(timeout)
-        with self._use() as conn, self._transaction(conn):
-            self._cull_if_full(conn, in_transaction=True)
-            conn.executemany(
-                self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
-            )
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            with self._transaction(conn):
+                self._cull_if_full(conn, in_transaction=True)
+                conn.executemany(
+                    self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
+                )
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return []
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
-        with self._use() as conn:
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             self._cull_if_full(conn, in_transaction=False)
             cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
             return cursor.rowcount == 1
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _touch(self, key: str, timeout: float | None) -> bool:
         now = _now()
         expiry = math.inf if timeout is None else now + timeout
-        with self._use() as conn:
-            cursor = conn.execute(self._sql.touch, (expiry, key, now))
+        state = self._enter()
+        try:
+            cursor = state.conn.execute(self._sql.touch, (expiry, key, now))  # type: ignore[union-attr]
             return cursor.rowcount == 1
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _delete(self, key: str) -> bool:
-        with self._use() as conn:
-            rows = conn.execute(self._sql.delete, (key,)).fetchall()
+        state = self._enter()
+        try:
+            rows = state.conn.execute(self._sql.delete, (key,)).fetchall()  # type: ignore[union-attr]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return bool(rows) and rows[0][0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
-        with self._use() as conn:
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             if len(keys) <= _CHUNK:
                 conn.execute(self._sql.delete_many + _placeholders(len(keys)), keys)
                 return
             with self._transaction(conn):
                 for chunk in _chunks(keys):
                     conn.execute(self._sql.delete_many + _placeholders(len(chunk)), chunk)
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _incr(self, key: str, delta: int | float) -> Any:
-        with self._use() as conn:
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
                 # The common case in one atomic statement; the bounds keep the sum in 64
                 # bits (SQLite would turn an overflowing sum into a float). A float delta
@@ -499,7 +542,12 @@ class SQLiteCache(BaseCache):
                 value = self._decode(row[0]) + delta
                 conn.execute(self._sql.update_value, (self._encode(value), key))
                 return value
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _clear(self) -> None:
-        with self._use() as conn:
-            conn.execute(self._sql.clear)
+        state = self._enter()
+        try:
+            state.conn.execute(self._sql.clear)  # type: ignore[union-attr]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
