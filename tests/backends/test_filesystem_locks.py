@@ -11,6 +11,8 @@ import contextlib
 import fcntl
 import gc
 import os
+import subprocess
+import sys
 import time
 import traceback
 from collections.abc import Iterator
@@ -266,3 +268,31 @@ def test_deleting_other_processes_entries_never_postpones_the_count(root: Path) 
     for i in range(280):
         a.set(f"a{i}", i)
         assert len(entry_files(root)) <= bound
+
+
+def test_a_process_limited_to_256_descriptors_makes_and_drops_400_caches(
+    tmp_path: Path,
+) -> None:
+    # On 54ac4a8 such a process failed with "Too many open files" at its 251st cache.
+    script = (
+        "import resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_NOFILE, (256, 256))\n"
+        "from memokit import FileSystemCache\n"
+        "for i in range(400):\n"
+        "    cache = FileSystemCache(f'{sys.argv[1]}/c{i}')\n"
+        "    cache.set('k', i)\n"
+        "    assert cache.incr('k') == i + 1\n"
+        "    del cache\n"
+        "print('made 400')\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(memokit.__file__).resolve().parent.parent)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "made 400\n"
