@@ -74,8 +74,10 @@ class BackendLock:
         """
         token = uuid.uuid4().hex
         lock_key = key + SUFFIX
-        deadline = time.monotonic() + self.wait_limit(cache)
+        limit = self.wait_limit(cache)
+        deadline = time.monotonic() + limit
         delay = _FIRST_POLL
+        slept = 0.0  # also bounds the wait when the clock is frozen (freezegun in tests)
         while True:
             try:
                 if cache.add(lock_key, token, self.lease, version):
@@ -92,10 +94,12 @@ class BackendLock:
                 return None, MISSING
             if found is not MISSING:
                 return None, found
-            remaining = deadline - time.monotonic()
+            remaining = min(deadline - time.monotonic(), limit - slept)
             if remaining <= 0:
                 return None, MISSING  # the holder is slow or gone: compute without it
-            time.sleep(min(delay, remaining))
+            pause = min(delay, remaining)
+            time.sleep(pause)
+            slept += pause
             delay = min(delay * 2, _LAST_POLL)
 
     def wait_limit(self, cache: BaseCache) -> float:
@@ -124,8 +128,10 @@ class BackendLock:
         """The async twin of :meth:`acquire`."""
         token = uuid.uuid4().hex
         lock_key = key + SUFFIX
-        deadline = time.monotonic() + self.wait_limit(cache)
+        limit = self.wait_limit(cache)
+        deadline = time.monotonic() + limit
         delay = _FIRST_POLL
+        slept = 0.0  # also bounds the wait when the clock is frozen (freezegun in tests)
         while True:
             try:
                 if await cache.aadd(lock_key, token, self.lease, version):
@@ -141,10 +147,12 @@ class BackendLock:
                 return None, MISSING
             if found is not MISSING:
                 return None, found
-            remaining = deadline - time.monotonic()
+            remaining = min(deadline - time.monotonic(), limit - slept)
             if remaining <= 0:
                 return None, MISSING
-            await asyncio.sleep(min(delay, remaining))
+            pause = min(delay, remaining)
+            await asyncio.sleep(pause)
+            slept += pause
             delay = min(delay * 2, _LAST_POLL)
 
     async def arelease(self, cache: BaseCache, key: str, version: int | None, token: str) -> None:

@@ -48,6 +48,7 @@ class Directory:
         self.deleted = 0
 
     def open_lock_file(self) -> int:
+        """Open the lock file (made again if the directory was removed); a tracked fd."""
         lock_path = self.lock_path
         flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
         try:
@@ -107,6 +108,7 @@ class Directory:
     def _flock(self, deadline: float, timeout: float) -> int:
         """Open the lock file and take its flock by ``deadline``; return the descriptor."""
         delay = _FIRST_POLL
+        slept = 0.0  # also bounds the wait when the clock is frozen (freezegun in tests)
         while True:
             fd = self.open_lock_file()
             try:
@@ -118,10 +120,12 @@ class Directory:
                         # flock has no timed wait, and a blocking one cannot be
                         # interrupted from another thread: poll, as SQLite's busy
                         # handler does, with a growing and slightly random pause.
-                        remaining = deadline - time.monotonic()
+                        remaining = min(deadline - time.monotonic(), timeout - slept)
                         if remaining <= 0:
                             raise self._timeout(timeout) from None
-                        time.sleep(min(delay * random.uniform(0.5, 1.0), remaining))
+                        pause = min(delay * random.uniform(0.5, 1.0), remaining)
+                        time.sleep(pause)
+                        slept += pause
                         delay = min(delay * 2, _LAST_POLL)
                 if self._same_file(fd):
                     if os.fstat(fd).st_mode & 0o777 != FILE_MODE:

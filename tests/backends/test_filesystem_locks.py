@@ -296,3 +296,10 @@ def test_a_process_limited_to_256_descriptors_makes_and_drops_400_caches(
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout == "made 400\n"
+
+
+@pytest.mark.timeout(30)
+def test_the_deadline_holds_under_a_frozen_clock(root: Path) -> None:
+    cache = FileSystemCache(str(root), lock_timeout=0.3)
+    with freeze_time(), held_by_another(root), pytest.raises(TimeoutError):
+        cache.set("k", 1)
