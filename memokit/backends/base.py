@@ -119,15 +119,14 @@ def check_delta(delta: object) -> int | float:
     cls = type(delta)
     if cls is int or cls is float:
         return delta  # type: ignore[return-value]  # one of the two, checked just above
-    if isinstance(delta, bool) or delta is None or isinstance(delta, str | bytes):
-        pass
-    elif isinstance(delta, float):
-        return float(delta)  # a float subclass, such as numpy.float64
-    elif isinstance(delta, SupportsIndex):
-        try:
-            return operator.index(delta)  # numpy.int64 and other integer types
-        except TypeError:
-            pass
+    if not isinstance(delta, bool):  # incr(key, True) is a mistake, not a 1
+        if isinstance(delta, float):
+            return float(delta)  # a float subclass, such as numpy.float64
+        if isinstance(delta, SupportsIndex):
+            try:
+                return operator.index(delta)  # numpy.int64 and other integer types
+            except TypeError:
+                pass  # numpy.bool_ has __index__ only to refuse it
     raise TypeError(
         f"incr/decr delta must be an int (or have __index__, as numpy integers do) or a "
         f"float, not {delta!r} of type {cls.__name__}; e.g. cache.incr(key, 1)"
