@@ -5,9 +5,11 @@ flight also takes a lock entry next to the value's key with ``add`` (atomic on
 every storing backend), for at most ``lock_lease`` seconds. Callers in other
 processes that find the lock taken poll for the value instead of computing it.
 
-The lease bounds every wait: the lock entry expires after ``lock_lease``
-seconds, so a holder that died never blocks the others for longer, and a caller
-that has waited a whole lease computes the value itself. Choose a lease longer
+Every wait has a deadline: the lease, and at most the cache's ``LOCK_TIMEOUT``
+(``OPTIONS['LOCK_TIMEOUT']``, 5 s by default). A caller that has waited that long
+computes the value itself, so a holder that died, was paused (``SIGSTOP``, a
+debugger) or is merely slow costs the others at most that wait. The lock entry
+itself expires after ``lock_lease`` seconds. Choose a lease longer
 than the function's usual run time. Releasing compares the token before
 deleting, in two steps; a holder whose run outlasted its lease can therefore,
 rarely, release the next holder's lock, which costs one extra computation and
@@ -89,8 +91,10 @@ class BackendLock:
         """
         token = uuid.uuid4().hex
         lock_key = lock_key_for(key)
-        deadline = time.monotonic() + self.lease
+        limit = self.wait_limit(cache)
+        deadline = time.monotonic() + limit
         delay = _FIRST_POLL
+        slept = 0.0  # also bounds the wait when the clock is frozen (freezegun in tests)
         while True:
             try:
                 if cache.add(lock_key, token, self.lease, version):
@@ -107,11 +111,17 @@ class BackendLock:
                 return None, MISSING
             if found is not MISSING:
                 return None, found
-            remaining = deadline - time.monotonic()
+            remaining = min(deadline - time.monotonic(), limit - slept)
             if remaining <= 0:
                 return None, MISSING  # the holder is slow or gone: compute without it
-            time.sleep(min(delay, remaining))
+            pause = min(delay, remaining)
+            time.sleep(pause)
+            slept += pause
             delay = min(delay * 2, _LAST_POLL)
+
+    def wait_limit(self, cache: BaseCache) -> float:
+        """Seconds a caller waits for the lock: the lease, at most ``LOCK_TIMEOUT``."""
+        return min(self.lease, cache.lock_timeout)
 
     def release(self, cache: BaseCache, key: str, version: int | None, token: str) -> None:
         """Remove the lock if it is still ours; a failure leaves it to expire."""
@@ -135,8 +145,10 @@ class BackendLock:
         """The async twin of :meth:`acquire`."""
         token = uuid.uuid4().hex
         lock_key = lock_key_for(key)
-        deadline = time.monotonic() + self.lease
+        limit = self.wait_limit(cache)
+        deadline = time.monotonic() + limit
         delay = _FIRST_POLL
+        slept = 0.0  # also bounds the wait when the clock is frozen (freezegun in tests)
         while True:
             try:
                 if await cache.aadd(lock_key, token, self.lease, version):
@@ -152,10 +164,12 @@ class BackendLock:
                 return None, MISSING
             if found is not MISSING:
                 return None, found
-            remaining = deadline - time.monotonic()
+            remaining = min(deadline - time.monotonic(), limit - slept)
             if remaining <= 0:
                 return None, MISSING
-            await asyncio.sleep(min(delay, remaining))
+            pause = min(delay, remaining)
+            await asyncio.sleep(pause)
+            slept += pause
             delay = min(delay * 2, _LAST_POLL)
 
     async def arelease(self, cache: BaseCache, key: str, version: int | None, token: str) -> None:

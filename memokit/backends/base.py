@@ -23,13 +23,15 @@ import abc
 import asyncio
 import enum
 import functools
+import math
+import operator
 import os
 import sys
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal, TypedDict, TypeVar
+from typing import Any, ClassVar, Final, Literal, SupportsIndex, TypedDict, TypeVar
 
 from ..exceptions import CacheKeyWarning, ImproperlyConfigured, InvalidCacheKey
 from ..keys import (
@@ -111,6 +113,40 @@ class CommonSettings(TypedDict, total=False):
     version: int
     key_function: KeyFunc | str | None
     serializer: Serializer | str | None
+    lock_timeout: float
+
+
+def check_delta(delta: object) -> int | float:
+    """Return an ``incr``/``decr`` delta as an ``int`` or a ``float``; raise ``TypeError`` else.
+
+    Every backend receives only these two types, so none of them can meet a number
+    it cannot add in one step (a range check of a float scans the range).
+    """
+    cls = type(delta)
+    if cls is int or cls is float:
+        return delta  # type: ignore[return-value]  # one of the two, checked just above
+    if not isinstance(delta, bool):  # incr(key, True) is a mistake, not a 1
+        if isinstance(delta, float):
+            return float(delta)  # a float subclass, such as numpy.float64
+        if isinstance(delta, SupportsIndex):
+            try:
+                return operator.index(delta)  # numpy.int64 and other integer types
+            except TypeError:
+                pass  # numpy.bool_ has __index__ only to refuse it
+    raise TypeError(
+        f"incr/decr delta must be an int (or have __index__, as numpy integers do) or a "
+        f"float, not {delta!r} of type {cls.__name__}; e.g. cache.incr(key, 1)"
+    )
+
+
+def check_lock_timeout(value: object) -> float:
+    """Validate ``LOCK_TIMEOUT``: seconds a cross-process lock is waited for."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+        raise ImproperlyConfigured(
+            f"LOCK_TIMEOUT must be a finite number of seconds > 0, not {value!r}; "
+            f"for example OPTIONS={{'LOCK_TIMEOUT': 5}}"
+        )
+    return float(value)
 
 
 def check_culling(max_entries: object, cull_frequency: object) -> tuple[int, int]:
@@ -132,7 +168,7 @@ class BaseCache(abc.ABC):
     """A cache with Django's low-level API; subclasses implement the primitives."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
-    option_names: ClassVar[frozenset[str]] = frozenset({"SERIALIZER"})
+    option_names: ClassVar[frozenset[str]] = frozenset({"SERIALIZER", "LOCK_TIMEOUT"})
     """The ``OPTIONS`` keys this backend owns; each maps to a lower-case keyword argument."""
 
     def __init__(
@@ -144,6 +180,7 @@ class BaseCache(abc.ABC):
         version: int = 1,
         key_function: KeyFunc | str | None = None,
         serializer: Serializer | str | None = None,
+        lock_timeout: float = 5.0,
     ) -> None:
         if not isinstance(location, str):
             raise ImproperlyConfigured(
@@ -160,6 +197,9 @@ class BaseCache(abc.ABC):
         self.version = version
         self.key_func = get_key_func(key_function)
         self.serializer = get_serializer(serializer)
+        self.lock_timeout = check_lock_timeout(lock_timeout)
+        """Seconds a wait for a cross-process lock lasts at most (``OPTIONS['LOCK_TIMEOUT']``):
+        the filesystem backend's ``flock`` and the ``lock_lease=`` lock of ``@cached``."""
 
     @classmethod
     def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -264,7 +304,7 @@ class BaseCache(abc.ABC):
         """Remove ``key``; return whether a live entry was there."""
 
     @abc.abstractmethod
-    def _incr(self, key: str, delta: int) -> Any:
+    def _incr(self, key: str, delta: int | float) -> Any:
         """Add ``delta`` to a live entry, keeping its expiry; return the result or ``MISSING``.
 
         A value that cannot be added to raises ``TypeError``, whatever the store says.
@@ -324,7 +364,7 @@ class BaseCache(abc.ABC):
     async def _adelete(self, key: str) -> bool:
         return await self._run(self._delete, key)
 
-    async def _aincr(self, key: str, delta: int) -> Any:
+    async def _aincr(self, key: str, delta: int | float) -> Any:
         return await self._run(self._incr, key, delta)
 
     async def _aclear(self) -> None:
@@ -453,19 +493,21 @@ class BaseCache(abc.ABC):
         """``key in cache`` is ``cache.has_key(key)``."""
         return self.has_key(key)
 
-    def incr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+    def incr(self, key: Any, delta: int | float = 1, version: int | None = None) -> Any:
         """Add ``delta`` to the value at ``key``, keeping its expiry; return the result.
 
-        Raise ``ValueError`` when the key is missing.
+        Raise ``ValueError`` when the key is missing, and ``TypeError`` (before any I/O)
+        when ``delta`` is not an int, an integer type with ``__index__`` or a float.
         """
+        delta = check_delta(delta)
         result = self._incr(self.make_and_validate_key(key, version), delta)
         if result is MISSING:
             raise ValueError(f"Key '{key}' not found")
         return result
 
-    def decr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+    def decr(self, key: Any, delta: int | float = 1, version: int | None = None) -> Any:
         """Subtract ``delta`` from the value at ``key``; ``incr(key, -delta)``."""
-        return self.incr(key, -delta, version)
+        return self.incr(key, -check_delta(delta), version)
 
     def incr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Move the value at ``key`` to version ``version + delta``; return the new version.
@@ -612,16 +654,17 @@ class BaseCache(abc.ABC):
         """Async ``has_key``."""
         return await self._ahas_key(self.make_and_validate_key(key, version))
 
-    async def aincr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+    async def aincr(self, key: Any, delta: int | float = 1, version: int | None = None) -> Any:
         """Async ``incr``: atomic where ``incr`` is, and it keeps the expiry too."""
+        delta = check_delta(delta)
         result = await self._aincr(self.make_and_validate_key(key, version), delta)
         if result is MISSING:
             raise ValueError(f"Key '{key}' not found")
         return result
 
-    async def adecr(self, key: Any, delta: int = 1, version: int | None = None) -> Any:
+    async def adecr(self, key: Any, delta: int | float = 1, version: int | None = None) -> Any:
         """Async ``decr``."""
-        return await self.aincr(key, -delta, version)
+        return await self.aincr(key, -check_delta(delta), version)
 
     async def aincr_version(self, key: Any, delta: int = 1, version: int | None = None) -> int:
         """Async ``incr_version``."""

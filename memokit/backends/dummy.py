@@ -37,7 +37,7 @@ class DummyCache(BaseCache):
     def _delete(self, key: str) -> bool:
         return False
 
-    def _incr(self, key: str, delta: int) -> Any:
+    def _incr(self, key: str, delta: int | float) -> Any:
         return MISSING
 
     def _clear(self) -> None:

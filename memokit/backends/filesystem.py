@@ -14,7 +14,10 @@ belongs to a dead writer and may be removed; one whose lock is held is never
 touched. Renames, deletes and the read-modify-write operations (``add``,
 ``incr``, ``touch``) run under an exclusive ``flock`` on the lock file (plus a
 thread lock, since ``flock`` does not exclude threads that share a descriptor),
-so they are atomic for every process using the directory. Reads take no lock.
+so they are atomic for every process using the directory. Every wait for that
+lock ends after ``LOCK_TIMEOUT`` seconds with ``TimeoutError`` (see ``_flock``).
+Reads take no lock and never wait: an expired entry is removed by a read only when
+the lock is free at that instant.
 """
 
 from __future__ import annotations
@@ -28,16 +31,16 @@ import random
 import secrets
 import struct
 import sys
-import threading
 import warnings
 import zlib
-from collections.abc import Iterator
-from pathlib import Path
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import CorruptEntryWarning, ImproperlyConfigured
 from ._files import FILE_MODE, check_private_dir, location_path, make_private_dirs
+from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
+from ._flock import Directory as _Directory
+from ._flock import close_tracked, directory_for, open_tracked, recreate
 from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
 
 if sys.platform != "win32":
@@ -46,78 +49,8 @@ if sys.platform != "win32":
 SUFFIX = ".mkc"
 TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".mkc-tmp"
-LOCK_NAME = ".memokit.lock"
 _MAGIC = b"MKC1"
 _HEADER = struct.Struct("<4sdQI")  # magic, expiry (inf: never), payload length, crc32
-
-
-class _Directory:
-    """What every instance on one directory shares inside one process."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.lock_path = os.path.join(path, LOCK_NAME)
-        self.pid = os.getpid()
-        self.thread_lock = threading.Lock()
-        self.lock_fd = -1
-        # Entry count seen at the last listing, and entries this process added since.
-        # Listing a directory costs about as much as writing a file, so it is done only
-        # when these say that MAX_ENTRIES may have been reached.
-        self.known: int | None = None
-        self.added = 0
-
-    def open_lock_file(self) -> int:
-        lock_path = self.lock_path
-        try:
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        except FileNotFoundError:
-            _recreate(self.path)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-        if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
-            os.fchmod(fd, FILE_MODE)
-        return fd
-
-    @contextlib.contextmanager
-    def locked(self) -> Iterator[None]:
-        with self.thread_lock:
-            while True:
-                if self.lock_fd < 0:
-                    self.lock_fd = self.open_lock_file()
-                fcntl.flock(self.lock_fd, fcntl.LOCK_EX)
-                try:
-                    current = os.stat(self.lock_path).st_ino
-                except FileNotFoundError:
-                    current = -1
-                if current == os.fstat(self.lock_fd).st_ino:
-                    break
-                # The directory (or the lock file) was removed and made again: a lock on
-                # the old file excludes nobody, so take the lock on the new one.
-                os.close(self.lock_fd)
-                self.lock_fd = -1
-            try:
-                yield
-            finally:
-                fcntl.flock(self.lock_fd, fcntl.LOCK_UN)
-
-
-_directories: dict[tuple[Path, int], _Directory] = {}
-_directories_lock = threading.Lock()
-
-
-def _after_fork_in_child() -> None:
-    # Another thread may have held the lock at the fork; the child has only this thread.
-    global _directories_lock
-    _directories_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
-def _recreate(path: Path) -> None:
-    # The directory was removed while in use (Django re-creates it too).
-    make_private_dirs(path)
-    check_private_dir(path)
 
 
 def _remove_if_same(path: str, inode: int) -> None:
@@ -130,7 +63,7 @@ def _remove_if_same(path: str, inode: int) -> None:
 def _remove_stale_temp(path: str) -> bool:
     """Remove a temporary file whose writer is gone; return whether it was removed."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_tracked(path, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
         return False
     try:
@@ -143,7 +76,7 @@ def _remove_stale_temp(path: str) -> bool:
         _remove_if_same(path, os.fstat(fd).st_ino)
         return True
     finally:
-        os.close(fd)
+        close_tracked(fd)
 
 
 class FileSystemCache(BaseCache):
@@ -198,18 +131,14 @@ class FileSystemCache(BaseCache):
             return shared
         # First use in this process (or in a child after fork: the parent's descriptor
         # shares the parent's flock, so the child needs its own lock state).
-        key = (self._dir, os.getpid())
-        with _directories_lock:
-            shared = _directories.get(key)
-            if shared is None:
-                shared = _directories[key] = _Directory(self._dir)
-                fresh = True
-            else:
-                fresh = False
+        shared, fresh = directory_for(self._dir)
         if fresh:
             self._scan(shared)  # also removes temporary files left by crashed writers
         self._shared = shared
         return shared
+
+    def _locked(self) -> contextlib.AbstractContextManager[None]:
+        return self._directory().locked(self.lock_timeout)
 
     def _path(self, key: str) -> str:
         # Plain strings, not Path objects: building a Path costs more than the hash.
@@ -260,12 +189,15 @@ class FileSystemCache(BaseCache):
         return entry
 
     def _remove_expired(self, path: str, now: float) -> None:
-        # Under the lock, so that a value written meanwhile by another process survives.
-        with self._directory().locked():
-            entry = self._load(path)
-            if entry is not None and entry[0] <= now:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+        # Under the lock, so that a value written meanwhile by another process survives;
+        # but a reader never waits for it: when it is taken, the file stays for a later
+        # read, a cull or an overwrite to remove.
+        with self._directory().locked_or_skipped() as held:
+            if held:
+                entry = self._load(path)
+                if entry is not None and entry[0] <= now:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(path)
 
     def _write_temp(self, payload: bytes, expiry: float) -> tuple[int, str]:
         """Write a complete entry to a new temporary file; return its descriptor and path.
@@ -278,24 +210,30 @@ class FileSystemCache(BaseCache):
         while True:
             temp = f"{self._prefix}{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
             try:
-                fd = os.open(temp, flags, FILE_MODE)
+                fd = open_tracked(temp, flags)
             except FileNotFoundError:
-                _recreate(self._dir)
-                fd = os.open(temp, flags, FILE_MODE)
-            fcntl.flock(fd, fcntl.LOCK_EX)
+                recreate(self._dir)
+                fd = open_tracked(temp, flags)
+            try:
+                # Nobody else waits for this lock: a sweeper only tries it (LOCK_NB).
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                # A sweeper holds it for an instant, taking it for a dead writer's.
+                close_tracked(fd)
+                continue
             info = os.fstat(fd)
             if info.st_nlink:
                 break
             # A sweeper took the file for a dead writer's in the instant between its
             # creation and our lock, and removed it: start again under a new name.
-            os.close(fd)
+            close_tracked(fd)
         try:
             if info.st_mode & 0o777 != FILE_MODE:
                 os.fchmod(fd, FILE_MODE)  # the umask removed bits from FILE_MODE
             _write_all(fd, header)
             _write_all(fd, payload)
         except BaseException:
-            os.close(fd)
+            close_tracked(fd)
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(temp)
             raise
@@ -305,7 +243,7 @@ class FileSystemCache(BaseCache):
         fd, temp = self._write_temp(payload, expiry)
         try:
             if lock:
-                with self._directory().locked():
+                with self._locked():
                     os.replace(temp, path)
             else:
                 os.replace(temp, path)
@@ -314,7 +252,7 @@ class FileSystemCache(BaseCache):
                 os.unlink(temp)
             raise
         finally:
-            os.close(fd)
+            close_tracked(fd)
 
     def _before_insert(self, paths: list[str]) -> None:
         shared = self._directory()
@@ -324,7 +262,7 @@ class FileSystemCache(BaseCache):
         # every MAX_ENTRIES/8 additions so that their entries are culled too.
         if (
             shared.known is None
-            or shared.known + shared.added >= max_entries
+            or shared.known + shared.added - shared.deleted >= max_entries
             or shared.added >= refresh
         ):
             self._scan(shared, cull=True)
@@ -337,7 +275,7 @@ class FileSystemCache(BaseCache):
         try:
             names = os.listdir(self._dir)
         except FileNotFoundError:
-            _recreate(self._dir)
+            recreate(self._dir)
             names = []
         entries = []
         for name in names:
@@ -359,6 +297,7 @@ class FileSystemCache(BaseCache):
                     count -= 1
         shared.known = count
         shared.added = 0
+        shared.deleted = 0
 
     # -- primitives -------------------------------------------------------------
 
@@ -382,7 +321,7 @@ class FileSystemCache(BaseCache):
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         path = self._path(key)
         expiry = self._expiry(timeout)
-        with self._directory().locked():
+        with self._locked():
             entry = self._load(path)
             if entry is not None and entry[0] > _now():
                 return False
@@ -393,7 +332,7 @@ class FileSystemCache(BaseCache):
     def _touch(self, key: str, timeout: float | None) -> bool:
         path = self._path(key)
         expiry = self._expiry(timeout)
-        with self._directory().locked():
+        with self._locked():
             entry = self._load(path)
             if entry is None:
                 return False
@@ -407,27 +346,27 @@ class FileSystemCache(BaseCache):
     def _delete(self, key: str) -> bool:
         path = self._path(key)
         shared = self._directory()
-        with shared.locked():
+        with shared.locked(self.lock_timeout):
             entry = self._load(path)
             if entry is None:
                 return False
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(path)
-                shared.added -= 1
+                shared.deleted += 1
         return entry[0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
         paths = [self._path(key) for key in keys]
         shared = self._directory()
-        with shared.locked():
+        with shared.locked(self.lock_timeout):
             for path in paths:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(path)
-                    shared.added -= 1
+                    shared.deleted += 1
 
-    def _incr(self, key: str, delta: int) -> Any:
+    def _incr(self, key: str, delta: int | float) -> Any:
         path = self._path(key)
-        with self._directory().locked():
+        with self._locked():
             entry = self._load(path)
             if entry is None or entry[0] <= _now():
                 return MISSING
@@ -437,7 +376,7 @@ class FileSystemCache(BaseCache):
 
     def _clear(self) -> None:
         shared = self._directory()
-        with shared.locked():
+        with shared.locked(self.lock_timeout):
             try:
                 names = os.listdir(self._dir)
             except FileNotFoundError:
@@ -450,6 +389,7 @@ class FileSystemCache(BaseCache):
                     _remove_stale_temp(self._prefix + name)
             shared.known = 0
             shared.added = 0
+            shared.deleted = 0
 
 
 def _problem(data: bytes) -> str | None:

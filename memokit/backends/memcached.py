@@ -57,7 +57,7 @@ _FLAG_INT = 1 << 4  # an integer stored as text, offset by _BIAS
 _BIAS = 2**63
 _RAW = range(-(2**62), 2**62)  # kept raw: any native incr by a delta in _RAW fits 64 bits
 
-_OWNED = frozenset({"SERIALIZER", "IGNORE_EXC"})
+_OWNED = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "IGNORE_EXC"})
 _REFUSED = {
     "serde": "memokit serialises values itself (use the SERIALIZER option)",
     "serializer": "memokit serialises values itself (use the SERIALIZER option)",
@@ -319,9 +319,10 @@ class MemcachedCache(BaseCache):
         except (OSError, MemcacheError) as exc:
             self._fail(exc)
 
-    def _incr(self, key: str, delta: int) -> Any:
+    def _incr(self, key: str, delta: int | float) -> Any:
         try:
-            if self._native_incr and delta in _RAW:
+            # Exact ints only: `x in range` scans the whole range for any other type.
+            if self._native_incr and type(delta) is int and delta in _RAW:
                 try:
                     if delta >= 0:
                         result = self._client.incr(key, delta)
@@ -340,7 +341,7 @@ class MemcachedCache(BaseCache):
         except (OSError, MemcacheError) as exc:
             self._fail(exc)
 
-    def _incr_with_cas(self, key: str, delta: int) -> Any:
+    def _incr_with_cas(self, key: str, delta: int | float) -> Any:
         # gets/cas: a concurrent change makes cas fail and we read again, so no
         # update is lost. memcached cannot report an entry's remaining life, so
         # the new value gets the default timeout (as Django's base incr does).

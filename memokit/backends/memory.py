@@ -225,7 +225,7 @@ class MemoryCache(BaseCache):
                 return False
             return True
 
-    def _incr(self, key: str, delta: int) -> Any:
+    def _incr(self, key: str, delta: int | float) -> Any:
         # Optimistic: read, compute and encode outside the lock, then swap only if
         # nobody replaced the entry meanwhile. Decoding may run user code
         # (unpickling), which must never run under the store's lock.

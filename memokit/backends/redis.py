@@ -43,7 +43,8 @@ DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
 DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 """Seconds to wait for the server's answer to a command."""
 
-_INT64 = range(-(2**63), 2**63)
+_INT64_MIN = -(2**63)
+_INT64_MAX = 2**63 - 1
 
 # incr: INCRBY only a key that exists, so that a missing key is an error and not
 # a new counter; keep the expiry (INCRBY does). The result is read back with GET
@@ -76,7 +77,7 @@ redis.call('PERSIST', KEYS[1])
 return 1
 """
 
-_OWNED = frozenset({"SERIALIZER", "READ_FROM_REPLICAS", "IGNORE_EXC"})
+_OWNED = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "READ_FROM_REPLICAS", "IGNORE_EXC"})
 _REFUSED = {
     "retry": "memokit never retries: a retried INCRBY could count twice",
     "retry_on_timeout": "memokit never retries: a retried INCRBY could count twice",
@@ -199,7 +200,7 @@ class RedisCache(BaseCache):
     # -- encoding ----------------------------------------------------------------
 
     def _encode(self, value: Any) -> Any:
-        if self._raw_ints and type(value) is int and value in _INT64:
+        if self._raw_ints and type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
             return value  # redis-py sends it as decimal text; INCRBY can add to it
         return self.serializer.dumps(value)
 
@@ -314,9 +315,9 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
-    def _incr(self, key: str, delta: int) -> Any:
+    def _incr(self, key: str, delta: int | float) -> Any:
         try:
-            if self._raw_ints and delta in _INT64:
+            if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
                 reply = self._incr_script(keys=[key], args=[delta])
                 if reply is None:
                     return MISSING
@@ -326,7 +327,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
-    def _incr_in_python(self, key: str, delta: int) -> Any:
+    def _incr_in_python(self, key: str, delta: int | float) -> Any:
         # A value INCRBY cannot add to (a float, a big int, None ...): read it,
         # add in Python, write it back keeping the TTL, all under WATCH, so a
         # concurrent change makes us start again instead of losing an update.
@@ -483,10 +484,10 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
-    async def _aincr(self, key: str, delta: int) -> Any:
+    async def _aincr(self, key: str, delta: int | float) -> Any:
         side = await self._side()
         try:
-            if self._raw_ints and delta in _INT64:
+            if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
                 reply = await side.incr(keys=[key], args=[delta])
                 if reply is None:
                     return MISSING
@@ -496,7 +497,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
-    async def _aincr_in_python(self, side: _AsyncSide, key: str, delta: int) -> Any:
+    async def _aincr_in_python(self, side: _AsyncSide, key: str, delta: int | float) -> Any:
         async with side.primary.pipeline(transaction=True) as pipe:
             while True:
                 try:

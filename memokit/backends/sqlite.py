@@ -33,7 +33,9 @@ from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
 from ..serializers import PickleSerializer
+from . import _forkgate
 from ._files import create_private_file, location_path, make_private_dirs
+from ._forkgate import Slot
 from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
 
 _INT64_MIN = -(2**63)
@@ -43,17 +45,40 @@ _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
 
 
-class _Connection(sqlite3.Connection):
-    """A connection that can be weakly referenced (``sqlite3.Connection`` cannot)."""
+class _ThreadConnection:
+    """One thread's connection, and the mark its calls carry for ``fork``.
+
+    The connection is closed when the thread ends or the cache is dropped (closing
+    explicitly keeps Python 3.13+ from warning about unclosed connections); the pid
+    check keeps a child process from closing a connection it inherited through fork.
+    Every use of the connection runs between ``slot.enter()`` and ``slot.leave()``
+    (see :mod:`memokit.backends._forkgate`), so a fork never happens while this
+    thread is inside ``sqlite3``.
+    """
+
+    __slots__ = ("__weakref__", "conn", "pid", "slot")
+
+    def __init__(self) -> None:
+        self.conn: sqlite3.Connection | None = None
+        self.pid = os.getpid()
+        self.slot = Slot()
+
+    def __del__(self) -> None:
+        if self.pid == os.getpid() and self.conn is not None:
+            self.slot.enter()
+            try:
+                self.conn.close()
+            finally:
+                self.slot.leave()
 
 
-# Connections made in this process, and those a fork handed to this process. The
-# latter are kept referenced forever: if the child let the garbage collector close
-# them, SQLite could checkpoint or unlink the WAL the parent is using.
-_live: weakref.WeakSet[_Connection] = weakref.WeakSet()
+# The states of this process, and those a fork handed to this process. The latter
+# are kept referenced forever: if the child let the garbage collector close their
+# connections, SQLite could checkpoint or unlink the WAL the parent is using.
+_live: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
 _live_lock = threading.Lock()
-_inherited: list[_Connection] = []
-_forking: list[_Connection] = []
+_inherited: list[_ThreadConnection] = []
+_forking: list[_ThreadConnection] = []
 
 
 def _before_fork() -> None:
@@ -80,25 +105,6 @@ if hasattr(os, "register_at_fork"):  # POSIX; there is no fork on Windows
         after_in_parent=_after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
-
-
-class _ThreadConnection:
-    """One thread's connection; closed when the thread ends or the cache is dropped.
-
-    Closing explicitly (rather than leaving it to the garbage collector) keeps
-    Python 3.13+ from warning about unclosed connections, and the pid check keeps
-    a child process from closing a connection it inherited through fork.
-    """
-
-    __slots__ = ("conn", "pid")
-
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self.conn = conn
-        self.pid = os.getpid()
-
-    def __del__(self) -> None:
-        if self.pid == os.getpid():
-            self.conn.close()
 
 
 def _quote(name: str) -> str:
@@ -239,36 +245,59 @@ class SQLiteCache(BaseCache):
 
     # -- connections ------------------------------------------------------------
 
-    def _connection(self) -> sqlite3.Connection:
-        """Return this thread's connection in this process, opening it if needed."""
-        local = self._local
+    def _enter(self) -> _ThreadConnection:
+        """Mark a call as inside ``sqlite3``; return this thread's state in this process.
+
+        The caller runs its statements on ``state.conn`` and then calls
+        ``state.slot.leave()`` (in a ``finally``).
+        """
         try:
-            state = local.state
+            state: _ThreadConnection = self._local.state
             if state.pid == os.getpid():
-                return state.conn  # type: ignore[no-any-return]  # stored by this method
+                slot = state.slot  # Slot.enter(), inlined: this is on every call's path
+                slot.busy = True
+                if _forkgate.closed:
+                    slot.wait_for_fork()
+                return state
         except AttributeError:
             pass
+        state = self._open()
+        state.slot.enter()
+        return state
+
+    def _open(self) -> _ThreadConnection:
         # New thread, or a child after fork: never touch an inherited connection.
-        conn = sqlite3.connect(
-            self._path,
-            timeout=self._busy_timeout,
-            isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
-            factory=_Connection,
-            cached_statements=256,
-            # Used by one thread only; this lets _ThreadConnection close it from the
-            # thread that drops the last reference (the cache's, when it is collected).
-            check_same_thread=False,
-        )
-        try:
-            conn.execute("PRAGMA synchronous=NORMAL")
-            self._ensure_schema(conn)
-        except BaseException:
-            conn.close()
-            raise
+        state = _ThreadConnection()
         with _live_lock:
-            _live.add(conn)
-        local.state = _ThreadConnection(conn)
-        return conn
+            _live.add(state)
+        state.slot.enter()  # connecting is a call into sqlite3 like any other
+        try:
+            conn = sqlite3.connect(
+                self._path,
+                timeout=self._busy_timeout,
+                isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
+                cached_statements=256,
+                # Used by one thread only; this lets _ThreadConnection close it from the
+                # thread that drops the last reference (the cache's, when it is collected).
+                check_same_thread=False,
+            )
+            try:
+                conn.execute("PRAGMA synchronous=NORMAL")
+                self._ensure_schema(conn)
+            except BaseException:
+                conn.close()
+                raise
+            state.conn = conn
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
+        self._local.state = state
+        return state
+
+    def _connection(self) -> sqlite3.Connection:
+        """This thread's connection, for tests and tools (memokit's own calls mark it)."""
+        state = self._enter()
+        state.slot.leave()
+        return state.conn  # type: ignore[return-value]  # set before it is published
 
     def _ensure_schema(self, conn: sqlite3.Connection) -> None:
         # Checked on every new connection (one read), not once per process: the file
@@ -305,12 +334,35 @@ class SQLiteCache(BaseCache):
                 conn.execute("ROLLBACK")
             raise
 
+    def _delete_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
+        """Remove expired rows if the write lock is free at once; never wait for it.
+
+        Readers never wait for writers: when another connection writes, the rows
+        stay for the periodic sweep or a cull to remove.
+        """
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            for chunk in _chunks(keys):
+                conn.execute(
+                    self._sql.delete_expired_keys + _placeholders(len(chunk)), [now, *chunk]
+                )
+        except sqlite3.OperationalError:
+            pass  # busy or locked: another writer holds the lock
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {round(self._busy_timeout * 1000)}")
+
     def close(self, **kwargs: Any) -> None:
         """Close this thread's connection; the next call opens a new one."""
         state = getattr(self._local, "state", None)
         if state is not None and state.pid == os.getpid():
             del self._local.state
-            state.conn.close()
+            state.slot.enter()
+            try:
+                if state.conn is not None:
+                    state.conn.close()
+                    state.conn = None
+            finally:
+                state.slot.busy = False  # Slot.leave(), inlined
 
     # -- encoding ---------------------------------------------------------------
 
@@ -359,97 +411,143 @@ class SQLiteCache(BaseCache):
             conn.execute(self._sql.cull, (entries // self._cull_frequency,))
 
     # -- primitives -------------------------------------------------------------
+    # Each one runs between self._enter() and state.slot.leave(): see _forkgate.
 
     def _get(self, key: str) -> Any:
-        conn = self._connection()
-        row = conn.execute(self._sql.get, (key,)).fetchone()
-        if row is None:
-            return MISSING
-        now = _now()
-        if row[1] <= now:
-            conn.execute(self._sql.delete_expired_key, (key, now))
-            return MISSING
-        return row[0]
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            row = conn.execute(self._sql.get, (key,)).fetchone()
+            if row is None:
+                return MISSING
+            now = _now()
+            if row[1] <= now:
+                self._delete_expired(conn, [key], now)
+                return MISSING
+            return row[0]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
-        conn = self._connection()
         now = _now()
         found: dict[str, Any] = {}
         expired: list[str] = []
-        for chunk in _chunks(keys):
-            sql = self._sql.get_many + _placeholders(len(chunk))
-            for key, value, expires in conn.execute(sql, chunk):
-                if expires <= now:
-                    expired.append(key)
-                else:
-                    found[key] = value
-        for chunk in _chunks(expired):
-            conn.execute(self._sql.delete_expired_keys + _placeholders(len(chunk)), [now, *chunk])
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            for chunk in _chunks(keys):
+                sql = self._sql.get_many + _placeholders(len(chunk))
+                for key, value, expires in conn.execute(sql, chunk):
+                    if expires <= now:
+                        expired.append(key)
+                    else:
+                        found[key] = value
+            if expired:
+                self._delete_expired(conn, expired, now)
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return found
 
     def _has_key(self, key: str) -> bool:
-        row = self._connection().execute(self._sql.has, (key, _now())).fetchone()
+        state = self._enter()
+        try:
+            row = state.conn.execute(self._sql.has, (key, _now())).fetchone()  # type: ignore[union-attr]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return row is not None
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
-        conn = self._connection()
-        self._cull_if_full(conn, in_transaction=False)
-        conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            self._cull_if_full(conn, in_transaction=False)
+            conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
-        conn = self._connection()
         expiry = self._expiry(timeout)
-        with self._transaction(conn):
-            self._cull_if_full(conn, in_transaction=True)
-            conn.executemany(
-                self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
-            )
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            with self._transaction(conn):
+                self._cull_if_full(conn, in_transaction=True)
+                conn.executemany(
+                    self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
+                )
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return []
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
-        conn = self._connection()
-        self._cull_if_full(conn, in_transaction=False)
-        cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
-        return cursor.rowcount == 1
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            self._cull_if_full(conn, in_transaction=False)
+            cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
+            return cursor.rowcount == 1
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _touch(self, key: str, timeout: float | None) -> bool:
         now = _now()
         expiry = math.inf if timeout is None else now + timeout
-        cursor = self._connection().execute(self._sql.touch, (expiry, key, now))
-        return cursor.rowcount == 1
+        state = self._enter()
+        try:
+            cursor = state.conn.execute(self._sql.touch, (expiry, key, now))  # type: ignore[union-attr]
+            return cursor.rowcount == 1
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _delete(self, key: str) -> bool:
-        rows = self._connection().execute(self._sql.delete, (key,)).fetchall()
+        state = self._enter()
+        try:
+            rows = state.conn.execute(self._sql.delete, (key,)).fetchall()  # type: ignore[union-attr]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
         return bool(rows) and rows[0][0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
-        conn = self._connection()
-        if len(keys) <= _CHUNK:
-            conn.execute(self._sql.delete_many + _placeholders(len(keys)), keys)
-            return
-        with self._transaction(conn):
-            for chunk in _chunks(keys):
-                conn.execute(self._sql.delete_many + _placeholders(len(chunk)), chunk)
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            if len(keys) <= _CHUNK:
+                conn.execute(self._sql.delete_many + _placeholders(len(keys)), keys)
+                return
+            with self._transaction(conn):
+                for chunk in _chunks(keys):
+                    conn.execute(self._sql.delete_many + _placeholders(len(chunk)), chunk)
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
-    def _incr(self, key: str, delta: int) -> Any:
-        conn = self._connection()
-        if self._raw_ints and _INT64_MIN <= delta <= _INT64_MAX:
-            # The common case in one atomic statement; the bounds keep the sum in 64 bits
-            # (SQLite would turn an overflowing sum into a float).
-            low = _INT64_MIN - min(delta, 0)
-            high = _INT64_MAX - max(delta, 0)
-            row = conn.execute(self._sql.incr, (delta, key, _now(), low, high)).fetchone()
-            if row is not None:
-                return row[0]
-        # A pickled number (big int, float, bool ...) or a missing key: read, add and
-        # write back under the write lock, which no other process can take meanwhile.
-        with self._transaction(conn):
-            row = conn.execute(self._sql.get, (key,)).fetchone()
-            if row is None or row[1] <= _now():
-                return MISSING
-            value = self._decode(row[0]) + delta
-            conn.execute(self._sql.update_value, (self._encode(value), key))
-            return value
+    def _incr(self, key: str, delta: int | float) -> Any:
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
+                # The common case in one atomic statement; the bounds keep the sum in 64
+                # bits (SQLite would turn an overflowing sum into a float). A float delta
+                # would store a REAL, which _decode cannot read: it takes the path below.
+                low = _INT64_MIN - min(delta, 0)
+                high = _INT64_MAX - max(delta, 0)
+                row = conn.execute(self._sql.incr, (delta, key, _now(), low, high)).fetchone()
+                if row is not None:
+                    return row[0]
+            # A pickled number (big int, float, bool ...) or a missing key: read, add and
+            # write back under the write lock, which no other process can take meanwhile.
+            with self._transaction(conn):
+                row = conn.execute(self._sql.get, (key,)).fetchone()
+                if row is None or row[1] <= _now():
+                    return MISSING
+                value = self._decode(row[0]) + delta
+                conn.execute(self._sql.update_value, (self._encode(value), key))
+                return value
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
 
     def _clear(self) -> None:
-        self._connection().execute(self._sql.clear)
+        state = self._enter()
+        try:
+            state.conn.execute(self._sql.clear)  # type: ignore[union-attr]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined

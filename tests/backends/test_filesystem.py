@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from memokit import CacheKeyWarning, CorruptEntryWarning, FileSystemCache, ImproperlyConfigured
-from memokit.backends import filesystem
+from memokit.backends import _flock, filesystem
 
 ENTRY = re.compile(r"^[0-9a-f]{32}\.mkc$")
 
@@ -319,7 +319,7 @@ def test_a_new_process_state_sweeps_dead_temp_files(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     FileSystemCache(str(root)).set("key", 1)
     dead = plant_temp(root, "dead")
-    filesystem._directories.clear()  # what a fresh process starts with
+    _flock._directories.clear()  # what a fresh process starts with
     cache = FileSystemCache(str(root))
     assert not dead.exists()
     assert cache.get("key") == 1

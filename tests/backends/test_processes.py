@@ -264,7 +264,7 @@ def test_fork_child_uses_its_own_connection_and_parent_keeps_working(
                 from memokit.backends import sqlite
 
                 assert cache._connection() is not before  # type: ignore[attr-defined]
-                assert any(conn is before for conn in sqlite._inherited)
+                assert any(state.conn is before for state in sqlite._inherited)
             assert cache.get("parent") == 1
             cache.set("child", 2)
             assert cache.incr("parent") == 2

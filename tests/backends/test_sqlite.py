@@ -6,6 +6,7 @@ import os
 import sqlite3
 import stat
 import threading
+import time
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
@@ -359,6 +360,32 @@ def test_busy_timeout_is_bounded_and_reads_go_on(tmp_path: Path) -> None:
         blocker.close()
     cache.set("key", "new")
     assert cache.get("key") == "new"
+
+
+def test_reading_expired_rows_never_waits_for_a_writer(tmp_path: Path, frozen: Any) -> None:
+    # On 54ac4a8 the read deleted the expired row inline: it waited BUSY_TIMEOUT for
+    # the writer, then raised "database is locked".
+    location = str(tmp_path / "c.db")
+    cache = SQLiteCache(location, busy_timeout=2)
+    cache.set("old", 1, 1)
+    cache.set_many({"a": 1, "b": 2}, 1)
+    cache.set("live", "v")
+    frozen.tick(2)
+    blocker = sqlite3.connect(location, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    try:
+        started = time.monotonic()
+        assert cache.get("old") is None
+        assert cache.get_many(["a", "b", "live"]) == {"live": "v"}
+        assert time.monotonic() - started < 0.5
+    finally:
+        blocker.execute("ROLLBACK")
+        blocker.close()
+    assert count_rows(cache) == 4  # left for later: the writer held the lock
+    assert cache._connection().execute("PRAGMA busy_timeout").fetchone()[0] == 2000
+    assert cache.get("old") is None
+    assert cache.get_many(["a", "b"]) == {}
+    assert count_rows(cache) == 1  # removed once the lock was free
 
 
 # -- connections ------------------------------------------------------------------------------

@@ -1,0 +1,234 @@
+"""The filesystem backend's cross-process lock, and the descriptors that hold flocks.
+
+A directory's lock is an exclusive ``flock`` on ``LOCATION/.memokit.lock``, plus a
+thread lock (``flock`` does not exclude threads sharing a descriptor). Every wait
+for it has a deadline (``LOCK_TIMEOUT``), after which ``TimeoutError`` is raised;
+the lock file is opened for each hold and closed after it, so no descriptor
+outlives an operation. Descriptors that may hold an ``flock`` are tracked, and a
+child forked meanwhile closes its copies at once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import random
+import sys
+import threading
+import time
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+
+from ._files import FILE_MODE, check_private_dir, make_private_dirs
+
+if sys.platform != "win32":
+    import fcntl
+
+LOCK_NAME = ".memokit.lock"
+
+
+class Directory:
+    """What every instance on one directory shares inside one process."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.lock_path = os.path.join(path, LOCK_NAME)
+        self.pid = os.getpid()
+        # Threads of this process queue here, so that only one of them polls the flock.
+        self.thread_lock = threading.Lock()
+        # Entry count seen at the last listing, entries this process added since, and
+        # entries it deleted since. Listing a directory costs about as much as writing
+        # a file, so it is done only when these say that MAX_ENTRIES may have been
+        # reached. ``added`` only grows until the next listing: deletions (possibly of
+        # other processes' entries) must not postpone the periodic listing.
+        self.known: int | None = None
+        self.added = 0
+        self.deleted = 0
+
+    def open_lock_file(self) -> int:
+        """Open the lock file (made again if the directory was removed); a tracked fd."""
+        lock_path = self.lock_path
+        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
+        try:
+            fd = open_tracked(lock_path, flags)
+        except FileNotFoundError:
+            recreate(self.path)
+            fd = open_tracked(lock_path, flags)
+        return fd
+
+    @contextlib.contextmanager
+    def locked(self, timeout: float) -> Iterator[None]:
+        """Hold the directory's lock; raise ``TimeoutError`` after ``timeout`` seconds.
+
+        The lock file is opened for each hold and closed after it, so no descriptor
+        outlives an operation: none leaks when caches come and go, and a forked child
+        can pin the lock only if it is forked during a hold (it then closes its copy).
+        """
+        deadline = time.monotonic() + timeout
+        if not self.thread_lock.acquire(timeout=timeout):
+            raise self._timeout(timeout)
+        try:
+            fd = self._flock(deadline, timeout)
+            try:
+                yield
+            finally:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    close_tracked(fd)
+        finally:
+            self.thread_lock.release()
+
+    @contextlib.contextmanager
+    def locked_or_skipped(self) -> Iterator[bool]:
+        """Hold the lock if it is free at once; yield whether it is held (never waits)."""
+        if not self.thread_lock.acquire(blocking=False):
+            yield False
+            return
+        try:
+            fd = self.open_lock_file()
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                close_tracked(fd)
+                yield False
+                return
+            try:
+                yield self._same_file(fd)
+            finally:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                finally:
+                    close_tracked(fd)
+        finally:
+            self.thread_lock.release()
+
+    def _flock(self, deadline: float, timeout: float) -> int:
+        """Open the lock file and take its flock by ``deadline``; return the descriptor."""
+        delay = _FIRST_POLL
+        slept = 0.0  # also bounds the wait when the clock is frozen (freezegun in tests)
+        while True:
+            fd = self.open_lock_file()
+            try:
+                while True:
+                    try:
+                        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                        break
+                    except BlockingIOError:
+                        # flock has no timed wait, and a blocking one cannot be
+                        # interrupted from another thread: poll, as SQLite's busy
+                        # handler does, with a growing and slightly random pause.
+                        remaining = min(deadline - time.monotonic(), timeout - slept)
+                        if remaining <= 0:
+                            raise self._timeout(timeout) from None
+                        pause = min(delay * random.uniform(0.5, 1.0), remaining)
+                        time.sleep(pause)
+                        slept += pause
+                        delay = min(delay * 2, _LAST_POLL)
+                if self._same_file(fd):
+                    if os.fstat(fd).st_mode & 0o777 != FILE_MODE:
+                        os.fchmod(fd, FILE_MODE)
+                    return fd
+                # The directory (or the lock file) was removed and made again: a lock on
+                # the old file excludes nobody, so take the lock on the new one.
+                fcntl.flock(fd, fcntl.LOCK_UN)
+            except BaseException:
+                close_tracked(fd)
+                raise
+            close_tracked(fd)
+
+    def _same_file(self, fd: int) -> bool:
+        try:
+            current = os.stat(self.lock_path).st_ino
+        except FileNotFoundError:
+            return False
+        return current == os.fstat(fd).st_ino
+
+    def _timeout(self, timeout: float) -> TimeoutError:
+        # TimeoutError is an OSError: @cached fails open on it, as on any disk error.
+        return TimeoutError(
+            errno.ETIMEDOUT,
+            f"the filesystem cache lock {self.lock_path!r} was not free within "
+            f"{timeout:g} s (another process holds it: stopped, hung or very slow); "
+            f"OPTIONS['LOCK_TIMEOUT'] sets this wait",
+        )
+
+
+_FIRST_POLL = 0.0005
+_LAST_POLL = 0.02
+
+# One state per (directory, process), kept while some cache uses it.
+_directories: weakref.WeakValueDictionary[tuple[Path, int], Directory] = (
+    weakref.WeakValueDictionary()
+)
+_directories_lock = threading.Lock()
+
+
+def directory_for(path: Path) -> tuple[Directory, bool]:
+    """This process's state for ``path``, and whether it was just made."""
+    key = (path, os.getpid())
+    with _directories_lock:
+        shared = _directories.get(key)
+        if shared is not None:
+            return shared, False
+        shared = _directories[key] = Directory(path)
+        return shared, True
+
+
+# Descriptors that may hold an flock (the lock file during a hold, a temporary file
+# while it is written). A child forked meanwhile closes its copies at once: a copy
+# would keep the lock held after the parent released it by dying.
+_open_fds: set[int] = set()
+_fds_lock = threading.Lock()
+
+
+def open_tracked(path: str, flags: int) -> int:
+    """``os.open`` with mode 0600, remembered until :func:`close_tracked` (see above)."""
+    with _fds_lock:  # held across the fork too, so no descriptor escapes the set
+        fd = os.open(path, flags, FILE_MODE)
+        _open_fds.add(fd)
+    return fd
+
+
+def close_tracked(fd: int) -> None:
+    """Close a descriptor from :func:`open_tracked`."""
+    with _fds_lock:
+        _open_fds.discard(fd)
+        os.close(fd)
+
+
+def _before_fork() -> None:
+    _fds_lock.acquire()
+
+
+def _after_fork_in_parent() -> None:
+    _fds_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global _directories_lock, _fds_lock
+    # Closing a copy never releases the parent's flock (that happens only when the
+    # parent unlocks or closes its own); it only stops this child from pinning it.
+    for fd in _open_fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
+    _open_fds.clear()
+    # Another thread may have held these at the fork; the child has only this thread.
+    _fds_lock = threading.Lock()
+    _directories_lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=_before_fork,
+        after_in_parent=_after_fork_in_parent,
+        after_in_child=_after_fork_in_child,
+    )
+
+
+def recreate(path: Path) -> None:
+    """Make a directory removed while in use again, privately (Django re-creates it too)."""
+    make_private_dirs(path)
+    check_private_dir(path)
