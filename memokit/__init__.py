@@ -28,6 +28,11 @@ from .exceptions import (
     InvalidCacheBackendError,
     InvalidCacheKey,
     MemokitError,
+    UnreadableEntry,
+    ValueFailure,
+    ValueFailureWarning,
+    ValueNotStoredWarning,
+    ValueTooLarge,
 )
 from .invalidation import (
     Call,
@@ -102,6 +107,11 @@ __all__ = [
     "Serializer",
     "Timeout",
     "UnkeyableArgument",
+    "UnreadableEntry",
+    "ValueFailure",
+    "ValueFailureWarning",
+    "ValueNotStoredWarning",
+    "ValueTooLarge",
     "__version__",
     "adecr_version",
     "aget_version",

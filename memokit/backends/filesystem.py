@@ -29,14 +29,13 @@ import secrets
 import struct
 import sys
 import threading
-import warnings
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
-from ..exceptions import CorruptEntryWarning, ImproperlyConfigured
+from ..exceptions import ImproperlyConfigured
 from ._files import FILE_MODE, check_private_dir, location_path, make_private_dirs
 from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
 
@@ -239,11 +238,10 @@ class FileSystemCache(BaseCache):
             # Only now the inode: it tells our damaged file from one renamed in since.
             inode = os.fstat(file.fileno()).st_ino
         if problem:
-            warnings.warn(
-                f"cache file {path!r} {problem}; it is treated as a miss and removed",
-                CorruptEntryWarning,
-                stacklevel=5,
-            )
+            from ..resilience import report_value_failure  # it imports this package
+
+            # Rate-limited per file and window, as every value failure is.
+            report_value_failure(self, path, f"{problem}; it is treated as a miss and removed")
         # An empty file (problem == "") is what a crash before the first write leaves,
         # or an OS crash before the data reached the disk: Django reads it as expired,
         # without complaint.
