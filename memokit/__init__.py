@@ -65,6 +65,7 @@ from .wrappers import (
     CachedClassMethod,
     CachedFunction,
     CacheInfo,
+    ErrorCounts,
 )
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ __all__ = [
     "CorruptEntryWarning",
     "DummyCache",
     "Entry",
+    "ErrorCounts",
     "FileSystemCache",
     "ImproperlyConfigured",
     "InvalidCacheBackendError",
