@@ -15,7 +15,6 @@ from pymemcache.client.base import Client
 
 import memokit
 from memokit import (
-    BackendError,
     BackendUnavailable,
     CorruptEntryWarning,
     ImproperlyConfigured,

@@ -133,9 +133,7 @@ class Damager:
 
     def _read(self, made: str) -> bytes | None:
         kind = self.kind
-        if kind == "RedisCache":
-            found = self.raw.get(made)
-        elif kind == "MemcachedCache":
+        if kind == "RedisCache" or kind == "MemcachedCache":
             found = self.raw.get(made)
         elif kind == "SQLiteCache":
             row = self.raw.execute(
@@ -301,4 +299,3 @@ def test_async_damaged_entries_heal_too(make_cache: CacheFactory) -> None:
         assert runs[i] <= 1 + damages[i], (i, runs[i], damages[i])
     assert compute.cache_info().errors.backend == 0
     assert breaker_for(cache).opened == 0
-
