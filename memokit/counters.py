@@ -343,7 +343,10 @@ def read_entry(
             )
             payload = plan.get(made)
             if payload is not MISSING and type(payload) is not tuple:
-                payload = decode_entry(state, cache, made, payload)
+                try:  # inline rather than decode_entry(): this is a hit path
+                    payload = plan.decode(payload)
+                except UNREADABLE as exc:
+                    payload = unreadable_entry(state, cache, made, exc)
             return payload, seen[1]
         epoch_read = epoch  # read before the counters: a later invalidation moves it
         payload, versions = _read_all(plan, state, cache, key, args, kwargs)
@@ -361,7 +364,10 @@ def read_entry(
         # A tuple is an entry the memory backend kept as it is (serialisers
         # return bytes or str): decoding it would return it unchanged.
         if payload is not MISSING and type(payload) is not tuple:
-            payload = decode_entry(state, cache, made, payload)
+            try:
+                payload = plan.decode(payload)
+            except UNREADABLE as exc:
+                payload = unreadable_entry(state, cache, made, exc)
         return payload, (counter,)
     return _read_all(plan, state, cache, key, args, kwargs)
 
