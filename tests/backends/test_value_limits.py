@@ -208,7 +208,8 @@ def test_redis_errors_never_carry_value_bytes(small_redis: RunningServer) -> Non
     raw = redis.Redis.from_url(small_redis.url)
     try:
         cache.set("f", 1.5)  # a float: incr reads, adds and writes back in a pipeline
-        _fill(raw, 1_000)
+        raw.config_set("maxmemory-policy", "noeviction")
+        raw.config_set("maxmemory", 1)  # full: every write is refused
         with pytest.raises(BackendError) as caught:
             cache.incr("f")  # redis-py echoes the pipeline's SET, value and all
         chain: BaseException | None = caught.value
