@@ -30,6 +30,11 @@ from .exceptions import (
     InvalidCacheKey,
     MemokitError,
     UnkeyableArgument,
+    UnreadableEntry,
+    ValueFailure,
+    ValueFailureWarning,
+    ValueNotStoredWarning,
+    ValueTooLarge,
 )
 from .invalidation import (
     Call,
@@ -62,6 +67,7 @@ from .wrappers import (
     CachedClassMethod,
     CachedFunction,
     CacheInfo,
+    ErrorCounts,
 )
 
 if TYPE_CHECKING:
@@ -94,6 +100,7 @@ __all__ = [
     "CorruptEntryWarning",
     "DummyCache",
     "Entry",
+    "ErrorCounts",
     "FileSystemCache",
     "ImproperlyConfigured",
     "InvalidCacheBackendError",
@@ -105,6 +112,11 @@ __all__ = [
     "Serializer",
     "Timeout",
     "UnkeyableArgument",
+    "UnreadableEntry",
+    "ValueFailure",
+    "ValueFailureWarning",
+    "ValueNotStoredWarning",
+    "ValueTooLarge",
     "__version__",
     "adecr_version",
     "aget_version",

@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from .backends.base import MISSING, BaseCache
+from .backends.base import MISSING, UNREADABLE, BaseCache
 from .entry import Versions
 from .keybuilders import (
     MAX_KEY_LENGTH,
@@ -63,6 +63,13 @@ TagsSpec: TypeAlias = str | Iterable[str] | Callable[..., Iterable[str]]
 TagsBuilder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], Iterable[str]]
 """Turns one call's ``(args, kwargs)`` into its tags."""
 
+
+UNREADABLE_PAYLOAD: Final = ("unreadable",)
+"""What a read returns for an entry it could not decode: not an entry, so a miss
+that the computation replaces (it is not ``MISSING``)."""
+_REPLACED: Final = "it counts as a miss and the next computation replaces it"
+_NOT_A_COUNTER: Final[tuple[type[Exception], ...]] = (TypeError, *UNREADABLE)
+"""What ``incr`` raises for a counter key holding something else, or damaged bytes."""
 
 epoch = 0
 """Moves at every counter change this process makes (see ``ReadPlan.local``);
@@ -343,13 +350,17 @@ def read_entry(
             # No invalidation in this process since the counters were read: the
             # entry alone, one lock on the memory backend.
             prefix = plan.entry_prefix
-            payload = plan.get(
+            made = (
                 prefix + key
                 if prefix is not None
                 else cache.make_and_validate_key(key, state.version)
             )
+            payload = plan.get(made)
             if payload is not MISSING and type(payload) is not tuple:
-                payload = plan.decode(payload)
+                try:  # inline rather than decode_entry(): this is a hit path
+                    payload = plan.decode(payload)
+                except UNREADABLE as exc:
+                    payload = unreadable_entry(state, cache, made, exc)
             return payload, seen[1]
         epoch_read = epoch  # read before the counters: a later invalidation moves it
         payload, versions = _read_all(plan, state, cache, key, args, kwargs)
@@ -367,7 +378,10 @@ def read_entry(
         # A tuple is an entry the memory backend kept as it is (serialisers
         # return bytes or str): decoding it would return it unchanged.
         if payload is not MISSING and type(payload) is not tuple:
-            payload = plan.decode(payload)
+            try:
+                payload = plan.decode(payload)
+            except UNREADABLE as exc:
+                payload = unreadable_entry(state, cache, made, exc)
         return payload, (counter,)
     return _read_all(plan, state, cache, key, args, kwargs)
 
@@ -384,7 +398,7 @@ def _read_all(
     found = plan.get_many(keys)
     payload = found.get(keys[0], MISSING)
     if payload is not MISSING:
-        payload = plan.decode(payload)
+        payload = decode_entry(state, cache, keys[0], payload)
     versions = []
     for made in keys[1:]:
         counter = found.get(made, MISSING)
@@ -394,11 +408,40 @@ def _read_all(
     return payload, tuple(versions)
 
 
+def decode_entry(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
+    """Decode an entry read for a decorated call; one that cannot be read is a miss.
+
+    The value failure is counted and reported (once per key and window), and
+    ``UNREADABLE_PAYLOAD`` returned: the caller computes and replaces the entry.
+    """
+    try:
+        return cache._decode(payload)
+    except UNREADABLE as exc:
+        return unreadable_entry(state, cache, made, exc)
+
+
+def unreadable_entry(state: CachedState, cache: BaseCache, made: str, exc: BaseException) -> Any:
+    """Count and report an entry that could not be decoded; return ``UNREADABLE_PAYLOAD``."""
+    state.value_errors += 1
+    cache._unreadable(made, exc, _REPLACED)
+    return UNREADABLE_PAYLOAD
+
+
+def _decoded_counter(cache: BaseCache, made: str, payload: Any) -> int | None:
+    """The counter stored as ``payload``; None when it is not one (damaged, or not an int)."""
+    try:
+        value = cache._decode(payload)
+    except UNREADABLE as exc:
+        cache._unreadable(made, exc, "a fresh counter replaces it")
+        return None
+    return value if type(value) is int else None
+
+
 def _counter(cache: BaseCache, plan: ReadPlan, payload: Any, made: str, state: CachedState) -> int:
     """Decode a counter read with an entry; create it when it is missing or not a counter."""
     if payload is not MISSING:
-        value = plan.decode(payload)
-        if type(value) is int:
+        value = _decoded_counter(cache, made, payload)
+        if value is not None:
             return value
     return _create(cache, made, cache._seconds(state.timeout))
 
@@ -411,9 +454,10 @@ async def aread_entry(
     if plan.local:
         seen = plan.seen
         if seen is not None and seen[0] == epoch:
-            payload = await cache._aget(cache.make_and_validate_key(key, state.version))
+            made = cache.make_and_validate_key(key, state.version)
+            payload = await cache._aget(made)
             if payload is not MISSING:
-                payload = plan.decode(payload)
+                payload = decode_entry(state, cache, made, payload)
             return payload, seen[1]
         epoch_read = epoch
         payload, versions = await _aread_all(plan, state, cache, key, args, kwargs)
@@ -432,15 +476,14 @@ async def _aread_all(
 ) -> tuple[Any, Versions]:
     keys = plan.keys(state, key, args, kwargs)
     found = await cache._aget_many(keys)
-    decode = plan.decode
     payload = found.get(keys[0], MISSING)
     if payload is not MISSING:
-        payload = decode(payload)
+        payload = decode_entry(state, cache, keys[0], payload)
     versions = []
     for made in keys[1:]:
         value = found.get(made, MISSING)
         if value is not MISSING:
-            value = decode(value)
+            value = _decoded_counter(cache, made, value)
         if type(value) is not int:
             value = await _acreate(cache, made, cache._seconds(state.timeout))
         versions.append(value)
@@ -461,10 +504,10 @@ def _create(cache: BaseCache, made: str, seconds: float | None) -> int:
             return value
         current = cache._get(made)
         if current is not MISSING:
-            current = cache._decode(current)
-            if type(current) is int:
-                return current
-            # Not a counter (overwritten by hand): replace it, which only causes misses.
+            counter = _decoded_counter(cache, made, current)
+            if counter is not None:
+                return counter
+            # Not a counter (damaged, overwritten by hand): replace it; that only causes misses.
             cache._set(made, cache._encode(value), seconds)
             return value
     # Created and gone three times in a row (a store evicting at once): this
@@ -481,9 +524,9 @@ async def _acreate(cache: BaseCache, made: str, seconds: float | None) -> int:
             return value
         current = await cache._aget(made)
         if current is not MISSING:
-            current = cache._decode(current)
-            if type(current) is int:
-                return current
+            counter = _decoded_counter(cache, made, current)
+            if counter is not None:
+                return counter
             await cache._aset(made, cache._encode(value), seconds)
             return value
     return fresh_counter()
@@ -506,8 +549,10 @@ def _bump_once(cache: BaseCache, name: str, delta: int) -> int:
     for _ in range(3):
         try:
             result = cache._incr(made, delta)
-        except TypeError:
-            # Not a counter (overwritten by hand): start afresh.
+        except _NOT_A_COUNTER as exc:
+            # Not a counter (damaged, overwritten by hand): start afresh.
+            if not isinstance(exc, TypeError):
+                cache._unreadable(made, exc, "a fresh counter replaces it")
             value = fresh_counter()
             cache._set(made, cache._encode(value), seconds)
             return value
@@ -537,7 +582,9 @@ async def _abump_once(cache: BaseCache, name: str, delta: int) -> int:
     for _ in range(3):
         try:
             result = await cache._aincr(made, delta)
-        except TypeError:
+        except _NOT_A_COUNTER as exc:
+            if not isinstance(exc, TypeError):
+                cache._unreadable(made, exc, "a fresh counter replaces it")
             value = fresh_counter()
             await cache._aset(made, cache._encode(value), seconds)
             return value
@@ -556,8 +603,8 @@ def read_counter(cache: BaseCache, name: str) -> int:
     made = cache.make_and_validate_key(name, COUNTER_VERSION)
     payload = cache._get(made)
     if payload is not MISSING:
-        value = cache._decode(payload)
-        if type(value) is int:
+        value = _decoded_counter(cache, made, payload)
+        if value is not None:
             return value
     return _create(cache, made, cache._seconds(cache.default_timeout))
 
@@ -566,7 +613,7 @@ async def aread_counter(cache: BaseCache, name: str) -> int:
     made = cache.make_and_validate_key(name, COUNTER_VERSION)
     payload = await cache._aget(made)
     if payload is not MISSING:
-        value = cache._decode(payload)
-        if type(value) is int:
+        value = _decoded_counter(cache, made, payload)
+        if value is not None:
             return value
     return await _acreate(cache, made, cache._seconds(cache.default_timeout))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pickle
+
 
 class MemokitError(Exception):
     """Base class of every error memokit raises on its own account."""
@@ -43,5 +45,32 @@ class BackendUnavailable(BackendError):
     """The backend could not be reached at all."""
 
 
-class CorruptEntryWarning(RuntimeWarning):
-    """A stored entry was damaged (truncated, bad checksum); it was read as a miss and removed."""
+class ValueFailure(MemokitError):
+    """One entry or value is the problem, not the backend: it concerns that key only.
+
+    A value failure never opens the circuit breaker; it is reported with a
+    :class:`ValueFailureWarning`, once per key and window.
+    """
+
+
+class UnreadableEntry(ValueFailure, pickle.UnpicklingError):
+    """A stored payload cannot be decoded (damaged bytes, a class that moved or vanished)."""
+
+
+class ValueTooLarge(ValueFailure):
+    """The backend refused to store one value (over its item size limit)."""
+
+
+class ValueFailureWarning(RuntimeWarning):
+    """One entry could not be read or one value could not be stored; nothing was raised."""
+
+
+class CorruptEntryWarning(ValueFailureWarning):
+    """A stored entry could not be read (damaged, or its class moved); it counts as a miss.
+
+    The entry is removed, or replaced by the next computation of a decorated call.
+    """
+
+
+class ValueNotStoredWarning(ValueFailureWarning):
+    """A value was not stored because the backend cannot hold it (over its item size)."""

@@ -5,20 +5,26 @@ and returns it anyway, and a circuit breaker, one per cache instance, keeps the
 next calls away from the backend for a short window instead of letting each of
 them wait on it again.
 
-Which errors fail open (the rule, checked by :func:`is_backend_failure`):
+Two kinds of failure are told apart everywhere:
 
-- :class:`memokit.BackendError` and its subclasses (the Redis and Memcached
-  backends wrap their clients' transport and timeout errors in these);
-- :class:`OSError`, which covers sockets, timeouts (``TimeoutError``),
-  ``ConnectionError`` and file I/O such as a full disk (``ENOSPC``);
-- :class:`sqlite3.Error` (a locked, read-only or damaged database);
-- deserialisation errors: :class:`pickle.UnpicklingError` and :class:`EOFError`
-  (memokit's pickle serializer reports every failure to read a payload as
-  ``UnpicklingError``; a custom serializer should do the same).
+- a *backend* failure (checked by :func:`is_backend_failure`): the store cannot
+  be reached or cannot do its job. :class:`memokit.BackendError` and its
+  subclasses (the Redis and Memcached backends wrap their clients' transport and
+  timeout errors in these); :class:`OSError`, which covers sockets, timeouts
+  (``TimeoutError``), ``ConnectionError`` and file I/O such as a full disk
+  (``ENOSPC``); :class:`sqlite3.Error` (a locked, read-only or damaged
+  database). It feeds the breaker, and decorated calls fail open.
+- a *value* failure (checked by :func:`is_value_failure`): one entry cannot be
+  decoded (:class:`memokit.UnreadableEntry`, any ``pickle.UnpicklingError`` or
+  ``EOFError`` from a serializer), or one value is too large for the backend
+  (:class:`memokit.ValueTooLarge`). It concerns that key only: it never opens the
+  breaker, the entry counts as a miss and the next computation replaces it, and
+  it is reported once per key and window (:func:`report_value_failure`).
 
-Everything else propagates: the function's own exceptions, bad arguments,
-``pickle.PicklingError`` for a result that cannot be stored, an invalid key, a
-missing alias, and any other bug. Explicit invalidation never fails open.
+Everything else propagates: the function's own exceptions, bad arguments, a
+result the serializer cannot encode (``TypeError`` naming the function), an
+invalid key, a missing alias, and any other bug. Explicit invalidation never
+fails open.
 """
 
 from __future__ import annotations
@@ -30,12 +36,13 @@ import pickle
 import sqlite3
 import threading
 import time
+import warnings
 import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
-from .backends.base import BaseCache
-from .exceptions import BackendError
+from .backends.base import BaseCache, _caller_stacklevel
+from .exceptions import BackendError, CorruptEntryWarning, ValueFailure, ValueFailureWarning
 from .switches import trouble
 
 logger = logging.getLogger("memokit")
@@ -44,15 +51,28 @@ FAIL_OPEN_ERRORS: Final[tuple[type[BaseException], ...]] = (
     BackendError,
     OSError,
     sqlite3.Error,
+)
+"""The exception types that count as a backend failure (see the module docstring)."""
+
+VALUE_FAILURE_ERRORS: Final[tuple[type[BaseException], ...]] = (
+    ValueFailure,
     pickle.UnpicklingError,
     EOFError,
 )
-"""The exception types that count as a backend failure (see the module docstring)."""
+"""The exception types that concern one entry or value only (see the module docstring)."""
+
+_MAX_REPORTED: Final = 4096
+"""Keys whose last report a breaker remembers; older marks are dropped beyond this."""
 
 
 def is_backend_failure(exc: BaseException) -> bool:
     """True when ``exc`` is a failure of the backend rather than of the caller's code."""
-    return isinstance(exc, FAIL_OPEN_ERRORS)
+    return isinstance(exc, FAIL_OPEN_ERRORS) and not isinstance(exc, VALUE_FAILURE_ERRORS)
+
+
+def is_value_failure(exc: BaseException) -> bool:
+    """True when ``exc`` concerns one entry or value only (it never opens the breaker)."""
+    return isinstance(exc, VALUE_FAILURE_ERRORS)
 
 
 @dataclass(frozen=True)
@@ -97,7 +117,16 @@ class CircuitBreaker:
     another window. One warning is logged per opening.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_name", "_settings", "failures", "open_until", "opened")
+    __slots__ = (
+        "__weakref__",
+        "_lock",
+        "_name",
+        "_settings",
+        "failures",
+        "open_until",
+        "opened",
+        "reported",
+    )
 
     def __init__(self, name: str, settings: BreakerSettings | None = None) -> None:
         self._name = name
@@ -109,6 +138,8 @@ class CircuitBreaker:
         """``time.monotonic()`` until which calls skip the backend; 0.0 when closed."""
         self.opened = 0
         """How many times the breaker opened (each one logged one warning)."""
+        self.reported: dict[tuple[str, type[Warning]], float] = {}
+        """When each key's value failure was last reported (``time.monotonic()``)."""
 
     @property
     def settings(self) -> BreakerSettings:
@@ -253,11 +284,45 @@ def configure_breaker(
 def fail_open(breaker: CircuitBreaker, exc: BaseException) -> bool:
     """Decide for a failed backend operation: True to go on without the cache.
 
-    Records the failure in the breaker when it is one; the caller re-raises on False.
+    Records a backend failure in the breaker; a value failure goes on without
+    touching it. The caller re-raises on False.
     """
+    if is_value_failure(exc):
+        return True
     if not is_backend_failure(exc) or not breaker.settings.fail_open:
         return False
     breaker.record_failure(exc)
+    return True
+
+
+def report_value_failure(
+    cache: BaseCache,
+    key: str,
+    problem: str,
+    category: type[ValueFailureWarning] = CorruptEntryWarning,
+) -> bool:
+    """Warn that ``key`` (a made key) has a value failure, once per key and window.
+
+    ``problem`` says what happened and what memokit did; it must never quote
+    value bytes. The window is the cache's breaker window. Return whether a
+    warning was issued.
+    """
+    breaker = breaker_for(cache)
+    now = time.monotonic()
+    mark = (key, category)
+    window = breaker.settings.window
+    with breaker._lock:
+        reported = breaker.reported
+        last = reported.get(mark)
+        if last is not None and now - last < window:
+            return False
+        if len(reported) >= _MAX_REPORTED:
+            for old in [m for m, at in reported.items() if now - at >= window]:
+                del reported[old]
+            if len(reported) >= _MAX_REPORTED:
+                reported.clear()  # many bad keys at once: warning again is the safe side
+        reported[mark] = now
+    warnings.warn(f"{key!r} in {cache!r} {problem}", category, stacklevel=_caller_stacklevel())
     return True
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pickle
 from typing import Any, Protocol, runtime_checkable
 
-from .exceptions import ImproperlyConfigured
+from .exceptions import ImproperlyConfigured, UnreadableEntry
 from .keys import import_string
 
 
@@ -27,8 +27,8 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any:
         """Return the value that ``dumps`` turned into ``data``.
 
-        Raise ``pickle.UnpicklingError`` when ``data`` cannot be read: ``@cached``
-        then computes the value rather than fail (see ``memokit.resilience``).
+        Raise ``pickle.UnpicklingError`` (or ``EOFError``) when ``data`` cannot be
+        read: the entry then counts as a miss and is replaced (see ``memokit.resilience``).
         """
         ...
 
@@ -55,18 +55,39 @@ class PickleSerializer:
             raise pickle.PicklingError(f"cannot pickle {type(value).__name__!r}: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
-        """Unpickle ``data``; any failure to read it is raised as ``pickle.UnpicklingError``."""
+        """Unpickle ``data``; any failure to read it is raised as :class:`UnreadableEntry`.
+
+        ``UnreadableEntry`` is a ``pickle.UnpicklingError``.
+        """
         try:
             return pickle.loads(data)  # noqa: S301 - pickle trusts the store, as documented above
-        except (pickle.UnpicklingError, EOFError):
-            raise
-        except (AttributeError, ImportError, IndexError, KeyError, TypeError, ValueError) as exc:
+        except (
+            pickle.UnpicklingError,
+            EOFError,
+            AttributeError,
+            ImportError,
+            IndexError,
+            KeyError,
+            TypeError,
+            ValueError,
+        ) as exc:
             # Damaged bytes, or a class that moved or vanished since the value was stored;
-            # one type lets a decorator tell an unreadable entry from a bug (it fails open).
-            raise pickle.UnpicklingError(f"cannot unpickle the stored value: {exc!r}") from exc
+            # one type lets the cache tell an unreadable entry from a bug. The message
+            # names the error's type only: pickle's messages can quote the stored bytes.
+            raise UnreadableEntry(f"cannot unpickle the stored value ({describe(exc)})") from exc
 
     def __repr__(self) -> str:
         return f"PickleSerializer(protocol={self.protocol})"
+
+
+def describe(exc: BaseException) -> str:
+    """Say why a payload could not be read, without quoting any of its bytes."""
+    if isinstance(exc, UnreadableEntry):
+        return str(exc)  # memokit's own message, made by this function
+    if isinstance(exc, ImportError | AttributeError):
+        # These name a module or a class that moved (from the pickle's references).
+        return f"{type(exc).__name__}: {exc}"
+    return type(exc).__name__
 
 
 def get_serializer(serializer: Serializer | str | None) -> Serializer:

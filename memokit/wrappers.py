@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import functools
 import inspect
+import pickle
 import types
 from collections.abc import Callable, Coroutine
 from typing import (
@@ -37,15 +38,23 @@ from typing import (
 )
 
 from . import counters
-from .backends.base import MISSING, BaseCache
+from .backends.base import MISSING, UNREADABLE, BaseCache
 from .config import caches
-from .counters import ReadPlan, TagsBuilder, aread_entry, read_entry
+from .counters import (
+    ReadPlan,
+    TagsBuilder,
+    aread_entry,
+    decode_entry,
+    read_entry,
+    unreadable_entry,
+)
 from .entry import FORMAT, Versions, make_payload, valid_value
+from .exceptions import ValueTooLarge
 from .invalidation import ainvalidate_all, invalidate_all
 from .keybuilders import KeyBuilder
 from .keyhints import check_annotations
 from .locks import BackendLock
-from .resilience import CircuitBreaker, breaker_for, fail_open
+from .resilience import CircuitBreaker, breaker_for, fail_open, is_value_failure
 from .singleflight import AsyncSingleFlight, SingleFlight
 from .switches import GATE
 from .timeouts import Timeout
@@ -64,6 +73,28 @@ _UNBOUND: Final = object()
 """``_bound`` of an object that is not bound to an instance or a class."""
 
 
+class ErrorCounts(int):
+    """The ``errors`` of :class:`CacheInfo`: their total, an ``int``, told apart by kind."""
+
+    backend: int
+    """Backend failures (connect, timeout, disk full, locked database): they feed the breaker."""
+    value: int
+    """Value failures (an entry that could not be read, a value the backend could not
+    hold, a result the serializer could not encode): they concern one key only."""
+
+    def __new__(cls, backend: int = 0, value: int = 0) -> ErrorCounts:
+        made = super().__new__(cls, backend + value)
+        made.backend = backend
+        made.value = value
+        return made
+
+    def __repr__(self) -> str:
+        return f"ErrorCounts(backend={self.backend}, value={self.value})"
+
+    def __reduce__(self) -> tuple[type[ErrorCounts], tuple[int, int]]:
+        return (ErrorCounts, (self.backend, self.value))
+
+
 class CacheInfo(NamedTuple):
     """Counters of one decorated function, as ``functools.lru_cache`` users know them."""
 
@@ -72,7 +103,8 @@ class CacheInfo(NamedTuple):
     misses: int
     """Calls that ran the function."""
     errors: int
-    """Backend operations that raised."""
+    """Failed cache operations: an :class:`ErrorCounts`, whose ``backend`` and
+    ``value`` attributes tell backend failures from value failures."""
 
 
 class CachedState:
@@ -99,6 +131,7 @@ class CachedState:
         "timeout",
         "unbound",
         "unless",
+        "value_errors",
         "version",
     )
 
@@ -136,7 +169,8 @@ class CachedState:
         self.tags = tags
         self.hits = 0
         self.misses = 0
-        self.errors = 0
+        self.errors = 0  # backend failures
+        self.value_errors = 0  # value failures (memokit.resilience)
         # How calls read the current cache (made-key prefixes, primitives);
         # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None
@@ -219,9 +253,9 @@ class _Cached(Generic[P, R]):
         return self._state.resolve()
 
     def cache_info(self) -> CacheInfo:
-        """Return the hits, misses and backend errors counted since decoration."""
+        """Return the hits, misses and errors (backend and value) counted since decoration."""
         state = self._state
-        return CacheInfo(state.hits, state.misses, state.errors)
+        return CacheInfo(state.hits, state.misses, ErrorCounts(state.errors, state.value_errors))
 
     def __repr__(self) -> str:
         state = self._state
@@ -275,14 +309,17 @@ class CachedFunction(_Cached[P, R]):
                 # were read: the entry alone (read_entry's first case, inlined).
                 payload = plan.get(plan.entry_prefix + key)
                 if payload is not MISSING and type(payload) is not tuple:
-                    payload = plan.decode(payload)
+                    try:
+                        payload = plan.decode(payload)
+                    except UNREADABLE as exc:
+                        payload = unreadable_entry(state, cache, plan.entry_prefix + key, exc)
                 versions = seen[1]
             else:
                 # The entry and the counters it must match, in one read (see
                 # memokit.counters); `versions` is what a computed value is stored under.
                 payload, versions = read_entry(state, cache, key, args, kwargs)
         except Exception as exc:
-            state.errors += 1
+            _count(state, exc)
             breaker = breaker_for(cache)
             if not fail_open(breaker, exc):
                 raise
@@ -367,7 +404,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         try:
             payload, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception as exc:
-            state.errors += 1
+            _count(state, exc)
             breaker = breaker_for(cache)
             if not fail_open(breaker, exc):
                 raise
@@ -395,8 +432,8 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         check_annotations(state.func, "invalidate", args, kwargs)
         try:
             return await state.resolve().adelete(key, state.version)
-        except Exception:
-            state.errors += 1
+        except Exception as exc:
+            _count(state, exc)
             raise
 
     async def refresh(self, *args: P.args, **kwargs: P.kwargs) -> T:
@@ -407,8 +444,8 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         cache = state.resolve()
         try:
             _, versions = await aread_entry(state, cache, key, args, kwargs)
-        except Exception:
-            state.errors += 1
+        except Exception as exc:
+            _count(state, exc)
             raise
         value: T = await state.func(*args, **kwargs)
         state.misses += 1
@@ -418,8 +455,8 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         """Invalidate every call of the function, in every process; return its new version."""
         try:
             return await ainvalidate_all(self)
-        except Exception:
-            self._state.errors += 1
+        except Exception as exc:
+            _count(self._state, exc)
             raise
 
     if TYPE_CHECKING:
@@ -467,11 +504,18 @@ class AsyncCachedClassMethod(AsyncCachedFunction[Concatenate[type[O], P], T], Ge
 # -- storing ----------------------------------------------------------------------
 
 
+def _count(state: CachedState, exc: BaseException) -> None:
+    if is_value_failure(exc):
+        state.value_errors += 1
+    else:
+        state.errors += 1
+
+
 def _counted(state: CachedState, operation: Callable[[], T]) -> T:
     try:
         return operation()
-    except Exception:
-        state.errors += 1
+    except Exception as exc:
+        _count(state, exc)
         raise
 
 
@@ -486,35 +530,79 @@ def _refuse_awaitable(state: CachedState, value: Any) -> None:
         )
 
 
+def _encode(state: CachedState, cache: BaseCache, value: Any, versions: Versions) -> Any:
+    """Encode the entry of ``value``; a result the serializer cannot encode is a TypeError.
+
+    Such a result is a bug in the caller's code, raised on every backend: the
+    dummy backend keeps values as they are, so it is checked with the serializer.
+    """
+    payload = make_payload(value, versions)
+    try:
+        encoded = cache._encode(payload)
+        if not cache.capabilities.stores:
+            cache.serializer.dumps(payload)
+    except pickle.PickleError as exc:
+        state.value_errors += 1
+        func = state.func
+        name = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
+        raise TypeError(
+            f"@cached function {name} returned a {type(value).__qualname__!r} object, which "
+            f"the cache's serializer cannot encode, so it cannot be cached; return a value "
+            f"it can store (a list rather than a generator, data rather than a lock), or "
+            f"leave such results out with unless="
+        ) from exc
+    return encoded
+
+
+def _not_stored(state: CachedState, cache: BaseCache, made: str, exc: ValueTooLarge) -> None:
+    state.value_errors += 1
+    cache._not_stored(made, exc)
+
+
 def _store(
     state: CachedState, cache: BaseCache, key: str, value: T, versions: Versions, *, replace: bool
 ) -> T:
-    """Store a computed value with get_or_set semantics; return what the caller gets."""
+    """Store a computed value with get_or_set semantics; return what the caller gets.
+
+    A value the backend cannot hold is a value failure: counted, reported once
+    per key and window, and the value returned unstored.
+    """
     _refuse_awaitable(state, value)
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
     skip = state.unless is not None and state.unless(value)
+    encoded = None if skip else _encode(state, cache, value, versions)
+    made = ""
     try:
         if skip:
             if replace:
                 cache.delete(key, version)
             return value
-        payload = make_payload(value, versions)
-        timeout = state.timeout_for(value)
+        made = cache.make_and_validate_key(key, version)
+        seconds = cache._seconds(state.timeout_for(value))
+        if seconds is not None and seconds <= 0:
+            if replace:
+                cache._delete(made)
+            return value
         if replace:
-            cache.set(key, payload, timeout, version)
+            cache._set(made, encoded, seconds)
             return value
-        if cache.add(key, payload, timeout, version):
+        if cache._add(made, encoded, seconds):
             return value
+        found = cache._get(made)
         # Another caller stored first: theirs wins, as with get_or_set, if it is valid.
-        current = cache.get(key, _MISS, version)
-        theirs = valid_value(current, versions)
+        if found is not MISSING:
+            found = decode_entry(state, cache, made, found)
+        theirs = valid_value(found, versions)
         if theirs is not MISSING:
             return theirs  # type: ignore[no-any-return]  # an entry's value
-        cache.set(key, payload, timeout, version)
+        cache._set(made, encoded, seconds)
         return value
-    except Exception:
-        state.errors += 1
+    except ValueTooLarge as exc:
+        _not_stored(state, cache, made, exc)
+        return value
+    except Exception as exc:
+        _count(state, exc)
         raise
 
 
@@ -525,26 +613,37 @@ async def _astore(
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
     skip = state.unless is not None and state.unless(value)
+    encoded = None if skip else _encode(state, cache, value, versions)
+    made = ""
     try:
         if skip:
             if replace:
                 await cache.adelete(key, version)
             return value
-        payload = make_payload(value, versions)
-        timeout = state.timeout_for(value)
+        made = cache.make_and_validate_key(key, version)
+        seconds = cache._seconds(state.timeout_for(value))
+        if seconds is not None and seconds <= 0:
+            if replace:
+                await cache._adelete(made)
+            return value
         if replace:
-            await cache.aset(key, payload, timeout, version)
+            await cache._aset(made, encoded, seconds)
             return value
-        if await cache.aadd(key, payload, timeout, version):
+        if await cache._aadd(made, encoded, seconds):
             return value
-        current = await cache.aget(key, _MISS, version)
-        theirs = valid_value(current, versions)
+        found = await cache._aget(made)
+        if found is not MISSING:
+            found = decode_entry(state, cache, made, found)
+        theirs = valid_value(found, versions)
         if theirs is not MISSING:
             return theirs  # type: ignore[no-any-return]  # an entry's value
-        await cache.aset(key, payload, timeout, version)
+        await cache._aset(made, encoded, seconds)
         return value
-    except Exception:
-        state.errors += 1
+    except ValueTooLarge as exc:
+        _not_stored(state, cache, made, exc)
+        return value
+    except Exception as exc:
+        _count(state, exc)
         raise
 
 

@@ -26,6 +26,7 @@ import functools
 import math
 import operator
 import os
+import pickle
 import sys
 import time
 import warnings
@@ -33,7 +34,13 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal, SupportsIndex, TypedDict, TypeVar
 
-from ..exceptions import CacheKeyWarning, ImproperlyConfigured, InvalidCacheKey
+from ..exceptions import (
+    CacheKeyWarning,
+    ImproperlyConfigured,
+    InvalidCacheKey,
+    ValueNotStoredWarning,
+    ValueTooLarge,
+)
 from ..keys import (
     KeyFunc,
     get_key_func,
@@ -41,7 +48,7 @@ from ..keys import (
     memcache_key_warnings,
     refuse_surrogates,
 )
-from ..serializers import Serializer, get_serializer
+from ..serializers import Serializer, describe, get_serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 
 T = TypeVar("T")
@@ -76,6 +83,9 @@ class _Missing(enum.Enum):
 MISSING: Final = _Missing.MISSING
 """What a primitive returns for a key that is absent or expired."""
 
+UNREADABLE: Final[tuple[type[Exception], ...]] = (pickle.UnpicklingError, EOFError)
+"""What ``_decode`` raises for a payload it cannot read (``UnreadableEntry`` is one)."""
+
 
 @dataclass(frozen=True)
 class Capabilities:
@@ -103,6 +113,9 @@ class Capabilities:
     """A key memcached cannot store raises ``InvalidCacheKey`` instead of warning."""
     blocking_io: bool = True
     """Primitives block on I/O, so the async twins run them in a worker thread."""
+    latest_expiry: float | None = None
+    """The latest expiry the store can represent (seconds since the epoch); a timeout
+    reaching past it is stored as "never expires". None: no limit."""
 
 
 class CommonSettings(TypedDict, total=False):
@@ -392,9 +405,21 @@ class BaseCache(abc.ABC):
     # storage to the primitives; a timeout of zero or less never reaches them.
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
-        """Return the value at ``key``, or ``default`` when it is missing or expired."""
-        payload = self._get(self.make_and_validate_key(key, version))
-        return default if payload is MISSING else self._decode(payload)
+        """Return the value at ``key``, or ``default`` when it is missing or expired.
+
+        An entry that cannot be read is a miss: it is removed, with a
+        ``CorruptEntryWarning`` once per key and window.
+        """
+        made = self.make_and_validate_key(key, version)
+        payload = self._get(made)
+        if payload is MISSING:
+            return default
+        try:
+            return self._decode(payload)
+        except UNREADABLE as exc:
+            self._unreadable(made, exc)
+            self._delete(made)
+            return default
 
     def set(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -405,8 +430,11 @@ class BaseCache(abc.ABC):
         payload = self._encode(value)
         if seconds is not None and seconds <= 0:
             self._delete(made)
-        else:
+            return
+        try:
             self._set(made, payload, seconds)
+        except ValueTooLarge as exc:
+            self._not_stored(made, exc)
 
     def add(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -418,7 +446,11 @@ class BaseCache(abc.ABC):
         if seconds is not None and seconds <= 0:
             # Django's answer: True when nothing live is there, and nothing is stored.
             return not self._has_key(made)
-        return self._add(made, payload, seconds)
+        try:
+            return self._add(made, payload, seconds)
+        except ValueTooLarge as exc:
+            self._not_stored(made, exc)
+            return False
 
     def get_or_set(
         self,
@@ -432,7 +464,11 @@ class BaseCache(abc.ABC):
         seconds = self._seconds(timeout)
         payload = self._get(made)
         if payload is not MISSING:
-            return self._decode(payload)
+            try:
+                return self._decode(payload)
+            except UNREADABLE as exc:
+                self._unreadable(made, exc)
+                self._delete(made)
         value = default() if callable(default) else default
         encoded = self._encode(value)
         if seconds is not None and seconds <= 0:
@@ -440,8 +476,17 @@ class BaseCache(abc.ABC):
         # If another caller stored a value between our read and our add, theirs wins.
         # Either way the caller gets the stored form: what a later hit returns, also
         # with a lossy serializer.
-        found = self._add_or_get(made, encoded, seconds)
-        return self._decode(encoded if found is MISSING else found)
+        try:
+            found = self._add_or_get(made, encoded, seconds)
+        except ValueTooLarge as exc:
+            self._not_stored(made, exc)
+            found = MISSING
+        if found is not MISSING:
+            try:
+                return self._decode(found)
+            except UNREADABLE as exc:
+                self._unreadable(made, exc)  # theirs cannot be read; ours is returned
+        return self._decode(encoded)
 
     def touch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -458,10 +503,16 @@ class BaseCache(abc.ABC):
         return self._delete(self.make_and_validate_key(key, version))
 
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
-        """Return ``{key: value}`` for the keys that are present; missing keys are left out."""
+        """Return ``{key: value}`` for the keys that are present; missing keys are left out.
+
+        Entries that cannot be read are left out and removed, as ``get`` does.
+        """
         made = {self.make_and_validate_key(key, version): key for key in keys}
         found = self._get_many(list(made))
-        return {made[m]: self._decode(found[m]) for m in made if m in found}
+        values, unreadable = self._decode_many(made, found)
+        if unreadable:
+            self._delete_many(unreadable)
+        return values
 
     def set_many(
         self,
@@ -477,7 +528,7 @@ class BaseCache(abc.ABC):
         if seconds is not None and seconds <= 0:
             self._delete_many(list(items))
             return []
-        return [originals[m] for m in self._set_many(items, seconds)]
+        return self._failed_keys(originals, self._set_many(items, seconds))
 
     def delete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """Remove every key in ``keys``."""
@@ -545,6 +596,44 @@ class BaseCache(abc.ABC):
         else:
             self._set(made, payload, seconds)
 
+    # -- value failures: one key's problem, never the backend's (memokit.resilience) --
+
+    def _unreadable(
+        self, made: str, exc: BaseException, then: str = "it counts as a miss and is removed"
+    ) -> None:
+        from ..resilience import report_value_failure  # it imports this module
+
+        report_value_failure(self, made, f"cannot be read ({describe(exc)}); {then}")
+
+    def _not_stored(self, made: str, exc: BaseException | str) -> None:
+        from ..resilience import report_value_failure
+
+        report_value_failure(
+            self,
+            made,
+            f"was not stored: {exc}; nothing is raised, as a cache may drop any entry",
+            ValueNotStoredWarning,
+        )
+
+    def _decode_many(
+        self, made: Mapping[str, Any], found: Mapping[str, Any]
+    ) -> tuple[dict[Any, Any], list[str]]:
+        values: dict[Any, Any] = {}
+        unreadable: list[str] = []
+        for m in made:
+            if m in found:
+                try:
+                    values[made[m]] = self._decode(found[m])
+                except UNREADABLE as exc:
+                    self._unreadable(m, exc)
+                    unreadable.append(m)
+        return values, unreadable
+
+    def _failed_keys(self, originals: Mapping[str, Any], failed: list[str]) -> list[Any]:
+        for m in failed:
+            self._not_stored(m, "the backend refused it; set_many lists its key")
+        return [originals[m] for m in failed]
+
     def _encode_many(
         self, data: Mapping[Any, Any], version: int | None
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -562,8 +651,16 @@ class BaseCache(abc.ABC):
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """Async ``get``."""
-        payload = await self._aget(self.make_and_validate_key(key, version))
-        return default if payload is MISSING else self._decode(payload)
+        made = self.make_and_validate_key(key, version)
+        payload = await self._aget(made)
+        if payload is MISSING:
+            return default
+        try:
+            return self._decode(payload)
+        except UNREADABLE as exc:
+            self._unreadable(made, exc)
+            await self._adelete(made)
+            return default
 
     async def aset(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -574,8 +671,11 @@ class BaseCache(abc.ABC):
         payload = self._encode(value)
         if seconds is not None and seconds <= 0:
             await self._adelete(made)
-        else:
+            return
+        try:
             await self._aset(made, payload, seconds)
+        except ValueTooLarge as exc:
+            self._not_stored(made, exc)
 
     async def aadd(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -586,7 +686,11 @@ class BaseCache(abc.ABC):
         payload = self._encode(value)
         if seconds is not None and seconds <= 0:
             return not await self._ahas_key(made)
-        return await self._aadd(made, payload, seconds)
+        try:
+            return await self._aadd(made, payload, seconds)
+        except ValueTooLarge as exc:
+            self._not_stored(made, exc)
+            return False
 
     async def aget_or_set(
         self,
@@ -600,13 +704,26 @@ class BaseCache(abc.ABC):
         seconds = self._seconds(timeout)
         payload = await self._aget(made)
         if payload is not MISSING:
-            return self._decode(payload)
+            try:
+                return self._decode(payload)
+            except UNREADABLE as exc:
+                self._unreadable(made, exc)
+                await self._adelete(made)
         value = default() if callable(default) else default
         encoded = self._encode(value)
         if seconds is not None and seconds <= 0:
             return self._decode(encoded)
-        found = await self._aadd_or_get(made, encoded, seconds)
-        return self._decode(encoded if found is MISSING else found)
+        try:
+            found = await self._aadd_or_get(made, encoded, seconds)
+        except ValueTooLarge as exc:
+            self._not_stored(made, exc)
+            found = MISSING
+        if found is not MISSING:
+            try:
+                return self._decode(found)
+            except UNREADABLE as exc:
+                self._unreadable(made, exc)
+        return self._decode(encoded)
 
     async def atouch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -626,7 +743,10 @@ class BaseCache(abc.ABC):
         """Async ``get_many``."""
         made = {self.make_and_validate_key(key, version): key for key in keys}
         found = await self._aget_many(list(made))
-        return {made[m]: self._decode(found[m]) for m in made if m in found}
+        values, unreadable = self._decode_many(made, found)
+        if unreadable:
+            await self._adelete_many(unreadable)
+        return values
 
     async def aset_many(
         self,
@@ -642,7 +762,7 @@ class BaseCache(abc.ABC):
         if seconds is not None and seconds <= 0:
             await self._adelete_many(list(items))
             return []
-        return [originals[m] for m in await self._aset_many(items, seconds)]
+        return self._failed_keys(originals, await self._aset_many(items, seconds))
 
     async def adelete_many(self, keys: Iterable[Any], version: int | None = None) -> None:
         """Async ``delete_many``."""

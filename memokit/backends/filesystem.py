@@ -31,12 +31,11 @@ import random
 import secrets
 import struct
 import sys
-import warnings
 import zlib
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
-from ..exceptions import CorruptEntryWarning, ImproperlyConfigured
+from ..exceptions import ImproperlyConfigured
 from ._files import FILE_MODE, check_private_dir, location_path, make_private_dirs
 from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
 from ._flock import Directory as _Directory
@@ -168,11 +167,10 @@ class FileSystemCache(BaseCache):
             # Only now the inode: it tells our damaged file from one renamed in since.
             inode = os.fstat(file.fileno()).st_ino
         if problem:
-            warnings.warn(
-                f"cache file {path!r} {problem}; it is treated as a miss and removed",
-                CorruptEntryWarning,
-                stacklevel=5,
-            )
+            from ..resilience import report_value_failure  # it imports this package
+
+            # Rate-limited per file and window, as every value failure is.
+            report_value_failure(self, path, f"{problem}; it is treated as a miss and removed")
         # An empty file (problem == "") is what a crash before the first write leaves,
         # or an OS crash before the data reached the disk: Django reads it as expired,
         # without complaint.

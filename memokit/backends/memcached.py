@@ -13,7 +13,13 @@ blocking client in a worker thread.
 Expiry: memcached counts whole seconds on a clock that ticks once a second,
 so an entry given ``t`` seconds is sent ``ceil(t)`` (Django sends ``int(t)``,
 which turns 0.5 into "expired") and lives between ``ceil(t) - 1`` and
-``ceil(t) + 1`` seconds; more than 30 days is sent as a Unix time.
+``ceil(t) + 1`` seconds; more than 30 days is sent as a Unix time. memcached
+holds that time in 32 bits: a timeout reaching past 2**31 seconds since the
+epoch (``capabilities.latest_expiry``) is sent as 0, "never expires".
+
+A value over the server's item size limit (``-I``, 1 MiB by default) is never
+stored and never raises: ``set`` drops it (and removes the old value), ``add``
+answers False, with a ``ValueNotStoredWarning`` once per key and window.
 """
 
 from __future__ import annotations
@@ -38,9 +44,16 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
     MemcacheUnexpectedCloseError,
 )
 
-from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, InvalidCacheKey
+from ..exceptions import (
+    BackendError,
+    BackendUnavailable,
+    ImproperlyConfigured,
+    InvalidCacheKey,
+    UnreadableEntry,
+    ValueTooLarge,
+)
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, key_is_clean, memcache_key_warnings
-from ..serializers import PickleSerializer
+from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._remote import check_flag, check_seconds, split_location, split_options
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
@@ -52,6 +65,9 @@ DEFAULT_TIMEOUT_SECONDS: Final = 2.0
 
 THIRTY_DAYS: Final = 60 * 60 * 24 * 30
 """memcached reads an expiry above this as a Unix time, not as seconds from now."""
+
+LATEST_EXPIRY: Final = 2**31 - 1
+"""The latest Unix time memcached's 32-bit expiry holds."""
 
 _FLAG_INT = 1 << 4  # an integer stored as text, offset by _BIAS
 _BIAS = 2**63
@@ -89,7 +105,16 @@ def _expire(timeout: float | None) -> int:
     seconds = math.ceil(timeout)
     if seconds > THIRTY_DAYS:
         seconds += int(time.time())
+        if seconds > LATEST_EXPIRY:
+            return 0  # memcached would wrap it into the past: "never" is the nearest it holds
     return seconds
+
+
+def _too_large(exc: Exception) -> ValueTooLarge:
+    reason = exc.args[0] if exc.args else b""
+    if isinstance(reason, bytes):
+        reason = reason.decode("ascii", "replace")
+    return ValueTooLarge(f"memcached refused it ({reason or type(exc).__name__})")
 
 
 class MemcachedCache(BaseCache):
@@ -103,6 +128,7 @@ class MemcachedCache(BaseCache):
         persistent=True,
         strict_keys=True,
         blocking_io=True,
+        latest_expiry=LATEST_EXPIRY,
     )
     option_names: ClassVar[frozenset[str]] = _OWNED
 
@@ -197,12 +223,13 @@ class MemcachedCache(BaseCache):
     def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
         """Return the expiry sent to memcached: seconds, a Unix time past 30 days, -1 for now.
 
-        None (never expire) is sent as 0.
+        None (never expire) is sent as 0, and so is a timeout past ``LATEST_EXPIRY``.
         """
         seconds = self._seconds(timeout)
         if seconds is not None and seconds <= 0:
             return -1
-        return None if seconds is None else _expire(seconds)
+        expire = None if seconds is None else _expire(seconds)
+        return expire or None
 
     # -- encoding ------------------------------------------------------------------
 
@@ -216,9 +243,11 @@ class MemcachedCache(BaseCache):
             return payload
         try:
             return self.serializer.loads(payload)
+        except UnreadableEntry:
+            raise
         except Exception as exc:
-            raise BackendError(
-                f"cannot deserialise a value read from memcached {self.location}: {exc!r}"
+            raise UnreadableEntry(
+                f"cannot deserialise a value read from memcached {self.location} ({describe(exc)})"
             ) from exc
 
     def _fail(self, exc: Exception) -> NoReturn:
@@ -250,17 +279,21 @@ class MemcachedCache(BaseCache):
         return self._get(key) is not MISSING
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        refused = None
         try:
             stored = self._client.set(key, payload, _expire(timeout))
         except MemcacheServerError as exc:
             if isinstance(exc, MemcacheUnexpectedCloseError):
                 self._fail(exc)
             stored = False  # "object too large for cache", or out of memory
+            refused = exc
         except (OSError, MemcacheError) as exc:
             self._fail(exc)
         if not stored:
             # As Django: never leave the previous value behind a failed set.
             self._delete(key)
+        if refused is not None:
+            raise _too_large(refused) from None
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
         expire = _expire(timeout)
@@ -292,6 +325,10 @@ class MemcachedCache(BaseCache):
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         try:
             return bool(self._client.add(key, payload, _expire(timeout)))
+        except MemcacheServerError as exc:
+            if isinstance(exc, MemcacheUnexpectedCloseError):
+                self._fail(exc)
+            raise _too_large(exc) from None
         except (OSError, MemcacheError) as exc:
             self._fail(exc)
 

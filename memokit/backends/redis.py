@@ -14,6 +14,12 @@ that opened them; a pool is disconnected when its loop shuts down.
 Nothing is retried: a command that timed out after it was sent may have run,
 and running ``INCRBY`` twice would count twice. Connect and read timeouts are
 finite by default (``SOCKET_CONNECT_TIMEOUT`` and ``SOCKET_TIMEOUT`` below).
+
+Expiry is sent as ``PX`` milliseconds; a timeout reaching past
+``capabilities.latest_expiry`` (Redis counts in signed 64-bit milliseconds) is
+stored as "never expires". ``set_many`` returns the keys whose command the
+server refused (and removes their old values), and no error message quotes a
+value: redis-py's pipeline errors echo the command, which is cut out.
 """
 
 from __future__ import annotations
@@ -22,7 +28,9 @@ import asyncio
 import math
 import os
 import random
+import re
 import threading
+import time
 from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, NoReturn, Unpack
@@ -32,8 +40,8 @@ import redis.asyncio
 from redis.commands.core import AsyncScript, Script
 from redis.exceptions import WatchError
 
-from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
-from ..serializers import PickleSerializer
+from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
+from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._remote import check_flag, check_seconds, mask_password, split_location, split_options
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
@@ -45,6 +53,14 @@ DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+
+LATEST_EXPIRY: Final = 2**62 / 1000
+"""The latest expiry sent as ``PX`` (seconds since the epoch), well inside Redis's
+signed 64-bit milliseconds; a later one is stored as "never expires"."""
+
+# redis-py annotates a pipeline's error with the command, arguments and all:
+# "Command # 3 (SET :1:k <value bytes>...) of pipeline caused error: ...".
+_PIPELINE_COMMAND = re.compile(r"(Command # \d+) \(.*?\) (of pipeline caused error)", re.DOTALL)
 
 # incr: INCRBY only a key that exists, so that a missing key is an error and not
 # a new counter; keep the expiry (INCRBY does). The result is read back with GET
@@ -91,9 +107,20 @@ _TIMEOUTS = {
 }
 
 
-def _milliseconds(timeout: float) -> int:
+def _milliseconds(timeout: float | None) -> int | None:
+    """The ``PX`` of ``timeout`` seconds, or None for "never expires"."""
+    if timeout is None or timeout > LATEST_EXPIRY - time.time():
+        return None
     # Round up: an entry lives at least as long as asked, never 0 ms (an error).
     return max(1, math.ceil(timeout * 1000))
+
+
+def _scrub(exc: Exception) -> str:
+    """The message of ``exc`` without any command text; its args are scrubbed too."""
+    if exc.args and isinstance(exc.args[0], str):
+        # The cause is chained to memokit's error: it must not carry the value either.
+        exc.args = (_PIPELINE_COMMAND.sub(r"\1 \2", exc.args[0]), *exc.args[1:])
+    return mask_password(_PIPELINE_COMMAND.sub(r"\1 \2", str(exc)))
 
 
 @dataclass
@@ -127,6 +154,7 @@ class RedisCache(BaseCache):
         cross_process=True,
         persistent=True,
         blocking_io=True,
+        latest_expiry=LATEST_EXPIRY,
     )
     option_names: ClassVar[frozenset[str]] = _OWNED
 
@@ -193,9 +221,10 @@ class RedisCache(BaseCache):
     def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
         """Return the seconds sent to Redis (as ``PX`` milliseconds): None is no expiry."""
         seconds = self._seconds(timeout)
-        if seconds is None:
-            return None
-        return _milliseconds(seconds) / 1000 if seconds > 0 else 0
+        if seconds is not None and seconds <= 0:
+            return 0
+        px = _milliseconds(seconds)
+        return None if px is None else px / 1000
 
     # -- encoding ----------------------------------------------------------------
 
@@ -212,9 +241,11 @@ class RedisCache(BaseCache):
                 # Pickle at protocol 2+ always starts with \x80; this is a raw int.
                 return int(payload)
             return self.serializer.loads(payload)
+        except UnreadableEntry:
+            raise
         except Exception as exc:
-            raise BackendError(
-                f"cannot deserialise a value read from Redis {self._display}: {exc!r}"
+            raise UnreadableEntry(
+                f"cannot deserialise a value read from Redis {self._display} ({describe(exc)})"
             ) from exc
 
     # -- errors ------------------------------------------------------------------
@@ -222,9 +253,9 @@ class RedisCache(BaseCache):
     def _fail(self, exc: Exception) -> NoReturn:
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
             raise BackendUnavailable(
-                f"Redis {self._display} is unavailable: {mask_password(str(exc))}"
+                f"Redis {self._display} is unavailable: {_scrub(exc)}"
             ) from exc
-        raise BackendError(f"Redis {self._display} failed: {mask_password(str(exc))}") from exc
+        raise BackendError(f"Redis {self._display} failed: {_scrub(exc)}") from exc
 
     def _reader(self) -> redis.Redis:
         if self._replicas and self._read_from_replicas:
@@ -261,29 +292,43 @@ class RedisCache(BaseCache):
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
         try:
-            if timeout is None:
-                self._primary.set(key, payload)
-            else:
-                self._primary.set(key, payload, px=_milliseconds(timeout))
+            self._primary.set(key, payload, px=_milliseconds(timeout))
         except redis.RedisError as exc:
             self._fail(exc)
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        px = _milliseconds(timeout)
         try:
             with self._primary.pipeline(transaction=False) as pipe:
-                if timeout is None:
-                    pipe.mset(items)
-                else:
-                    px = _milliseconds(timeout)
-                    for key, payload in items.items():
-                        pipe.set(key, payload, px=px)
-                pipe.execute()
+                self._queue_sets(pipe, items, px)
+                replies = pipe.execute(raise_on_error=False)
+            failed = self._refused(items, px, replies)
+            if failed:
+                # As memcached: an old value never survives a failed update.
+                self._primary.delete(*failed)
         except redis.RedisError as exc:
             self._fail(exc)
-        return []
+        return failed
+
+    @staticmethod
+    def _queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:
+        if px is None:
+            pipe.mset(items)
+        else:
+            for key, payload in items.items():
+                pipe.set(key, payload, px=px)
+
+    @staticmethod
+    def _refused(items: dict[str, Any], px: int | None, replies: list[Any]) -> list[str]:
+        """The keys whose command the server refused (an error in its reply)."""
+        if px is None:  # one MSET: all or nothing
+            return list(items) if isinstance(replies[0], Exception) else []
+        return [
+            key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)
+        ]
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
-        px = None if timeout is None else _milliseconds(timeout)
+        px = _milliseconds(timeout)
         try:
             return bool(self._primary.set(key, payload, px=px, nx=True))
         except redis.RedisError as exc:
@@ -291,9 +336,10 @@ class RedisCache(BaseCache):
 
     def _touch(self, key: str, timeout: float | None) -> bool:
         try:
-            if timeout is None:
+            px = _milliseconds(timeout)
+            if px is None:
                 return bool(self._persist_script(keys=[key]))
-            return bool(self._primary.pexpire(key, _milliseconds(timeout)))
+            return bool(self._primary.pexpire(key, px))
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -348,7 +394,7 @@ class RedisCache(BaseCache):
 
     def _add_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
         # One round trip: the script returns the live value, or stores ours.
-        px = "" if timeout is None else _milliseconds(timeout)
+        px = _milliseconds(timeout) or ""
         try:
             current = self._get_or_add_script(keys=[key], args=[payload, px])
         except redis.RedisError as exc:
@@ -425,7 +471,7 @@ class RedisCache(BaseCache):
 
     async def _aset(self, key: str, payload: Any, timeout: float | None) -> None:
         side = await self._side()
-        px = None if timeout is None else _milliseconds(timeout)
+        px = _milliseconds(timeout)
         try:
             await side.primary.set(key, payload, px=px)
         except redis.RedisError as exc:
@@ -433,22 +479,21 @@ class RedisCache(BaseCache):
 
     async def _aset_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
         side = await self._side()
+        px = _milliseconds(timeout)
         try:
             async with side.primary.pipeline(transaction=False) as pipe:
-                if timeout is None:
-                    pipe.mset(items)
-                else:
-                    px = _milliseconds(timeout)
-                    for key, payload in items.items():
-                        pipe.set(key, payload, px=px)
-                await pipe.execute()
+                self._queue_sets(pipe, items, px)
+                replies = await pipe.execute(raise_on_error=False)
+            failed = self._refused(items, px, replies)
+            if failed:
+                await side.primary.delete(*failed)
         except redis.RedisError as exc:
             self._fail(exc)
-        return []
+        return failed
 
     async def _aadd(self, key: str, payload: Any, timeout: float | None) -> bool:
         side = await self._side()
-        px = None if timeout is None else _milliseconds(timeout)
+        px = _milliseconds(timeout)
         try:
             return bool(await side.primary.set(key, payload, px=px, nx=True))
         except redis.RedisError as exc:
@@ -457,9 +502,10 @@ class RedisCache(BaseCache):
     async def _atouch(self, key: str, timeout: float | None) -> bool:
         side = await self._side()
         try:
-            if timeout is None:
+            px = _milliseconds(timeout)
+            if px is None:
                 return bool(await side.persist(keys=[key]))
-            return bool(await side.primary.pexpire(key, _milliseconds(timeout)))
+            return bool(await side.primary.pexpire(key, px))
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -514,7 +560,7 @@ class RedisCache(BaseCache):
                     continue
 
     async def _aadd_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
-        px = "" if timeout is None else _milliseconds(timeout)
+        px = _milliseconds(timeout) or ""
         side = await self._side()
         try:
             current = await side.get_or_add(keys=[key], args=[payload, px])

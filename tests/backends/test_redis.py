@@ -15,7 +15,7 @@ import pytest
 import redis
 
 import memokit
-from memokit import BackendError, BackendUnavailable, ImproperlyConfigured
+from memokit import BackendError, BackendUnavailable, CorruptEntryWarning, ImproperlyConfigured
 from memokit.backends.redis import RedisCache
 from memokit.testing import RunningServer, start_server
 
@@ -387,10 +387,11 @@ def test_incr_is_atomic_across_threads(cache: RedisCache) -> None:
     assert cache.get("f") == 1600.0
 
 
-def test_corrupt_payload_is_a_backend_error(cache: RedisCache, raw: Any) -> None:
+def test_corrupt_payload_is_a_warned_miss(cache: RedisCache, raw: Any) -> None:
     raw.set(":1:k", b"\x80\x05garbage")
-    with pytest.raises(BackendError, match="cannot deserialise"):
-        cache.get("k")
+    with pytest.warns(CorruptEntryWarning, match="cannot be read"):
+        assert cache.get("k") is None
+    assert raw.get(":1:k") is None  # removed
 
 
 class DelayProxy:

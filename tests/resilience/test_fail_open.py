@@ -28,7 +28,7 @@ from memokit import (
     cached,
     configure_breaker,
 )
-from memokit.resilience import BreakerSettings, is_backend_failure
+from memokit.resilience import BreakerSettings, is_backend_failure, is_value_failure
 from memokit.switches import GATE
 
 
@@ -82,12 +82,25 @@ class Outage(MemoryCache):
         TimeoutError(),
         OSError(errno.ENOSPC, "No space left on device"),
         sqlite3.OperationalError("database is locked"),
-        pickle.UnpicklingError("truncated"),
-        EOFError(),
     ],
 )
 def test_backend_failures(error: Exception) -> None:
     assert is_backend_failure(error)
+    assert not is_value_failure(error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        pickle.UnpicklingError("truncated"),
+        EOFError(),
+        memokit.UnreadableEntry("damaged"),
+        memokit.ValueTooLarge("over the item size"),
+    ],
+)
+def test_value_failures_are_not_backend_failures(error: Exception) -> None:
+    assert is_value_failure(error)
+    assert not is_backend_failure(error)
 
 
 @pytest.mark.parametrize(
@@ -305,7 +318,7 @@ def test_function_errors_and_unpicklable_results_propagate_during_an_outage() ->
 
     with pytest.raises(KeyError):
         fails()
-    with pytest.raises(pickle.PicklingError):
+    with pytest.raises(TypeError, match="cannot encode"):
         unpicklable()
     cache.down = True
     with pytest.raises(KeyError):
@@ -377,13 +390,15 @@ def test_deliberately_broken_serializer(caplog: pytest.LogCaptureFixture) -> Non
         return [1]  # a list is pickled by the memory backend
 
     assert f() == [1]
-    assert f() == [1]
+    with pytest.warns(memokit.CorruptEntryWarning, match="UnpicklingError"):
+        assert f() == [1]  # an unreadable entry: a value failure, replaced
     assert runs == [1, 1]
     assert f.cache_info().errors == 1
-    assert len(warnings_logged(caplog)) == 1
+    assert f.cache_info().errors.value == 1
+    assert warnings_logged(caplog) == []  # the breaker never opened
 
 
-def test_an_unreadable_pickle_is_an_unpickling_error_and_fails_open(
+def test_an_unreadable_pickle_is_a_value_failure_and_is_replaced(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     # A value whose class changed since it was stored: unpickling raises ValueError
@@ -412,11 +427,13 @@ def test_an_unreadable_pickle_is_an_unpickling_error_and_fails_open(
 
         assert box().v == 1
         module.broken = True
-        with pytest.raises(pickle.UnpicklingError, match="other arguments"):
-            cache.get(box.key())
-        assert box().v == 1  # computed again, not a ValueError
-        assert box.cache_info().errors == 1
-        assert len(warnings_logged(caplog)) == 1
+        with pytest.warns(memokit.CorruptEntryWarning, match="ValueError"):
+            assert box().v == 1  # computed again, not a ValueError
+        assert box.cache_info().errors.value == 1
+        assert warnings_logged(caplog) == []  # a value failure never opens the breaker
+        module.broken = False
+        assert box().v == 1  # replaced: a hit now
+        assert box.cache_info().misses == 2
     finally:
         del sys.modules[module.__name__]
 
