@@ -42,7 +42,14 @@ from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured,
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, key_is_clean, memcache_key_warnings
 from ..serializers import PickleSerializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
-from ._remote import check_flag, check_seconds, split_location, split_options
+from ._remote import (
+    check_flag,
+    check_seconds,
+    parameter_names,
+    refused_options,
+    split_location,
+    split_options,
+)
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
 DEFAULT_CONNECT_TIMEOUT: Final = 1.0
@@ -134,8 +141,9 @@ class MemcachedCache(BaseCache):
             # one client object now (no I/O) so a typo raises here.
             PooledClient(specs[0], **common)._create_client()
         except TypeError as exc:
-            raise ImproperlyConfigured(
-                f"OPTIONS for memcached {self.location}: pymemcache refused them ({exc})"
+            accepted = parameter_names([PooledClient.__init__, HashClient.__init__])
+            raise refused_options(
+                type(self).__name__, "pymemcache", options, _OWNED, accepted, exc
             ) from None
         self._specs = specs
         self._common = common
