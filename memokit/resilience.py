@@ -97,7 +97,16 @@ class CircuitBreaker:
     another window. One warning is logged per opening.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_name", "_settings", "failures", "open_until", "opened")
+    __slots__ = (
+        "__weakref__",
+        "_lock",
+        "_name",
+        "_quiet_until",
+        "_settings",
+        "failures",
+        "open_until",
+        "opened",
+    )
 
     def __init__(self, name: str, settings: BreakerSettings | None = None) -> None:
         self._name = name
@@ -109,6 +118,7 @@ class CircuitBreaker:
         """``time.monotonic()`` until which calls skip the backend; 0.0 when closed."""
         self.opened = 0
         """How many times the breaker opened (each one logged one warning)."""
+        self._quiet_until = 0.0  # no second warning before this time.monotonic()
 
     @property
     def settings(self) -> BreakerSettings:
@@ -147,7 +157,13 @@ class CircuitBreaker:
             if self.failures < settings.threshold:
                 return
             # A first opening, or a failed probe: either starts a window and logs once.
-            self.open_until = time.monotonic() + settings.window
+            # Calls that were already waiting on the backend when it failed fail too,
+            # just after; they push the window on but do not log again.
+            now = time.monotonic()
+            self.open_until = now + settings.window
+            if now < self._quiet_until:
+                return
+            self._quiet_until = now + settings.window
             self.opened += 1
         logger.warning(
             "memokit: cache %s failed (%s: %s); decorated calls compute their values and "
@@ -176,6 +192,7 @@ class CircuitBreaker:
                 trouble(-1)
             self.failures = 0
             self.open_until = 0.0
+            self._quiet_until = 0.0
 
     def __del__(self) -> None:
         # A cache dropped while failing must not keep every call on the guarded path.
