@@ -14,7 +14,7 @@ each connection from a thread of its own. The faults (see :class:`Faults`):
 
 - ``delay``: every chunk waits this many seconds before it is passed on;
 - ``drop``: the connection stays open, but nothing is passed on either way;
-- ``truncate``: a reply is cut to its first N bytes, then the connection closed;
+- ``truncate``: N more bytes of replies are passed on, then the connection closed;
 - ``reset``: connections are aborted with a TCP reset (new ones at once);
 - ``bandwidth``: bytes per second, in each direction of each connection.
 
@@ -49,7 +49,7 @@ class Faults:
     drop: bool = False
     """Pass nothing on, either way, while keeping the connections open (a black hole)."""
     truncate: int | None = None
-    """Cut the server's next reply to its first N bytes and close the connection."""
+    """Pass on N more bytes of replies on each connection, then close it."""
     reset: bool = False
     """Abort every connection with a TCP reset, open ones at once and new ones on arrival."""
     bandwidth: float | None = None
@@ -107,6 +107,7 @@ class _Connection:
         self.upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         peers = {self.client: self.upstream, self.upstream: self.client}
+        budget: int | None = None  # reply bytes left to pass on under ``truncate``
         with selectors.DefaultSelector() as selector:
             for sock in peers:
                 # Bounded, so that a peer that stops reading cannot hold this thread.
@@ -133,10 +134,18 @@ class _Connection:
                             return
                         if faults.drop:
                             continue
-                    reply = source is self.upstream
-                    if reply and faults.truncate is not None:
-                        self._send(peers[source], data[: faults.truncate], faults)
-                        return
+                    if source is self.upstream:
+                        if faults.truncate is None:
+                            budget = None
+                        else:
+                            # Counted in bytes, not chunks: a reply may come in pieces.
+                            budget = faults.truncate if budget is None else budget
+                            data = data[:budget]
+                            budget -= len(data)
+                            self._send(self.client, data, faults)
+                            if budget == 0:
+                                return
+                            continue
                     self._send(peers[source], data, faults)
 
     def _send(self, target: socket.socket, data: bytes, faults: Faults) -> None:

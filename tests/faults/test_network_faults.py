@@ -93,13 +93,14 @@ def backend(request: pytest.FixtureRequest) -> Iterator[tuple[str, FaultProxy]]:
         yield request.param, proxy
 
 
-def make_cache(kind: str, proxy: FaultProxy) -> BaseCache:
+def make_cache(kind: str, *proxies: FaultProxy) -> BaseCache:
+    location: list[str]
     if kind == "redis":
         options = {"socket_timeout": SOCKET_TIMEOUT, "socket_connect_timeout": SOCKET_TIMEOUT}
-        location = proxy.url("redis")
+        location = [proxy.url("redis") for proxy in proxies]
     else:
         options = {"timeout": SOCKET_TIMEOUT, "connect_timeout": SOCKET_TIMEOUT}
-        location = proxy.url()
+        location = [proxy.url() for proxy in proxies]
     cache = memokit.create_cache(
         {
             "BACKEND": kind,
@@ -248,7 +249,7 @@ def test_threads_under_a_network_fault(
     assert 1 <= len(warnings) <= windows + 1, warnings
 
 
-@pytest.mark.parametrize("fault", ["drop", "truncate", "reset"])
+@pytest.mark.parametrize("fault", ["delay", "drop", "truncate", "reset"])
 def test_async_decorated_calls_under_a_network_fault(
     backend: tuple[str, FaultProxy], fault: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -358,3 +359,40 @@ def test_low_level_api_under_a_network_fault(backend: tuple[str, FaultProxy], fa
     assert failures > 0
     # A low-level call may connect and then wait for its reply: two timeouts.
     assert slowest <= 2 * SOCKET_TIMEOUT + 0.2
+
+
+@pytest.mark.parametrize("fault", ["drop", "reset"])
+def test_one_of_two_servers_under_a_network_fault(
+    backend: tuple[str, FaultProxy], fault: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Redis replica, or one of two Memcached servers, fails; the other keeps answering.
+
+    Both proxies lead to the same server: what is checked is the client side.
+    """
+    kind, first = backend
+    with FaultProxy(*first.target) as second:
+        cache = make_cache(kind, first, second)
+        tally = Tally()
+        salt = uuid.uuid4().hex[:6]
+
+        @cached(cache=cache)
+        def label(n: int) -> str:
+            return f"{salt}:label:{n}"
+
+        caplog.set_level(logging.WARNING, logger="memokit")
+        try:
+            for n in range(KEYS):
+                tally.timed(lambda n=n: label(n), f"{salt}:label:{n}", f"label({n})")
+            second.set_faults(FAULTS[fault])
+            started = time.monotonic()
+            n = 0
+            while time.monotonic() - started < 3 * WINDOW:
+                tally.timed(lambda n=n: label(n % KEYS), f"{salt}:label:{n % KEYS}", "label")
+                n += 1
+        finally:
+            second.heal()
+            cache.close()
+    assert tally.wrong == []
+    assert tally.escaped == []
+    assert tally.slowest <= CALL_BOUND
+    assert len(memokit_warnings(caplog)) <= 3 + 2
