@@ -213,6 +213,19 @@ def test_unknown_option_of_a_network_backend(backend: str, typo: str, meant: str
     assert f"did you mean {meant!r}" in message
 
 
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"LOCATION": "127.0.0.1:notaport"}, "LOCATION"),
+        ({"LOCATION": "127.0.0.1:1", "OPTIONS": {"max_pool_size": "x"}}, "OPTIONS"),
+    ],
+)
+def test_memcached_settings_pymemcache_refuses(settings: dict[str, Any], named: str) -> None:
+    pytest.importorskip("pymemcache")
+    message = _refused({"BACKEND": "memcached", **settings})
+    assert named in message
+
+
 def test_unknown_option_through_the_django_adapter() -> None:
     message = _django_refused("", {"BACKEND": "memory", "MAX_ENTRIS": 1})
     assert "OPTIONS['MAX_ENTRIS']" in message

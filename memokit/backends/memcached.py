@@ -135,7 +135,15 @@ class MemcachedCache(BaseCache):
             "no_delay": True,
             **options,
         }
-        specs = [normalize_server_spec(server) for server in servers]
+        specs = []
+        for server in servers:
+            try:
+                specs.append(normalize_server_spec(server))
+            except ValueError as exc:
+                raise ImproperlyConfigured(
+                    f"LOCATION names a server {server!r} that pymemcache cannot read ({exc}); "
+                    f"give 'host:port' (for example '127.0.0.1:11211') or 'unix:/path/to/socket'"
+                ) from None
         try:
             # pymemcache reads the options only when it first connects; build
             # one client object now (no I/O) so a typo raises here.
@@ -144,6 +152,10 @@ class MemcachedCache(BaseCache):
             accepted = parameter_names([PooledClient.__init__, HashClient.__init__])
             raise refused_options(
                 type(self).__name__, "pymemcache", options, _OWNED, accepted, exc
+            ) from None
+        except ValueError as exc:
+            raise ImproperlyConfigured(
+                f"OPTIONS for memcached {self.location}: pymemcache refused them ({exc})"
             ) from None
         self._specs = specs
         self._common = common
