@@ -100,9 +100,9 @@ def create_cache(settings: Mapping[str, Any], alias: str = DEFAULT_CACHE_ALIAS) 
                 kwargs[kwarg] = settings[name]
         return cls(settings.get("LOCATION", ""), **kwargs)
     except ImproperlyConfigured as exc:
-        # Every message says which alias to fix; InvalidCacheBackendError stays itself.
-        kind = InvalidCacheBackendError if isinstance(exc, InvalidCacheBackendError) else None
-        raise (kind or ImproperlyConfigured)(f"CACHES[{alias!r}]: {exc}") from exc
+        # Every message says which alias to fix; the class stays (not a private one).
+        kind = ImproperlyConfigured if isinstance(exc, _MissingPackage) else type(exc)
+        raise kind(f"CACHES[{alias!r}]: {exc}") from exc
 
 
 class CacheHandler:

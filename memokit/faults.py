@@ -10,7 +10,7 @@ while the client runs::
         proxy.set_faults()                    # healthy again
 
 The proxy listens on a free loopback port (found by binding port 0) and serves
-each connection from a thread of its own. The faults (see :class:`Faults`):
+each direction of each connection from a thread of its own. The faults (see :class:`Faults`):
 
 - ``delay``: every chunk waits this many seconds before it is passed on;
 - ``drop``: the connection stays open, but nothing is passed on either way;
@@ -25,11 +25,12 @@ from __future__ import annotations
 
 import contextlib
 import ipaddress
-import selectors
+import select
 import socket
 import struct
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import TracebackType
 
@@ -82,71 +83,92 @@ def _abort(sock: socket.socket) -> None:
 
 
 class _Connection:
-    """One client connection and its upstream twin, served by one thread."""
+    """One client connection and its upstream twin: a thread for each direction."""
 
     def __init__(self, proxy: FaultProxy, client: socket.socket) -> None:
         self.proxy = proxy
         self.client = client
         self.upstream: socket.socket | None = None
-        self.thread = threading.Thread(target=self._serve, name="memokit-fault-proxy", daemon=True)
+        self._threads: list[threading.Thread] = []
+        self._lock = threading.Lock()
+        self._running = 0  # directions still being served
+        self._ended = False
+
+    def start(self) -> None:
+        self._spawn(self._serve)
+
+    def join(self) -> None:
+        while True:
+            threads = list(self._threads)
+            for thread in threads:
+                thread.join()
+            if len(self._threads) == len(threads):
+                return
+
+    def _spawn(self, target: Callable[[], None]) -> None:
+        with self._lock:
+            self._running += 1
+        thread = threading.Thread(target=self._guard, args=(target,), daemon=True)
+        thread.name = "memokit-fault-proxy"
+        self._threads.append(thread)
+        thread.start()
+
+    def _guard(self, target: Callable[[], None]) -> None:
+        try:
+            target()
+        except (OSError, ValueError):
+            pass  # a side went away (ValueError: select() on a socket closed meanwhile)
+        finally:
+            self._end()
+            with self._lock:
+                self._running -= 1
+                last = not self._running
+            if last:
+                self.proxy._forget(self)
 
     def _serve(self) -> None:
-        try:
-            self._pump()
-        except OSError:
-            pass  # either side went away; the connection ends like it would on a network
-        finally:
-            self._close()
-            self.proxy._forget(self)
+        if self.proxy.faults.reset:
+            return  # _end() aborts it
+        upstream = socket.create_connection(self.proxy.target, timeout=_SEND_TIMEOUT)
+        self.upstream = upstream
+        for sock in (self.client, upstream):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            # Bounded, so that a peer that stops reading cannot hold a thread.
+            sock.settimeout(_SEND_TIMEOUT)
+        self._spawn(lambda: self._pump(upstream, self.client, reply=True))
+        self._pump(self.client, upstream, reply=False)
 
-    def _pump(self) -> None:
+    def _pump(self, source: socket.socket, target: socket.socket, *, reply: bool) -> None:
         proxy = self.proxy
-        if proxy.faults.reset:
-            return  # _close() aborts it
-        self.upstream = socket.create_connection(proxy.target, timeout=5.0)
-        self.upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        self.client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        peers = {self.client: self.upstream, self.upstream: self.client}
         budget: int | None = None  # reply bytes left to pass on under ``truncate``
-        with selectors.DefaultSelector() as selector:
-            for sock in peers:
-                # Bounded, so that a peer that stops reading cannot hold this thread.
-                sock.settimeout(_SEND_TIMEOUT)
-                selector.register(sock, selectors.EVENT_READ)
-            while not proxy._stopping.is_set():
-                faults = proxy.faults
-                if faults.reset:
+        while not proxy._stopping.is_set() and not self._ended:
+            if proxy.faults.reset:
+                return
+            readable, _, _ = select.select([source], [], [], _TICK)
+            if not readable:
+                continue
+            data = source.recv(_CHUNK)
+            if not data:
+                return  # one side closed: close the other, as TCP would
+            faults = proxy.faults
+            if faults.delay and not faults.drop:
+                time.sleep(faults.delay)
+                faults = proxy.faults  # it may have changed meanwhile
+            if faults.reset:
+                return
+            if faults.drop:
+                continue
+            if reply and faults.truncate is not None:
+                # Counted in bytes, not chunks: a reply may come in pieces.
+                budget = faults.truncate if budget is None else budget
+                data = data[:budget]
+                budget -= len(data)
+                self._send(target, data, faults)
+                if budget == 0:
                     return
-                for key, _ in selector.select(_TICK):
-                    source: socket.socket = key.fileobj  # type: ignore[assignment]  # ours
-                    data = source.recv(_CHUNK)
-                    if not data:
-                        return  # one side closed: close the other, as TCP would
-                    faults = proxy.faults
-                    if faults.reset:
-                        return
-                    if faults.drop:
-                        continue
-                    if faults.delay:
-                        time.sleep(faults.delay)
-                        faults = proxy.faults  # it may have changed meanwhile
-                        if faults.reset:
-                            return
-                        if faults.drop:
-                            continue
-                    if source is self.upstream:
-                        if faults.truncate is None:
-                            budget = None
-                        else:
-                            # Counted in bytes, not chunks: a reply may come in pieces.
-                            budget = faults.truncate if budget is None else budget
-                            data = data[:budget]
-                            budget -= len(data)
-                            self._send(self.client, data, faults)
-                            if budget == 0:
-                                return
-                            continue
-                    self._send(peers[source], data, faults)
+                continue
+            budget = None
+            self._send(target, data, faults)
 
     def _send(self, target: socket.socket, data: bytes, faults: Faults) -> None:
         if faults.bandwidth is None:
@@ -159,7 +181,11 @@ class _Connection:
             target.sendall(part)
             time.sleep(len(part) / faults.bandwidth)
 
-    def _close(self) -> None:
+    def _end(self) -> None:
+        with self._lock:
+            if self._ended:
+                return
+            self._ended = True
         reset = self.proxy.faults.reset
         for sock in (self.client, self.upstream):
             if sock is None:
@@ -227,7 +253,7 @@ class FaultProxy:
         with self._lock:
             connections = list(self._connections)
         for connection in connections:
-            connection.thread.join()
+            connection.join()
 
     def set_faults(self, faults: Faults | None = None, **changes: object) -> Faults:
         """Put ``faults`` (or ``Faults(**changes)``) in force now; return them.
@@ -264,7 +290,7 @@ class FaultProxy:
             connection = _Connection(self, client)
             with self._lock:
                 self._connections.add(connection)
-            connection.thread.start()
+            connection.start()
 
     def _forget(self, connection: _Connection) -> None:
         with self._lock:

@@ -42,6 +42,7 @@ from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured,
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, key_is_clean, memcache_key_warnings
 from ..serializers import PickleSerializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from ._deadline import DeadlineSocketModule
 from ._remote import (
     check_flag,
     check_seconds,
@@ -133,6 +134,8 @@ class MemcachedCache(BaseCache):
             "allow_unicode_keys": True,
             "default_noreply": False,
             "no_delay": True,
+            # The timeout bounds a whole reply, not each read (_deadline.py).
+            "socket_module": DeadlineSocketModule(),
             **options,
         }
         specs = []

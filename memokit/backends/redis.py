@@ -35,6 +35,7 @@ from redis.exceptions import WatchError
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
 from ..serializers import PickleSerializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from ._deadline import with_deadlines
 from ._remote import (
     check_flag,
     check_seconds,
@@ -158,7 +159,10 @@ class RedisCache(BaseCache):
         pools: list[redis.ConnectionPool] = []
         try:
             for url in servers:
-                pools.append(redis.ConnectionPool.from_url(url, **self._client_options))
+                pool = redis.ConnectionPool.from_url(url, **self._client_options)
+                # The socket timeout bounds a whole reply, not each read (_deadline.py).
+                pool.connection_class = with_deadlines(pool.connection_class)
+                pools.append(pool)
             for pool in pools:
                 # redis-py reads the options only when it first connects; build
                 # one connection object now (no I/O) so a typo raises here.

@@ -396,3 +396,54 @@ def test_one_of_two_servers_under_a_network_fault(
     assert tally.escaped == []
     assert tally.slowest <= CALL_BOUND
     assert len(memokit_warnings(caplog)) <= 3 + 2
+
+
+def test_a_trickled_reply_is_bounded_by_the_socket_timeout(
+    backend: tuple[str, FaultProxy], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A reply that arrives, but slower than the timeout allows, is a timeout.
+
+    Both clients give each read the timeout afresh; memokit makes it a deadline
+    for the whole reply, so the call returns in time and fails open.
+    """
+    kind, proxy = backend
+    cache = make_cache(kind, proxy)
+    big = "x" * 20_000
+    runs: list[int] = []
+
+    @cached(cache=cache)
+    def report(n: int) -> str:
+        runs.append(n)
+        return f"{n}:{big}"
+
+    @cached(cache=cache)
+    async def areport(n: int) -> str:
+        return f"a{n}:{big}"
+
+    caplog.set_level(logging.WARNING, logger="memokit")
+    try:
+        assert report(1) == f"1:{big}"
+        assert asyncio.run(areport(1)) == f"a1:{big}"
+        cache.set("big", big)
+        proxy.set_faults(bandwidth=8_000)  # 20 kB would take 2.5 s
+        started = time.monotonic()
+        assert report(1) == f"1:{big}"
+        assert time.monotonic() - started <= CALL_BOUND
+        time.sleep(WINDOW)
+        started = time.monotonic()
+        assert asyncio.run(areport(1)) == f"a1:{big}"
+        assert time.monotonic() - started <= CALL_BOUND
+        started = time.monotonic()
+        with pytest.raises(BackendError):
+            cache.get("big")
+        assert time.monotonic() - started <= CALL_BOUND
+        proxy.heal()
+        time.sleep(WINDOW)
+        runs.clear()
+        assert report(1) == f"1:{big}"
+        assert runs == []  # cached again, from the same entry
+        assert cache.get("big") == big
+    finally:
+        proxy.heal()
+        cache.close()
+    assert 1 <= len(memokit_warnings(caplog)) <= 3
