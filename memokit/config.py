@@ -10,11 +10,12 @@ With no configuration, the default alias is a memory cache.
 
 from __future__ import annotations
 
+import difflib
 import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from .backends import BACKENDS, BaseCache
+from .backends import BACKENDS, OPTIONAL_PACKAGES, BaseCache
 from .exceptions import ImproperlyConfigured, InvalidCacheBackendError
 from .keys import import_string
 
@@ -37,20 +38,44 @@ def get_backend_class(backend: str | type[BaseCache]) -> type[BaseCache]:
     elif not isinstance(backend, str):
         raise InvalidCacheBackendError(f"BACKEND must be a name or a dotted path, not {backend!r}")
     elif backend in BACKENDS:
-        cls = import_string(BACKENDS[backend], "BACKEND")
+        cls = _import_backend(BACKENDS[backend], backend)
     elif "." in backend:
         try:
-            cls = import_string(backend, "BACKEND")
+            cls = _import_backend(backend, backend)
+        except _MissingPackage:
+            raise
         except ImproperlyConfigured as exc:
             raise InvalidCacheBackendError(f"Could not find backend {backend!r}: {exc}") from exc
     else:
+        close = difflib.get_close_matches(backend.lower(), list(BACKENDS), n=1, cutoff=0.6)
+        hint = f"did you mean {close[0]!r}? " if close else ""
         raise InvalidCacheBackendError(
-            f"Unknown BACKEND {backend!r}; use one of {', '.join(sorted(BACKENDS))} "
+            f"Unknown BACKEND {backend!r}; {hint}use one of {', '.join(sorted(BACKENDS))} "
             f"or the dotted path of a memokit.BaseCache subclass"
         )
     if not (isinstance(cls, type) and issubclass(cls, BaseCache)):
         raise InvalidCacheBackendError(f"BACKEND {backend!r} is not a memokit.BaseCache subclass")
     return cls
+
+
+class _MissingPackage(ImproperlyConfigured):
+    """The backend exists, but the client library it needs is not installed."""
+
+
+def _import_backend(dotted_path: str, backend: str) -> object:
+    try:
+        return import_string(dotted_path, "BACKEND")
+    except ImproperlyConfigured as exc:
+        cause = exc.__cause__
+        if isinstance(cause, ModuleNotFoundError) and cause.name:
+            missing = cause.name.partition(".")[0]
+            extra = OPTIONAL_PACKAGES.get(missing)
+            if extra is not None:
+                raise _MissingPackage(
+                    f"BACKEND {backend!r} needs the {missing!r} package, which is not "
+                    f"installed; install it with: pip install 'memokit[{extra}]'"
+                ) from cause
+        raise
 
 
 def create_cache(settings: Mapping[str, Any], alias: str = DEFAULT_CACHE_ALIAS) -> BaseCache:
@@ -67,16 +92,17 @@ def create_cache(settings: Mapping[str, Any], alias: str = DEFAULT_CACHE_ALIAS) 
         raise ImproperlyConfigured(
             f"CACHES[{alias!r}] has no BACKEND; add for example 'BACKEND': 'memory'"
         )
-    cls = get_backend_class(settings["BACKEND"])
-    kwargs = cls.options_to_kwargs(settings.get("OPTIONS") or {})
-    for name, kwarg in _SETTINGS.items():
-        if name in settings:
-            kwargs[kwarg] = settings[name]
-    location = settings.get("LOCATION", "")
     try:
-        return cls(location, **kwargs)
+        cls = get_backend_class(settings["BACKEND"])
+        kwargs = cls.options_to_kwargs(settings.get("OPTIONS") or {})
+        for name, kwarg in _SETTINGS.items():
+            if name in settings:
+                kwargs[kwarg] = settings[name]
+        return cls(settings.get("LOCATION", ""), **kwargs)
     except ImproperlyConfigured as exc:
-        raise type(exc)(f"CACHES[{alias!r}]: {exc}") from exc
+        # Every message says which alias to fix; the class stays (not a private one).
+        kind = ImproperlyConfigured if isinstance(exc, _MissingPackage) else type(exc)
+        raise kind(f"CACHES[{alias!r}]: {exc}") from exc
 
 
 class CacheHandler:

@@ -121,6 +121,7 @@ class CircuitBreaker:
         "__weakref__",
         "_lock",
         "_name",
+        "_quiet_until",
         "_settings",
         "failures",
         "open_until",
@@ -140,6 +141,7 @@ class CircuitBreaker:
         """How many times the breaker opened (each one logged one warning)."""
         self.reported: dict[tuple[str, type[Warning]], float] = {}
         """When each key's value failure was last reported (``time.monotonic()``)."""
+        self._quiet_until = 0.0  # no second warning before this time.monotonic()
 
     @property
     def settings(self) -> BreakerSettings:
@@ -178,7 +180,13 @@ class CircuitBreaker:
             if self.failures < settings.threshold:
                 return
             # A first opening, or a failed probe: either starts a window and logs once.
-            self.open_until = time.monotonic() + settings.window
+            # Calls that were already waiting on the backend when it failed fail too,
+            # just after; they push the window on but do not log again.
+            now = time.monotonic()
+            self.open_until = now + settings.window
+            if now < self._quiet_until:
+                return
+            self._quiet_until = now + settings.window
             self.opened += 1
         logger.warning(
             "memokit: cache %s failed (%s: %s); decorated calls compute their values and "
@@ -207,6 +215,7 @@ class CircuitBreaker:
                 trouble(-1)
             self.failures = 0
             self.open_until = 0.0
+            self._quiet_until = 0.0
 
     def __del__(self) -> None:
         # A cache dropped while failing must not keep every call on the guarded path.

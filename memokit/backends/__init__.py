@@ -14,4 +14,11 @@ BACKENDS: dict[str, str] = {
 }
 """Short names accepted as ``BACKEND``, mapped to the class they name."""
 
-__all__ = ["BACKENDS", "MISSING", "BaseCache", "Capabilities"]
+OPTIONAL_PACKAGES: dict[str, str] = {
+    "redis": "redis",
+    "hiredis": "hiredis",
+    "pymemcache": "memcached",
+}
+"""Client libraries a backend imports, mapped to the extra that installs them."""
+
+__all__ = ["BACKENDS", "MISSING", "OPTIONAL_PACKAGES", "BaseCache", "Capabilities"]

@@ -7,6 +7,7 @@ every other thread that creates a file (Django's CVE-2026-25674).
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 import warnings
@@ -97,3 +98,27 @@ def create_private_file(path: Path) -> None:
         return
     os.close(fd)
     os.chmod(path, FILE_MODE)  # the umask may have removed bits from FILE_MODE
+
+
+def unusable_location(path: Path, exc: OSError, backend: str) -> ImproperlyConfigured:
+    """Return the error for a ``LOCATION`` the operating system refused, with the fix."""
+    where = f"LOCATION {str(path)!r} of the {backend} backend cannot be used"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return ImproperlyConfigured(
+            f"{where}: permission denied ({exc.strerror}: {exc.filename!r}). Make the directory "
+            f"writable by this process (uid {os.geteuid()}), or set LOCATION to a path it may "
+            f"create, for example under $XDG_CACHE_HOME or /var/cache/<app>."
+        )
+    if exc.errno == errno.ENOTDIR:
+        blocker = path
+        while blocker.parent != blocker and not blocker.exists():
+            blocker = blocker.parent
+        return ImproperlyConfigured(
+            f"{where}: {str(blocker)!r} is not a directory, so nothing can be made under it. "
+            f"Set LOCATION to a path whose parents are directories."
+        )
+    if exc.errno == errno.EROFS:
+        return ImproperlyConfigured(
+            f"{where}: the file system is read-only. Set LOCATION to a writable file system."
+        )
+    return ImproperlyConfigured(f"{where}: {exc}. Set LOCATION to a usable path.")

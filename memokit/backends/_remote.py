@@ -7,12 +7,14 @@ finite timeout, and no retry that could apply a command twice.
 
 from __future__ import annotations
 
+import inspect
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from ..exceptions import ImproperlyConfigured
+from .base import unknown_options
 
 _PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<auth>[^@/]*)@")
 _PASSWORD_IN_QUERY = re.compile(r"(?i)(password=)[^&]*")
@@ -84,3 +86,44 @@ def split_options(
         else:
             client[name] = value
     return own, client
+
+
+def parameter_names(functions: Iterable[Callable[..., Any]]) -> set[str]:
+    """Return the keyword arguments the given functions accept by name."""
+    names: set[str] = set()
+    for function in functions:
+        try:
+            parameters = inspect.signature(function).parameters.values()
+        except (TypeError, ValueError):  # a builtin without a signature: nothing to learn
+            continue
+        names.update(
+            p.name
+            for p in parameters
+            if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY) and p.name != "self"
+        )
+    return names
+
+
+def refused_options(
+    cls_name: str,
+    library: str,
+    client_options: Mapping[str, Any],
+    owned: Iterable[str],
+    accepted: set[str],
+    error: Exception,
+) -> ImproperlyConfigured:
+    """Return the error for ``OPTIONS`` the client library refused when it was built.
+
+    A key neither memokit nor the library knows is named with the likely fix;
+    any other refusal keeps the library's own words.
+    """
+    unknown = [name for name in client_options if name not in accepted]
+    if unknown:
+        return unknown_options(
+            cls_name,
+            unknown,
+            owned,
+            also=accepted,
+            more=f", and the keyword arguments of {library}'s client, spelled as {library} does",
+        )
+    return ImproperlyConfigured(f"OPTIONS for {cls_name}: {library} refused them ({error})")

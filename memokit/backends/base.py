@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import difflib
 import enum
 import functools
 import math
@@ -177,6 +178,37 @@ def check_culling(max_entries: object, cull_frequency: object) -> tuple[int, int
     return max_entries, cull_frequency  # type: ignore[return-value]  # both checked above
 
 
+def unknown_options(
+    cls_name: str,
+    unknown: Iterable[object],
+    known: Iterable[str],
+    *,
+    also: Iterable[str] = (),
+    more: str = "",
+) -> ImproperlyConfigured:
+    """Return the error for ``OPTIONS`` keys a backend does not know, with the likely fix.
+
+    ``known`` (listed in the message) and ``also`` (a client library's arguments,
+    too many to list) are the names accepted; each unknown key gets the closest as
+    a suggestion, matched without case as OPTIONS keys are.
+    """
+    known = list(known)
+    by_lower = {name.lower(): name for name in [*also, *known]}
+    parts = []
+    for name in unknown:
+        part = f"OPTIONS[{name!r}]"
+        if isinstance(name, str):
+            close = difflib.get_close_matches(name.lower(), list(by_lower), n=1, cutoff=0.6)
+            if close:
+                part += f" (did you mean {by_lower[close[0]]!r}?)"
+        parts.append(part)
+    names = ", ".join(sorted(known, key=str.lower)) or "none"
+    return ImproperlyConfigured(
+        f"{cls_name} does not know {', '.join(parts)}; remove or rename it; "
+        f"known keys: {names}{more}"
+    )
+
+
 class BaseCache(abc.ABC):
     """A cache with Django's low-level API; subclasses implement the primitives."""
 
@@ -231,11 +263,7 @@ class BaseCache(abc.ABC):
             else:
                 unknown.append(name)
         if unknown:
-            known = ", ".join(sorted(cls.option_names)) or "none"
-            raise ImproperlyConfigured(
-                f"{cls.__name__} does not know the OPTIONS key(s) "
-                f"{', '.join(map(repr, unknown))}; known keys: {known}"
-            )
+            raise unknown_options(cls.__name__, unknown, cls.option_names)
         return kwargs
 
     def __repr__(self) -> str:

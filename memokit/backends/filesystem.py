@@ -36,7 +36,13 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
-from ._files import FILE_MODE, check_private_dir, location_path, make_private_dirs
+from ._files import (
+    FILE_MODE,
+    check_private_dir,
+    location_path,
+    make_private_dirs,
+    unusable_location,
+)
 from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
 from ._flock import Directory as _Directory
 from ._flock import close_tracked, directory_for, open_tracked, recreate
@@ -112,12 +118,15 @@ class FileSystemCache(BaseCache):
         path = location_path(location, "filesystem")
         super().__init__(os.fspath(location), **settings)
         self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
-        make_private_dirs(path)
-        check_private_dir(path)
         self._dir = path
         self._prefix = str(path) + os.sep
         self._shared: _Directory | None = None
-        self._directory()
+        try:
+            make_private_dirs(path)
+            check_private_dir(path)
+            self._directory()
+        except OSError as exc:
+            raise unusable_location(path, exc, "filesystem") from exc
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={str(self._dir)!r})"

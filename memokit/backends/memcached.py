@@ -55,7 +55,15 @@ from ..exceptions import (
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, key_is_clean, memcache_key_warnings
 from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
-from ._remote import check_flag, check_seconds, split_location, split_options
+from ._deadline import DeadlineSocketModule
+from ._remote import (
+    check_flag,
+    check_seconds,
+    parameter_names,
+    refused_options,
+    split_location,
+    split_options,
+)
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
 DEFAULT_CONNECT_TIMEOUT: Final = 1.0
@@ -152,14 +160,29 @@ class MemcachedCache(BaseCache):
             "allow_unicode_keys": True,
             "default_noreply": False,
             "no_delay": True,
+            # The timeout bounds a whole reply, not each read (_deadline.py).
+            "socket_module": DeadlineSocketModule(),
             **options,
         }
-        specs = [normalize_server_spec(server) for server in servers]
+        specs = []
+        for server in servers:
+            try:
+                specs.append(normalize_server_spec(server))
+            except ValueError as exc:
+                raise ImproperlyConfigured(
+                    f"LOCATION names a server {server!r} that pymemcache cannot read ({exc}); "
+                    f"give 'host:port' (for example '127.0.0.1:11211') or 'unix:/path/to/socket'"
+                ) from None
         try:
             # pymemcache reads the options only when it first connects; build
             # one client object now (no I/O) so a typo raises here.
             PooledClient(specs[0], **common)._create_client()
         except TypeError as exc:
+            accepted = parameter_names([PooledClient.__init__, HashClient.__init__])
+            raise refused_options(
+                type(self).__name__, "pymemcache", options, _OWNED, accepted, exc
+            ) from None
+        except ValueError as exc:
             raise ImproperlyConfigured(
                 f"OPTIONS for memcached {self.location}: pymemcache refused them ({exc})"
             ) from None

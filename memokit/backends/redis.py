@@ -43,7 +43,16 @@ from redis.exceptions import WatchError
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
 from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
-from ._remote import check_flag, check_seconds, mask_password, split_location, split_options
+from ._deadline import with_deadlines
+from ._remote import (
+    check_flag,
+    check_seconds,
+    mask_password,
+    parameter_names,
+    refused_options,
+    split_location,
+    split_options,
+)
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
 DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
@@ -176,13 +185,28 @@ class RedisCache(BaseCache):
         self._client_options = self._check_client_options(client_options or {})
         self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
         self._display = self.location
+        pools: list[redis.ConnectionPool] = []
         try:
-            pools = [redis.ConnectionPool.from_url(url, **self._client_options) for url in servers]
+            for url in servers:
+                pool = redis.ConnectionPool.from_url(url, **self._client_options)
+                # The socket timeout bounds a whole reply, not each read (_deadline.py).
+                pool.connection_class = with_deadlines(pool.connection_class)
+                pools.append(pool)
             for pool in pools:
                 # redis-py reads the options only when it first connects; build
                 # one connection object now (no I/O) so a typo raises here.
                 pool.connection_class(**pool.connection_kwargs)
-        except (ValueError, TypeError) as exc:
+        except TypeError as exc:
+            classes = {pool.connection_class for pool in pools} or {redis.Connection}
+            accepted = parameter_names(
+                [redis.ConnectionPool.__init__]
+                + [k.__init__ for c in classes for k in c.__mro__ if "__init__" in vars(k)]
+            )
+            error = refused_options(
+                type(self).__name__, "redis-py", self._client_options, _OWNED, accepted, exc
+            )
+            raise ImproperlyConfigured(mask_password(str(error))) from None
+        except ValueError as exc:
             raise ImproperlyConfigured(
                 f"LOCATION/OPTIONS for Redis {self._display}: {mask_password(str(exc))}"
             ) from None

@@ -34,7 +34,7 @@ from typing import Any, ClassVar, Unpack
 from ..exceptions import ImproperlyConfigured
 from ..serializers import PickleSerializer
 from . import _forkgate
-from ._files import create_private_file, location_path, make_private_dirs
+from ._files import create_private_file, location_path, make_private_dirs, unusable_location
 from ._forkgate import Slot
 from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
 
@@ -105,6 +105,32 @@ if hasattr(os, "register_at_fork"):  # POSIX; there is no fork on Windows
         after_in_parent=_after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
+
+
+# The names memokit gives its helper objects: TABLE + suffix (see _Sql.schema).
+_HELPER_SUFFIXES = ("__meta", "__expires", "__inserted", "__deleted")
+_CANNOT_OPEN = {"unable to open database file", "attempt to write a readonly database"}
+
+
+def _check_table(table: object) -> None:
+    """Refuse a TABLE that SQLite reserves or that could be another table's helper."""
+    example = "for example OPTIONS={'TABLE': 'memokit_cache'}"
+    if not isinstance(table, str) or not table or "\x00" in table:
+        raise ImproperlyConfigured(
+            f"TABLE must be a non-empty str without NUL characters, not {table!r}; {example}"
+        )
+    if table.lower().startswith("sqlite_"):
+        raise ImproperlyConfigured(
+            f"TABLE {table!r} starts with 'sqlite_', which SQLite reserves for its own "
+            f"tables; choose another name, {example}"
+        )
+    for suffix in _HELPER_SUFFIXES:
+        if table.endswith(suffix):
+            raise ImproperlyConfigured(
+                f"TABLE {table!r} ends with {suffix!r}, which memokit reserves for the helper "
+                f"objects of table {table[: -len(suffix)]!r} (several tables can share one "
+                f"file); choose a name without it, {example}"
+            )
 
 
 def _quote(name: str) -> str:
@@ -213,11 +239,7 @@ class SQLiteCache(BaseCache):
         path = location_path(location, "sqlite")
         super().__init__(os.fspath(location), **settings)
         self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
-        if not isinstance(table, str) or not table or "\x00" in table:
-            raise ImproperlyConfigured(
-                f"TABLE must be a non-empty str without NUL characters, not {table!r}; "
-                f"for example OPTIONS={{'TABLE': 'memokit_cache'}}"
-            )
+        _check_table(table)
         if (
             isinstance(busy_timeout, bool)
             or not isinstance(busy_timeout, int | float)
@@ -234,11 +256,28 @@ class SQLiteCache(BaseCache):
         self._local = threading.local()
         self._writes = itertools.count()
         self._raw_ints = type(self.serializer) is PickleSerializer
-        make_private_dirs(path.parent)
-        # SQLite gives its -wal and -shm files the database file's mode, so 0600 here
-        # keeps all three private whatever the umask.
-        create_private_file(path)
-        self._connection()  # fail now, with the real error, rather than at first use
+        if path.is_dir():
+            raise ImproperlyConfigured(
+                f"LOCATION {str(path)!r} of the sqlite backend is a directory; LOCATION names "
+                f"the database file, for example {str(path / 'cache.sqlite3')!r}"
+            )
+        try:
+            make_private_dirs(path.parent)
+            # SQLite gives its -wal and -shm files the database file's mode, so 0600 here
+            # keeps all three private whatever the umask.
+            create_private_file(path)
+            self._connection()  # fail now, with the real error, rather than at first use
+        except OSError as exc:
+            raise unusable_location(path, exc, "sqlite") from exc
+        except sqlite3.OperationalError as exc:
+            # The same refusals, in SQLite's words (a file we may read but not write).
+            if str(exc) not in _CANNOT_OPEN:
+                raise
+            raise ImproperlyConfigured(
+                f"LOCATION {str(path)!r} of the sqlite backend cannot be used: {exc}. Make the "
+                f"file and its directory writable by this process (uid {os.geteuid()}), or set "
+                f"LOCATION to another database file."
+            ) from exc
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={str(self._path)!r}, table={self._table!r})"
@@ -315,8 +354,20 @@ class SQLiteCache(BaseCache):
         ).fetchone()[0]
         if found != len(names):
             with self._transaction(conn):
+                self._check_layout(conn)
                 for statement in self._sql.schema:
                     conn.execute(statement)
+
+    def _check_layout(self, conn: sqlite3.Connection) -> None:
+        # A table of the same name made by someone else would fail later with
+        # "no such column"; say which setting to change instead.
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(self._table)})")]
+        if columns and columns != ["key", "value", "expires"]:
+            raise ImproperlyConfigured(
+                f"TABLE {self._table!r} already exists in {str(self._path)!r} with columns "
+                f"{columns} that memokit did not make; choose another TABLE (in OPTIONS) or "
+                f"another LOCATION"
+            )
 
     @staticmethod
     @contextmanager

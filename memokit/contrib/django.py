@@ -111,6 +111,7 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
     Raise Django's ``InvalidCacheBackendError`` for an unknown memokit backend and
     Django's ``ImproperlyConfigured`` for any other bad setting.
     """
+    # Django does not tell a backend its alias: the message names what the settings say.
     where = f"memokit.contrib.django.MemokitCache (LOCATION {location!r})"
     unknown = sorted(set(params) - _KNOWN, key=str)
     if unknown:
@@ -123,6 +124,7 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
         raise DjangoImproperlyConfigured(f"{where}: OPTIONS must be a mapping, not {options!r}")
     options = dict(options)
     backend = options.pop("BACKEND", DEFAULT_BACKEND)
+    where += f" with OPTIONS['BACKEND'] {backend!r}"
     if isinstance(location, os.PathLike):
         location = os.fspath(location)
     try:
