@@ -46,7 +46,7 @@ from .keybuilders import KeyBuilder
 from .locks import BackendLock
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import AsyncSingleFlight, SingleFlight
-from .switches import GATE
+from .switches import GATE, helper_cache, routed
 from .timeouts import Timeout
 
 P = ParamSpec("P")
@@ -145,9 +145,17 @@ class CachedState:
         self.lock = lock
 
     def resolve(self) -> BaseCache:
-        routed = GATE.cache  # memokit.switches: caching off, or a test's cache
-        if routed is not None:
-            return routed
+        """The cache calls use now: a switch's (memokit.switches), else the function's."""
+        switched = routed() if GATE.on else None
+        if switched is not None:
+            return switched
+        return self.cache if self.cache is not None else caches[self.alias]
+
+    def target(self) -> BaseCache:
+        """The cache invalidation helpers act on: never the dummy of caching_disabled()."""
+        switched = helper_cache() if GATE.on else None
+        if switched is not None:
+            return switched
         return self.cache if self.cache is not None else caches[self.alias]
 
     def timeout_for(self, value: Any) -> Timeout:
@@ -303,14 +311,14 @@ class CachedFunction(_Cached[P, R]):
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        return _counted(state, lambda: state.resolve().delete(key, state.version))
+        return _counted(state, lambda: state.target().delete(key, state.version))
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function for this call, store the result and return it."""
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = state.resolve()
+        cache = state.target()  # an explicit write, like an invalidation
         # The versions are read before the function runs, as on a miss.
         _, versions = _counted(state, lambda: read_entry(state, cache, key, args, kwargs))
         value: R = state.func(*args, **kwargs)
@@ -387,7 +395,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
         try:
-            return await state.resolve().adelete(key, state.version)
+            return await state.target().adelete(key, state.version)
         except Exception:
             state.errors += 1
             raise
@@ -397,7 +405,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = state.resolve()
+        cache = state.target()  # an explicit write, like an invalidation
         try:
             _, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception:
