@@ -16,7 +16,7 @@ import pytest
 
 import memokit
 from memokit import BaseCache, CacheInfo, cached
-from memokit.singleflight import AsyncSingleFlight, SingleFlight
+from memokit.singleflight import LED, AsyncSingleFlight, SingleFlight
 
 CacheFactory = Any
 
@@ -235,16 +235,16 @@ def test_recursion_on_the_same_key_does_not_deadlock(cache: BaseCache) -> None:
 
 def test_single_flight_keys_apart() -> None:
     flights = SingleFlight()
-    assert flights.run("a", lambda: 1) == (1, True)
+    assert flights.run("a", lambda recheck: (1, None)) == (1, LED)
     assert len(flights) == 0
 
-    async def main() -> tuple[int, bool]:
-        async def compute() -> int:
-            return 2
+    async def main() -> tuple[int, int]:
+        async def compute(recheck: bool) -> tuple[int, None]:
+            return 2, None
 
         return await AsyncSingleFlight().run("a", compute)
 
-    assert asyncio.run(main()) == (2, True)
+    assert asyncio.run(main()) == (2, LED)
 
 
 # -- the lock in the backend (across processes) ------------------------------------
