@@ -17,6 +17,7 @@ import pytest
 
 import memokit
 from memokit import BaseCache, cached
+from memokit.testing import isolated_cache
 
 ROUND_LIMIT = 5.0
 """Seconds a round may take before a caller counts as hung."""
@@ -97,6 +98,22 @@ def test_private_results_when_nothing_is_stored(cache: BaseCache, how: str) -> N
         _assert_private(release_together(4, lambda i: cart(1)))
 
 
+class _WriteFails(memokit.MemoryCache):
+    """Reads work, writes fail as an outage would: the store step fails open."""
+
+    def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+        raise memokit.BackendUnavailable("the write went nowhere")
+
+
+@pytest.mark.timeout(60)
+def test_private_results_when_the_store_fails_open() -> None:
+    cache = _WriteFails("flight-fail-open")
+    cart, runs = _cart_function(cache)
+    _assert_private(release_together(4, lambda i: cart(1)))
+    assert runs == [1]
+    memokit.breaker_for(cache).reset()
+
+
 @pytest.mark.timeout(60)
 def test_concurrent_tasks_get_private_results(cache: BaseCache) -> None:
     runs: list[int] = []
@@ -116,7 +133,7 @@ def test_concurrent_tasks_get_private_results(cache: BaseCache) -> None:
 
 def test_immutable_results_are_shared_as_on_a_hit() -> None:
     big = 10**30  # an int object, not a small cached one
-    with memokit.testing.isolated_cache():
+    with isolated_cache():
 
         @cached
         def number() -> int:
@@ -125,6 +142,7 @@ def test_immutable_results_are_shared_as_on_a_hit() -> None:
 
         results = release_together(3, lambda i: number())
     assert results == [big] * 3
+    assert all(result is results[0] for result in results)  # kept as it is, as on a hit
 
 
 # -- no caller waits for itself ------------------------------------------------------
