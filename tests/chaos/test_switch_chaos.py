@@ -7,8 +7,11 @@ come from seeded generators.
 from __future__ import annotations
 
 import contextlib
+import os
 import random
+import signal
 import threading
+import time
 from collections.abc import Callable
 from contextlib import AbstractContextManager
 from typing import Any
@@ -134,3 +137,61 @@ def test_invalidations_under_switches_are_never_lost(cache: BaseCache) -> None:
 
     run_threads([lambda: switcher(1), lambda: switcher(2), lambda: writer(3)])
     assert [row(n) for n in range(4)] == [db[n] for n in range(4)]
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_child_forked_while_other_threads_hold_switches_and_flights_caches() -> None:
+    # Another thread holds a process-wide switch, a context switch and a flight
+    # at the moment of the fork: none of them ends in the child, which has only
+    # the forking thread, so the child must not inherit them.
+    holding = threading.Event()
+    release = threading.Event()
+
+    @cached(cache=MemoryCache("fork-switches"))
+    def slow() -> int:
+        holding.set()
+        release.wait(JOIN)
+        return 1
+
+    def holder() -> None:
+        with memokit.caching_disabled(process_wide=True), memokit.caching_disabled():
+            slow()
+
+    thread = threading.Thread(target=holder, daemon=True)
+    thread.start()
+    try:
+        assert holding.wait(JOIN)
+        pid = os.fork()
+        if pid == 0:  # the child: report through the exit status, never raise
+            code = 1
+            try:
+                runs: list[int] = []
+
+                @cached(cache=MemoryCache("fork-switches-child"))
+                def f() -> int:
+                    runs.append(1)
+                    return 1
+
+                f()
+                f()
+                # Caching is on, and the flight the other thread led is gone.
+                switched = GATE.switches or GATE.disabled
+                code = 0 if (runs == [1] and not switched and len(slow._state.flights) == 0) else 2
+            finally:
+                os._exit(code)
+        deadline = time.monotonic() + JOIN
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                break
+            if time.monotonic() > deadline:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+                pytest.fail("the forked child hangs")
+            time.sleep(0.01)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        release.set()
+        thread.join(JOIN)
