@@ -14,8 +14,8 @@ itself waiting, directly or through other flights, for a flight that this caller
 leads (or the caller leads that very flight: recursion), the caller computes for
 itself. Which flights a caller leads travels in a ``ContextVar``, so tasks and
 copied contexts started inside a computation count as part of it. That is the
-only case in which one key runs twice at once; each flight object counts it in
-``cycles``.
+only case in which one key runs twice at once; each table (``SingleFlight``,
+``AsyncSingleFlight``) counts it in ``cycles``.
 
 A caller that read a miss just before the leader stored and finished would start
 a second flight; to close that window the caller notes ``ended`` before its read,
@@ -254,16 +254,8 @@ class AsyncSingleFlight:
             flight = self._flights.get(slot)
             if flight is None:
                 role = LED
-                flight = _Flight()
+                flight = self._flights[slot] = _Flight()
                 recheck = since is not None and since != self.ended
-                # The computation runs in a task of its own, in a copy of this
-                # context that also says it leads the new flight.
-                context = contextvars.copy_context()
-                context.run(_leading.set, (*leading, flight))
-                task = loop.create_task(self._lead(slot, flight, compute, recheck), context=context)
-                flight.task = task
-                task.add_done_callback(lambda done: self._finished(slot, flight, done))
-                self._flights[slot] = flight
             elif flight.task is asyncio.current_task() or _closes_cycle(flight, leading):
                 self.cycles += 1
                 role = ALONE
@@ -273,6 +265,16 @@ class AsyncSingleFlight:
                 _block(leading, flight)
         if role == ALONE:
             return (await compute(False))[0], ALONE
+        if role == LED:
+            # The computation runs in a task of its own, in a copy of this context
+            # that also says it leads the new flight. Made outside the lock: an
+            # eager task factory runs the task's first steps at once. No other task
+            # of this loop can look for the flight's task before it is set.
+            context = contextvars.copy_context()
+            context.run(_leading.set, (*leading, flight))
+            task = loop.create_task(self._lead(slot, flight, compute, recheck), context=context)
+            flight.task = task
+            task.add_done_callback(lambda done: self._finished(slot, flight, done))
         try:
             # The shield keeps a cancelled caller (the first one too) from cancelling
             # the computation that the others wait for.
