@@ -23,7 +23,7 @@ from .counters import (
     read_counter,
     tag_counter_key,
 )
-from .switches import GATE
+from .switches import GATE, helper_cache
 
 if TYPE_CHECKING:
     from .wrappers import CachedState, _Cached
@@ -40,11 +40,11 @@ def _state(fn: object, helper: str) -> CachedState:
 
 
 def _cache(cache: str | BaseCache) -> BaseCache:
-    routed = GATE.cache
-    if routed is not None:
-        # A switch routes every decorator to one cache (caching_disabled(),
-        # isolated_cache()): their tags live there, so invalidate them there.
-        return routed
+    switched = helper_cache() if GATE.on else None
+    if switched is not None:
+        # use_cache()/isolated_cache() route this context's decorators to one cache:
+        # their tags live there. caching_disabled() routes nothing here (see switches).
+        return switched
     if isinstance(cache, BaseCache):
         return cache
     if isinstance(cache, DefaultCacheProxy):
@@ -84,7 +84,7 @@ def _counter_of(
         raise TypeError(
             f"memokit.{helper}() takes cache= with a tag only; a cached function uses its own cache"
         )
-    return state.resolve(), state.counter_names[0]
+    return state.target(), state.counter_names[0]
 
 
 def invalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> bool:
@@ -95,14 +95,14 @@ def invalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> boo
     """
     state = _state(fn, "invalidate")
     key = state.build(fn._args(args), kwargs)
-    return state.resolve().delete(key, state.version)
+    return state.target().delete(key, state.version)
 
 
 async def ainvalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> bool:
     """Async :func:`invalidate`."""
     state = _state(fn, "ainvalidate")
     key = state.build(fn._args(args), kwargs)
-    return await state.resolve().adelete(key, state.version)
+    return await state.target().adelete(key, state.version)
 
 
 def _call_keys(fn: _Cached[Any, Any], state: CachedState, calls: Iterable[object]) -> list[str]:
@@ -151,7 +151,7 @@ def invalidate_many(fn: _Cached[Any, Any], /, calls: Iterable[Call | tuple[Any, 
     """
     state = _state(fn, "invalidate_many")
     keys = _call_keys(fn, state, calls)
-    state.resolve().delete_many(keys, state.version)
+    state.target().delete_many(keys, state.version)
 
 
 async def ainvalidate_many(
@@ -160,19 +160,19 @@ async def ainvalidate_many(
     """Async :func:`invalidate_many`."""
     state = _state(fn, "ainvalidate_many")
     keys = _call_keys(fn, state, calls)
-    await state.resolve().adelete_many(keys, state.version)
+    await state.target().adelete_many(keys, state.version)
 
 
 def invalidate_all(fn: _Cached[Any, Any], /) -> int:
     """Invalidate every call of a cached function, in every process; return its new version."""
     state = _state(fn, "invalidate_all")
-    return bump(state.resolve(), state.counter_names[0], 1)
+    return bump(state.target(), state.counter_names[0], 1)
 
 
 async def ainvalidate_all(fn: _Cached[Any, Any], /) -> int:
     """Async :func:`invalidate_all`."""
     state = _state(fn, "ainvalidate_all")
-    return await abump(state.resolve(), state.counter_names[0], 1)
+    return await abump(state.target(), state.counter_names[0], 1)
 
 
 def invalidate_tags(*tags: str, cache: str | BaseCache = DEFAULT_CACHE_ALIAS) -> None:

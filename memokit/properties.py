@@ -167,7 +167,8 @@ class SharedCachedProperty(CachedProperty[T]):
         """
         cached = self.cached
         state = cached._state
-        deleted: bool = cached.cache.delete(cached.key(instance), state.version)
+        # Under caching_disabled() too: an invalidation must reach the real cache.
+        deleted: bool = state.target().delete(cached.key(instance), state.version)
         return deleted
 
 

@@ -32,6 +32,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .backends import memory
 from .backends.memory import MemoryCache
 from .switches import use_cache
 
@@ -46,15 +47,20 @@ def isolated_cache(**settings: Any) -> Iterator[MemoryCache]:
     """Point every decorator at a fresh, empty memory cache inside the block; yield it.
 
     ``settings`` go to :class:`MemoryCache` (``timeout=``, ``max_entries=`` ...).
-    The cache is cleared on exit. Decorators given an alias or an instance are
-    routed alike; the low-level ``memokit.cache`` is not affected.
+    Decorators given an alias or an instance are routed alike, in this context
+    and the tasks started in it (see :func:`memokit.switches.use_cache`); the
+    low-level ``memokit.cache`` is not affected. On exit the cache is cleared
+    and its store forgotten, so that a block per test leaves nothing behind.
     """
-    cache = MemoryCache(f"memokit-isolated-{uuid.uuid4().hex}", **settings)
+    location = f"memokit-isolated-{uuid.uuid4().hex}"
+    cache = MemoryCache(location, **settings)
     try:
         with use_cache(cache):
             yield cache
     finally:
         cache.clear()
+        with memory._stores_lock:  # read at exit: a fork replaces the lock
+            memory._stores.pop(location, None)
 
 
 class ServerNotFound(RuntimeError):

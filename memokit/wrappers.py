@@ -55,8 +55,8 @@ from .keybuilders import KeyBuilder
 from .keyhints import check_annotations
 from .locks import BackendLock
 from .resilience import CircuitBreaker, breaker_for, fail_open, is_value_failure
-from .singleflight import AsyncSingleFlight, SingleFlight
-from .switches import GATE
+from .singleflight import JOINED, AsyncSingleFlight, Shared, SingleFlight
+from .switches import GATE, helper_cache, routed
 from .timeouts import Timeout
 
 P = ParamSpec("P")
@@ -180,10 +180,23 @@ class CachedState:
         self.lock = lock
 
     def resolve(self) -> BaseCache:
-        routed = GATE.cache  # memokit.switches: caching off, or a test's cache
-        if routed is not None:
-            return routed
+        """The cache calls use now: a switch's (memokit.switches), else the function's."""
+        switched = routed() if GATE.on else None
+        if switched is not None:
+            return switched
         return self.cache if self.cache is not None else caches[self.alias]
+
+    def target(self) -> BaseCache:
+        """The cache invalidation helpers act on: never the dummy of caching_disabled()."""
+        switched = helper_cache() if GATE.on else None
+        if switched is not None:
+            return switched
+        return self.cache if self.cache is not None else caches[self.alias]
+
+    @property
+    def cycles(self) -> int:
+        """Callers that computed for themselves because waiting would close a cycle."""
+        return self.flights.cycles + self.aflights.cycles
 
     def timeout_for(self, value: Any) -> Timeout:
         return self.none_timeout if value is None else self.timeout
@@ -292,6 +305,7 @@ class CachedFunction(_Cached[P, R]):
                 return missed
         else:
             cache = state.cache if state.cache is not None else caches[state.alias]
+        since = state.flights.ended  # before the read: see memokit.singleflight
         try:
             plan = state.fast
             # One read of `seen`: another thread may replace it meanwhile.
@@ -337,7 +351,7 @@ class CachedFunction(_Cached[P, R]):
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored R
         replace = payload is not MISSING
-        value: R = _miss(state, cache, breaker, key, args, kwargs, versions, replace)
+        value: R = _miss(state, cache, breaker, key, args, kwargs, versions, replace, since)
         return value
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
@@ -346,19 +360,19 @@ class CachedFunction(_Cached[P, R]):
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
         check_annotations(state.func, "invalidate", args, kwargs)
-        return _counted(state, lambda: state.resolve().delete(key, state.version))
+        return _counted(state, lambda: state.target().delete(key, state.version))
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
         """Run the function for this call, store the result and return it."""
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = state.resolve()
+        cache = state.target()  # an explicit write, like an invalidation
         # The versions are read before the function runs, as on a miss.
         _, versions = _counted(state, lambda: read_entry(state, cache, key, args, kwargs))
         value: R = state.func(*args, **kwargs)
         state.misses += 1
-        return _store(state, cache, key, value, versions, replace=True)
+        return _store(state, cache, key, value, versions, replace=True)[0]
 
     def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""
@@ -401,6 +415,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         if breaker is not None and breaker.open_until and not breaker.allow():
             missed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
             return missed
+        since = state.aflights.ended  # before the read: see memokit.singleflight
         try:
             payload, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception as exc:
@@ -421,7 +436,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
             state.hits += 1
             return payload[3]  # type: ignore[no-any-return]  # the stored T
         replace = payload is not MISSING
-        value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace)
+        value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace, since)
         return value
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
@@ -431,7 +446,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         key = state.build(args, kwargs)
         check_annotations(state.func, "invalidate", args, kwargs)
         try:
-            return await state.resolve().adelete(key, state.version)
+            return await state.target().adelete(key, state.version)
         except Exception as exc:
             _count(state, exc)
             raise
@@ -441,7 +456,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        cache = state.resolve()
+        cache = state.target()  # an explicit write, like an invalidation
         try:
             _, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception as exc:
@@ -449,7 +464,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
             raise
         value: T = await state.func(*args, **kwargs)
         state.misses += 1
-        return await _astore(state, cache, key, value, versions, replace=True)
+        return (await _astore(state, cache, key, value, versions, replace=True))[0]
 
     async def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""
@@ -560,91 +575,132 @@ def _not_stored(state: CachedState, cache: BaseCache, made: str, exc: ValueTooLa
 
 
 def _store(
-    state: CachedState, cache: BaseCache, key: str, value: T, versions: Versions, *, replace: bool
-) -> T:
-    """Store a computed value with get_or_set semantics; return what the caller gets.
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+    guard: CircuitBreaker | None = None,
+) -> tuple[T, Shared | None]:
+    """Store a computed value with get_or_set semantics.
 
-    A value the backend cannot hold is a value failure: counted, reported once
-    per key and window, and the value returned unstored.
+    Return what the caller gets, and the entry as encoded for the store, from
+    which each waiter of the flight decodes its own copy (None when nothing was
+    encoded: the flight then encodes the value itself if anyone waits). A value
+    the backend cannot hold is a value failure: counted, reported once per key
+    and window, and the value returned unstored. A backend failure raises, or
+    with ``guard`` (the cache's breaker) fails open: the value is returned
+    unstored.
     """
     _refuse_awaitable(state, value)
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
     skip = state.unless is not None and state.unless(value)
-    encoded = None if skip else _encode(state, cache, value, versions)
+    # Encoded once, before any I/O: what is stored is what the waiters decode
+    # their copies from, and a result no serializer can encode raises here.
+    payload = None if skip else _encode(state, cache, value, versions)
+    shared = None
     made = ""
     try:
         if skip:
             if replace:
                 cache.delete(key, version)
-            return value
+            return value, None
         made = cache.make_and_validate_key(key, version)
         seconds = cache._seconds(state.timeout_for(value))
+        if cache.capabilities.stores:  # the dummy cache encodes nothing
+            shared = Shared(payload, _entry_decoder(cache))
         if seconds is not None and seconds <= 0:
             if replace:
-                cache._delete(made)
-            return value
-        if replace:
-            cache._set(made, encoded, seconds)
-            return value
-        if cache._add(made, encoded, seconds):
-            return value
-        found = cache._get(made)
-        # Another caller stored first: theirs wins, as with get_or_set, if it is valid.
-        if found is not MISSING:
-            found = decode_entry(state, cache, made, found)
-        theirs = valid_value(found, versions)
-        if theirs is not MISSING:
-            return theirs  # type: ignore[no-any-return]  # an entry's value
-        cache._set(made, encoded, seconds)
-        return value
+                cache._delete(made)  # nothing is stored under a timeout of 0
+        elif replace:
+            cache._set(made, payload, seconds)
+        elif not cache._add(made, payload, seconds):
+            # Another caller stored first: theirs wins, as with get_or_set, if valid.
+            current = cache._get(made)
+            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
+            theirs = valid_value(found, versions)
+            if theirs is not MISSING:
+                value = theirs
+                shared = Shared(current, shared.decode) if shared is not None else None
+            else:
+                cache._set(made, payload, seconds)
     except ValueTooLarge as exc:
         _not_stored(state, cache, made, exc)
-        return value
+        return value, shared
     except Exception as exc:
         _count(state, exc)
-        raise
+        if guard is None or not fail_open(guard, exc):
+            raise
+        return value, shared
+    if guard is not None and guard.failures:
+        guard.record_success()
+    return value, shared
 
 
 async def _astore(
-    state: CachedState, cache: BaseCache, key: str, value: T, versions: Versions, *, replace: bool
-) -> T:
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+    guard: CircuitBreaker | None = None,
+) -> tuple[T, Shared | None]:
     """The async twin of :func:`_store`."""
+    _refuse_awaitable(state, value)
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
     skip = state.unless is not None and state.unless(value)
-    encoded = None if skip else _encode(state, cache, value, versions)
+    payload = None if skip else _encode(state, cache, value, versions)
+    shared = None
     made = ""
     try:
         if skip:
             if replace:
                 await cache.adelete(key, version)
-            return value
+            return value, None
         made = cache.make_and_validate_key(key, version)
         seconds = cache._seconds(state.timeout_for(value))
+        if cache.capabilities.stores:
+            shared = Shared(payload, _entry_decoder(cache))
         if seconds is not None and seconds <= 0:
             if replace:
                 await cache._adelete(made)
-            return value
-        if replace:
-            await cache._aset(made, encoded, seconds)
-            return value
-        if await cache._aadd(made, encoded, seconds):
-            return value
-        found = await cache._aget(made)
-        if found is not MISSING:
-            found = decode_entry(state, cache, made, found)
-        theirs = valid_value(found, versions)
-        if theirs is not MISSING:
-            return theirs  # type: ignore[no-any-return]  # an entry's value
-        await cache._aset(made, encoded, seconds)
-        return value
+        elif replace:
+            await cache._aset(made, payload, seconds)
+        elif not await cache._aadd(made, payload, seconds):
+            current = await cache._aget(made)
+            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
+            theirs = valid_value(found, versions)
+            if theirs is not MISSING:
+                value = theirs
+                shared = Shared(current, shared.decode) if shared is not None else None
+            else:
+                await cache._aset(made, payload, seconds)
     except ValueTooLarge as exc:
         _not_stored(state, cache, made, exc)
-        return value
+        return value, shared
     except Exception as exc:
         _count(state, exc)
-        raise
+        if guard is None or not fail_open(guard, exc):
+            raise
+        return value, shared
+    if guard is not None and guard.failures:
+        guard.record_success()
+    return value, shared
+
+
+def _entry_decoder(cache: BaseCache) -> Callable[[Any], Any]:
+    decode = cache._decode
+
+    def value_of(payload: Any) -> Any:
+        return decode(payload)[3]  # the value of a (FORMAT, created, versions, value) entry
+
+    return value_of
 
 
 def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
@@ -660,7 +716,8 @@ def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
 # ``versions`` are those the caller's read was made under; they are part of the
 # flight key, so a read made after an invalidation never joins an older flight.
 # The cache enters the key by id(): it is alive while its flight is, and a
-# backend need not be hashable.
+# backend need not be hashable. ``since`` is the flights' ``ended`` as read
+# before the caller's read (see memokit.singleflight).
 
 
 def _miss(
@@ -672,21 +729,36 @@ def _miss(
     kwargs: Any,
     versions: Versions,
     replace: bool = False,
+    since: int | None = None,
 ) -> Any:
-    def lead() -> Any:
+    def lead(recheck: bool) -> tuple[Any, Shared | None]:
         if cache is None:
             value = state.func(*args, **kwargs)
             state.misses += 1
             _refuse_awaitable(state, value)
-            return value
+            return value, None
         guard = breaker if breaker is not None else breaker_for(cache)
         lock = state.lock
         token = None
         if lock is not None:
+            # The lock looks at the cache itself once it holds the lock.
             token, found = lock.acquire(cache, key, state.version, guard, check)
             if found is not MISSING:
                 state.hits += 1  # another process computed it meanwhile
-                return found
+                return found, None
+        elif recheck:
+            # A flight of this function ended since this caller's read: it may
+            # have stored this very entry (a first-call race otherwise).
+            try:
+                found = check()
+            except Exception as exc:
+                _count(state, exc)
+                if not fail_open(guard, exc):
+                    raise
+                found = MISSING
+            if found is not MISSING:
+                state.hits += 1
+                return found, None
         try:
             value = state.func(*args, **kwargs)
             state.misses += 1
@@ -698,8 +770,8 @@ def _miss(
     def check() -> Any:
         return valid_value(cache.get(key, _MISS, state.version), versions)  # type: ignore[union-attr]
 
-    value, led = state.flights.run((id(cache), key, state.version, versions), lead)
-    if not led:
+    value, role = state.flights.run((id(cache), key, state.version, versions), lead, since)
+    if role == JOINED:
         state.hits += 1
     return value
 
@@ -713,20 +785,12 @@ def _store_open(
     versions: Versions,
     *,
     replace: bool,
-) -> T:
+) -> tuple[T, Shared | None]:
     """:func:`_store`, except that a backend failure returns the value (fail open)."""
     if breaker.open_until and not breaker.allow():
         _refuse_awaitable(state, value)
-        return value  # the breaker opened while the function ran
-    try:
-        stored = _store(state, cache, key, value, versions, replace=replace)
-    except Exception as exc:
-        if not fail_open(breaker, exc):
-            raise
-        return value
-    if breaker.failures:
-        breaker.record_success()
-    return stored
+        return value, None  # the breaker opened while the function ran
+    return _store(state, cache, key, value, versions, replace=replace, guard=breaker)
 
 
 async def _amiss(
@@ -738,12 +802,13 @@ async def _amiss(
     kwargs: Any,
     versions: Versions,
     replace: bool = False,
+    since: int | None = None,
 ) -> Any:
-    async def lead() -> Any:
+    async def lead(recheck: bool) -> tuple[Any, Shared | None]:
         if cache is None:
             value = await state.func(*args, **kwargs)
             state.misses += 1
-            return value
+            return value, None
         guard = breaker if breaker is not None else breaker_for(cache)
         lock = state.lock
         token = None
@@ -751,7 +816,18 @@ async def _amiss(
             token, found = await lock.aacquire(cache, key, state.version, guard, check)
             if found is not MISSING:
                 state.hits += 1
-                return found
+                return found, None
+        elif recheck:
+            try:
+                found = await check()
+            except Exception as exc:
+                _count(state, exc)
+                if not fail_open(guard, exc):
+                    raise
+                found = MISSING
+            if found is not MISSING:
+                state.hits += 1
+                return found, None
         try:
             value = await state.func(*args, **kwargs)
             state.misses += 1
@@ -764,8 +840,9 @@ async def _amiss(
         payload = await cache.aget(key, _MISS, state.version)  # type: ignore[union-attr]
         return valid_value(payload, versions)
 
-    value, led = await state.aflights.run((id(cache), key, state.version, versions), lead)
-    if not led:
+    flights = state.aflights
+    value, role = await flights.run((id(cache), key, state.version, versions), lead, since)
+    if role == JOINED:
         state.hits += 1
     return value
 
@@ -779,19 +856,11 @@ async def _astore_open(
     versions: Versions,
     *,
     replace: bool,
-) -> T:
+) -> tuple[T, Shared | None]:
     """The async twin of :func:`_store_open`."""
     if breaker.open_until and not breaker.allow():
-        return value
-    try:
-        stored = await _astore(state, cache, key, value, versions, replace=replace)
-    except Exception as exc:
-        if not fail_open(breaker, exc):
-            raise
-        return value
-    if breaker.failures:
-        breaker.record_success()
-    return stored
+        return value, None
+    return await _astore(state, cache, key, value, versions, replace=replace, guard=breaker)
 
 
 # -- making one -----------------------------------------------------------------

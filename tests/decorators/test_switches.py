@@ -137,15 +137,6 @@ def test_use_cache_takes_a_cache() -> None:
         pass
 
 
-@pytest.mark.parametrize(
-    ("value", "disabled"),
-    [("1", True), ("true", True), ("YES", True), ("on", True), ("0", False), ("", False)],
-)
-def test_environment_values(value: str, disabled: bool) -> None:
-    assert disabled_by_environment({ENVIRONMENT_VARIABLE: value}) is disabled
-    assert disabled_by_environment({}) is False
-
-
 def test_unknown_environment_value_names_the_variable() -> None:
     with pytest.raises(memokit.ImproperlyConfigured, match="MEMOKIT_DISABLE_CACHING='maybe'"):
         disabled_by_environment({ENVIRONMENT_VARIABLE: "maybe"})
