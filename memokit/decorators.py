@@ -203,9 +203,9 @@ class _Options:
                 f"write for example ignore=('request',)"
             )
         self.ignore = tuple(ignore)
-        for name in self.ignore:
-            if not isinstance(name, str):
-                raise TypeError(f"ignore must hold argument names (str), not {name!r}")
+        for ignored in self.ignore:
+            if not isinstance(ignored, str):
+                raise TypeError(f"ignore must hold argument names (str), not {ignored!r}")
         if unless is not None and not callable(unless):
             raise TypeError(
                 f"unless must be a predicate on the result, not {unless!r}; "

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -186,3 +187,28 @@ def redis_server() -> Iterator[Any]:
 def memcached_server() -> Iterator[Any]:
     """A real memcached on a free loopback port, for the whole session."""
     yield from _server("memcached")
+
+
+_runtime_serials = itertools.count()
+
+
+@pytest.fixture
+def module_level() -> Iterator[Callable[[type[Any]], type[Any]]]:
+    """Give classes made inside a test a module-level name of their own.
+
+    Keys refuse classes made at run time (every run makes another class with the
+    same qualified name); a test's class gets a name that leads back to it, for
+    the length of the test.
+    """
+    named: list[tuple[Any, str]] = []
+
+    def name(cls: type[Any]) -> type[Any]:
+        cls.__qualname__ = f"{cls.__name__}_{next(_runtime_serials)}"
+        module = sys.modules[cls.__module__]
+        setattr(module, cls.__qualname__, cls)
+        named.append((module, cls.__qualname__))
+        return cls
+
+    yield name
+    for module, qualname in named:
+        delattr(module, qualname)

@@ -112,6 +112,9 @@ def test_invalidations_under_switches_are_never_lost(cache: BaseCache) -> None:
             block = memokit.caching_disabled() if rng.random() < 0.5 else isolated_cache()
             with block:
                 row(rng.randrange(4))
+                # Hold the switch without holding the interpreter: two threads
+                # spinning here would starve the writer's I/O on a loaded machine.
+                stop.wait(0.002)
 
     def writer(seed: int) -> None:
         rng = random.Random(seed)
@@ -149,7 +152,7 @@ def test_a_child_forked_while_other_threads_hold_switches_and_flights_caches() -
     holding = threading.Event()
     release = threading.Event()
 
-    @cached(cache=MemoryCache("fork-switches"))
+    @cached(cache=MemoryCache("fork-switches"), name="chaos.slow")
     def slow() -> int:
         holding.set()
         release.wait(JOIN)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import functools
 import gc
-import itertools
 import threading
 import time
 import weakref
@@ -18,19 +17,6 @@ import memokit
 from memokit import BaseCache, CachedProperty, cached_property
 
 T = TypeVar("T")
-
-_serials = itertools.count()
-
-
-def module_level(cls: type[T]) -> type[T]:
-    """Give a class made inside a test a module-level name of its own.
-
-    Keys refuse classes made at run time (each run makes another class with the
-    same qualified name); a test's class gets a name that leads back to it.
-    """
-    cls.__qualname__ = f"{cls.__name__}_{next(_serials)}"
-    globals()[cls.__qualname__] = cls
-    return cls
 
 
 def read_together(count: int, read: Any) -> list[Any]:
@@ -324,7 +310,7 @@ def test_shared_mode_needs_an_identity(cache: BaseCache) -> None:
         _ = Anonymous().value
 
 
-def test_shared_mode_works_with_slots(cache: BaseCache) -> None:
+def test_shared_mode_works_with_slots(cache: BaseCache, module_level: Any) -> None:
     @module_level
     class Slotted:
         __slots__ = ("pk",)
@@ -342,7 +328,7 @@ def test_shared_mode_works_with_slots(cache: BaseCache) -> None:
     assert Slotted(1).value == 2
 
 
-def test_shared_first_reads_compute_once(cache: BaseCache) -> None:
+def test_shared_first_reads_compute_once(cache: BaseCache, module_level: Any) -> None:
     runs: list[int] = []
 
     @module_level
@@ -419,7 +405,7 @@ def test_async_property_survives_a_cancelled_reader_and_retries_after_an_error()
     assert flaky.runs == 2
 
 
-def test_async_shared_property(cache: BaseCache) -> None:
+def test_async_shared_property(cache: BaseCache, module_level: Any) -> None:
     @module_level
     class Row:
         runs = 0

@@ -126,9 +126,12 @@ def test_async_invalidations_inside_caching_disabled_reach_the_real_cache(cache:
     asyncio.run(main())
 
 
-def test_shared_property_invalidated_inside_caching_disabled(cache: BaseCache) -> None:
+def test_shared_property_invalidated_inside_caching_disabled(
+    cache: BaseCache, module_level: Any
+) -> None:
     db = {"total": 1}
 
+    @module_level
     class Row:
         def __cache_key__(self) -> int:
             return 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import os
 import subprocess
 import sys
@@ -19,19 +18,6 @@ from memokit.switches import ENVIRONMENT_VARIABLE, disabled_by_environment, use_
 from memokit.testing import isolated_cache
 
 T = TypeVar("T")
-
-_serials = itertools.count()
-
-
-def module_level(cls: type[T]) -> type[T]:
-    """Give a class made inside a test a module-level name of its own.
-
-    Keys refuse classes made at run time (each run makes another class with the
-    same qualified name); a test's class gets a name that leads back to it.
-    """
-    cls.__qualname__ = f"{cls.__name__}_{next(_serials)}"
-    globals()[cls.__qualname__] = cls
-    return cls
 
 
 def test_caching_disabled_runs_every_call_and_stores_nothing(cache: BaseCache) -> None:
@@ -52,7 +38,9 @@ def test_caching_disabled_runs_every_call_and_stores_nothing(cache: BaseCache) -
     assert runs == [1, 1, 1]
 
 
-def test_caching_disabled_for_coroutines_and_shared_properties(cache: BaseCache) -> None:
+def test_caching_disabled_for_coroutines_and_shared_properties(
+    cache: BaseCache, module_level: Any
+) -> None:
     runs: list[int] = []
 
     @cached(cache=cache)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import itertools
 import warnings
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
@@ -21,19 +20,6 @@ from memokit.counters import (
 )
 
 T = TypeVar("T")
-
-_serials = itertools.count()
-
-
-def module_level(cls: type[T]) -> type[T]:
-    """Give a class made inside a test a module-level name of its own.
-
-    Keys refuse classes made at run time (each run makes another class with the
-    same qualified name); a test's class gets a name that leads back to it.
-    """
-    cls.__qualname__ = f"{cls.__name__}_{next(_serials)}"
-    globals()[cls.__qualname__] = cls
-    return cls
 
 
 CacheFactory = Any
@@ -194,7 +180,9 @@ def test_old_entries_stay_stored_but_are_never_served(cache: BaseCache, data: Da
     assert f.cache_info() == CacheInfo(hits=0, misses=2, errors=0)
 
 
-def test_invalidate_all_on_methods_and_classmethods(cache: BaseCache, data: Data) -> None:
+def test_invalidate_all_on_methods_and_classmethods(
+    cache: BaseCache, data: Data, module_level: Any
+) -> None:
     @module_level
     class Shop:
         def __init__(self, shop_id: int) -> None:

@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 
 from memokit import BaseCache, UnkeyableArgument, cached
+from memokit.switches import use_cache as memokit_use_cache
 
 # -- functions ---------------------------------------------------------------------
 
@@ -53,6 +54,27 @@ def test_functions_of_one_factory_never_share(store: BaseCache) -> None:
     assert again.key(5) == hundred.key(5)
     assert again(5) == 500
     assert again.cache_info().hits == 1
+
+
+@cached(ignore=("verbose",))
+def area(side: int, verbose: bool = False) -> int:
+    return side * side
+
+
+@cached(ignore=("verbose",))
+def perimeter(side: int, verbose: bool = False) -> int:
+    return 4 * side
+
+
+def test_functions_that_ignore_an_argument_keep_their_identity(store: BaseCache) -> None:
+    # Seen merging issue 13: a loop variable of ignore= replaced name=, so every
+    # function with ignore=("x",) was keyed "x(...)" and they all shared entries.
+    assert area.key(3) != perimeter.key(3)
+    assert "area" in area.key(3)
+    assert "perimeter" in perimeter.key(3)
+    with memokit_use_cache(store):
+        assert area(3) == 9
+        assert perimeter(3) == 12
 
 
 def test_coroutine_functions_of_one_factory_never_share(store: BaseCache) -> None:
