@@ -8,7 +8,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import TypeVar
+from typing import Any
 
 import pytest
 
