@@ -17,7 +17,6 @@ from memokit import BaseCache, DummyCache, MemoryCache, cached, cached_property
 from memokit.switches import ENVIRONMENT_VARIABLE, disabled_by_environment, use_cache
 from memokit.testing import isolated_cache
 
-T = TypeVar("T")
 
 
 def test_caching_disabled_runs_every_call_and_stores_nothing(cache: BaseCache) -> None:
