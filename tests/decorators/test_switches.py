@@ -18,7 +18,6 @@ from memokit.switches import ENVIRONMENT_VARIABLE, disabled_by_environment, use_
 from memokit.testing import isolated_cache
 
 
-
 def test_caching_disabled_runs_every_call_and_stores_nothing(cache: BaseCache) -> None:
     runs: list[int] = []
 
