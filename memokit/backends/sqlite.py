@@ -8,11 +8,13 @@ closed by the child, since closing it could disturb the parent's locks and WAL.
 
 Schema (for ``TABLE="memokit_cache"``): ``memokit_cache(key, value, expires)``
 without rowid, an index on ``expires``, and a one-row table ``memokit_cache__meta``
-whose entry count two triggers keep exact, so that the cull check reads one row
-instead of running ``COUNT(*)``. ``expires`` is an absolute ``time.time()`` (``inf``
-for never) computed in Python, so freezegun controls expiry. Exact ``int`` values
-in the 64-bit range are stored as SQLite integers (when the serializer is pickle),
-which lets ``incr`` add inside one ``UPDATE``; everything else is a serialised blob.
+whose entry count two triggers keep, so that the cull check reads one row instead of
+running ``COUNT(*)``; a cull recounts first (the count drifts up when another program
+replaces rows with ``INSERT OR REPLACE``, which fires no delete trigger). ``expires``
+is an absolute ``time.time()`` (``inf`` for never) computed in Python, so freezegun
+controls expiry. Exact ``int`` values in the 64-bit range are stored as SQLite
+integers (when the serializer is pickle), which lets ``incr`` add inside one
+``UPDATE``; everything else is a serialised blob.
 """
 
 # ruff: noqa: S608 - SQL is built only in _Sql, from the table name passed through
@@ -164,6 +166,7 @@ class _Sql:
             table + "__deleted",
         ]
         self.count = f"SELECT entries FROM {meta}"
+        self.recount = f"UPDATE {meta} SET entries = (SELECT COUNT(*) FROM {t}) RETURNING entries"
         self.get = f"SELECT value, expires FROM {t} WHERE key = ?"
         self.has = f"SELECT 1 FROM {t} WHERE key = ? AND expires > ?"
         self.get_many = f"SELECT key, value, expires FROM {t} WHERE key IN "
@@ -447,8 +450,11 @@ class SQLiteCache(BaseCache):
                 self._cull(conn, max_entries)
 
     def _cull(self, conn: sqlite3.Connection, max_entries: int) -> None:
-        # Re-read under the write lock: another process may have culled meanwhile.
-        (entries,) = conn.execute(self._sql.count).fetchone()
+        # Count the rows under the write lock: another process may have culled
+        # meanwhile, and another program's INSERT OR REPLACE deletes the old row without
+        # firing the delete trigger, so the kept count only drifts up. Left drifted, it
+        # would cull a third of a table below MAX_ENTRIES on every few writes.
+        (entries,) = conn.execute(self._sql.recount).fetchone()
         if entries < max_entries:
             return
         if self._cull_frequency == 0:

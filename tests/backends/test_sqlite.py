@@ -282,6 +282,27 @@ def test_cull_removes_expired_rows_first_then_the_soonest_to_expire(
     assert count_rows(cache) == 6
 
 
+def test_rows_replaced_by_another_program_do_not_make_it_cull_early(tmp_path: Path) -> None:
+    # INSERT OR REPLACE deletes the old row without firing the delete trigger, so each
+    # one adds 1 to the kept count: the count must not be trusted when it says "full".
+    cache = SQLiteCache(str(tmp_path / "c.db"), max_entries=10)
+    cache.set_many({f"k{i}": i for i in range(5)}, None)
+    other = sqlite3.connect(cache._path, isolation_level=None)
+    try:
+        for _ in range(3):
+            for i in range(5):
+                other.execute(
+                    'INSERT OR REPLACE INTO "memokit_cache" (key, value, expires) VALUES (?, ?, ?)',
+                    (cache.make_key(f"k{i}"), i, float("inf")),
+                )
+    finally:
+        other.close()
+    cache.set("new", 5)  # 6 rows for MAX_ENTRIES=10, whatever the drifted count said
+    names = [f"k{i}" for i in range(5)] + ["new"]
+    assert cache.get_many(names) == {name: i for i, name in enumerate(names)}
+    assert count_rows(cache) == 6  # and the count is exact again
+
+
 def test_expired_rows_are_swept_periodically(cache: SQLiteCache, frozen: Any) -> None:
     cache._max_entries = 100_000
     cache.set_many({f"old{i}": i for i in range(100)}, 1)
