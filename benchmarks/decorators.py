@@ -168,12 +168,16 @@ STAMPEDE_CANDIDATES: list[tuple[str, str, Callable[[], Decorator]]] = [
 ]
 
 
+# Module level, not captured by the body: memokit keys a nested function by what
+# it captures, and a lock has no key.
+_COUNT_LOCK = threading.Lock()
+
+
 def _trial(factory: Callable[[], Decorator], arg: int) -> tuple[int, float, bool]:
     runs = [0]
-    count_lock = threading.Lock()
 
     def body(x: int) -> int:
-        with count_lock:
+        with _COUNT_LOCK:
             runs[0] += 1
         time.sleep(BODY_S)
         return x * 2
