@@ -9,6 +9,7 @@ import sys
 import textwrap
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -148,7 +149,9 @@ def test_a_cancelled_waiter_does_not_cancel_the_run_for_the_others(cache: BaseCa
     async def main() -> None:
         gates.append(asyncio.Event())
         first = asyncio.create_task(slow())  # the caller that started the computation
-        await asyncio.sleep(0.01)
+        # Its computation has begun (its read of the cache first takes a round trip
+        # on a server backend, which a fixed sleep may not cover on a busy machine).
+        await asyncio.wait_for(_until(lambda: bool(runs)), 10)
         others = [asyncio.create_task(slow()) for _ in range(3)]
         await asyncio.sleep(0.01)
         first.cancel()
@@ -364,3 +367,8 @@ def test_backend_lock_across_real_processes(tmp_path: Path) -> None:
     assert [process.returncode for process in processes] == [0, 0, 0]
     assert outputs == ["report\n"] * 3
     assert runs.read_text() == "ran\n"
+
+
+async def _until(condition: Callable[[], bool]) -> None:
+    while not condition():
+        await asyncio.sleep(0.001)
