@@ -33,7 +33,7 @@ import logging
 import math
 import os
 import pickle
-import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -50,9 +50,9 @@ logger = logging.getLogger("memokit")
 FAIL_OPEN_ERRORS: Final[tuple[type[BaseException], ...]] = (
     BackendError,
     OSError,
-    sqlite3.Error,
 )
-"""The exception types that count as a backend failure (see the module docstring)."""
+"""The exception types that count as a backend failure (see the module docstring), with
+:class:`sqlite3.Error`, checked apart so that importing memokit does not import sqlite3."""
 
 VALUE_FAILURE_ERRORS: Final[tuple[type[BaseException], ...]] = (
     ValueFailure,
@@ -67,7 +67,13 @@ _MAX_REPORTED: Final = 4096
 
 def is_backend_failure(exc: BaseException) -> bool:
     """True when ``exc`` is a failure of the backend rather than of the caller's code."""
-    return isinstance(exc, FAIL_OPEN_ERRORS) and not isinstance(exc, VALUE_FAILURE_ERRORS)
+    if isinstance(exc, VALUE_FAILURE_ERRORS):
+        return False
+    if isinstance(exc, FAIL_OPEN_ERRORS):
+        return True
+    # Only the SQLite backend raises sqlite3.Error, and it has imported sqlite3 then.
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(exc, sqlite3.Error)
 
 
 def is_value_failure(exc: BaseException) -> bool:
