@@ -237,23 +237,23 @@ _defaults = BreakerSettings()
 _breakers: weakref.WeakKeyDictionary[Any, CircuitBreaker] = weakref.WeakKeyDictionary()
 _breakers_lock = threading.Lock()
 _all: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
-_ATTRIBUTE: Final = "_memokit_breaker"
 
 
 def breaker_for(cache: BaseCache) -> CircuitBreaker:
     """Return the circuit breaker of a cache instance (made on first use)."""
-    # Kept in the instance's __dict__, so the decorator's hit path finds it with one
-    # dictionary read; the weak mapping serves caches whose class has __slots__.
-    found = getattr(cache, "__dict__", {}).get(_ATTRIBUTE)
+    # Kept in the cache's public `breaker` attribute, so a decorated call finds it
+    # with one attribute read; the weak mapping serves objects registered as
+    # BaseCache that cannot take the attribute.
+    found: CircuitBreaker | None = getattr(cache, "breaker", None)
     if found is not None:
-        return found  # type: ignore[no-any-return]  # only breakers are stored there
+        return found
     with _breakers_lock:
-        found = getattr(cache, "__dict__", {}).get(_ATTRIBUTE) or _breakers.get(cache)
+        found = getattr(cache, "breaker", None) or _breakers.get(cache)
         if found is None:
             found = CircuitBreaker(repr(cache))
             _all.add(found)
             try:
-                cache.__dict__[_ATTRIBUTE] = found
+                cache.breaker = found
             except AttributeError:
                 _breakers[cache] = found
         return found

@@ -21,7 +21,14 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..serializers import PickleSerializer
-from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
+from .base import (
+    MISSING,
+    BaseCache,
+    Capabilities,
+    CommonSettings,
+    CullsByCount,
+    check_culling,
+)
 
 _Entry = tuple[Any, float]  # (payload, absolute expiry; math.inf for never)
 
@@ -87,7 +94,7 @@ def _store_for(location: str) -> _Store:
         return store
 
 
-class MemoryCache(BaseCache):
+class MemoryCache(CullsByCount, BaseCache):
     """In-process, thread-safe LRU cache; one data set per ``LOCATION``."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
