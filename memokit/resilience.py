@@ -243,18 +243,19 @@ def breaker_for(cache: BaseCache) -> CircuitBreaker:
     """Return the circuit breaker of a cache instance (made on first use)."""
     # Kept in the cache's public `breaker` attribute, so a decorated call finds it
     # with one attribute read; the weak mapping serves objects registered as
-    # BaseCache that cannot take the attribute.
+    # BaseCache (BaseCache.register) that lack it.
     found: CircuitBreaker | None = getattr(cache, "breaker", None)
     if found is not None:
         return found
     with _breakers_lock:
-        found = getattr(cache, "breaker", None) or _breakers.get(cache)
+        has_attribute = hasattr(cache, "breaker")
+        found = cache.breaker if has_attribute else _breakers.get(cache)
         if found is None:
             found = CircuitBreaker(repr(cache))
             _all.add(found)
-            try:
+            if has_attribute:
                 cache.breaker = found
-            except AttributeError:
+            else:
                 _breakers[cache] = found
         return found
 

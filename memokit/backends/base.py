@@ -252,7 +252,7 @@ class BaseCache(abc.ABC):
     their own format), so they skip the public API's key making and validation
     and call these members directly. They are the whole list: outside
     ``memokit/backends/``, no other private member of a cache is touched
-    (``tests/test_layering.py`` checks it).
+    (``tests/test_house_rules.py`` checks it).
 
     - reads: ``_get``, ``_get_many``, ``_aget``, ``_aget_many``
     - writes: ``_set``, ``_add``, ``_delete``, ``_incr``, ``_aset``, ``_aadd``,
