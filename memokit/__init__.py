@@ -90,14 +90,16 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> object:
-    """Import a backend class exported here on first use."""
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'memokit' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value  # later lookups are plain module attribute reads
-    return value
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+
+    def __getattr__(name: str) -> object:
+        """Import a backend class exported here on first use."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'memokit' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later lookups are plain module attribute reads
+        return value
 
 
 def __dir__() -> list[str]:

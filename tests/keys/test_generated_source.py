@@ -38,7 +38,8 @@ def test_a_traceback_from_a_decorated_call_shows_the_generated_line() -> None:
             total(Opaque())
     (frame,) = generated_frames(info.value)
     assert frame.filename.endswith("total>")  # names the function it was made for
-    assert frame.line is not None and "raise Unkeyable(" in frame.line
+    assert frame.line is not None
+    assert "raise Unkeyable(" in frame.line
     text = "".join(traceback.format_exception(info.value))
     assert "raise Unkeyable(" in text
     assert '"<string>"' not in text
@@ -49,7 +50,8 @@ def test_a_bind_error_in_a_generated_builder_shows_its_line() -> None:
     with pytest.raises(TypeError, match=r"price\(\) takes from 1 to 2 positional") as info:
         build((1, 2, 3), {})
     (frame,) = generated_frames(info.value)
-    assert frame.line is not None and "bind(args, kwargs)" in frame.line
+    assert frame.line is not None
+    assert "bind(args, kwargs)" in frame.line
     # What pdb's `list` reads: the whole generated function, from its first line.
     assert linecache.getline(frame.filename, 1).startswith("def build(args, kwargs):")
 
