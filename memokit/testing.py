@@ -60,8 +60,7 @@ def isolated_cache(**settings: Any) -> Iterator[MemoryCache]:
             yield cache
     finally:
         cache.clear()
-        with memory._stores_lock:  # read at exit: a fork replaces the lock
-            memory._stores.pop(location, None)
+        memory.forget_location(location)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

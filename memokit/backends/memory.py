@@ -94,6 +94,16 @@ def _store_for(location: str) -> _Store:
         return store
 
 
+def forget_location(location: str) -> None:
+    """Drop the data set of ``location``; instances still naming it keep their copy.
+
+    For throwaway locations (:func:`memokit.testing.isolated_cache`), which would
+    otherwise stay in the process for its life.
+    """
+    with _stores_lock:  # read at each call: a fork replaces the lock
+        _stores.pop(location, None)
+
+
 class MemoryCache(CullsByCount, BaseCache):
     """In-process, thread-safe LRU cache; one data set per ``LOCATION``."""
 
