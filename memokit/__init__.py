@@ -8,14 +8,11 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 from ._version import __version__
 from .backends.base import MISSING, BaseCache, Capabilities
-from .backends.dummy import DummyCache
-from .backends.filesystem import FileSystemCache
-from .backends.memory import MemoryCache
-from .backends.sqlite import SQLiteCache
 from .config import CacheHandler, caches, configure, create_cache
 from .decorators import SAME_AS_TIMEOUT, cached
 from .entry import Entry
@@ -71,12 +68,43 @@ from .wrappers import (
 )
 
 if TYPE_CHECKING:
+    from .backends.dummy import DummyCache
+    from .backends.filesystem import FileSystemCache
+    from .backends.memory import MemoryCache
+    from .backends.sqlite import SQLiteCache
+
     cache: BaseCache
 else:
     from .config import DefaultCacheProxy
 
     cache = DefaultCacheProxy()
     del DefaultCacheProxy
+
+# A backend module is imported when it is configured or named, not by `import memokit`
+# (the filesystem and SQLite backends alone took a fifth of the import time).
+_LAZY: dict[str, str] = {
+    "DummyCache": "memokit.backends.dummy",
+    "FileSystemCache": "memokit.backends.filesystem",
+    "MemoryCache": "memokit.backends.memory",
+    "SQLiteCache": "memokit.backends.sqlite",
+}
+
+
+if not TYPE_CHECKING:  # type checkers see the imports above, and no catch-all
+
+    def __getattr__(name: str) -> object:
+        """Import a backend class exported here on first use."""
+        module = _LAZY.get(name)
+        if module is None:
+            raise AttributeError(f"module 'memokit' has no attribute {name!r}")
+        value = getattr(importlib.import_module(module), name)
+        globals()[name] = value  # later lookups are plain module attribute reads
+        return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
+
 
 __all__ = [
     "DEFAULT_TIMEOUT",

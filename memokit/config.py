@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from .backends import BACKENDS, OPTIONAL_PACKAGES, BaseCache
-from .exceptions import ImproperlyConfigured, InvalidCacheBackendError
+from .exceptions import ImproperlyConfigured, InvalidCacheBackendError, _MissingPackage
 from .keys import import_string
 
 DEFAULT_CACHE_ALIAS = "default"
@@ -56,10 +56,6 @@ def get_backend_class(backend: str | type[BaseCache]) -> type[BaseCache]:
     if not (isinstance(cls, type) and issubclass(cls, BaseCache)):
         raise InvalidCacheBackendError(f"BACKEND {backend!r} is not a memokit.BaseCache subclass")
     return cls
-
-
-class _MissingPackage(ImproperlyConfigured):
-    """The backend exists, but the client library it needs is not installed."""
 
 
 def _import_backend(dotted_path: str, backend: str) -> object:

@@ -74,3 +74,21 @@ class CorruptEntryWarning(ValueFailureWarning):
 
 class ValueNotStoredWarning(ValueFailureWarning):
     """A value was not stored because the backend cannot hold it (over its item size)."""
+
+
+class ServerNotFound(MemokitError, RuntimeError):
+    """A test server's binary (``redis-server``, ``memcached``) is not on PATH.
+
+    Raised by :func:`memokit.testing.start_server`; the message says how to install it.
+    """
+
+
+class _MissingPackage(ImproperlyConfigured):
+    """The backend exists, but the client library it needs is not installed.
+
+    Private: :func:`memokit.create_cache` re-raises it as plain ``ImproperlyConfigured``.
+    """
+
+
+class _Unnamed(Exception):
+    """A class that cannot be known by its name; caught when choosing its encoder (private)."""

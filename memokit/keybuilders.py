@@ -22,10 +22,13 @@ import decimal
 import enum
 import fractions
 import inspect
+import itertools
+import linecache
 import pathlib
 import re
 import string
 import uuid
+import weakref
 from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias
 
@@ -69,6 +72,30 @@ Binder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], tuple[Any, ...]]
 """Turns ``(args, kwargs)`` into the bound values in signature order."""
 KeyBuilder: TypeAlias = Callable[[tuple[Any, ...], dict[str, Any]], str]
 """Turns ``(args, kwargs)`` of one call into its cache key."""
+
+# -- generated code ---------------------------------------------------------------
+
+_generated = itertools.count(1)
+
+
+def _define(source: str, name: str, namespace: dict[str, Any], what: str, func: object) -> Any:
+    """Run generated ``source`` in ``namespace`` and return the function ``name`` it defines.
+
+    The source is registered in :mod:`linecache` under a pseudo-filename unique to
+    this function (``<memokit key builder 7 for shop.price>``), so tracebacks and
+    pdb show the generated lines rather than ``<string>``; the entry goes when the
+    generated function does.
+    """
+    qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", "?")
+    filename = f"<memokit {what} {next(_generated)} for {qualname}>"
+    code = compile(source, filename, "exec")
+    # mtime None: linecache.checkcache() keeps the entry (there is no file to check).
+    linecache.cache[filename] = (len(source), None, source.splitlines(keepends=True), filename)
+    exec(code, namespace)  # noqa: S102 - source generated here from a signature and indexes
+    made = namespace[name]
+    weakref.finalize(made, linecache.cache.pop, filename, None)
+    return made
+
 
 # -- binding ----------------------------------------------------------------------
 
@@ -204,10 +231,9 @@ def _stand_in(func: Callable[..., Any], params: list[inspect.Parameter]) -> Any:
         parts.append("/")
     namespace: dict[str, Any] = dict(defaults)
     try:
-        exec(f"def stub({', '.join(parts)}): pass", namespace)  # noqa: S102 - names from a signature
+        stub = _define(f"def stub({', '.join(parts)}): pass\n", "stub", namespace, "binder", func)
     except SyntaxError:  # pragma: no cover - a signature Python cannot write down
         return None
-    stub = namespace["stub"]
     name = getattr(func, "__name__", None)
     qualname = getattr(func, "__qualname__", None)
     if isinstance(name, str) and isinstance(qualname, str):
@@ -375,8 +401,7 @@ def make_key_builder(
         "        memo[remember] = key",
         "    return key",
     ]
-    exec("\n".join(lines), namespace)  # noqa: S102 - source built above from indexes only
-    build: KeyBuilder = namespace["build"]
+    build: KeyBuilder = _define("\n".join(lines) + "\n", "build", namespace, "key builder", func)
     return build
 
 

@@ -34,7 +34,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Final, TypeVar
 
-from .exceptions import UnkeyableArgument
+from .exceptions import UnkeyableArgument, _Unnamed
 
 T = TypeVar("T")
 
@@ -262,10 +262,6 @@ def name_problem(obj: Any) -> str | None:
             # type() in a loop, a redefinition: the name leads to another object.
             return f"{module}.{qualname} names another object, so the name is not its identity"
     return None
-
-
-class _Unnamed(Exception):
-    """A class that cannot be known by its name; caught when choosing its encoder."""
 
 
 def qualified(cls: type) -> str:

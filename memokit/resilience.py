@@ -33,7 +33,7 @@ import logging
 import math
 import os
 import pickle
-import sqlite3
+import sys
 import threading
 import time
 import warnings
@@ -50,9 +50,9 @@ logger = logging.getLogger("memokit")
 FAIL_OPEN_ERRORS: Final[tuple[type[BaseException], ...]] = (
     BackendError,
     OSError,
-    sqlite3.Error,
 )
-"""The exception types that count as a backend failure (see the module docstring)."""
+"""The exception types that count as a backend failure (see the module docstring), with
+:class:`sqlite3.Error`, checked apart so that importing memokit does not import sqlite3."""
 
 VALUE_FAILURE_ERRORS: Final[tuple[type[BaseException], ...]] = (
     ValueFailure,
@@ -67,7 +67,13 @@ _MAX_REPORTED: Final = 4096
 
 def is_backend_failure(exc: BaseException) -> bool:
     """True when ``exc`` is a failure of the backend rather than of the caller's code."""
-    return isinstance(exc, FAIL_OPEN_ERRORS) and not isinstance(exc, VALUE_FAILURE_ERRORS)
+    if isinstance(exc, VALUE_FAILURE_ERRORS):
+        return False
+    if isinstance(exc, FAIL_OPEN_ERRORS):
+        return True
+    # Only the SQLite backend raises sqlite3.Error, and it has imported sqlite3 then.
+    sqlite3 = sys.modules.get("sqlite3")
+    return sqlite3 is not None and isinstance(exc, sqlite3.Error)
 
 
 def is_value_failure(exc: BaseException) -> bool:
@@ -231,24 +237,25 @@ _defaults = BreakerSettings()
 _breakers: weakref.WeakKeyDictionary[Any, CircuitBreaker] = weakref.WeakKeyDictionary()
 _breakers_lock = threading.Lock()
 _all: weakref.WeakSet[CircuitBreaker] = weakref.WeakSet()
-_ATTRIBUTE: Final = "_memokit_breaker"
 
 
 def breaker_for(cache: BaseCache) -> CircuitBreaker:
     """Return the circuit breaker of a cache instance (made on first use)."""
-    # Kept in the instance's __dict__, so the decorator's hit path finds it with one
-    # dictionary read; the weak mapping serves caches whose class has __slots__.
-    found = getattr(cache, "__dict__", {}).get(_ATTRIBUTE)
+    # Kept in the cache's public `breaker` attribute, so a decorated call finds it
+    # with one attribute read; the weak mapping serves objects registered as
+    # BaseCache (BaseCache.register) that lack it.
+    found: CircuitBreaker | None = getattr(cache, "breaker", None)
     if found is not None:
-        return found  # type: ignore[no-any-return]  # only breakers are stored there
+        return found
     with _breakers_lock:
-        found = getattr(cache, "__dict__", {}).get(_ATTRIBUTE) or _breakers.get(cache)
+        has_attribute = hasattr(cache, "breaker")
+        found = cache.breaker if has_attribute else _breakers.get(cache)
         if found is None:
             found = CircuitBreaker(repr(cache))
             _all.add(found)
-            try:
-                cache.__dict__[_ATTRIBUTE] = found
-            except AttributeError:
+            if has_attribute:
+                cache.breaker = found
+            else:
                 _breakers[cache] = found
         return found
 

@@ -38,13 +38,13 @@ from collections.abc import Iterator
 from typing import Final
 
 from .backends.base import BaseCache
-from .backends.dummy import DummyCache
+from .config import get_backend_class
 from .exceptions import ImproperlyConfigured
 
 ENVIRONMENT_VARIABLE: Final = "MEMOKIT_DISABLE_CACHING"
 _TRUE: Final = frozenset({"1"})
 _FALSE: Final = frozenset({"", "0"})
-_DISABLED: Final = DummyCache("memokit-caching-disabled")
+_DISABLED_LOCATION: Final = "memokit-caching-disabled"
 
 
 class Gate:
@@ -69,6 +69,23 @@ class Gate:
 GATE: Final = Gate()
 # Reentrant: a breaker's __del__ (garbage collection) may run while this thread holds it.
 _lock = threading.RLock()
+_disabled_cache: BaseCache | None = None
+
+
+def _disabled() -> BaseCache:
+    """The cache that stores nothing, made on first use.
+
+    Looked up by its short name in the backend registry, so this module depends on
+    no concrete backend, and importing memokit imports no backend module.
+    """
+    global _disabled_cache
+    found = _disabled_cache
+    if found is None:
+        with _lock:
+            found = _disabled_cache
+            if found is None:
+                found = _disabled_cache = get_backend_class("dummy")(_DISABLED_LOCATION)
+    return found
 
 
 class _Switch:
@@ -101,7 +118,7 @@ def routed() -> BaseCache | None:
     if switch is not None:
         return switch.cache
     if GATE.disabled:
-        return _DISABLED
+        return _disabled()
     return None
 
 
@@ -156,7 +173,7 @@ def caching_disabled(*, process_wide: bool = False) -> Iterator[None]:
     if type(process_wide) is not bool:
         raise TypeError(f"process_wide must be True or False, not {process_wide!r}")
     if not process_wide:
-        with _switched(_DISABLED, disabled=True):
+        with _switched(_disabled(), disabled=True):
             yield
         return
     block = object()

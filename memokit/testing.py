@@ -34,6 +34,7 @@ from typing import Any
 
 from .backends import memory
 from .backends.memory import MemoryCache
+from .exceptions import ServerNotFound as ServerNotFound  # re-exported: its old home
 from .switches import use_cache
 
 INSTALL_HINTS = {
@@ -59,12 +60,7 @@ def isolated_cache(**settings: Any) -> Iterator[MemoryCache]:
             yield cache
     finally:
         cache.clear()
-        with memory._stores_lock:  # read at exit: a fork replaces the lock
-            memory._stores.pop(location, None)
-
-
-class ServerNotFound(RuntimeError):
-    """The server's binary is not on PATH; the message says how to install it."""
+        memory.forget_location(location)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -33,7 +33,7 @@ import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Final, Literal, SupportsIndex, TypedDict, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, SupportsIndex, TypedDict, TypeVar
 
 from ..exceptions import (
     CacheKeyWarning,
@@ -51,6 +51,9 @@ from ..keys import (
 )
 from ..serializers import Serializer, describe, get_serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
+
+if TYPE_CHECKING:
+    from ..resilience import CircuitBreaker  # it imports this module
 
 T = TypeVar("T")
 
@@ -209,10 +212,59 @@ def unknown_options(
     )
 
 
+class CullsByCount:
+    """Mixin of the backends that cull by count (``capabilities.culls``).
+
+    ``MAX_ENTRIES`` and ``CULL_FREQUENCY`` as public properties, read at every
+    write, so a change (Django's own tests make some) applies at once. The Django
+    adapter reads and writes them here, never the backend's private fields.
+    """
+
+    _max_entries: int
+    _cull_frequency: int
+
+    @property
+    def max_entries(self) -> int:
+        """``MAX_ENTRIES``: the entry count at which a write culls."""
+        return self._max_entries
+
+    @max_entries.setter
+    def max_entries(self, value: int) -> None:
+        self._max_entries, _ = check_culling(value, self._cull_frequency)
+
+    @property
+    def cull_frequency(self) -> int:
+        """``CULL_FREQUENCY``: a cull removes 1/CULL_FREQUENCY of the entries (0: all)."""
+        return self._cull_frequency
+
+    @cull_frequency.setter
+    def cull_frequency(self, value: int) -> None:
+        _, self._cull_frequency = check_culling(self._max_entries, value)
+
+
 class BaseCache(abc.ABC):
-    """A cache with Django's low-level API; subclasses implement the primitives."""
+    """A cache with Django's low-level API; subclasses implement the primitives.
+
+    Primitives used by the decorator layer
+    --------------------------------------
+    ``@cached``, ``@cached_property`` and the invalidation counters store entries
+    and counters they make themselves (keys already made and safe, payloads of
+    their own format), so they skip the public API's key making and validation
+    and call these members directly. They are the whole list: outside
+    ``memokit/backends/``, no other private member of a cache is touched
+    (``tests/test_house_rules.py`` checks it).
+
+    - reads: ``_get``, ``_get_many``, ``_aget``, ``_aget_many``
+    - writes: ``_set``, ``_add``, ``_delete``, ``_incr``, ``_aset``, ``_aadd``,
+      ``_adelete``, ``_aincr``
+    - payloads and timeouts: ``_encode``, ``_decode``, ``_seconds``
+    - value-failure reports: ``_unreadable``, ``_not_stored``
+    """
 
     capabilities: ClassVar[Capabilities] = Capabilities()
+    breaker: CircuitBreaker | None = None
+    """This instance's circuit breaker once :func:`memokit.breaker_for` made it (a decorated
+    call's failure or ``configure_breaker(cache=...)``); None before. Set there only."""
     option_names: ClassVar[frozenset[str]] = frozenset({"SERIALIZER", "LOCK_TIMEOUT"})
     """The ``OPTIONS`` keys this backend owns; each maps to a lower-case keyword argument."""
 

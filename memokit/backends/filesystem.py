@@ -46,7 +46,14 @@ from ._files import (
 from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
 from ._flock import Directory as _Directory
 from ._flock import close_tracked, directory_for, open_tracked, recreate
-from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
+from .base import (
+    MISSING,
+    BaseCache,
+    Capabilities,
+    CommonSettings,
+    CullsByCount,
+    check_culling,
+)
 
 if sys.platform != "win32":
     import fcntl
@@ -84,7 +91,7 @@ def _remove_stale_temp(path: str) -> bool:
         close_tracked(fd)
 
 
-class FileSystemCache(BaseCache):
+class FileSystemCache(CullsByCount, BaseCache):
     """Persistent cache: one file per entry in a private directory, shared by processes."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(

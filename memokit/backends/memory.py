@@ -21,7 +21,14 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..serializers import PickleSerializer
-from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
+from .base import (
+    MISSING,
+    BaseCache,
+    Capabilities,
+    CommonSettings,
+    CullsByCount,
+    check_culling,
+)
 
 _Entry = tuple[Any, float]  # (payload, absolute expiry; math.inf for never)
 
@@ -87,7 +94,17 @@ def _store_for(location: str) -> _Store:
         return store
 
 
-class MemoryCache(BaseCache):
+def forget_location(location: str) -> None:
+    """Drop the data set of ``location``; instances still naming it keep their copy.
+
+    For throwaway locations (:func:`memokit.testing.isolated_cache`), which would
+    otherwise stay in the process for its life.
+    """
+    with _stores_lock:  # read at each call: a fork replaces the lock
+        _stores.pop(location, None)
+
+
+class MemoryCache(CullsByCount, BaseCache):
     """In-process, thread-safe LRU cache; one data set per ``LOCATION``."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(

@@ -38,7 +38,14 @@ from ..serializers import PickleSerializer
 from . import _forkgate
 from ._files import create_private_file, location_path, make_private_dirs, unusable_location
 from ._forkgate import Slot
-from .base import MISSING, BaseCache, Capabilities, CommonSettings, check_culling
+from .base import (
+    MISSING,
+    BaseCache,
+    Capabilities,
+    CommonSettings,
+    CullsByCount,
+    check_culling,
+)
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
@@ -203,7 +210,7 @@ def _chunks(keys: list[str]) -> Iterator[list[str]]:
         yield keys[start : start + _CHUNK]
 
 
-class SQLiteCache(BaseCache):
+class SQLiteCache(CullsByCount, BaseCache):
     """Persistent cache in an SQLite database file, shared by threads and processes."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(

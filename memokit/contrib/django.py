@@ -44,7 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
         "memokit.contrib.django needs Django; install it with: pip install 'memokit[django]'"
     ) from exc
 
-from ..backends.base import BaseCache
+from ..backends.base import BaseCache, CullsByCount
 from ..config import get_backend_class
 from ..exceptions import ImproperlyConfigured, InvalidCacheBackendError, InvalidCacheKey
 from ..keys import KeyFunc, key_is_clean, memcache_key_warnings
@@ -197,29 +197,31 @@ class MemokitCache(DjangoBaseCache):  # type: ignore[misc]  # Django ships no ty
     def default_timeout(self, value: float | None) -> None:
         self.memokit.default_timeout = value
 
+    # Django's own tests read and write these private names on the cache; they map
+    # to the public properties of a backend that culls by count.
     @property
     def _max_entries(self) -> int:
-        # Only backends that cull by count have it; the AttributeError says so.
-        return self.memokit._max_entries  # type: ignore[attr-defined, no-any-return]  # culling backends only
+        return self._culling("_max_entries").max_entries
 
     @_max_entries.setter
     def _max_entries(self, value: int) -> None:
-        self._set_culling("_max_entries", value)
+        self._culling("_max_entries").max_entries = value
 
     @property
     def _cull_frequency(self) -> int:
-        return self.memokit._cull_frequency  # type: ignore[attr-defined, no-any-return]  # culling backends only
+        return self._culling("_cull_frequency").cull_frequency
 
     @_cull_frequency.setter
     def _cull_frequency(self, value: int) -> None:
-        self._set_culling("_cull_frequency", value)
+        self._culling("_cull_frequency").cull_frequency = value
 
-    def _set_culling(self, name: str, value: int) -> None:
-        if not hasattr(self.memokit, name):
+    def _culling(self, name: str) -> CullsByCount:
+        cache = self.memokit
+        if not isinstance(cache, CullsByCount):
             raise AttributeError(
-                f"{type(self.memokit).__name__} does not cull by count, so it has no {name}"
+                f"{type(cache).__name__} does not cull by count, so it has no {name}"
             )
-        setattr(self.memokit, name, value)
+        return cache
 
     # -- keys and timeouts --------------------------------------------------------
 

@@ -105,3 +105,29 @@ def test_bad_culling_settings_raise(make_cache: CacheFactory) -> None:
         make_cache(OPTIONS={"CULL_FREQUENCY": -1})
     with pytest.raises(ImproperlyConfigured, match="MAX_ENTRIES must be an int"):
         make_cache(OPTIONS={"MAX_ENTRIES": "many"})
+
+
+def test_culling_settings_are_public_properties(culling: CacheFactory) -> None:
+    from memokit import ImproperlyConfigured
+    from memokit.backends.base import CullsByCount
+
+    cache = culling(OPTIONS={"MAX_ENTRIES": 30, "CULL_FREQUENCY": 2})
+    assert CullsByCount in type(cache).__mro__
+    assert (cache.max_entries, cache.cull_frequency) == (30, 2)
+    for i in range(20):
+        cache.set(f"cull{i}", "value", 1000)
+    cache.max_entries, cache.cull_frequency = 10, 0  # applies at the next write
+    cache.set("cull99", "value", 1000)
+    assert count_present(cache, 100) < 20
+    with pytest.raises(ImproperlyConfigured, match="CULL_FREQUENCY must be 0"):
+        cache.cull_frequency = -1
+    with pytest.raises(ImproperlyConfigured, match="MAX_ENTRIES must be an int"):
+        cache.max_entries = "many"
+    assert (cache.max_entries, cache.cull_frequency) == (10, 0)
+
+
+def test_only_culling_backends_have_culling_properties(make_cache: CacheFactory) -> None:
+    from memokit.backends.base import CullsByCount
+
+    cache = make_cache()
+    assert isinstance(cache, CullsByCount) == cache.capabilities.culls
