@@ -1,4 +1,7 @@
-"""tests/django_suite/run.py skips with a reason when it cannot run, and fails when told not to."""
+"""tests/django_suite/run.py skips with a reason when it cannot run, and fails when told not to.
+
+Told by MEMOKIT_REQUIRE_SERVERS=1, or by running under CI (the CI variable).
+"""
 
 from __future__ import annotations
 
@@ -25,23 +28,26 @@ def run(code_or_script: list[str], env: dict[str, str]) -> subprocess.CompletedP
     )
 
 
-def base_env(require: bool) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k != "MEMOKIT_REQUIRE_SERVERS"}
-    if require:
-        env["MEMOKIT_REQUIRE_SERVERS"] = "1"
-    return env
+# How each mode is told: nothing (skips), MEMOKIT_REQUIRE_SERVERS=1, or CI=true (both fail).
+MODES = {"local": {}, "require": {"MEMOKIT_REQUIRE_SERVERS": "1"}, "ci": {"CI": "true"}}
 
 
-@pytest.mark.parametrize("require", [False, True])
-def test_without_django(require: bool) -> None:
+def base_env(mode: str) -> dict[str, str]:
+    # This suite may itself run under CI or with servers required: neither leaks in.
+    env = {k: v for k, v in os.environ.items() if k not in ("MEMOKIT_REQUIRE_SERVERS", "CI")}
+    return {**env, **MODES[mode]}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_without_django(mode: str) -> None:
     # sys.modules[name] = None makes `import django` raise ImportError.
     code = (
         "import runpy, sys; sys.modules['django'] = None; "
         f"sys.argv = [{str(RUNNER)!r}]; runpy.run_path({str(RUNNER)!r}, run_name='__main__')"
     )
-    result = run(["-c", code], base_env(require))
+    result = run(["-c", code], base_env(mode))
     assert "Django is not installed; pip install 'memokit[test]'" in result.stdout
-    if require:
+    if mode != "local":
         assert result.returncode == 1
         assert "FAILED" in result.stdout
     else:
@@ -49,21 +55,23 @@ def test_without_django(require: bool) -> None:
         assert "SKIPPED" in result.stdout
 
 
-@pytest.mark.parametrize("require", [False, True])
-def test_offline(require: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", MODES)
+def test_offline(mode: str, tmp_path: Path) -> None:
     django = pytest.importorskip("django")
     if django.__version__ != PINNED:
         pytest.skip(f"the runner needs Django {PINNED} before it downloads anything")
     empty = tmp_path / "no-packages"
     empty.mkdir()
     env = {
-        **base_env(require),
+        **base_env(mode),
         "XDG_CACHE_HOME": str(tmp_path / "cache"),  # nothing downloaded before
         "PIP_NO_INDEX": "1",  # no index at all: what pip sees offline
         "PIP_FIND_LINKS": str(empty),
     }
     result = run([str(RUNNER)], env)
     assert "Django's test suite could not be obtained: pip could not download" in result.stdout
-    assert result.returncode == (1 if require else 0), result.stdout + result.stderr
-    assert ("FAILED" if require else "SKIPPED") in result.stdout
+    assert result.returncode == (0 if mode == "local" else 1), result.stdout + result.stderr
+    assert ("SKIPPED" if mode == "local" else "FAILED") in result.stdout
+    if mode == "ci":
+        assert "(CI=true forbids skipping)" in result.stdout
     assert not (tmp_path / "cache" / "memokit" / f"django-{PINNED}-tests").exists()

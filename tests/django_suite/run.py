@@ -16,7 +16,9 @@ passed, and how many skipped. It fails on any failure, on a skip that Django
 would not make for that backend, and on a test count that is not Django's.
 
 Without Django, offline, or without a server binary, the run (or that backend)
-is skipped with the reason; with ``MEMOKIT_REQUIRE_SERVERS=1`` it fails instead.
+is skipped with the reason; with ``MEMOKIT_REQUIRE_SERVERS=1`` it fails instead,
+and under CI (``CI`` set, as CI services set it) a run without Django's suite
+(Django missing, or its sources not downloadable) fails too.
 Settings are process-global in Django, which is why this is a runner of its own
 and not part of the main pytest run.
 """
@@ -33,12 +35,16 @@ from dataclasses import dataclass
 from typing import Any
 
 ADAPTER = "memokit.contrib.django.MemokitCache"
-REQUIRE = os.environ.get("MEMOKIT_REQUIRE_SERVERS") == "1"
+REQUIRE_SERVERS = os.environ.get("MEMOKIT_REQUIRE_SERVERS") == "1"
+# Under CI a run whose Django suite silently did not run would look green.
+UNDER_CI = os.environ.get("CI", "").lower() not in ("", "0", "false", "no")
 
 
 def _unavailable(reason: str) -> int:
-    if REQUIRE:
-        print(f"django suite: FAILED: {reason} (MEMOKIT_REQUIRE_SERVERS=1 forbids skipping)")
+    """Skip the whole run with the reason, or fail when skipping is forbidden."""
+    if REQUIRE_SERVERS or UNDER_CI:
+        forbidden_by = "MEMOKIT_REQUIRE_SERVERS=1" if REQUIRE_SERVERS else f"CI={os.environ['CI']}"
+        print(f"django suite: FAILED: {reason} ({forbidden_by} forbids skipping)")
         return 1
     print(f"django suite: SKIPPED: {reason}")
     return 0
@@ -237,7 +243,7 @@ def main(argv: list[str]) -> int:
         print("  " + outcome.line())
         for problem in outcome.problems:
             print(f"    PROBLEM: {problem}")
-        if outcome.failed or outcome.problems or (outcome.unavailable and REQUIRE):
+        if outcome.failed or outcome.problems or (outcome.unavailable and REQUIRE_SERVERS):
             status = 1
     # One plain closing line for the whole run, in the form CI reads.
     passed = sum(o.passed + o.replaced for o in outcomes)
