@@ -348,7 +348,10 @@ def _round_trip(obj: Any) -> Any:
 def test_functions_pickle_by_reference() -> None:
     assert _round_trip(add) is add
     assert _round_trip(aadd) is aadd
-    assert _round_trip(Row.label) is Row.__dict__["label"]
+    assert _round_trip(Row.__dict__["label"]) is Row.__dict__["label"]
+    through_class = _round_trip(Row.label)
+    assert through_class.__wrapped__ is Row.__dict__["label"].__wrapped__
+    assert _round_trip(SubRow.label)._self_owner is SubRow
     assert _round_trip(Row.twice) is Row.__dict__["twice"]
 
 
