@@ -12,14 +12,13 @@ The objects are ``wrapt.FunctionWrapper`` subclasses, so ``inspect`` and
 ``isinstance`` see the function (``isfunction``, ``iscoroutinefunction``,
 ``__wrapped__``, ``__signature__``, ``__qualname__``, annotations). Each has its
 own ``__call__``, the hit path, rather than wrapt's generic call into a wrapper
-function (about 0.8 µs a call), and binds through its own ``__get__`` into a
-``wrapt.BoundFunctionWrapper`` subclass: on an instance like a method, on a
+function (about 0.8 µs a call). Binding makes a ``wrapt.BoundFunctionWrapper``
+subclass: on an instance like a method (in wrapt's own ``__get__``), on a
 ``@classmethod`` the class, on a ``@staticmethod`` nothing. The helpers
 (``key``, ``invalidate``, ``refresh`` ...) bind the same way, so
-``obj.method.invalidate(3)`` drops the entry of ``obj.method(3)``. The per-function
-:class:`CachedState` travels as wrapt's ``wrapper`` slot (``_self_wrapper``),
-which wrapt never calls here, and the bound target as ``_self_instance``: two
-reads of the proxy's own slots on a hit.
+``obj.method.invalidate(3)`` drops the entry of ``obj.method(3)``. The
+per-function :class:`CachedState` travels as wrapt's ``wrapper`` slot, which
+wrapt never calls here, and the bound target as its ``instance`` slot.
 """
 
 from __future__ import annotations
