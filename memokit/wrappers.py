@@ -1,12 +1,11 @@
-"""The callables ``@cached`` returns: binding, the hit path, helpers and storing.
+"""The callables ``@cached`` returns: binding, the hit path and the helpers.
 
 A decorated function becomes a :class:`CachedFunction` (or an
-:class:`AsyncCachedFunction` for a coroutine function). Every call builds a key,
-reads it through the core API and, on a miss, runs the function and stores its
-result with the semantics of ``get_or_set``: ``add``, and when another caller
-stored first, their value wins. A stored entry that is not valid (another
-format, other versions) counts as a miss and is replaced. ``None`` is cached
-like any value.
+:class:`AsyncCachedFunction` for a coroutine function). Every call builds a key
+and reads it with its counters (:mod:`memokit.counters`); a valid entry is a
+hit and returns here. Anything else (a miss, an entry of another format or
+other versions) goes to the miss path, :mod:`memokit.misses`, which runs the
+function and stores its result. ``None`` is cached like any value.
 
 The objects are ``wrapt.FunctionWrapper`` subclasses, so ``inspect`` and
 ``isinstance`` see the function (``isfunction``, ``iscoroutinefunction``,
