@@ -94,25 +94,49 @@ HIT_CANDIDATES: list[tuple[str, str, Callable[[], Decorator]]] = [
 ]
 """Name, role, and a factory of the decorator (a fresh one per candidate)."""
 
-CALLS = {"positional": "f(7)", "keyword": "f(7, y=2)"}
+CALLS = {"positional": "f(7)", "keyword": "f(7, y=2)", "method": "o.m(7)"}
 
 
 def _body(x: int, y: int = 1) -> int:
     return x + y
 
 
+def _method(self: Any, x: int, y: int = 1) -> int:
+    return x + y
+
+
+def _holder(serial: int, method: Callable[..., Any]) -> Any:
+    """An instance of a class with ``m`` = the decorated method, identified by a constant."""
+    name = f"MethodHolder{serial}"
+    namespace = {"m": method, "__cache_key__": _constant_key, "__module__": __name__}
+    # A repr without spaces: the naive Django decorator puts it in the key.
+    namespace["__repr__"] = lambda self: name
+    cls = type(name, (), namespace)
+    # memokit keys a class by module and qualified name: give it one that leads back to it.
+    globals()[name] = cls
+    return cls()
+
+
+def _constant_key(self: Any) -> int:
+    return 1
+
+
 def run_hits(config: Config) -> dict[str, Any]:
-    """Hit cost of each decorator on ``f(x, y=1)``, positional and keyword calls."""
+    """Hit cost of each decorator on ``f(x, y=1)`` (positional, keyword) and a bound method."""
     functions = {}
-    for name, _, factory in HIT_CANDIDATES:
+    holders = {}
+    for serial, (name, _, factory) in enumerate(HIT_CANDIDATES):
         f = factory()(_body)
         f(7)
         f(7, y=2)
         functions[name] = f
+        o = holders[name] = _holder(serial, factory()(_method))
+        o.m(7)
     groups = []
     for label, stmt in CALLS.items():
         candidates = [
-            Candidate(name, role, stmt, {"f": functions[name]}) for name, role, _ in HIT_CANDIDATES
+            Candidate(name, role, stmt, {"f": functions[name], "o": holders[name]})
+            for name, role, _ in HIT_CANDIDATES
         ]
         results = measure(candidates, config)
         groups.append({"op": label, "stmt": stmt, "results": results})

@@ -43,7 +43,7 @@ from .keybuilders import (
 from .keys import MEMCACHE_MAX_KEY_LENGTH, default_key_func, key_is_clean
 
 if TYPE_CHECKING:
-    from .wrappers import CachedState
+    from .fnstate import CachedState
 
 COUNTER_VERSION: Final = 0
 """The ``version`` counters are stored under, the same for every cache ``VERSION``."""

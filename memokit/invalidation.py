@@ -23,20 +23,23 @@ from .counters import (
     read_counter,
     tag_counter_key,
 )
+from .fnstate import CachedState
 from .switches import GATE, helper_cache
 
 if TYPE_CHECKING:
-    from .wrappers import CachedState, _Cached
+    # Typing only: the decorated callables (memokit.wrappers) call these helpers.
+    from .wrappers import _Cached
 
 P = ParamSpec("P")
 
 
 def _state(fn: object, helper: str) -> CachedState:
-    from .wrappers import is_cached
-
-    if not is_cached(fn):
+    # What @cached makes carries its CachedState (see memokit.wrappers); asking
+    # for it here keeps this module below the wrappers in the import order.
+    state = getattr(fn, "_state", None)
+    if not isinstance(state, CachedState):
         raise TypeError(f"memokit.{helper}() takes a function decorated with @cached, not {fn!r}")
-    return fn._state  # type: ignore[attr-defined, no-any-return]  # checked just above
+    return state
 
 
 def _cache(cache: str | BaseCache) -> BaseCache:

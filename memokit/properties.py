@@ -46,6 +46,7 @@ class CachedProperty(Generic[T]):
             raise TypeError(f"@cached_property applies to a method taking only self, not {func!r}")
         self.func = func
         self.attrname: str | None = None
+        self.owner: type[Any] | None = None  # the class it was assigned in (pickling)
         self.is_async = inspect.iscoroutinefunction(func)
         self.__doc__ = func.__doc__
         self.__module__ = getattr(func, "__module__", None)  # type: ignore[assignment]  # as functools
@@ -57,6 +58,7 @@ class CachedProperty(Generic[T]):
     def __set_name__(self, owner: type[Any], name: str) -> None:
         if self.attrname is None:
             self.attrname = name
+            self.owner = owner
         elif name != self.attrname:
             raise TypeError(
                 f"cannot give one cached_property two names ({self.attrname!r} and {name!r}); "
@@ -84,7 +86,7 @@ class CachedProperty(Generic[T]):
 
     def _compute(self, instance: object) -> Any:
         if self.is_async:
-            return AwaitOnce(self.func, instance)
+            return AwaitOnce(self.func, instance, self)
         return self.func(instance)
 
     def _name(self) -> str:
@@ -101,6 +103,13 @@ class CachedProperty(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<cached_property {getattr(self.func, '__qualname__', self.func)!r}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # By reference, as the attribute of its class: a pending async value
+        # (AwaitOnce) names its property this way when its instance is pickled.
+        if self.owner is None or self.attrname is None:
+            raise TypeError(f"cannot pickle {self!r}: it was never assigned in a class body")
+        return (getattr, (self.owner, self.attrname))
 
 
 class TimedCachedProperty(CachedProperty[T]):
@@ -180,11 +189,17 @@ class AwaitOnce(Generic[T]):
     next await computes again.
     """
 
-    __slots__ = ("_done", "_func", "_instance", "_lock", "_task", "_value")
+    __slots__ = ("_done", "_func", "_instance", "_lock", "_source", "_task", "_value")
 
-    def __init__(self, func: Callable[[Any], Awaitable[T]], instance: object) -> None:
+    def __init__(
+        self,
+        func: Callable[[Any], Awaitable[T]],
+        instance: object,
+        source: CachedProperty[Any] | None = None,
+    ) -> None:
         self._func: Callable[[Any], Awaitable[T]] | None = func
         self._instance: object = instance
+        self._source = source  # the property it belongs to, to pickle a pending one
         self._lock = threading.Lock()
         self._task: asyncio.Task[T] | None = None
         self._done = False
@@ -220,6 +235,32 @@ class AwaitOnce(Generic[T]):
 
     def __repr__(self) -> str:
         return f"<AwaitOnce {'done' if self._done else 'pending'}>"
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # The lock and the task belong to this process and its event loop: an
+        # instance that is pickled or deep-copied takes the result when there is
+        # one, else a fresh computation of the same property on the copy.
+        if self._done:
+            return (_awaited, (self._value,))
+        source = self._source if self._source is not None else self._func
+        return (_pending, (source, self._instance))
+
+
+def _awaited(value: T) -> AwaitOnce[T]:
+    made: AwaitOnce[T] = AwaitOnce(_never, None)
+    made._value, made._done = value, True
+    made._func = made._instance = None
+    return made
+
+
+def _pending(source: Any, instance: object) -> AwaitOnce[Any]:
+    if isinstance(source, CachedProperty):
+        return AwaitOnce(source.func, instance, source)
+    return AwaitOnce(source, instance)
+
+
+async def _never(instance: object) -> Any:
+    raise AssertionError("a finished AwaitOnce never computes")  # pragma: no cover
 
 
 def _retrieve(task: asyncio.Task[Any]) -> None:

@@ -16,6 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import wrapt
 
 import memokit
 
@@ -81,6 +82,9 @@ def source_path(tmp_path_factory: pytest.TempPathFactory) -> str:
     # environment's compiled packages.
     directory = tmp_path_factory.mktemp("memokit-only")
     (directory / "memokit").symlink_to(Path(memokit.__file__).resolve().parent)
+    # And memokit's one dependency. wrapt's compiled module is named for this
+    # interpreter's version, so another version runs wrapt's pure-Python twin.
+    (directory / "wrapt").symlink_to(Path(wrapt.__file__).resolve().parent)
     return str(directory)
 
 

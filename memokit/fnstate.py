@@ -1,0 +1,178 @@
+"""The state one decorated function keeps: its settings, counters and flights.
+
+Every binding of a ``@cached`` function shares one :class:`CachedState`: the
+hit path (:mod:`memokit.wrappers`) and the miss path (:mod:`memokit.misses`)
+read and count through it, and the counters' read plan (:mod:`memokit.counters`)
+is cached on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+
+from .backends.base import BaseCache
+from .config import caches
+from .resilience import is_value_failure
+from .singleflight import AsyncSingleFlight, SingleFlight
+from .switches import GATE, helper_cache, routed
+from .timeouts import Timeout
+
+if TYPE_CHECKING:
+    # Typing only: the counters module reads this state (see docs/architecture.md).
+    from .counters import ReadPlan, TagsBuilder
+    from .keybuilders import KeyBuilder
+    from .locks import BackendLock
+
+T = TypeVar("T")
+
+
+class ErrorCounts(int):
+    """The ``errors`` of :class:`CacheInfo`: their total, an ``int``, told apart by kind."""
+
+    backend: int
+    """Backend failures (connect, timeout, disk full, locked database): they feed the breaker."""
+    value: int
+    """Value failures (an entry that could not be read, a value the backend could not
+    hold, a result the serializer could not encode): they concern one key only."""
+
+    def __new__(cls, backend: int = 0, value: int = 0) -> ErrorCounts:
+        made = super().__new__(cls, backend + value)
+        made.backend = backend
+        made.value = value
+        return made
+
+    def __repr__(self) -> str:
+        return f"ErrorCounts(backend={self.backend}, value={self.value})"
+
+    def __reduce__(self) -> tuple[type[ErrorCounts], tuple[int, int]]:
+        return (ErrorCounts, (self.backend, self.value))
+
+
+class CacheInfo(NamedTuple):
+    """Counters of one decorated function, as ``functools.lru_cache`` users know them."""
+
+    hits: int
+    """Calls served from the cache."""
+    misses: int
+    """Calls that ran the function."""
+    errors: int
+    """Failed cache operations: an :class:`ErrorCounts`, whose ``backend`` and
+    ``value`` attributes tell backend failures from value failures."""
+
+
+class CachedState:
+    """What every binding of one decorated function shares: settings and counters."""
+
+    __slots__ = (
+        "aflights",
+        "alias",
+        "binding",
+        "bound_cls",
+        "build",
+        "cache",
+        "counter_names",
+        "errors",
+        "fast",
+        "flights",
+        "func",
+        "hits",
+        "lock",
+        "misses",
+        "name",
+        "none_timeout",
+        "owner",
+        "safe_keys",
+        "tags",
+        "timeout",
+        "unbound",
+        "unless",
+        "value_errors",
+        "version",
+    )
+
+    def __init__(
+        self,
+        func: Callable[..., Any],
+        binding: str,
+        build: KeyBuilder,
+        cache: BaseCache | None,
+        alias: str,
+        timeout: Timeout,
+        none_timeout: Timeout,
+        version: int | None,
+        unless: Callable[[Any], object] | None,
+        safe_keys: bool,
+        lock: BackendLock | None = None,
+        counter_names: list[str] | None = None,
+        tags: TagsBuilder | None = None,
+    ) -> None:
+        self.func = func
+        self.safe_keys = safe_keys  # keys come from the default builder: clean, <= 200
+        self.binding = binding  # "instance", "class" or "none"
+        self.build = build
+        self.cache = cache
+        self.alias = alias
+        self.timeout = timeout
+        self.none_timeout = none_timeout
+        self.version = version
+        self.unless = unless
+        self.unbound: Any = None
+        # The class of a bound object (a wrapt.BoundFunctionWrapper subclass), set by wrap().
+        self.bound_cls: Any = None
+        # The attribute the function is reached by on its class (__set_name__),
+        # so that a bound object pickles as getattr(instance, name).
+        self.name: str = getattr(func, "__name__", "")
+        self.owner: type[Any] | None = None  # the class whose body assigned it
+        # The counters every call reads with its entry (see memokit.counters):
+        # the function's own first, then fixed tags; per-call tags from `tags`.
+        self.counter_names = counter_names or []
+        self.tags = tags
+        self.hits = 0
+        self.misses = 0
+        self.errors = 0  # backend failures
+        self.value_errors = 0  # value failures (memokit.resilience)
+        # How calls read the current cache (made-key prefixes, primitives);
+        # rebuilt by counters.plan_for when the cache or its prefix changes.
+        self.fast: ReadPlan | None = None
+        # Single flight (memokit.singleflight), and the opt-in lock in the backend.
+        self.flights = SingleFlight()
+        self.aflights = AsyncSingleFlight()
+        self.lock = lock
+
+    def resolve(self) -> BaseCache:
+        """The cache calls use now: a switch's (memokit.switches), else the function's."""
+        switched = routed() if GATE.on else None
+        if switched is not None:
+            return switched
+        return self.cache if self.cache is not None else caches[self.alias]
+
+    def target(self) -> BaseCache:
+        """The cache invalidation helpers act on: never the dummy of caching_disabled()."""
+        switched = helper_cache() if GATE.on else None
+        if switched is not None:
+            return switched
+        return self.cache if self.cache is not None else caches[self.alias]
+
+    @property
+    def cycles(self) -> int:
+        """Callers that computed for themselves because waiting would close a cycle."""
+        return self.flights.cycles + self.aflights.cycles
+
+    def timeout_for(self, value: Any) -> Timeout:
+        return self.none_timeout if value is None else self.timeout
+
+
+def _count(state: CachedState, exc: BaseException) -> None:
+    if is_value_failure(exc):
+        state.value_errors += 1
+    else:
+        state.errors += 1
+
+
+def _counted(state: CachedState, operation: Callable[[], T]) -> T:
+    try:
+        return operation()
+    except Exception as exc:
+        _count(state, exc)
+        raise

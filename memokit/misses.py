@@ -1,0 +1,357 @@
+"""The miss path of ``@cached``: single flight, the backend lock, storing, failing open.
+
+A call that found no valid entry (see :mod:`memokit.wrappers`) comes here: the
+function runs once per key in this process (:mod:`memokit.singleflight`), or
+once across processes with ``lock_lease=`` (:mod:`memokit.locks`), and its
+result is stored with the semantics of ``get_or_set``. Backend failures fail
+open (:mod:`memokit.resilience`).
+"""
+
+from __future__ import annotations
+
+import inspect
+import pickle
+from collections.abc import Callable
+from typing import Any, Final, TypeVar
+
+from .backends.base import MISSING, BaseCache
+from .counters import decode_entry
+from .entry import Versions, make_payload, valid_value
+from .exceptions import ValueTooLarge
+from .fnstate import CachedState, _count
+from .resilience import CircuitBreaker, breaker_for, fail_open
+from .singleflight import JOINED, Shared
+
+T = TypeVar("T")
+
+_MISS: Final = object()
+"""Default given to ``cache.get``: tells a miss apart from a stored None."""
+
+
+def _refuse_awaitable(state: CachedState, value: Any) -> None:
+    if inspect.isawaitable(value):
+        if inspect.iscoroutine(value):
+            value.close()  # never awaited: close it rather than leak a warning
+        raise TypeError(
+            f"{state.func!r} returned an awaitable, but it is not a coroutine function, so "
+            f"@cached took it for a sync one; apply @cached to the async def itself, or mark "
+            f"the wrapper with inspect.markcoroutinefunction (Python 3.12+)"
+        )
+
+
+def _encode(state: CachedState, cache: BaseCache, value: Any, versions: Versions) -> Any:
+    """Encode the entry of ``value``; a result the serializer cannot encode is a TypeError.
+
+    Such a result is a bug in the caller's code, raised on every backend: the
+    dummy backend keeps values as they are, so it is checked with the serializer.
+    """
+    payload = make_payload(value, versions)
+    try:
+        encoded = cache._encode(payload)
+        if not cache.capabilities.stores:
+            cache.serializer.dumps(payload)
+    except pickle.PickleError as exc:
+        state.value_errors += 1
+        func = state.func
+        name = f"{getattr(func, '__module__', None)}.{getattr(func, '__qualname__', func)}"
+        raise TypeError(
+            f"@cached function {name} returned a {type(value).__qualname__!r} object, which "
+            f"the cache's serializer cannot encode, so it cannot be cached; return a value "
+            f"it can store (a list rather than a generator, data rather than a lock), or "
+            f"leave such results out with unless="
+        ) from exc
+    return encoded
+
+
+def _not_stored(state: CachedState, cache: BaseCache, made: str, exc: ValueTooLarge) -> None:
+    state.value_errors += 1
+    cache._not_stored(made, exc)
+
+
+def _store(
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+    guard: CircuitBreaker | None = None,
+) -> tuple[T, Shared | None]:
+    """Store a computed value with get_or_set semantics.
+
+    Return what the caller gets, and the entry as encoded for the store, from
+    which each waiter of the flight decodes its own copy (None when nothing was
+    encoded: the flight then encodes the value itself if anyone waits). A value
+    the backend cannot hold is a value failure: counted, reported once per key
+    and window, and the value returned unstored. A backend failure raises, or
+    with ``guard`` (the cache's breaker) fails open: the value is returned
+    unstored.
+    """
+    _refuse_awaitable(state, value)
+    version = state.version
+    # The predicate is the user's code: its exceptions are not backend errors.
+    skip = state.unless is not None and state.unless(value)
+    # Encoded once, before any I/O: what is stored is what the waiters decode
+    # their copies from, and a result no serializer can encode raises here.
+    payload = None if skip else _encode(state, cache, value, versions)
+    shared = None
+    made = ""
+    try:
+        if skip:
+            if replace:
+                cache.delete(key, version)
+            return value, None
+        made = cache.make_and_validate_key(key, version)
+        seconds = cache._seconds(state.timeout_for(value))
+        if cache.capabilities.stores:  # the dummy cache encodes nothing
+            shared = Shared(payload, _entry_decoder(cache))
+        if seconds is not None and seconds <= 0:
+            if replace:
+                cache._delete(made)  # nothing is stored under a timeout of 0
+        elif replace:
+            cache._set(made, payload, seconds)
+        elif not cache._add(made, payload, seconds):
+            # Another caller stored first: theirs wins, as with get_or_set, if valid.
+            current = cache._get(made)
+            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
+            theirs = valid_value(found, versions)
+            if theirs is not MISSING:
+                value = theirs
+                shared = Shared(current, shared.decode) if shared is not None else None
+            else:
+                cache._set(made, payload, seconds)
+    except ValueTooLarge as exc:
+        _not_stored(state, cache, made, exc)
+        return value, shared
+    except Exception as exc:
+        _count(state, exc)
+        if guard is None or not fail_open(guard, exc):
+            raise
+        return value, shared
+    if guard is not None and guard.failures:
+        guard.record_success()
+    return value, shared
+
+
+async def _astore(
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+    guard: CircuitBreaker | None = None,
+) -> tuple[T, Shared | None]:
+    """The async twin of :func:`_store`."""
+    _refuse_awaitable(state, value)
+    version = state.version
+    # The predicate is the user's code: its exceptions are not backend errors.
+    skip = state.unless is not None and state.unless(value)
+    payload = None if skip else _encode(state, cache, value, versions)
+    shared = None
+    made = ""
+    try:
+        if skip:
+            if replace:
+                await cache.adelete(key, version)
+            return value, None
+        made = cache.make_and_validate_key(key, version)
+        seconds = cache._seconds(state.timeout_for(value))
+        if cache.capabilities.stores:
+            shared = Shared(payload, _entry_decoder(cache))
+        if seconds is not None and seconds <= 0:
+            if replace:
+                await cache._adelete(made)
+        elif replace:
+            await cache._aset(made, payload, seconds)
+        elif not await cache._aadd(made, payload, seconds):
+            current = await cache._aget(made)
+            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
+            theirs = valid_value(found, versions)
+            if theirs is not MISSING:
+                value = theirs
+                shared = Shared(current, shared.decode) if shared is not None else None
+            else:
+                await cache._aset(made, payload, seconds)
+    except ValueTooLarge as exc:
+        _not_stored(state, cache, made, exc)
+        return value, shared
+    except Exception as exc:
+        _count(state, exc)
+        if guard is None or not fail_open(guard, exc):
+            raise
+        return value, shared
+    if guard is not None and guard.failures:
+        guard.record_success()
+    return value, shared
+
+
+def _entry_decoder(cache: BaseCache) -> Callable[[Any], Any]:
+    decode = cache._decode
+
+    def value_of(payload: Any) -> Any:
+        return decode(payload)[3]  # the value of a (FORMAT, created, versions, value) entry
+
+    return value_of
+
+
+def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
+    """The cache a call uses while a switch or a breaker is on, and its breaker if troubled."""
+    cache = state.resolve()
+    breaker = breaker_for(cache)
+    return cache, breaker if breaker.failures else None
+
+
+# -- the miss path: single flight, the backend lock, fail-open storing ----------------
+# ``cache`` is None when the backend is skipped (the breaker is open, or the read
+# failed): the value is computed, once per key in this process, and not stored.
+# ``versions`` are those the caller's read was made under; they are part of the
+# flight key, so a read made after an invalidation never joins an older flight.
+# The cache enters the key by id(): it is alive while its flight is, and a
+# backend need not be hashable. ``since`` is the flights' ``ended`` as read
+# before the caller's read (see memokit.singleflight).
+
+
+def _miss(
+    state: CachedState,
+    cache: BaseCache | None,
+    breaker: CircuitBreaker | None,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    versions: Versions,
+    replace: bool = False,
+    since: int | None = None,
+) -> Any:
+    def lead(recheck: bool) -> tuple[Any, Shared | None]:
+        if cache is None:
+            value = state.func(*args, **kwargs)
+            state.misses += 1
+            _refuse_awaitable(state, value)
+            return value, None
+        guard = breaker if breaker is not None else breaker_for(cache)
+        lock = state.lock
+        token = None
+        if lock is not None:
+            # The lock looks at the cache itself once it holds the lock.
+            token, found = lock.acquire(cache, key, state.version, guard, check)
+            if found is not MISSING:
+                state.hits += 1  # another process computed it meanwhile
+                return found, None
+        elif recheck:
+            # A flight of this function ended since this caller's read: it may
+            # have stored this very entry (a first-call race otherwise).
+            try:
+                found = check()
+            except Exception as exc:
+                _count(state, exc)
+                if not fail_open(guard, exc):
+                    raise
+                found = MISSING
+            if found is not MISSING:
+                state.hits += 1
+                return found, None
+        try:
+            value = state.func(*args, **kwargs)
+            state.misses += 1
+            return _store_open(state, cache, guard, key, value, versions, replace=replace)
+        finally:
+            if token is not None:
+                lock.release(cache, key, state.version, token)  # type: ignore[union-attr]
+
+    def check() -> Any:
+        return valid_value(cache.get(key, _MISS, state.version), versions)  # type: ignore[union-attr]
+
+    value, role = state.flights.run((id(cache), key, state.version, versions), lead, since)
+    if role == JOINED:
+        state.hits += 1
+    return value
+
+
+def _store_open(
+    state: CachedState,
+    cache: BaseCache,
+    breaker: CircuitBreaker,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+) -> tuple[T, Shared | None]:
+    """:func:`_store`, except that a backend failure returns the value (fail open)."""
+    if breaker.open_until and not breaker.allow():
+        _refuse_awaitable(state, value)
+        return value, None  # the breaker opened while the function ran
+    return _store(state, cache, key, value, versions, replace=replace, guard=breaker)
+
+
+async def _amiss(
+    state: CachedState,
+    cache: BaseCache | None,
+    breaker: CircuitBreaker | None,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    versions: Versions,
+    replace: bool = False,
+    since: int | None = None,
+) -> Any:
+    async def lead(recheck: bool) -> tuple[Any, Shared | None]:
+        if cache is None:
+            value = await state.func(*args, **kwargs)
+            state.misses += 1
+            return value, None
+        guard = breaker if breaker is not None else breaker_for(cache)
+        lock = state.lock
+        token = None
+        if lock is not None:
+            token, found = await lock.aacquire(cache, key, state.version, guard, check)
+            if found is not MISSING:
+                state.hits += 1
+                return found, None
+        elif recheck:
+            try:
+                found = await check()
+            except Exception as exc:
+                _count(state, exc)
+                if not fail_open(guard, exc):
+                    raise
+                found = MISSING
+            if found is not MISSING:
+                state.hits += 1
+                return found, None
+        try:
+            value = await state.func(*args, **kwargs)
+            state.misses += 1
+            return await _astore_open(state, cache, guard, key, value, versions, replace=replace)
+        finally:
+            if token is not None:
+                await lock.arelease(cache, key, state.version, token)  # type: ignore[union-attr]
+
+    async def check() -> Any:
+        payload = await cache.aget(key, _MISS, state.version)  # type: ignore[union-attr]
+        return valid_value(payload, versions)
+
+    flights = state.aflights
+    value, role = await flights.run((id(cache), key, state.version, versions), lead, since)
+    if role == JOINED:
+        state.hits += 1
+    return value
+
+
+async def _astore_open(
+    state: CachedState,
+    cache: BaseCache,
+    breaker: CircuitBreaker,
+    key: str,
+    value: T,
+    versions: Versions,
+    *,
+    replace: bool,
+) -> tuple[T, Shared | None]:
+    """The async twin of :func:`_store_open`."""
+    if breaker.open_until and not breaker.allow():
+        return value, None
+    return await _astore(state, cache, key, value, versions, replace=replace, guard=breaker)
