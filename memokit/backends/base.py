@@ -24,11 +24,11 @@ import asyncio
 import difflib
 import enum
 import functools
-import math
 import operator
 import os
 import pickle
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterable, Mapping
@@ -158,10 +158,16 @@ def check_delta(delta: object) -> int | float:
 
 def check_lock_timeout(value: object) -> float:
     """Validate ``LOCK_TIMEOUT``: seconds a cross-process lock is waited for."""
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < math.inf:
+    # threading.TIMEOUT_MAX bounds it: a longer wait cannot be given to a thread lock
+    # (OverflowError at the first write, which decorated calls could not fail open on).
+    if (
+        isinstance(value, bool)
+        or not isinstance(value, int | float)
+        or not 0 < value <= threading.TIMEOUT_MAX
+    ):
         raise ImproperlyConfigured(
-            f"LOCK_TIMEOUT must be a finite number of seconds > 0, not {value!r}; "
-            f"for example OPTIONS={{'LOCK_TIMEOUT': 5}}"
+            f"LOCK_TIMEOUT must be a number of seconds > 0 and at most "
+            f"{threading.TIMEOUT_MAX:.0f}, not {value!r}; for example OPTIONS={{'LOCK_TIMEOUT': 5}}"
         )
     return float(value)
 

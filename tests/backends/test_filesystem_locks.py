@@ -70,7 +70,7 @@ def test_lock_timeout_defaults_to_five_seconds(root: Path) -> None:
     assert cache.lock_timeout == 0.5
 
 
-@pytest.mark.parametrize("value", [0, -1, float("inf"), float("nan"), "5", None, True])
+@pytest.mark.parametrize("value", [0, -1, float("inf"), float("nan"), "5", None, True, 1e10, 1e300])
 def test_a_bad_lock_timeout_raises_at_once(root: Path, value: object) -> None:
     with pytest.raises(ImproperlyConfigured, match=r"LOCK_TIMEOUT must be .*'LOCK_TIMEOUT': 5"):
         FileSystemCache(str(root), lock_timeout=value)  # type: ignore[arg-type]
