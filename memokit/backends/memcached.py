@@ -25,9 +25,7 @@ answers False, with a ``ValueNotStoredWarning`` once per key and window.
 from __future__ import annotations
 
 import math
-import os
 import time
-import weakref
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final, NoReturn, Unpack
 
@@ -55,6 +53,7 @@ from ..exceptions import (
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, key_is_clean, memcache_key_warnings
 from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from ._afterfork import renew_in_children
 from ._deadline import DeadlineSocketModule
 from ._remote import (
     check_flag,
@@ -189,17 +188,17 @@ class MemcachedCache(BaseCache):
         self._specs = specs
         self._common = common
         self._client: Any = self._make_client()
-        _instances.add(self)
+        renew_in_children(self)
 
     def _make_client(self) -> Any:
         if len(self._specs) == 1:
             return PooledClient(self._specs[0], **self._common)
         return HashClient(self._specs, use_pooling=True, **self._common)
 
-    def _after_fork(self) -> None:
-        # The child must never talk on the parent's sockets (two readers of one
-        # stream get each other's replies): close its copies, start afresh.
-        self._client.close()
+    def _renew_clients(self) -> None:
+        # In a child after fork: never talk on the parent's sockets (two readers of
+        # one stream get each other's replies), and never close them either, which
+        # takes the pool's lock a parent thread may have held (_afterfork.py).
         self._client = self._make_client()
 
     @classmethod
@@ -435,14 +434,3 @@ class MemcachedCache(BaseCache):
     def close(self, **kwargs: Any) -> None:
         """Close the pooled connections (Django calls ``disconnect_all``)."""
         self._client.close()
-
-
-_instances: weakref.WeakSet[MemcachedCache] = weakref.WeakSet()
-
-
-def _reset_after_fork() -> None:
-    for cache in list(_instances):
-        cache._after_fork()
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)

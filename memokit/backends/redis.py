@@ -6,8 +6,9 @@ everything else is serialised. ``LOCATION`` is a ``redis://`` URL, or a list
 whose first URL is the primary (every write, ``incr`` and ``get_or_set``) and
 whose others are replicas for plain reads (``get``, ``get_many``, ``has_key``).
 
-The sync client keeps one connection pool per server per process; redis-py
-replaces it in a child after ``fork``. The async twins use ``redis.asyncio``
+The sync client keeps one connection pool per server per process; a child
+after ``fork`` gets new ones and never touches the inherited ones
+(_afterfork.py). The async twins use ``redis.asyncio``
 with one pool per event loop, because its connections are bound to the loop
 that opened them; a pool is disconnected when its loop shuts down.
 
@@ -43,6 +44,7 @@ from redis.exceptions import WatchError
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
 from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from ._afterfork import renew_in_children
 from ._deadline import with_deadlines
 from ._remote import (
     check_flag,
@@ -188,10 +190,7 @@ class RedisCache(BaseCache):
         pools: list[redis.ConnectionPool] = []
         try:
             for url in servers:
-                pool = redis.ConnectionPool.from_url(url, **self._client_options)
-                # The socket timeout bounds a whole reply, not each read (_deadline.py).
-                pool.connection_class = with_deadlines(pool.connection_class)
-                pools.append(pool)
+                pools.append(self._new_pool(url))
             for pool in pools:
                 # redis-py reads the options only when it first connects; build
                 # one connection object now (no I/O) so a typo raises here.
@@ -210,14 +209,30 @@ class RedisCache(BaseCache):
             raise ImproperlyConfigured(
                 f"LOCATION/OPTIONS for Redis {self._display}: {mask_password(str(exc))}"
             ) from None
+        self._use_pools(pools)
+        self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], _AsyncSide] = {}
+        self._async_lock = threading.Lock()
+        renew_in_children(self)
+
+    def _new_pool(self, url: str) -> redis.ConnectionPool:
+        pool = redis.ConnectionPool.from_url(url, **self._client_options)
+        # The socket timeout bounds a whole reply, not each read (_deadline.py).
+        pool.connection_class = with_deadlines(pool.connection_class)
+        return pool
+
+    def _use_pools(self, pools: list[redis.ConnectionPool]) -> None:
         clients = [redis.Redis(connection_pool=pool) for pool in pools]
         self._primary = clients[0]
         self._replicas = clients[1:]
         self._incr_script: Script = self._primary.register_script(_INCR_SCRIPT)
         self._get_or_add_script: Script = self._primary.register_script(_GET_OR_ADD_SCRIPT)
         self._persist_script: Script = self._primary.register_script(_PERSIST_SCRIPT)
-        self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], _AsyncSide] = {}
-        self._async_lock = threading.Lock()
+
+    def _renew_clients(self) -> None:
+        # In a child after fork: the inherited pools are dropped untouched (_afterfork.py).
+        self._use_pools([self._new_pool(url) for url in self._servers])
+        self._async_lock = threading.Lock()  # may have been held at the fork too
+        self._async_sides = {}
 
     @classmethod
     def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
