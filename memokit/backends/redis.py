@@ -270,7 +270,7 @@ class RedisCache(BaseCache):
         except Exception as exc:
             raise UnreadableEntry(
                 f"cannot deserialise a value read from Redis {self._display} ({describe(exc)})"
-            ) from exc
+            ) from None  # the cause's message can quote the stored bytes
 
     # -- errors ------------------------------------------------------------------
 
