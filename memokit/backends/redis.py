@@ -25,6 +25,7 @@ value: redis-py's pipeline errors echo the command, which is cut out.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import random
@@ -185,6 +186,7 @@ class RedisCache(BaseCache):
         self._client_options = self._check_client_options(client_options or {})
         self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
         self._display = self.location
+        self._refusal_quiet_until = 0.0
         pools: list[redis.ConnectionPool] = []
         try:
             for url in servers:
@@ -330,6 +332,7 @@ class RedisCache(BaseCache):
             if failed:
                 # As memcached: an old value never survives a failed update.
                 self._primary.delete(*failed)
+                self._log_refusal(replies)
         except redis.RedisError as exc:
             self._fail(exc)
         return failed
@@ -350,6 +353,27 @@ class RedisCache(BaseCache):
         return [
             key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)
         ]
+
+    def _log_refusal(self, replies: list[Any]) -> None:
+        # A refused SET (OOM over maxmemory, READONLY) is the server's condition, not
+        # the value's: logged as a backend failure, once per window; set_many lists the keys.
+        from ..resilience import breaker_for
+
+        now = time.monotonic()
+        if now < self._refusal_quiet_until:
+            return
+        self._refusal_quiet_until = now + breaker_for(self).settings.window
+        exc = next(reply for reply in replies if isinstance(reply, Exception))
+        logging.getLogger("memokit").warning(
+            "memokit: cache %s refused commands of a set_many (%s: %s); those keys were "
+            "not stored and set_many returns them",
+            self._display,
+            type(exc).__name__,
+            _scrub(exc),
+        )
+
+    def _failed_keys(self, originals: Mapping[str, Any], failed: list[str]) -> list[Any]:
+        return [originals[m] for m in failed]  # logged as a backend condition, not per key
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         px = _milliseconds(timeout)
@@ -511,6 +535,7 @@ class RedisCache(BaseCache):
             failed = self._refused(items, px, replies)
             if failed:
                 await side.primary.delete(*failed)
+                self._log_refusal(replies)
         except redis.RedisError as exc:
             self._fail(exc)
         return failed
