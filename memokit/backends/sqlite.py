@@ -281,7 +281,14 @@ class SQLiteCache(CullsByCount, BaseCache):
             # SQLite gives its -wal and -shm files the database file's mode, so 0600 here
             # keeps all three private whatever the umask.
             create_private_file(path)
-            self._connection()  # fail now, with the real error, rather than at first use
+            conn = self._connection()  # fail now, with the real error, rather than at first use
+            # SQLite opens a file it may not write read-only, silently, and even takes
+            # the write lock then: only a write statement (rolled back) tells.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(self._sql.delete, ("",)).fetchall()
+            finally:
+                conn.execute("ROLLBACK")
         except OSError as exc:
             raise unusable_location(path, exc, "sqlite") from exc
         except sqlite3.OperationalError as exc:
