@@ -357,12 +357,10 @@ class RedisCache(BaseCache):
     def _log_refusal(self, replies: list[Any]) -> None:
         # A refused SET (OOM over maxmemory, READONLY) is the server's condition, not
         # the value's: logged as a backend failure, once per window; set_many lists the keys.
-        from ..resilience import breaker_for
-
         now = time.monotonic()
         if now < self._refusal_quiet_until:
             return
-        self._refusal_quiet_until = now + breaker_for(self).settings.window
+        self._refusal_quiet_until = now + self._report_window()
         exc = next(reply for reply in replies if isinstance(reply, Exception))
         logging.getLogger("memokit").warning(
             "memokit: cache %s refused commands of a set_many (%s: %s); those keys were "
