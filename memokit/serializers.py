@@ -74,7 +74,8 @@ class PickleSerializer:
             # Damaged bytes, or a class that moved or vanished since the value was stored;
             # one type lets the cache tell an unreadable entry from a bug. The message
             # names the error's type only: pickle's messages can quote the stored bytes.
-            raise UnreadableEntry(f"cannot unpickle the stored value ({describe(exc)})") from exc
+            # from None: the cause's message (e.g. int()'s, pickle's) can quote the stored bytes.
+            raise UnreadableEntry(f"cannot unpickle the stored value ({describe(exc)})") from None
 
     def __repr__(self) -> str:
         return f"PickleSerializer(protocol={self.protocol})"

@@ -126,6 +126,30 @@ def test_location_in_a_directory_we_cannot_write(backend: str, tmp_path: Path) -
     assert "writable" in out
 
 
+def test_an_existing_directory_we_cannot_write(tmp_path: Path) -> None:
+    readonly = tmp_path / "cache"
+    readonly.mkdir(mode=0o500)  # exists, so nothing needs creating: only a write finds it out
+    try:
+        out = _run_unprivileged(
+            _UNPRIVILEGED_SCRIPT.format(backend="filesystem", location=str(readonly))
+        )
+    finally:
+        readonly.chmod(0o700)
+    assert out.startswith("ImproperlyConfigured: CACHES['default']"), out
+    assert repr(str(readonly)) in out
+    assert "writable" in out
+
+
+def test_an_existing_database_file_we_cannot_write(tmp_path: Path) -> None:
+    location = tmp_path / "db.sqlite3"
+    memokit.SQLiteCache(str(location)).close()
+    location.chmod(0o444)  # SQLite opens it read-only without a word; writes fail later
+    out = _run_unprivileged(_UNPRIVILEGED_SCRIPT.format(backend="sqlite", location=str(location)))
+    assert out.startswith("ImproperlyConfigured: CACHES['default']"), out
+    assert repr(str(location)) in out
+    assert "writable" in out
+
+
 # -- SQLite TABLE ---------------------------------------------------------------
 
 

@@ -691,6 +691,12 @@ class BaseCache(abc.ABC):
 
         report_value_failure(self, made, f"cannot be read ({describe(exc)}); {then}")
 
+    def _report_window(self) -> float:
+        """Seconds between two reports of one condition: the breaker's window."""
+        from ..resilience import breaker_for
+
+        return breaker_for(self).settings.window
+
     def _not_stored(self, made: str, exc: BaseException | str) -> None:
         from ..resilience import report_value_failure
 

@@ -132,6 +132,11 @@ class FileSystemCache(CullsByCount, BaseCache):
             make_private_dirs(path)
             check_private_dir(path)
             self._directory()
+            # An existing directory we may not write passes all of the above (and root's
+            # os.access says yes whatever the mode): only a real write tells.
+            probe = path / f".probe-{secrets.token_hex(8)}"
+            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+            os.unlink(probe)
         except OSError as exc:
             raise unusable_location(path, exc, "filesystem") from exc
 

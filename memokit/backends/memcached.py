@@ -270,7 +270,7 @@ class MemcachedCache(BaseCache):
         except Exception as exc:
             raise UnreadableEntry(
                 f"cannot deserialise a value read from memcached {self.location} ({describe(exc)})"
-            ) from exc
+            ) from None  # the cause's message can quote the stored bytes
 
     def _fail(self, exc: Exception) -> NoReturn:
         if isinstance(exc, OSError | MemcacheUnexpectedCloseError) or type(exc) is MemcacheError:

@@ -26,6 +26,7 @@ value: redis-py's pipeline errors echo the command, which is cut out.
 from __future__ import annotations
 
 import asyncio
+import logging
 import math
 import os
 import random
@@ -187,6 +188,7 @@ class RedisCache(BaseCache):
         self._client_options = self._check_client_options(client_options or {})
         self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
         self._display = self.location
+        self._refusal_quiet_until = 0.0
         pools: list[redis.ConnectionPool] = []
         try:
             for url in servers:
@@ -285,7 +287,7 @@ class RedisCache(BaseCache):
         except Exception as exc:
             raise UnreadableEntry(
                 f"cannot deserialise a value read from Redis {self._display} ({describe(exc)})"
-            ) from exc
+            ) from None  # the cause's message can quote the stored bytes
 
     # -- errors ------------------------------------------------------------------
 
@@ -345,6 +347,7 @@ class RedisCache(BaseCache):
             if failed:
                 # As memcached: an old value never survives a failed update.
                 self._primary.delete(*failed)
+                self._log_refusal(replies)
         except redis.RedisError as exc:
             self._fail(exc)
         return failed
@@ -365,6 +368,25 @@ class RedisCache(BaseCache):
         return [
             key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)
         ]
+
+    def _log_refusal(self, replies: list[Any]) -> None:
+        # A refused SET (OOM over maxmemory, READONLY) is the server's condition, not
+        # the value's: logged as a backend failure, once per window; set_many lists the keys.
+        now = time.monotonic()
+        if now < self._refusal_quiet_until:
+            return
+        self._refusal_quiet_until = now + self._report_window()
+        exc = next(reply for reply in replies if isinstance(reply, Exception))
+        logging.getLogger("memokit").warning(
+            "memokit: cache %s refused commands of a set_many (%s: %s); those keys were "
+            "not stored and set_many returns them",
+            self._display,
+            type(exc).__name__,
+            _scrub(exc),
+        )
+
+    def _failed_keys(self, originals: Mapping[str, Any], failed: list[str]) -> list[Any]:
+        return [originals[m] for m in failed]  # logged as a backend condition, not per key
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         px = _milliseconds(timeout)
@@ -526,6 +548,7 @@ class RedisCache(BaseCache):
             failed = self._refused(items, px, replies)
             if failed:
                 await side.primary.delete(*failed)
+                self._log_refusal(replies)
         except redis.RedisError as exc:
             self._fail(exc)
         return failed

@@ -33,7 +33,7 @@ from contextlib import contextmanager
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import ImproperlyConfigured, ValueTooLarge
 from ..serializers import PickleSerializer
 from . import _forkgate
 from ._files import create_private_file, location_path, make_private_dirs, unusable_location
@@ -201,6 +201,11 @@ class _Sql:
         self.clear = f"DELETE FROM {t}"
 
 
+def _too_large(exc: sqlite3.DataError) -> ValueTooLarge:
+    # SQLite's message ("string or blob too big") never quotes the value.
+    return ValueTooLarge(f"SQLite refused it ({exc}; see SQLITE_LIMIT_LENGTH)")
+
+
 def _placeholders(n: int) -> str:
     return "(" + ",".join("?" * n) + ")"
 
@@ -276,7 +281,14 @@ class SQLiteCache(CullsByCount, BaseCache):
             # SQLite gives its -wal and -shm files the database file's mode, so 0600 here
             # keeps all three private whatever the umask.
             create_private_file(path)
-            self._connection()  # fail now, with the real error, rather than at first use
+            conn = self._connection()  # fail now, with the real error, rather than at first use
+            # SQLite opens a file it may not write read-only, silently, and even takes
+            # the write lock then: only a write statement (rolled back) tells.
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.execute(self._sql.delete, ("",)).fetchall()
+            finally:
+                conn.execute("ROLLBACK")
         except OSError as exc:
             raise unusable_location(path, exc, "sqlite") from exc
         except sqlite3.OperationalError as exc:
@@ -525,7 +537,11 @@ class SQLiteCache(CullsByCount, BaseCache):
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             self._cull_if_full(conn, in_transaction=False)
-            conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
+            try:
+                conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
+            except sqlite3.DataError as exc:
+                conn.execute(self._sql.delete, (key,))  # never leave the previous value behind
+                raise _too_large(exc) from None
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
 
@@ -536,19 +552,33 @@ class SQLiteCache(CullsByCount, BaseCache):
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             with self._transaction(conn):
                 self._cull_if_full(conn, in_transaction=True)
-                conn.executemany(
-                    self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
-                )
+                try:
+                    conn.executemany(
+                        self._sql.upsert, [(key, payload, expiry) for key, payload in items.items()]
+                    )
+                    return []
+                except sqlite3.DataError:
+                    pass  # a value too big: the statement alone failed; redo row by row
+                failed = []
+                for key, payload in items.items():
+                    try:
+                        conn.execute(self._sql.upsert, (key, payload, expiry))
+                    except sqlite3.DataError:
+                        conn.execute(self._sql.delete, (key,))
+                        failed.append(key)
+                return failed
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
-        return []
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             self._cull_if_full(conn, in_transaction=False)
-            cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
+            try:
+                cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
+            except sqlite3.DataError as exc:
+                raise _too_large(exc) from None
             return cursor.rowcount == 1
         finally:
             state.slot.busy = False  # Slot.leave(), inlined

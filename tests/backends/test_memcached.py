@@ -412,3 +412,14 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def test_an_unreadable_payload_is_never_quoted_by_incr(cache: MemcachedCache, raw: Client) -> None:
+    for payload in (b"SECRETDATA", b"\x80\x04SECRETDATA"):
+        raw.set(":1:x", payload, noreply=False)
+        with pytest.raises(memokit.UnreadableEntry) as raised:
+            cache.incr("x")
+        chain: BaseException | None = raised.value
+        while chain is not None:
+            assert "SECRET" not in str(chain)
+            chain = chain.__cause__ or chain.__context__

@@ -508,3 +508,26 @@ def _closed_port() -> int:
         sock.bind(("127.0.0.1", 0))
         port: int = sock.getsockname()[1]
     return port
+
+
+def _chain_text(exc: BaseException | None) -> str:
+    """Every message in an exception's cause/context chain, as a traceback would show."""
+    parts = []
+    while exc is not None:
+        parts.append(f"{type(exc).__name__}: {exc}")
+        exc = exc.__cause__ or (None if exc.__suppress_context__ else exc.__context__)
+    return "\n".join(parts)
+
+
+@pytest.mark.parametrize("payload", [b"SECRETDATA", b"\x80\x04SECRETDATA"])
+def test_an_unreadable_payload_is_never_quoted_by_incr(
+    cache: RedisCache, raw: redis.Redis, payload: bytes
+) -> None:
+    raw.set(":1:x", payload)
+    with pytest.raises(memokit.UnreadableEntry) as raised:
+        cache.incr("x")
+    assert "SECRET" not in _chain_text(raised.value)
+    raw.set(":1:x", payload)
+    with pytest.raises(memokit.UnreadableEntry) as araised:
+        asyncio.run(cache.aincr("x"))
+    assert "SECRET" not in _chain_text(araised.value)

@@ -495,3 +495,85 @@ def test_a_damaged_database_file_fails_clearly_at_open(tmp_path: Path) -> None:
     location.write_bytes(b"this is not an SQLite database" * 100)
     with pytest.raises(sqlite3.DatabaseError, match="not a database"):
         SQLiteCache(str(location))
+
+
+# -- a value over SQLite's length limit ---------------------------------------------
+
+_LIMIT = 100_000
+_SECRET = b"SECRET-VALUE-BYTES"
+_BIG = _SECRET + b"x" * (2 * _LIMIT)
+
+
+@pytest.fixture
+def limited(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[SQLiteCache]:
+    """A cache whose connections (every thread's) refuse values over ``_LIMIT`` bytes."""
+    connect = sqlite3.connect
+
+    def limited_connect(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        conn = connect(*args, **kwargs)
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, _LIMIT)
+        return conn
+
+    monkeypatch.setattr(sqlite3, "connect", limited_connect)
+    made = SQLiteCache(str(tmp_path / "db"))
+    yield made
+    made.close()
+
+
+def _warned_keys(record: list[warnings.WarningMessage]) -> list[str]:
+    assert all("SECRET" not in str(w.message) for w in record)
+    return sorted(str(w.message).split("'")[1] for w in record)
+
+
+def test_a_value_over_the_length_limit_is_dropped_never_raised(
+    limited: SQLiteCache, caplog: pytest.LogCaptureFixture
+) -> None:
+    from memokit import ValueNotStoredWarning, breaker_for, cached
+
+    limited.set("k", "old")
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("error")
+        warnings.simplefilter("always", ValueNotStoredWarning)
+        limited.set("k", _BIG)
+        assert limited.get("k") is None  # the old value never survives a failed set
+        assert limited.add("k", _BIG) is False
+        assert limited.get_or_set("g", _BIG) == _BIG  # returned, not stored
+        assert limited.get("g") is None
+        limited.set("m", "old")
+        assert limited.set_many({"m": _BIG, "n": "small"}) == ["m"]
+        assert limited.get_many(["m", "n"]) == {"n": "small"}
+        limited.set("k", _BIG)  # the same key again, within the window: no new warning
+        runs: list[int] = []
+
+        @cached(cache=limited)
+        def big(i: int) -> bytes:
+            runs.append(i)
+            return _BIG
+
+        assert [big(1), big(1)] == [_BIG, _BIG]
+    keys = _warned_keys(record)
+    assert [k for k in keys if "big" not in k] == [":1:g", ":1:k", ":1:m"]
+    assert len(keys) == 4  # and one for big(1)'s key, within the window
+    assert runs == [1, 1]
+    assert breaker_for(limited).opened == 0
+    assert (big.cache_info().errors.backend, big.cache_info().errors.value) == (0, 2)
+    assert "SECRET" not in caplog.text
+
+
+def test_async_twins_drop_a_value_over_the_length_limit(limited: SQLiteCache) -> None:
+    import asyncio
+
+    from memokit import ValueNotStoredWarning
+
+    async def main() -> None:
+        await limited.aset("a", _BIG)
+        assert await limited.aadd("b", _BIG) is False
+        assert await limited.aget_or_set("c", _BIG) == _BIG
+        assert await limited.aset_many({"d": _BIG, "e": 1}) == ["d"]
+        assert await limited.aget_many(["a", "b", "c", "d", "e"]) == {"e": 1}
+
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("error")
+        warnings.simplefilter("always", ValueNotStoredWarning)
+        asyncio.run(main())
+    assert _warned_keys(record) == [":1:a", ":1:b", ":1:c", ":1:d"]

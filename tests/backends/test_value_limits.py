@@ -153,7 +153,8 @@ def test_redis_set_many_returns_the_keys_it_could_not_store(
             assert cache.set_many(old) == []
             _fill(raw, 600_000)
             new = {key: SECRET + b"n" * 250_000 for key in old}
-            with recorded(ValueNotStoredWarning) as record:
+            caplog.clear()
+            with recorded(ValueNotStoredWarning) as record, caplog.at_level(logging.WARNING):
                 failed = cache.set_many(new, timeout)
             assert failed, "the server should have refused part of the batch"
             found = cache.get_many(list(new))
@@ -162,8 +163,12 @@ def test_redis_set_many_returns_the_keys_it_could_not_store(
                 assert (key in failed) != (found.get(key) == new[key])
                 assert key in found or key in failed
                 assert found.get(key) != old[key]
-            assert len(record) == len(failed)
-            assert all("SECRET" not in str(w.message) for w in record)
+            # A full store is a backend condition, not a fault of these values: no
+            # per-key value warning, one backend warning on the memokit logger.
+            assert record == []
+            logged = [r for r in caplog.records if r.name == "memokit"]
+            assert len(logged) == (1 if timeout == 60 else 0)  # one per cache and window
+            assert all("maxmemory" in r.getMessage() for r in logged)
         assert "SECRET" not in caplog.text
     finally:
         raw.config_set("maxmemory", 0)
@@ -189,7 +194,7 @@ def test_redis_async_set_many_returns_the_keys_it_could_not_store(
 
         with recorded(ValueNotStoredWarning) as record:
             failed = asyncio.run(main())
-        assert record
+        assert record == []  # a backend condition: no per-key value warning
         assert failed
         assert set(cache.get_many(list(new))) == set(new) - set(failed)
     finally:
