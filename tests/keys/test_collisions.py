@@ -12,6 +12,7 @@ import asyncio
 import collections
 import dataclasses
 import enum
+import functools
 import sys
 import types
 from typing import Any
@@ -400,3 +401,79 @@ def _pydantic_model(pydantic: Any) -> Any:
         exec(source, namespace)  # noqa: S102 - a model at module level, made once
         made = globals()["Price"] = namespace["Price"]
     return made
+
+
+# -- review of issue 13: wrappers, redefinitions, rebinding, containers --------------
+
+
+def _base(x: int) -> int:
+    return x
+
+
+def _times(n: int) -> Any:
+    def decorate(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def inner(x: int) -> int:
+            return int(fn(x)) * n
+
+        return inner
+
+    return decorate
+
+
+def test_wraps_wrappers_are_told_apart_by_what_they_capture(store: BaseCache) -> None:
+    double = cached(cache=store)(_times(2)(_base))
+    triple = cached(cache=store)(_times(3)(_base))
+    assert double(3) == 6
+    assert triple(3) == 9  # 6 before the fix: both were keyed by _base alone
+    assert double.key(3) != triple.key(3)
+    # The same wrapper made again shares its entries.
+    again = cached(cache=store)(_times(3)(_base))
+    assert again.key(3) == triple.key(3)
+
+
+def test_wraps_wrappers_capturing_an_unkeyable_value_are_refused(store: BaseCache) -> None:
+    class Client:
+        pass
+
+    def with_client(client: Any) -> Any:
+        def decorate(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def inner(x: int) -> str:
+                return f"{client} {fn(x)}"
+
+            return inner
+
+        return decorate
+
+    with pytest.raises(UnkeyableArgument, match="captures 'client'"):
+        cached(cache=store)(with_client(Client())(_base))
+
+
+def _module_from(source: str, name: str, store: BaseCache) -> Any:
+    module = types.ModuleType(name)
+    module.__dict__.update(cached=cached, store=store)
+    sys.modules[name] = module
+    try:
+        exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - a module made for the test
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def test_a_module_level_function_redefined_under_its_name_is_refused(store: BaseCache) -> None:
+    source = (
+        "def price(x):\n    return x\n"
+        "first = cached(cache=store)(price)\n"
+        "def price(x):\n    return x * 10\n"
+        "second = cached(cache=store)(price)\n"
+    )
+    with pytest.raises(UnkeyableArgument, match="redefined") as refused:
+        _module_from(source, "memokit_test_redefined", store)
+    assert "name=" in str(refused.value)
+
+
+def test_the_same_function_decorated_twice_shares(store: BaseCache) -> None:
+    first = cached(cache=store)(_base)
+    second = cached(cache=store)(_base)
+    assert first.key(1) == second.key(1)
