@@ -409,10 +409,15 @@ def _choose(cls: type) -> Callable[[Any], str]:
         return _module_value
     if cls.__module__ == "argparse" and cls.__qualname__ == "Namespace":
         return lambda v: _mapping("V", vars(v))
-    for base, encoder in _ENCODERS.items():
+    if issubclass(cls, collections.defaultdict):
+        # defaultdict(int) and defaultdict(list) answer a missing key differently.
+        return _with_class(cls, "n", _defaultdict)
+    for base in cls.__mro__:
         # A subclass of a built-in (a NamedTuple, an int subclass ...): its class
-        # and its built-in value, so it never collides with the base type.
-        if issubclass(cls, base) and base is not type(None):
+        # and the value of its nearest built-in base (an OrderedDict subclass
+        # keeps its order), so it never collides with the base type.
+        encoder = _ENCODERS.get(base)
+        if encoder is not None and base is not type(None):
             return _with_class(cls, "n", encoder)
     if cls in _by_repr:
         return _with_class(cls, "y", _by_repr_encoder)
@@ -422,6 +427,10 @@ def _choose(cls: type) -> Callable[[Any], str]:
         f"memokit does not know what identifies a {cls.__qualname__}, and does not key "
         f"by repr() unless told to"
     )
+
+
+def _defaultdict(value: Any) -> str:
+    return f"D{encode(value.default_factory)}{_mapping('d', value)}"
 
 
 def _functions(value: Any) -> str:

@@ -477,3 +477,27 @@ def test_the_same_function_decorated_twice_shares(store: BaseCache) -> None:
     first = cached(cache=store)(_base)
     second = cached(cache=store)(_base)
     assert first.key(1) == second.key(1)
+
+
+class _Ordered(collections.OrderedDict[str, int]):
+    pass
+
+
+def test_ordered_dict_subclasses_keep_their_order(store: BaseCache) -> None:
+    @cached(cache=store)
+    def first(value: Any) -> str:
+        return str(next(iter(value)))
+
+    assert first(_Ordered(a=1, b=2)) == "a"
+    assert first(_Ordered(b=2, a=1)) == "b"  # "a" before the fix: keyed as a plain dict
+
+
+def test_defaultdicts_are_keyed_with_their_default_factory(store: BaseCache) -> None:
+    @cached(cache=store)
+    def missing(value: Any) -> Any:
+        return value["missing"]
+
+    assert missing(collections.defaultdict(int)) == 0
+    assert missing(collections.defaultdict(list)) == []  # 0 before the fix
+    with pytest.raises(UnkeyableArgument, match="lambda"):
+        missing(collections.defaultdict(lambda: 1))
