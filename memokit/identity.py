@@ -238,6 +238,34 @@ def _identity(func: Any) -> str:
         raise _refuse_function(func, f"the object is refused as a key: {exc}") from None
 
 
+def watched_cells(func: Callable[..., Any]) -> list[tuple[types.CellType, object]]:
+    """Return the closure cells of ``func`` (and its wrapper layers) with their contents now.
+
+    The identity encodes them once, at decoration; a key builder compares them
+    (``is``) on each call and computes the identity again when one was rebound.
+    A module-level function has none, so its calls pay nothing for this.
+    """
+    layers: list[Any] = []
+
+    def passing(layer: Any) -> bool:
+        layers.append(layer)
+        return False
+
+    layers.append(inspect.unwrap(func, stop=passing))
+    watched = []
+    for layer in layers:
+        if not isinstance(layer, types.FunctionType) or not layer.__closure__:
+            continue
+        for variable, cell in zip(layer.__code__.co_freevars, layer.__closure__, strict=True):
+            if variable == "__class__":  # super()'s cell: set once with the class
+                continue
+            try:
+                watched.append((cell, cell.cell_contents))
+            except ValueError:  # empty at decoration: the function refers to itself
+                continue
+    return watched
+
+
 def signature_of(func: Callable[..., Any]) -> inspect.Signature:
     """Return ``inspect.signature(func)``, or refuse a callable that has none."""
     try:

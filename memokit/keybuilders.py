@@ -33,7 +33,13 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias
 
 from .exceptions import UnkeyableArgument
-from .identity import digest_text, function_identity, function_name, signature_of
+from .identity import (
+    digest_text,
+    function_identity,
+    function_name,
+    signature_of,
+    watched_cells,
+)
 from .keyencoding import KEY_FORMAT, encode, key_by_repr, register_key, unregister_key
 
 __all__ = [
@@ -265,9 +271,16 @@ def bound_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> list[st
 
 
 def make_key_builder(
-    func: Callable[..., Any], *, ignore: Iterable[str] = (), name: str | None = None
+    func: Callable[..., Any],
+    *,
+    ignore: Iterable[str] = (),
+    name: str | None = None,
+    derived: bool | None = None,
 ) -> KeyBuilder:
     """Prepare the default key builder of ``func`` (see the module docstring).
+
+    ``derived`` says ``name`` was derived from ``func`` (not given by the user),
+    so it follows the function's captured values when they are rebound.
 
     The builder is generated as source code for this signature, the way
     ``dataclasses`` generates ``__init__``: positional calls unpack straight into
@@ -311,6 +324,23 @@ def make_key_builder(
         "memo_size": _MEMO_SIZE,
     }
     lines = ["def build(args, kwargs):", "    remember = None"]
+    if derived is None:
+        derived = name is None
+    watched = watched_cells(func) if derived else []
+    if watched:
+        # A captured value rebound after decoration (n = None; @cached def f ...;
+        # n = k) changes what f computes: a new identity, and a new prefix.
+        def refresh() -> None:
+            for i, (cell, _) in enumerate(watched):
+                namespace[f"o{i}"] = cell.cell_contents
+            namespace["prefix"] = f"k{KEY_FORMAT}:{function_identity(func)}"
+            memo.clear()
+
+        namespace["refresh"] = refresh
+        for i, (cell, contents) in enumerate(watched):
+            namespace[f"c{i}"], namespace[f"o{i}"] = cell, contents
+        changed = " or ".join(f"c{i}.cell_contents is not o{i}" for i in range(len(watched)))
+        lines += [f"    if {changed}:", "        refresh()"]
     unpack_all = f"    {', '.join(local)}, = " if local else "    "
     if simple and local:
         first = "if"

@@ -501,3 +501,21 @@ def test_defaultdicts_are_keyed_with_their_default_factory(store: BaseCache) -> 
     assert missing(collections.defaultdict(list)) == []  # 0 before the fix
     with pytest.raises(UnkeyableArgument, match="lambda"):
         missing(collections.defaultdict(lambda: 1))
+
+
+def test_a_captured_value_rebound_after_decoration_is_keyed_anew(store: BaseCache) -> None:
+    def make(k: int) -> Any:
+        n = None
+
+        @cached(cache=store)
+        def times(x: int) -> int:
+            return x * n  # type: ignore[operator]
+
+        n = k
+        return times
+
+    two, five = make(2), make(5)
+    assert two(3) == 6
+    assert five(3) == 15  # 6 before the fix: both keyed with n=None
+    assert two.key(3) != five.key(3)
+    assert make(5).key(3) == five.key(3)
