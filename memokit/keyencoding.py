@@ -369,7 +369,15 @@ def _pydantic(cls: type) -> Callable[[Any], str] | None:
     base = getattr(pydantic, "BaseModel", None)
     if base is None or not issubclass(cls, base) or not hasattr(cls, "model_dump"):
         return None
-    return _with_class(cls, "o", lambda v: encode(v.model_dump(mode="json")))
+
+    # Every field's own value, through this encoder: a JSON dump would make a
+    # datetime and its isoformat text one key, and leave out exclude=True fields.
+    def encode_model(value: Any) -> str:
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        extra = getattr(value, "__pydantic_extra__", None) or {}
+        return f"{_mapping('d', fields)}{_mapping('x', extra)}"
+
+    return _with_class(cls, "o", encode_model)
 
 
 def _zoneinfo(cls: type) -> Callable[[Any], str] | None:

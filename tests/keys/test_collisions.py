@@ -11,6 +11,7 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import datetime
 import enum
 import functools
 import sys
@@ -519,3 +520,37 @@ def test_a_captured_value_rebound_after_decoration_is_keyed_anew(store: BaseCach
     assert five(3) == 15  # 6 before the fix: both keyed with n=None
     assert two.key(3) != five.key(3)
     assert make(5).key(3) == five.key(3)
+
+
+def test_pydantic_models_keep_field_types_and_excluded_fields(store: BaseCache) -> None:
+    pytest.importorskip("pydantic")
+    loose, secretive = _pydantic_review_models()
+
+    @cached(cache=store)
+    def kind(model: Any) -> str:
+        return type(getattr(model, "x", None) or model.secret).__name__ + str(model)
+
+    moment = datetime.datetime(2020, 1, 1)
+    as_date, as_text = loose(x=moment), loose(x=moment.isoformat())
+    assert kind.key(as_date) != kind.key(as_text)  # equal before the fix: one JSON dump
+    assert kind(as_date) != kind(as_text)
+    assert kind.key(secretive(a=1, secret=1)) != kind.key(secretive(a=1, secret=2))
+
+
+def _pydantic_review_models() -> Any:
+    made = globals().get("Loose")
+    if made is None:
+        source = (
+            "class Loose(BaseModel):\n    x: object\n"
+            "class Secretive(BaseModel):\n    a: int\n"
+            "    secret: int = Field(default=0, exclude=True)\n"
+        )
+        pydantic = sys.modules["pydantic"]
+        namespace: dict[str, Any] = {
+            "BaseModel": pydantic.BaseModel,
+            "Field": pydantic.Field,
+            "__name__": __name__,
+        }
+        exec(source, namespace)  # noqa: S102 - models at module level, made once
+        globals()["Loose"], globals()["Secretive"] = namespace["Loose"], namespace["Secretive"]
+    return globals()["Loose"], globals()["Secretive"]
