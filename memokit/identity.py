@@ -238,6 +238,33 @@ def _identity(func: Any) -> str:
         raise _refuse_function(func, f"the object is refused as a key: {exc}") from None
 
 
+def runtime_method_problem(func: Callable[..., Any], ignore: tuple[str, ...]) -> str | None:
+    """Why ignoring ``func``'s first parameter leaves its keys ambiguous, or None.
+
+    A method of a class made at run time (a class statement inside a function)
+    has one qualified name for every class that code makes; with its ``self``
+    ignored, nothing in the key tells those classes apart.
+    """
+    inner = inspect.unwrap(func)
+    if not isinstance(inner, types.FunctionType):
+        return None
+    qualname = inner.__qualname__
+    _head, marker, tail = qualname.rpartition("<locals>.")
+    if not marker or "." not in tail:
+        return None
+    first = inner.__code__.co_varnames[: inner.__code__.co_argcount][:1]
+    if not first or first[0] not in ignore:
+        return None
+    return (
+        f"@cached(ignore=[{first[0]!r}]) on {qualname}, a method of a class made at run "
+        f"time: every class that code makes shares the method's name, and with "
+        f"{first[0]!r} ignored nothing in the key tells them apart. Ways out: give the "
+        f"method a name of its own with @cached(name=...) (put what differs between "
+        f"the classes in it), or key by {first[0]!r} (give its class a __cache_key__) "
+        f"instead of ignoring it, or define the class at module level"
+    )
+
+
 def watched_cells(func: Callable[..., Any]) -> list[tuple[types.CellType, object]]:
     """Return the closure cells of ``func`` (and its wrapper layers) with their contents now.
 

@@ -37,6 +37,7 @@ from .identity import (
     digest_text,
     function_identity,
     function_name,
+    runtime_method_problem,
     signature_of,
     watched_cells,
 )
@@ -295,6 +296,11 @@ def make_key_builder(
     ignore = tuple(ignore)
     bind = make_binder(func, ignore=())
     make_binder(func, ignore)  # checks the names in ignore
+    if derived is None:
+        derived = name is None
+    problem = runtime_method_problem(func, ignore) if derived else None
+    if problem is not None:
+        raise UnkeyableArgument(problem)
     layout = bound_names(func)
     identity = function_identity(func, name)
     prefix = f"k{KEY_FORMAT}:{identity}"
@@ -324,8 +330,6 @@ def make_key_builder(
         "memo_size": _MEMO_SIZE,
     }
     lines = ["def build(args, kwargs):", "    remember = None"]
-    if derived is None:
-        derived = name is None
     watched = watched_cells(func) if derived else []
     if watched:
         # A captured value rebound after decoration (n = None; @cached def f ...;

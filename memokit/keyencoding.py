@@ -211,6 +211,8 @@ def describe(value: object) -> str:
 
 def refusal(value: object, why: str) -> UnkeyableArgument:
     """Return the error for a value that cannot go into a key, with the ways out."""
+    if isinstance(value, type):
+        return _class_refusal(value, why)
     cls = type(value)
     name = cls.__qualname__
     return UnkeyableArgument(
@@ -219,6 +221,25 @@ def refusal(value: object, why: str) -> UnkeyableArgument:
         f"identifies it (for example its primary key); or declare it once with "
         f"memokit.register_key({name}, lambda value: ...) (or memokit.key_by_repr({name}) "
         f"if its repr() shows everything that tells two values apart); or pass key=... "
+        f"to @cached, or list the argument in ignore=..."
+    )
+
+
+def _class_refusal(value: type, why: str) -> UnkeyableArgument:
+    # The value is a class: "give type a __cache_key__" would point at the
+    # wrong class. Registering the metaclass keys every class it makes, which
+    # only makes sense for an application's own metaclass.
+    meta = type(value)
+    register = (
+        f"or declare how classes of metaclass {meta.__qualname__} are identified with "
+        f"memokit.register_key({meta.__qualname__}, lambda cls: ...); "
+        if meta is not type and meta.__module__ not in ("builtins", "abc", "enum", "typing")
+        else ""
+    )
+    return UnkeyableArgument(
+        f"cannot build a cache key from class {value.__name__} "
+        f"({describe(value)}): {why}. Ways out: pass what identifies the class "
+        f"(for example its table name) instead of the class; {register}or pass key=... "
         f"to @cached, or list the argument in ignore=..."
     )
 

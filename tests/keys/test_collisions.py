@@ -167,7 +167,7 @@ def test_classes_made_at_run_time_are_refused_as_arguments(store: BaseCache) -> 
     with pytest.raises(UnkeyableArgument, match="made at run time") as refused:
         table_of(make_model("users"))
     message = str(refused.value)
-    for part in ("argument 'model'", "table_of", "__cache_key__", "register_key", "ignore="):
+    for part in ("argument 'model'", "table_of", "class Model", "key=", "ignore="):
         assert part in message
     with pytest.raises(UnkeyableArgument):
         table_of(make_model("orders"))  # "users" on 54ac4a8
@@ -554,3 +554,45 @@ def _pydantic_review_models() -> Any:
         exec(source, namespace)  # noqa: S102 - models at module level, made once
         globals()["Loose"], globals()["Secretive"] = namespace["Loose"], namespace["Secretive"]
     return globals()["Loose"], globals()["Secretive"]
+
+
+def test_ignoring_self_of_a_method_of_a_runtime_class_is_refused(store: BaseCache) -> None:
+    def make(table: str) -> Any:
+        class Repo:
+            def __init__(self) -> None:
+                self.table = table
+
+            @cached(cache=store, ignore=["self"])
+            def rows(self) -> str:
+                return self.table
+
+        return Repo
+
+    # Before the fix: accepted, and make("orders")().rows() returned "users".
+    with pytest.raises(UnkeyableArgument, match="ignore") as refused:
+        make("users")
+    assert "name=" in str(refused.value)
+
+    def make_named(table: str) -> Any:
+        class Repo:
+            @cached(cache=store, ignore=["self"], name=f"rows:{table}")
+            def rows(self) -> str:
+                return table
+
+        return Repo
+
+    assert (make_named("users")().rows(), make_named("orders")().rows()) == ("users", "orders")
+
+
+def test_a_runtime_class_as_argument_is_named_in_the_refusal(store: BaseCache) -> None:
+    @cached(cache=store)
+    def table_of(model: type) -> str:
+        return str(model.name)  # type: ignore[attr-defined]
+
+    with pytest.raises(UnkeyableArgument, match="class Model") as refused:
+        table_of(make_model("users"))
+    message = str(refused.value)
+    assert "give type a __cache_key__" not in message  # the message before the fix
+    assert "register_key(type" not in message  # registering `type` would key every class
+    for part in ("key=", "ignore="):
+        assert part in message
