@@ -335,10 +335,13 @@ def make_key_builder(
         # A captured value rebound after decoration (n = None; @cached def f ...;
         # n = k) changes what f computes: a new identity, and a new prefix.
         def refresh() -> None:
-            for i, (cell, _) in enumerate(watched):
-                namespace[f"o{i}"] = cell.cell_contents
+            # The new prefix goes in before the new cell snapshot: a thread that
+            # sees the snapshot up to date also sees the prefix that goes with it.
+            contents = [cell.cell_contents for cell, _ in watched]
             namespace["prefix"] = f"k{KEY_FORMAT}:{function_identity(func)}"
             memo.clear()
+            for i, value in enumerate(contents):
+                namespace[f"o{i}"] = value
 
         namespace["refresh"] = refresh
         for i, (cell, contents) in enumerate(watched):
