@@ -248,7 +248,9 @@ class _Options:
                 raise
             identity = None  # the key= template or callable stands for the function
         if self.key is None:
-            build = make_key_builder(target, ignore=self.ignore, name=identity)
+            build = make_key_builder(
+                target, ignore=self.ignore, name=identity, derived=self.name is None
+            )
         elif isinstance(self.key, str):
             build = make_template_builder(target, self.key)
         else:

@@ -14,6 +14,7 @@ import hashlib
 import inspect
 import re
 import types
+import weakref
 from collections.abc import Callable
 from typing import Any, Final
 
@@ -65,10 +66,19 @@ def _refuse_function(func: Any, why: str) -> UnkeyableArgument:
     )
 
 
-def _nested(func: types.FunctionType) -> str:
-    # A function defined inside another: what it captured (closure cells and
-    # defaults), encoded like arguments, is part of its identity, so make(1)
-    # and make(100) never share entries while make(1) in two processes does.
+def _captured_value(value: Any) -> str:
+    # A captured value is encoded like an argument; a captured function that
+    # has no name of its own (a nested one) by its identity, closure included.
+    try:
+        return encode(value)
+    except UnkeyableArgument:
+        if not isinstance(value, types.FunctionType | functools.partial | types.MethodType):
+            raise
+        return f"w{encode(_identity(value))}"
+
+
+def _captured(func: types.FunctionType, skip: object = None) -> list[str]:
+    """Encode what ``func`` captured: closure cells (except ``skip``) and defaults."""
     code = func.__code__
     parts = []
     for variable, cell in zip(code.co_freevars, func.__closure__ or (), strict=True):
@@ -77,8 +87,10 @@ def _nested(func: types.FunctionType) -> str:
         except ValueError:  # not assigned yet (the function refers to itself)
             parts.append(f"{variable}=U")
             continue
+        if skip is not None and contents is skip:
+            continue  # a wrapper's wrapped function: already the identity
         try:
-            parts.append(f"{variable}={encode(contents)}")
+            parts.append(f"{variable}={_captured_value(contents)}")
         except UnkeyableArgument as exc:
             raise _refuse_function(
                 func, f"it captures {variable!r} from the enclosing scope, and {exc}"
@@ -91,6 +103,15 @@ def _nested(func: types.FunctionType) -> str:
                 raise _refuse_function(
                     func, f"one of its default values is refused: {exc}"
                 ) from None
+    return parts
+
+
+def _nested(func: types.FunctionType) -> str:
+    # A function defined inside another: what it captured (closure cells and
+    # defaults), encoded like arguments, is part of its identity, so make(1)
+    # and make(100) never share entries while make(1) in two processes does.
+    code = func.__code__
+    parts = _captured(func)
     identity = f"{func.__module__}:{func.__qualname__}"
     where = (code.co_filename, code.co_firstlineno)
     first = _made_at.setdefault(identity, where)
@@ -104,6 +125,48 @@ def _nested(func: types.FunctionType) -> str:
         )
     _made_at[identity] = where
     return f"{identity}[{','.join(parts)}]" if parts else identity
+
+
+_owners: dict[str, weakref.ref[types.FunctionType]] = {}
+"""Identity of each module-level function decorated so far -> that function."""
+
+
+def _module_level(func: types.FunctionType) -> str:
+    identity = function_name(func)
+    owner = _owners.get(identity)
+    other = owner() if owner is not None else None
+    # A second, different function under a name a live one holds: a
+    # redefinition (price = ...; price_v1 = price; def price ...), so both would
+    # read one another's entries. The same code again (a module reloaded
+    # unchanged, a test defining it twice) computes the same thing and shares.
+    if (
+        other is not None
+        and other is not func
+        and (other.__code__ != func.__code__ or other.__defaults__ != func.__defaults__)
+    ):
+        raise _refuse_function(
+            func,
+            f"{identity} was redefined: another function by that name (line "
+            f"{other.__code__.co_firstlineno} of {other.__code__.co_filename}) is "
+            f"still alive and was decorated before, so the name does not tell them "
+            f"apart; do not redefine it (give the new one a name of its own), or "
+            f"reload the module only once nothing holds the old function",
+        )
+    _owners[identity] = weakref.ref(func)
+    return identity
+
+
+def _wrappers(layers: list[Any]) -> str:
+    # functools.wraps copies the wrapped function's name onto the wrapper, so
+    # times(2)(f) and times(3)(f) both read as f: what each wrapper layer
+    # captured (its factor, its defaults) is part of the identity.
+    parts = []
+    for layer in layers:
+        if isinstance(layer, types.FunctionType):
+            captured = _captured(layer, skip=getattr(layer, "__wrapped__", None))
+            if captured:
+                parts.append(f"[{','.join(captured)}]")
+    return f"+wraps{''.join(parts)}" if parts else ""
 
 
 def function_identity(func: Callable[..., Any], name: str | None = None) -> str:
@@ -144,18 +207,25 @@ def _identity(func: Any) -> str:
         except UnkeyableArgument as exc:
             raise _refuse_function(func, f"the object it is bound to is refused: {exc}") from None
         return f"{_identity(func.__func__)}+{bound}"
-    func = inspect.unwrap(func)
+    layers: list[Any] = []
+
+    def passing(layer: Any) -> bool:  # records each wrapper layer unwrapped through
+        layers.append(layer)
+        return False
+
+    func = inspect.unwrap(func, stop=passing)
+    wrapping = _wrappers(layers)
     if isinstance(func, types.FunctionType):
         qualname = func.__qualname__
         if "<lambda>" in qualname:
             raise _refuse_function(func, "a lambda has no name of its own")
         if "<locals>" in qualname:
-            return _nested(func)
-        return function_name(func)
+            return _nested(func) + wrapping
+        return _module_level(func) + wrapping
     if isinstance(func, types.BuiltinFunctionType) and isinstance(
         getattr(func, "__self__", None), types.ModuleType | None
     ):
-        return function_name(func)
+        return function_name(func) + wrapping
     if isinstance(func, type) or not callable(func):
         raise _refuse_function(func, "it is not a function")
     # A callable object: its class, and what identifies this instance.
@@ -166,6 +236,61 @@ def _identity(func: Any) -> str:
         return f"{type(func).__module__}:{type(func).__qualname__}+{encode(func)}"
     except UnkeyableArgument as exc:
         raise _refuse_function(func, f"the object is refused as a key: {exc}") from None
+
+
+def runtime_method_problem(func: Callable[..., Any], ignore: tuple[str, ...]) -> str | None:
+    """Why ignoring ``func``'s first parameter leaves its keys ambiguous, or None.
+
+    A method of a class made at run time (a class statement inside a function)
+    has one qualified name for every class that code makes; with its ``self``
+    ignored, nothing in the key tells those classes apart.
+    """
+    inner = inspect.unwrap(func)
+    if not isinstance(inner, types.FunctionType):
+        return None
+    qualname = inner.__qualname__
+    _head, marker, tail = qualname.rpartition("<locals>.")
+    if not marker or "." not in tail:
+        return None
+    first = inner.__code__.co_varnames[: inner.__code__.co_argcount][:1]
+    if not first or first[0] not in ignore:
+        return None
+    return (
+        f"@cached(ignore=[{first[0]!r}]) on {qualname}, a method of a class made at run "
+        f"time: every class that code makes shares the method's name, and with "
+        f"{first[0]!r} ignored nothing in the key tells them apart. Ways out: give the "
+        f"method a name of its own with @cached(name=...) (put what differs between "
+        f"the classes in it), or key by {first[0]!r} (give its class a __cache_key__) "
+        f"instead of ignoring it, or define the class at module level"
+    )
+
+
+def watched_cells(func: Callable[..., Any]) -> list[tuple[types.CellType, object]]:
+    """Return the closure cells of ``func`` (and its wrapper layers) with their contents now.
+
+    The identity encodes them once, at decoration; a key builder compares them
+    (``is``) on each call and computes the identity again when one was rebound.
+    A module-level function has none, so its calls pay nothing for this.
+    """
+    layers: list[Any] = []
+
+    def passing(layer: Any) -> bool:
+        layers.append(layer)
+        return False
+
+    layers.append(inspect.unwrap(func, stop=passing))
+    watched = []
+    for layer in layers:
+        if not isinstance(layer, types.FunctionType) or not layer.__closure__:
+            continue
+        for variable, cell in zip(layer.__code__.co_freevars, layer.__closure__, strict=True):
+            if variable == "__class__":  # super()'s cell: set once with the class
+                continue
+            try:
+                watched.append((cell, cell.cell_contents))
+            except ValueError:  # empty at decoration: the function refers to itself
+                continue
+    return watched
 
 
 def signature_of(func: Callable[..., Any]) -> inspect.Signature:

@@ -33,7 +33,14 @@ from collections.abc import Callable, Iterable
 from typing import Any, Final, TypeAlias
 
 from .exceptions import UnkeyableArgument
-from .identity import digest_text, function_identity, function_name, signature_of
+from .identity import (
+    digest_text,
+    function_identity,
+    function_name,
+    runtime_method_problem,
+    signature_of,
+    watched_cells,
+)
 from .keyencoding import KEY_FORMAT, encode, key_by_repr, register_key, unregister_key
 
 __all__ = [
@@ -265,9 +272,16 @@ def bound_names(func: Callable[..., Any], ignore: Iterable[str] = ()) -> list[st
 
 
 def make_key_builder(
-    func: Callable[..., Any], *, ignore: Iterable[str] = (), name: str | None = None
+    func: Callable[..., Any],
+    *,
+    ignore: Iterable[str] = (),
+    name: str | None = None,
+    derived: bool | None = None,
 ) -> KeyBuilder:
     """Prepare the default key builder of ``func`` (see the module docstring).
+
+    ``derived`` says ``name`` was derived from ``func`` (not given by the user),
+    so it follows the function's captured values when they are rebound.
 
     The builder is generated as source code for this signature, the way
     ``dataclasses`` generates ``__init__``: positional calls unpack straight into
@@ -282,6 +296,11 @@ def make_key_builder(
     ignore = tuple(ignore)
     bind = make_binder(func, ignore=())
     make_binder(func, ignore)  # checks the names in ignore
+    if derived is None:
+        derived = name is None
+    problem = runtime_method_problem(func, ignore) if derived else None
+    if problem is not None:
+        raise UnkeyableArgument(problem)
     layout = bound_names(func)
     identity = function_identity(func, name)
     prefix = f"k{KEY_FORMAT}:{identity}"
@@ -311,6 +330,24 @@ def make_key_builder(
         "memo_size": _MEMO_SIZE,
     }
     lines = ["def build(args, kwargs):", "    remember = None"]
+    watched = watched_cells(func) if derived else []
+    if watched:
+        # A captured value rebound after decoration (n = None; @cached def f ...;
+        # n = k) changes what f computes: a new identity, and a new prefix.
+        def refresh() -> None:
+            # The new prefix goes in before the new cell snapshot: a thread that
+            # sees the snapshot up to date also sees the prefix that goes with it.
+            contents = [cell.cell_contents for cell, _ in watched]
+            namespace["prefix"] = f"k{KEY_FORMAT}:{function_identity(func)}"
+            memo.clear()
+            for i, value in enumerate(contents):
+                namespace[f"o{i}"] = value
+
+        namespace["refresh"] = refresh
+        for i, (cell, contents) in enumerate(watched):
+            namespace[f"c{i}"], namespace[f"o{i}"] = cell, contents
+        changed = " or ".join(f"c{i}.cell_contents is not o{i}" for i in range(len(watched)))
+        lines += [f"    if {changed}:", "        refresh()"]
     unpack_all = f"    {', '.join(local)}, = " if local else "    "
     if simple and local:
         first = "if"

@@ -211,6 +211,8 @@ def describe(value: object) -> str:
 
 def refusal(value: object, why: str) -> UnkeyableArgument:
     """Return the error for a value that cannot go into a key, with the ways out."""
+    if isinstance(value, type):
+        return _class_refusal(value, why)
     cls = type(value)
     name = cls.__qualname__
     return UnkeyableArgument(
@@ -219,6 +221,25 @@ def refusal(value: object, why: str) -> UnkeyableArgument:
         f"identifies it (for example its primary key); or declare it once with "
         f"memokit.register_key({name}, lambda value: ...) (or memokit.key_by_repr({name}) "
         f"if its repr() shows everything that tells two values apart); or pass key=... "
+        f"to @cached, or list the argument in ignore=..."
+    )
+
+
+def _class_refusal(value: type, why: str) -> UnkeyableArgument:
+    # The value is a class: "give type a __cache_key__" would point at the
+    # wrong class. Registering the metaclass keys every class it makes, which
+    # only makes sense for an application's own metaclass.
+    meta = type(value)
+    register = (
+        f"or declare how classes of metaclass {meta.__qualname__} are identified with "
+        f"memokit.register_key({meta.__qualname__}, lambda cls: ...); "
+        if meta is not type and meta.__module__ not in ("builtins", "abc", "enum", "typing")
+        else ""
+    )
+    return UnkeyableArgument(
+        f"cannot build a cache key from class {value.__name__} "
+        f"({describe(value)}): {why}. Ways out: pass what identifies the class "
+        f"(for example its table name) instead of the class; {register}or pass key=... "
         f"to @cached, or list the argument in ignore=..."
     )
 
@@ -369,7 +390,15 @@ def _pydantic(cls: type) -> Callable[[Any], str] | None:
     base = getattr(pydantic, "BaseModel", None)
     if base is None or not issubclass(cls, base) or not hasattr(cls, "model_dump"):
         return None
-    return _with_class(cls, "o", lambda v: encode(v.model_dump(mode="json")))
+
+    # Every field's own value, through this encoder: a JSON dump would make a
+    # datetime and its isoformat text one key, and leave out exclude=True fields.
+    def encode_model(value: Any) -> str:
+        fields = {name: getattr(value, name) for name in type(value).model_fields}
+        extra = getattr(value, "__pydantic_extra__", None) or {}
+        return f"{_mapping('d', fields)}{_mapping('x', extra)}"
+
+    return _with_class(cls, "o", encode_model)
 
 
 def _zoneinfo(cls: type) -> Callable[[Any], str] | None:
@@ -409,10 +438,15 @@ def _choose(cls: type) -> Callable[[Any], str]:
         return _module_value
     if cls.__module__ == "argparse" and cls.__qualname__ == "Namespace":
         return lambda v: _mapping("V", vars(v))
-    for base, encoder in _ENCODERS.items():
+    if issubclass(cls, collections.defaultdict):
+        # defaultdict(int) and defaultdict(list) answer a missing key differently.
+        return _with_class(cls, "n", _defaultdict)
+    for base in cls.__mro__:
         # A subclass of a built-in (a NamedTuple, an int subclass ...): its class
-        # and its built-in value, so it never collides with the base type.
-        if issubclass(cls, base) and base is not type(None):
+        # and the value of its nearest built-in base (an OrderedDict subclass
+        # keeps its order), so it never collides with the base type.
+        encoder = _ENCODERS.get(base)
+        if encoder is not None and base is not type(None):
             return _with_class(cls, "n", encoder)
     if cls in _by_repr:
         return _with_class(cls, "y", _by_repr_encoder)
@@ -422,6 +456,10 @@ def _choose(cls: type) -> Callable[[Any], str]:
         f"memokit does not know what identifies a {cls.__qualname__}, and does not key "
         f"by repr() unless told to"
     )
+
+
+def _defaultdict(value: Any) -> str:
+    return f"D{encode(value.default_factory)}{_mapping('d', value)}"
 
 
 def _functions(value: Any) -> str:

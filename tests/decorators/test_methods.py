@@ -217,7 +217,8 @@ def test_ignoring_self_shares_entries_between_instances(cache: BaseCache) -> Non
     class Rates:
         calls = 0
 
-        @cached(cache=cache, ignore=("self",))
+        # A class made inside a function: ignoring self needs a name (issue 13 review).
+        @cached(cache=cache, ignore=("self",), name="test_methods.Rates.rate")
         def rate(self, currency: str) -> float:
             Rates.calls += 1
             return 1.1

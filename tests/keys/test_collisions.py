@@ -11,7 +11,9 @@ import argparse
 import asyncio
 import collections
 import dataclasses
+import datetime
 import enum
+import functools
 import sys
 import types
 from typing import Any
@@ -165,7 +167,7 @@ def test_classes_made_at_run_time_are_refused_as_arguments(store: BaseCache) -> 
     with pytest.raises(UnkeyableArgument, match="made at run time") as refused:
         table_of(make_model("users"))
     message = str(refused.value)
-    for part in ("argument 'model'", "table_of", "__cache_key__", "register_key", "ignore="):
+    for part in ("argument 'model'", "table_of", "class Model", "key=", "ignore="):
         assert part in message
     with pytest.raises(UnkeyableArgument):
         table_of(make_model("orders"))  # "users" on 54ac4a8
@@ -400,3 +402,197 @@ def _pydantic_model(pydantic: Any) -> Any:
         exec(source, namespace)  # noqa: S102 - a model at module level, made once
         made = globals()["Price"] = namespace["Price"]
     return made
+
+
+# -- review of issue 13: wrappers, redefinitions, rebinding, containers --------------
+
+
+def _base(x: int) -> int:
+    return x
+
+
+def _times(n: int) -> Any:
+    def decorate(fn: Any) -> Any:
+        @functools.wraps(fn)
+        def inner(x: int) -> int:
+            return int(fn(x)) * n
+
+        return inner
+
+    return decorate
+
+
+def test_wraps_wrappers_are_told_apart_by_what_they_capture(store: BaseCache) -> None:
+    double = cached(cache=store)(_times(2)(_base))
+    triple = cached(cache=store)(_times(3)(_base))
+    assert double(3) == 6
+    assert triple(3) == 9  # 6 before the fix: both were keyed by _base alone
+    assert double.key(3) != triple.key(3)
+    # The same wrapper made again shares its entries.
+    again = cached(cache=store)(_times(3)(_base))
+    assert again.key(3) == triple.key(3)
+
+
+def test_wraps_wrappers_capturing_an_unkeyable_value_are_refused(store: BaseCache) -> None:
+    class Client:
+        pass
+
+    def with_client(client: Any) -> Any:
+        def decorate(fn: Any) -> Any:
+            @functools.wraps(fn)
+            def inner(x: int) -> str:
+                return f"{client} {fn(x)}"
+
+            return inner
+
+        return decorate
+
+    with pytest.raises(UnkeyableArgument, match="captures 'client'"):
+        cached(cache=store)(with_client(Client())(_base))
+
+
+def _module_from(source: str, name: str, store: BaseCache) -> Any:
+    module = types.ModuleType(name)
+    module.__dict__.update(cached=cached, store=store)
+    sys.modules[name] = module
+    try:
+        exec(compile(source, f"<{name}>", "exec"), module.__dict__)  # noqa: S102 - a module made for the test
+    finally:
+        del sys.modules[name]
+    return module
+
+
+def test_a_module_level_function_redefined_under_its_name_is_refused(store: BaseCache) -> None:
+    source = (
+        "def price(x):\n    return x\n"
+        "first = cached(cache=store)(price)\n"
+        "def price(x):\n    return x * 10\n"
+        "second = cached(cache=store)(price)\n"
+    )
+    with pytest.raises(UnkeyableArgument, match="redefined") as refused:
+        _module_from(source, "memokit_test_redefined", store)
+    assert "name=" in str(refused.value)
+
+
+def test_the_same_function_decorated_twice_shares(store: BaseCache) -> None:
+    first = cached(cache=store)(_base)
+    second = cached(cache=store)(_base)
+    assert first.key(1) == second.key(1)
+
+
+class _Ordered(collections.OrderedDict[str, int]):
+    pass
+
+
+def test_ordered_dict_subclasses_keep_their_order(store: BaseCache) -> None:
+    @cached(cache=store)
+    def first(value: Any) -> str:
+        return str(next(iter(value)))
+
+    assert first(_Ordered(a=1, b=2)) == "a"
+    assert first(_Ordered(b=2, a=1)) == "b"  # "a" before the fix: keyed as a plain dict
+
+
+def test_defaultdicts_are_keyed_with_their_default_factory(store: BaseCache) -> None:
+    @cached(cache=store)
+    def missing(value: Any) -> Any:
+        return value["missing"]
+
+    assert missing(collections.defaultdict(int)) == 0
+    assert missing(collections.defaultdict(list)) == []  # 0 before the fix
+    with pytest.raises(UnkeyableArgument, match="lambda"):
+        missing(collections.defaultdict(lambda: 1))
+
+
+def test_a_captured_value_rebound_after_decoration_is_keyed_anew(store: BaseCache) -> None:
+    def make(k: int) -> Any:
+        n = None
+
+        @cached(cache=store)
+        def times(x: int) -> int:
+            return x * n  # type: ignore[operator]
+
+        n = k
+        return times
+
+    two, five = make(2), make(5)
+    assert two(3) == 6
+    assert five(3) == 15  # 6 before the fix: both keyed with n=None
+    assert two.key(3) != five.key(3)
+    assert make(5).key(3) == five.key(3)
+
+
+def test_pydantic_models_keep_field_types_and_excluded_fields(store: BaseCache) -> None:
+    pytest.importorskip("pydantic")
+    loose, secretive = _pydantic_review_models()
+
+    @cached(cache=store)
+    def kind(model: Any) -> str:
+        return type(getattr(model, "x", None) or model.secret).__name__ + str(model)
+
+    moment = datetime.datetime(2020, 1, 1)
+    as_date, as_text = loose(x=moment), loose(x=moment.isoformat())
+    assert kind.key(as_date) != kind.key(as_text)  # equal before the fix: one JSON dump
+    assert kind(as_date) != kind(as_text)
+    assert kind.key(secretive(a=1, secret=1)) != kind.key(secretive(a=1, secret=2))
+
+
+def _pydantic_review_models() -> Any:
+    made = globals().get("Loose")
+    if made is None:
+        source = (
+            "class Loose(BaseModel):\n    x: object\n"
+            "class Secretive(BaseModel):\n    a: int\n"
+            "    secret: int = Field(default=0, exclude=True)\n"
+        )
+        pydantic = sys.modules["pydantic"]
+        namespace: dict[str, Any] = {
+            "BaseModel": pydantic.BaseModel,
+            "Field": pydantic.Field,
+            "__name__": __name__,
+        }
+        exec(source, namespace)  # noqa: S102 - models at module level, made once
+        globals()["Loose"], globals()["Secretive"] = namespace["Loose"], namespace["Secretive"]
+    return globals()["Loose"], globals()["Secretive"]
+
+
+def test_ignoring_self_of_a_method_of_a_runtime_class_is_refused(store: BaseCache) -> None:
+    def make(table: str) -> Any:
+        class Repo:
+            def __init__(self) -> None:
+                self.table = table
+
+            @cached(cache=store, ignore=["self"])
+            def rows(self) -> str:
+                return self.table
+
+        return Repo
+
+    # Before the fix: accepted, and make("orders")().rows() returned "users".
+    with pytest.raises(UnkeyableArgument, match="ignore") as refused:
+        make("users")
+    assert "name=" in str(refused.value)
+
+    def make_named(table: str) -> Any:
+        class Repo:
+            @cached(cache=store, ignore=["self"], name=f"rows:{table}")
+            def rows(self) -> str:
+                return table
+
+        return Repo
+
+    assert (make_named("users")().rows(), make_named("orders")().rows()) == ("users", "orders")
+
+
+def test_a_runtime_class_as_argument_is_named_in_the_refusal(store: BaseCache) -> None:
+    @cached(cache=store)
+    def table_of(model: type) -> str:
+        return str(model.name)  # type: ignore[attr-defined]
+
+    with pytest.raises(UnkeyableArgument, match="class Model") as refused:
+        table_of(make_model("users"))
+    message = str(refused.value)
+    assert "give type a __cache_key__" not in message  # the message before the fix
+    assert "register_key(type" not in message  # registering `type` would key every class
+    for part in ("key=", "ignore="):
+        assert part in message
