@@ -74,10 +74,7 @@ class Directory:
             try:
                 yield
             finally:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                finally:
-                    close_tracked(fd)
+                _unlock(fd)
         finally:
             self.thread_lock.release()
 
@@ -98,10 +95,7 @@ class Directory:
             try:
                 yield self._same_file(fd)
             finally:
-                try:
-                    fcntl.flock(fd, fcntl.LOCK_UN)
-                finally:
-                    close_tracked(fd)
+                _unlock(fd)
         finally:
             self.thread_lock.release()
 
@@ -232,3 +226,11 @@ def recreate(path: Path) -> None:
     """Make a directory removed while in use again, privately (Django re-creates it too)."""
     make_private_dirs(path)
     check_private_dir(path)
+
+
+def _unlock(fd: int) -> None:
+    """Release the flock on ``fd`` and close it, even if the release fails."""
+    try:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        close_tracked(fd)
