@@ -7,7 +7,9 @@ names a backend, they read ``cache.capabilities`` instead.
 
 from __future__ import annotations
 
+import contextlib
 import itertools
+import math
 import os
 import sys
 import time
@@ -130,22 +132,53 @@ def cache(make_cache: CacheFactory) -> BaseCache:
 
 
 class Clock:
-    """Moves time forward: frozen time where the clock is ours, real sleep otherwise."""
+    """Moves time forward: frozen time where the clock is ours, real sleep otherwise.
 
-    def __init__(self, frozen: Any | None) -> None:
+    memcached counts whole seconds on a timer of its own, which a busy machine can
+    fire late; a test that only slept would then read the entry before the server
+    saw the time pass (a CI run once found a 4 s entry alive after 5 s). So where
+    the server tells its time, ``advance`` also waits until the server's clock has
+    moved on by the whole seconds slept.
+    """
+
+    def __init__(self, frozen: Any | None, server_seconds: Callable[[], int] | None = None) -> None:
         self._frozen = frozen
+        self._server_seconds = server_seconds
 
     def advance(self, seconds: float) -> None:
         if self._frozen is not None:
             self._frozen.tick(seconds)
-        else:
-            time.sleep(seconds)
+            return
+        start = self._server_seconds() if self._server_seconds is not None else None
+        time.sleep(seconds)
+        if self._server_seconds is None or start is None:
+            return
+        target = start + math.ceil(seconds)
+        deadline = time.monotonic() + 10
+        while self._server_seconds() < target:
+            # Ten seconds late is no longer a slow timer but a stuck server.
+            assert time.monotonic() < deadline, "the server's clock stopped"
+            time.sleep(0.005)
+
+
+@contextlib.contextmanager
+def _memcached_seconds(cache: BaseCache) -> Iterator[Callable[[], int]]:
+    from pymemcache.client.base import Client
+
+    # The first server of the location: the tests run one memcached.
+    host, _, port = str(cache.location).split(";")[0].split(",")[0].rpartition(":")
+    client = Client((host, int(port)), connect_timeout=2, timeout=2)
+    try:
+        yield lambda: int(client.stats()[b"time"])
+    finally:
+        client.close()
 
 
 @pytest.fixture
 def clock(make_cache: CacheFactory) -> Iterator[Clock]:
     """A clock for the backend: freezegun when it computes expiry in this process."""
-    if make_cache().capabilities.local_clock:
+    cache = make_cache()
+    if cache.capabilities.local_clock:
         # freezegun hands the real time to calls made under a `threading` frame by
         # default; the async twins of blocking backends run in worker threads, and
         # those must see the frozen clock too.
@@ -158,6 +191,9 @@ def clock(make_cache: CacheFactory) -> Iterator[Clock]:
                 yield Clock(frozen)
         finally:
             freezegun.configure(default_ignore_list=saved)
+    elif type(cache).__name__ == "MemcachedCache":
+        with _memcached_seconds(cache) as seconds:
+            yield Clock(None, seconds)
     else:
         yield Clock(None)
 
