@@ -196,7 +196,7 @@ def make_tags_builder(
     return fixed, build
 
 
-def _callable_tags(tags: Callable[..., Iterable[str]]) -> TagsBuilder:
+def _callable_tags(tags: Callable[..., object]) -> TagsBuilder:
     def build(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Iterable[str]:
         made = tags(*args, **kwargs)
         if isinstance(made, str) or not isinstance(made, Iterable):

@@ -222,7 +222,7 @@ class _Options:
                 "ignore= applies to the default key only; with key=... leave the "
                 "arguments out of the template or callable instead"
             )
-        self.key: str | Callable[..., str] | None = key
+        self.key: str | Callable[..., object] | None = key  # its result checked per call
         self.lock_lease = check_lease(lock_lease)
         if not (callable(tags) or isinstance(tags, str | Iterable)):
             raise TypeError(

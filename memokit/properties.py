@@ -51,7 +51,7 @@ class CachedProperty(Generic[T]):
         self.__doc__ = func.__doc__
         self.__module__ = getattr(func, "__module__", None)  # type: ignore[assignment]  # as functools
         self.__name__ = getattr(func, "__name__", None)
-        self.__qualname__ = getattr(func, "__qualname__", None)
+        self.__qualname__ = getattr(func, "__qualname__", None)  # pyright: ignore[reportAttributeAccessIssue]  # as functools
         self.__wrapped__ = func
         self._locks = _InstanceLocks()
 
@@ -214,7 +214,7 @@ class AwaitOnce(Generic[T]):
         loop = asyncio.get_running_loop()
         with self._lock:
             if self._done:
-                return self._value
+                return self._value  # pyright: ignore[reportReturnType]  # set with _done
             task = self._task
             if task is None or task.done() or task.get_loop() is not loop:
                 task = self._task = loop.create_task(self._run())

@@ -275,6 +275,7 @@ def configure_breaker(
     as None keep their current value. ``window=0`` retries the backend at every
     call; ``fail_open=False`` lets backend errors propagate.
     """
+    target: CircuitBreaker | None = None
     if cache is None:
         global _defaults
         current = _defaults
@@ -290,7 +291,7 @@ def configure_breaker(
         current.threshold if threshold is None else threshold,
         current.fail_open if fail_open is None else fail_open,
     )
-    if cache is None:
+    if target is None:
         _defaults = settings
     else:
         target._settings = settings

@@ -167,6 +167,8 @@ class SingleFlight:
         leader whose flights ended since then is asked to look at the cache again.
         """
         leading = _leading.get()
+        mine: _Flight | None = None  # stays None when this call joins or runs alone
+        recheck = False
         with _lock:
             flight = self._flights.get(key)
             if flight is None:
@@ -250,6 +252,7 @@ class AsyncSingleFlight:
         slot = (loop, key)
         leading = _leading.get()
         role = JOINED
+        recheck = False
         with _lock:
             flight = self._flights.get(slot)
             if flight is None:

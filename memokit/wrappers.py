@@ -312,9 +312,9 @@ class CachedFunction(_Cached[P, R]):
         try:
             # An entry is a 4-tuple; anything else (a miss, a foreign value) fails
             # here or on the tag, and unpacking is cheaper than checking first.
-            tag, _, stored_versions, stored = payload
+            tag, _, stored_versions, stored = payload  # pyright: ignore[reportGeneralTypeIssues]  # MISSING fails here
         except (TypeError, ValueError):
-            tag = None
+            tag = stored_versions = None
         if tag == FORMAT and stored_versions == versions:
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored R
@@ -493,7 +493,7 @@ def _wrapt_classes(public: type[Any]) -> dict[str, type[Any]]:
     namespace = {"__slots__": (), "__module__": __name__}
     name = public.__name__
     bound = type(f"Bound{name}", (public, _BoundFunctionWrapper), dict(namespace))
-    classes = {"bound": bound}
+    classes: dict[str, type[Any]] = {"bound": bound}
     for binding, get in (("instance", None), ("class", "_bind_class"), ("none", "_bind_nothing")):
         body: dict[str, Any] = {**namespace, "__bound_function_wrapper__": bound}
         if get is not None:

@@ -115,7 +115,7 @@ def with_deadlines(connection_class: type[Any]) -> type[Any]:
     """
 
     def _connect(self: Any) -> Any:
-        sock = super(subclass, self)._connect()
+        sock = super(subclass, self)._connect()  # pyright: ignore[reportAttributeAccessIssue]  # subclass is made below
         if type(sock) is socket.socket:
             return DeadlineSocket.adopt(sock)
         return sock
