@@ -196,3 +196,18 @@ def test_the_breaker_is_the_caches_public_attribute() -> None:
     assert breaker.settings.threshold == 7
     # The default-cache proxy forwards: its breaker is the default cache's.
     assert breaker_for(memokit.cache) is breaker_for(caches["default"])
+
+
+def test_the_private_access_check_does_not_depend_on_the_variables_name() -> None:
+    # Found by the issue 16 review (failed on bbcc8ca): a cache held under another
+    # name, or reached through a call or a subscript, escaped the check. The private
+    # names a backend class defines are a cache's, whatever holds it.
+    source = (
+        "backend = state.resolve()\n"
+        "backend._data.clear()\n"
+        "state.resolve()._sql\n"
+        "caches[alias]._max_entries\n"
+        "target._cull_frequency\n"
+    )
+    found = private_cache_accesses(ast.parse(source), {"_get"})
+    assert sorted(int(line.split(":")[0]) for line in found) == [2, 3, 4, 5]

@@ -151,3 +151,24 @@ def test_no_import_cycle() -> None:
         if name not in state:
             cycle = visit(name)
             assert cycle is None, "import cycle: " + " -> ".join(cycle)
+
+
+def test_modules_on_one_line_never_import_each_other() -> None:
+    # docs/architecture.md: "modules on one line never import each other". Found by
+    # the issue 16 review (failed on bbcc8ca: memokit.switches imports memokit.config,
+    # both on one line); the test above compares positions, so it let that through.
+    section = DOC.read_text().split("## Import order", 1)[1]
+    block = re.search(r"```text\n(.*?)```", section, re.DOTALL)
+    assert block is not None
+    line_of = {
+        word: number
+        for number, line in enumerate(block.group(1).splitlines())
+        for word in line.split()
+    }
+    same = [
+        f"{name} imports {target}, on the same line"
+        for name, targets in sorted(graph().items())
+        for target in sorted(targets)
+        if line_of.get(name) == line_of.get(target)
+    ]
+    assert not same, "\n".join(same)
