@@ -1,9 +1,10 @@
 """The import order of memokit's modules: the one docs/architecture.md states, no cycles.
 
 Every import that runs (at module level or inside a function) must go to a
-module listed before the importing one under "Import order" in
-docs/architecture.md. Imports under ``if TYPE_CHECKING:`` never run and are
-left out: a module may name a type of a module above it.
+module listed on a line above the importing one's under "Import order" in
+docs/architecture.md (modules on one line never import each other). Imports
+under ``if TYPE_CHECKING:`` never run and are left out: a module may name a type
+of a module above it.
 """
 
 from __future__ import annotations
