@@ -4,10 +4,14 @@ and ``import memokit`` without the backends."""
 from __future__ import annotations
 
 import ast
+import importlib
+import inspect
 import json
+import pkgutil
 import re
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -47,32 +51,183 @@ def listed_primitives() -> set[str]:
     return names
 
 
-def names_a_cache(node: ast.expr) -> bool:
+def _private(name: str) -> bool:
+    return name.startswith("_") and not (name.startswith("__") and name.endswith("__"))
+
+
+def _private_members(cls: type) -> set[str]:
+    """The private names a class defines: in its body (methods, class attributes,
+    annotations, slots) and as ``self._x = ...`` in its methods."""
+    names = set(vars(cls)) | set(vars(cls).get("__annotations__", {}))
+    slots = vars(cls).get("__slots__", ())
+    names |= {slots} if isinstance(slots, str) else set(slots)
+    source = textwrap.dedent(inspect.getsource(cls))
+    for node in ast.walk(ast.parse(source)):
+        if (
+            isinstance(node, ast.Attribute)
+            and isinstance(node.ctx, ast.Store)
+            and isinstance(node.value, ast.Name)
+            and node.value.id == "self"
+        ):
+            names.add(node.attr)
+    return {name for name in names if _private(name)} - {"_abc_impl"}
+
+
+def cache_classes() -> list[type]:
+    """BaseCache, every backend class and the memokit classes they are made of."""
+    import memokit.backends
+
+    found: set[type] = set()
+    for info in pkgutil.iter_modules(memokit.backends.__path__, "memokit.backends."):
+        module = importlib.import_module(info.name)
+        for value in vars(module).values():
+            if isinstance(value, type) and issubclass(value, BaseCache):
+                found.update(k for k in value.__mro__ if k.__module__.startswith("memokit."))
+    return sorted(found, key=lambda cls: (cls.__module__, cls.__qualname__))
+
+
+def _other_classes_private_members() -> set[str]:
+    """Private names that classes outside memokit/backends/ define for themselves
+    (``CircuitBreaker._lock``): on a holder not named as a cache, such a name says
+    nothing about whose member it is. The Django adapter mirrors Django's cache
+    (``_max_entries``), so its names stay a cache's."""
+    names: set[str] = set()
+    for path in modules(outside_backends=True):
+        if path.parent.name == "contrib":
+            continue
+        for cls in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(cls, ast.ClassDef):
+                continue
+            for node in ast.walk(cls):
+                if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+                    names.add(node.name)
+                elif (
+                    isinstance(node, ast.Attribute)
+                    and isinstance(node.ctx, ast.Store)
+                    and isinstance(node.value, ast.Name)
+                    and node.value.id == "self"
+                ):
+                    names.add(node.attr)
+    return {name for name in names if _private(name)}
+
+
+def cache_private_names() -> set[str]:
+    """The private members of BaseCache and the backend classes, found by introspection,
+    less the names other memokit classes also define (those need a cache-named holder)."""
+    names = set().union(*(_private_members(cls) for cls in cache_classes()))
+    return names - _other_classes_private_members()
+
+
+CACHE_PRIVATE_NAMES = cache_private_names()
+# Calls that return a cache: `state.resolve()`, `state.target()`, `create_cache(...)`.
+CACHE_RETURNING = {"resolve", "target", "create_cache", "_guarded"}
+
+
+def _is_self(node: ast.expr) -> bool:
+    """`self`, `cls`, `super()`, `type(self)`: a class's own members, not a reach."""
+    if isinstance(node, ast.Name):
+        return node.id in {"self", "cls"}
+    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name):
+        if node.func.id == "super":
+            return True
+        return node.func.id == "type" and len(node.args) == 1 and _is_self(node.args[0])
+    return False
+
+
+def names_a_cache(node: ast.expr, holders: frozenset[str] = frozenset()) -> bool:
+    """Whether an expression is a cache: by its name, a subscript of `caches`, a call
+    that returns one, or a local name assigned from one of these (``holders``)."""
+    if isinstance(node, ast.Name) and node.id in holders:
+        return True
+    if isinstance(node, ast.Subscript):
+        return isinstance(node.value, ast.Name | ast.Attribute) and (
+            getattr(node.value, "id", getattr(node.value, "attr", None)) == "caches"
+        )
+    if isinstance(node, ast.Call):
+        func = node.func
+        called = func.id if isinstance(func, ast.Name) else getattr(func, "attr", None)
+        return called in CACHE_RETURNING
     name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", None)
     return isinstance(name, str) and CACHE_NAME.search(name) is not None
 
 
+def cache_holders(tree: ast.AST) -> frozenset[str]:
+    """Local names bound to a cache expression (`backend = state.resolve()`), to a
+    fixed point so that `b = backend` counts too. Scopes are not told apart: a lint."""
+    holders: frozenset[str] = frozenset()
+    while True:
+        found = set(holders)
+        for node in ast.walk(tree):
+            pairs: list[tuple[ast.expr, ast.expr | None]] = []
+            if isinstance(node, ast.Assign):
+                pairs = [(target, node.value) for target in node.targets]
+            elif isinstance(node, ast.AnnAssign | ast.NamedExpr):
+                pairs = [(node.target, node.value)]
+            for target, value in pairs:
+                if (
+                    isinstance(target, ast.Name)
+                    and value is not None
+                    and names_a_cache(value, holders)
+                ):
+                    found.add(target.id)
+        if found == holders:
+            return holders
+        holders = frozenset(found)
+
+
+FORWARDING_METHODS = {"__getattr__", "__getattribute__", "__setattr__", "__delattr__"}
+
+
+def forwarded_names(tree: ast.AST) -> set[int]:
+    """The ``getattr``-family calls by which a proxy's ``__getattr__`` (and kin) passes
+    its caller's own attribute name on (the ``cache`` proxy): no reach of its own."""
+    calls: set[int] = set()
+    for function in ast.walk(tree):
+        if not isinstance(function, ast.FunctionDef) or function.name not in FORWARDING_METHODS:
+            continue
+        if len(function.args.args) < 2:
+            continue
+        parameter = function.args.args[1].arg
+        for node in ast.walk(function):
+            if (
+                isinstance(node, ast.Call)
+                and len(node.args) > 1
+                and isinstance(node.args[1], ast.Name)
+                and node.args[1].id == parameter
+            ):
+                calls.add(id(node))
+    return calls
+
+
 def private_cache_accesses(tree: ast.AST, allowed: set[str]) -> list[str]:
+    holders = cache_holders(tree)
+    forwarded = forwarded_names(tree)
     found = []
     for node in ast.walk(tree):
         if isinstance(node, ast.Attribute) and node.attr.startswith("_"):
-            reaches_cache = names_a_cache(node.value) and node.attr not in allowed
             value = node.value
+            on_cache = names_a_cache(value, holders) and not _is_self(value)
+            # A private member only a cache defines is a cache's, whatever holds it.
+            cache_member = node.attr in CACHE_PRIVATE_NAMES and not _is_self(value)
+            reaches_cache = (on_cache or cache_member) and node.attr not in allowed
             reaches_module = isinstance(value, ast.Name) and value.id in BACKEND_MODULES
             if reaches_cache or reaches_module:
                 found.append(f"{node.lineno}: {ast.unparse(node)}")
         elif isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.args:
             target = node.args[0]
-            if node.func.id == "vars" and names_a_cache(target):
+            on_cache = names_a_cache(target, holders) and not _is_self(target)
+            if node.func.id == "vars" and on_cache:
                 found.append(f"{node.lineno}: {ast.unparse(node)}")
             elif node.func.id in ATTRIBUTE_FUNCTIONS and len(node.args) > 1:
+                if id(node) in forwarded:
+                    continue
                 name = node.args[1]
                 private = not isinstance(name, ast.Constant) or (
                     isinstance(name.value, str)
                     and name.value.startswith("_")
                     and name.value not in allowed
                 )
-                if names_a_cache(target) and private:
+                if on_cache and private:
                     found.append(f"{node.lineno}: {ast.unparse(node)}")
     return found
 
@@ -196,3 +351,43 @@ def test_the_breaker_is_the_caches_public_attribute() -> None:
     assert breaker.settings.threshold == 7
     # The default-cache proxy forwards: its breaker is the default cache's.
     assert breaker_for(memokit.cache) is breaker_for(caches["default"])
+
+
+def test_the_private_access_check_does_not_depend_on_the_variables_name() -> None:
+    # Found by the issue 16 review (failed on bbcc8ca): a cache held under another
+    # name, or reached through a call or a subscript, escaped the check. The private
+    # names a backend class defines are a cache's, whatever holds it.
+    source = (
+        "backend = state.resolve()\n"
+        "backend._data.clear()\n"
+        "state.resolve()._sql\n"
+        "caches[alias]._max_entries\n"
+        "target._cull_frequency\n"
+    )
+    found = private_cache_accesses(ast.parse(source), {"_get"})
+    assert sorted(int(line.split(":")[0]) for line in found) == [2, 3, 4, 5]
+
+
+def test_the_private_access_check_follows_a_cache_and_spares_a_class_its_own() -> None:
+    # The names come from the backend classes themselves, not from a list kept here.
+    assert {"_data", "_sql", "_max_entries", "_cull_frequency", "_client"} <= CACHE_PRIVATE_NAMES
+    # Names other memokit classes define too (`CircuitBreaker._lock`) need a cache holder.
+    assert "_lock" not in CACHE_PRIVATE_NAMES
+    source = (
+        "backend = state.resolve()\n"
+        "backend.__dict__\n"
+        "vars(caches[alias])\n"
+        "getattr(state.target(), '_lock')\n"
+        "alias_cache = backend\n"
+        "alias_cache._lock\n"
+        "self._data\n"  # a backend's own member: not a reach
+        "cls._sql\n"
+        "super()._get_many(keys)\n"
+        "type(self)._max_entries\n"
+        "def __getattr__(self, name):\n"
+        "    return getattr(caches['default'], name)\n"  # a proxy forwards its caller's name
+        "getattr(caches['default'], name)\n"  # anywhere else, a dynamic name is a reach
+        "breaker._lock\n"
+    )
+    found = private_cache_accesses(ast.parse(source), {"_get"})
+    assert sorted(int(line.split(":")[0]) for line in found) == [2, 3, 4, 6, 13]
