@@ -4,8 +4,8 @@ Each function is a generator of primitive calls (see ``_primitives``): it decide
 what to store or remove and how to answer, and yields only the storage calls.
 ``BaseCache.set_many`` runs one with ``run`` and ``aset_many`` with ``arun``, so a
 fix lands in both. The hot path of each method (one primitive call: a hit, a
-plain write) is written out in both twins, since driving a generator would cost
-more than the call itself on the memory backend; every branch beyond it is here.
+plain write) is written out in both twins, since driving a generator costs about as
+much as a whole memory get; every branch beyond it is here.
 A timeout of zero or less never reaches a primitive: it removes, or stores nothing.
 """
 

@@ -183,7 +183,8 @@ class BaseCache(Primitives):
     # Each method's algorithm beyond its common case is in _steps, run here over the
     # sync primitives and in the async twin over the async ones. The common case is
     # one primitive call and stays written out in both twins (driving a generator
-    # costs more than a memory get); a timeout of zero or less never reaches a primitive.
+    # costs about as much as a whole memory get); a timeout of zero or less never
+    # reaches a primitive.
 
     def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """Return the value at ``key``, or ``default`` when it is missing or expired.
