@@ -157,7 +157,16 @@ class MemoryCache(CullsByCount, BaseCache):
         data[key] = entry
         data.move_to_end(key)
 
+    def _live(self, key: str, now: float) -> _Entry | None:
+        # The caller holds the lock. An expired entry is dropped on the way.
+        entry = self._data.get(key)
+        if entry is not None and entry[1] <= now:
+            del self._data[key]
+            return None
+        return entry
+
     def _get(self, key: str) -> Any:
+        # _live, written out: this is the hit path of @cached, where a call costs.
         now = _now()
         with self._lock:
             entry = self._data.get(key)
@@ -211,11 +220,8 @@ class MemoryCache(CullsByCount, BaseCache):
         now = _now()
         expiry = self._expiry(timeout)
         with self._lock:
-            entry = self._data.get(key)
+            entry = self._live(key, now)
             if entry is None:
-                return False
-            if entry[1] <= now:
-                del self._data[key]
                 return False
             self._data[key] = (entry[0], expiry)
             return True
@@ -234,13 +240,7 @@ class MemoryCache(CullsByCount, BaseCache):
     def _has_key(self, key: str) -> bool:
         now = _now()
         with self._lock:
-            entry = self._data.get(key)
-            if entry is None:
-                return False
-            if entry[1] <= now:
-                del self._data[key]
-                return False
-            return True
+            return self._live(key, now) is not None
 
     def _incr(self, key: str, delta: int | float) -> Any:
         # Optimistic: read, compute and encode outside the lock, then swap only if

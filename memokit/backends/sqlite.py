@@ -17,7 +17,7 @@ integers (when the serializer is pickle), which lets ``incr`` add inside one
 ``UPDATE``; everything else is a serialised blob.
 """
 
-# ruff: noqa: S608 - SQL is built only in _Sql, from the table name passed through
+# ruff: noqa: S608 - SQL is built only in Sql, from the table name passed through
 # _quote (an identifier, quotes doubled); every value is a bound parameter.
 
 from __future__ import annotations
@@ -27,17 +27,18 @@ import math
 import os
 import sqlite3
 import threading
-import weakref
 from collections.abc import Iterator
 from contextlib import contextmanager
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
-from ..exceptions import ImproperlyConfigured, ValueTooLarge
+from ..exceptions import ImproperlyConfigured
 from ..serializers import PickleSerializer
 from . import _forkgate
 from ._files import create_private_file, location_path, make_private_dirs, unusable_location
-from ._forkgate import Slot
+from ._sqlite_conns import ThreadConnection, track
+from ._sqlite_conns import _inherited as _inherited  # tests look for inherited connections here
+from ._sqlite_sql import CHUNK, Sql, check_table, chunks, placeholders, quote, too_large
 from .base import (
     MISSING,
     BaseCache,
@@ -49,170 +50,9 @@ from .base import (
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
-_CHUNK = 500  # keys per IN (...) list, well under SQLite's bound-parameter limit
 _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
-
-
-class _ThreadConnection:
-    """One thread's connection, and the mark its calls carry for ``fork``.
-
-    The connection is closed when the thread ends or the cache is dropped (closing
-    explicitly keeps Python 3.13+ from warning about unclosed connections); the pid
-    check keeps a child process from closing a connection it inherited through fork.
-    Every use of the connection runs between ``slot.enter()`` and ``slot.leave()``
-    (see :mod:`memokit.backends._forkgate`), so a fork never happens while this
-    thread is inside ``sqlite3``.
-    """
-
-    __slots__ = ("__weakref__", "conn", "pid", "slot")
-
-    def __init__(self) -> None:
-        self.conn: sqlite3.Connection | None = None
-        self.pid = os.getpid()
-        self.slot = Slot()
-
-    def __del__(self) -> None:
-        if self.pid == os.getpid() and self.conn is not None:
-            self.slot.enter()
-            try:
-                self.conn.close()
-            finally:
-                self.slot.leave()
-
-
-# The states of this process, and those a fork handed to this process. The latter
-# are kept referenced forever: if the child let the garbage collector close their
-# connections, SQLite could checkpoint or unlink the WAL the parent is using.
-_live: weakref.WeakSet[_ThreadConnection] = weakref.WeakSet()
-_live_lock = threading.Lock()
-_inherited: list[_ThreadConnection] = []
-_forking: list[_ThreadConnection] = []
-
-
-def _before_fork() -> None:
-    _live_lock.acquire()
-    _forking[:] = list(_live)
-
-
-def _after_fork_in_parent() -> None:
-    _forking.clear()
-    _live_lock.release()
-
-
-def _after_fork_in_child() -> None:
-    global _live_lock
-    _inherited.extend(_forking)
-    _forking.clear()
-    _live.clear()
-    _live_lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):  # POSIX; there is no fork on Windows
-    os.register_at_fork(
-        before=_before_fork,
-        after_in_parent=_after_fork_in_parent,
-        after_in_child=_after_fork_in_child,
-    )
-
-
-# The names memokit gives its helper objects: TABLE + suffix (see _Sql.schema).
-_HELPER_SUFFIXES = ("__meta", "__expires", "__inserted", "__deleted")
 _CANNOT_OPEN = {"unable to open database file", "attempt to write a readonly database"}
-
-
-def _check_table(table: object) -> None:
-    """Refuse a TABLE that SQLite reserves or that could be another table's helper."""
-    example = "for example OPTIONS={'TABLE': 'memokit_cache'}"
-    if not isinstance(table, str) or not table or "\x00" in table:
-        raise ImproperlyConfigured(
-            f"TABLE must be a non-empty str without NUL characters, not {table!r}; {example}"
-        )
-    if table.lower().startswith("sqlite_"):
-        raise ImproperlyConfigured(
-            f"TABLE {table!r} starts with 'sqlite_', which SQLite reserves for its own "
-            f"tables; choose another name, {example}"
-        )
-    for suffix in _HELPER_SUFFIXES:
-        if table.endswith(suffix):
-            raise ImproperlyConfigured(
-                f"TABLE {table!r} ends with {suffix!r}, which memokit reserves for the helper "
-                f"objects of table {table[: -len(suffix)]!r} (several tables can share one "
-                f"file); choose a name without it, {example}"
-            )
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
-class _Sql:
-    """Every statement for one table, written once; values are always parameters."""
-
-    def __init__(self, table: str) -> None:
-        t = _quote(table)
-        meta = _quote(table + "__meta")
-        self.schema = [
-            f"CREATE TABLE IF NOT EXISTS {t} "
-            f"(key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL) "
-            f"WITHOUT ROWID",
-            f"CREATE INDEX IF NOT EXISTS {_quote(table + '__expires')} ON {t} (expires)",
-            f"CREATE TABLE IF NOT EXISTS {meta} "
-            f"(id INTEGER PRIMARY KEY CHECK (id = 0), entries INTEGER NOT NULL)",
-            f"INSERT OR IGNORE INTO {meta} (id, entries) VALUES (0, (SELECT COUNT(*) FROM {t}))",
-            f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '__inserted')} AFTER INSERT ON {t} "
-            f"BEGIN UPDATE {meta} SET entries = entries + 1; END",
-            f"CREATE TRIGGER IF NOT EXISTS {_quote(table + '__deleted')} AFTER DELETE ON {t} "
-            f"BEGIN UPDATE {meta} SET entries = entries - 1; END",
-        ]
-        self.schema_names = [
-            table,
-            table + "__expires",
-            table + "__meta",
-            table + "__inserted",
-            table + "__deleted",
-        ]
-        self.count = f"SELECT entries FROM {meta}"
-        self.recount = f"UPDATE {meta} SET entries = (SELECT COUNT(*) FROM {t}) RETURNING entries"
-        self.get = f"SELECT value, expires FROM {t} WHERE key = ?"
-        self.has = f"SELECT 1 FROM {t} WHERE key = ? AND expires > ?"
-        self.get_many = f"SELECT key, value, expires FROM {t} WHERE key IN "
-        self.upsert = (
-            f"INSERT INTO {t} (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key) "
-            f"DO UPDATE SET value = excluded.value, expires = excluded.expires"
-        )
-        # One statement: it stores only when the row is absent or expired.
-        self.add = self.upsert + f" WHERE {t}.expires <= ?"
-        self.touch = f"UPDATE {t} SET expires = ? WHERE key = ? AND expires > ?"
-        self.delete = f"DELETE FROM {t} WHERE key = ? RETURNING expires"
-        self.delete_many = f"DELETE FROM {t} WHERE key IN "
-        self.delete_expired_key = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
-        self.delete_expired_keys = f"DELETE FROM {t} WHERE expires <= ? AND key IN "
-        self.incr = (
-            f"UPDATE {t} SET value = value + ? WHERE key = ? AND expires > ? "
-            f"AND typeof(value) = 'integer' AND value BETWEEN ? AND ? RETURNING value"
-        )
-        self.update_value = f"UPDATE {t} SET value = ? WHERE key = ?"
-        self.purge = (
-            f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
-        )
-        self.purge_all = f"DELETE FROM {t} WHERE expires <= ?"
-        self.cull = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} ORDER BY expires LIMIT ?)"
-        self.clear = f"DELETE FROM {t}"
-
-
-def _too_large(exc: sqlite3.DataError) -> ValueTooLarge:
-    # SQLite's message ("string or blob too big") never quotes the value.
-    return ValueTooLarge(f"SQLite refused it ({exc}; see SQLITE_LIMIT_LENGTH)")
-
-
-def _placeholders(n: int) -> str:
-    return "(" + ",".join("?" * n) + ")"
-
-
-def _chunks(keys: list[str]) -> Iterator[list[str]]:
-    for start in range(0, len(keys), _CHUNK):
-        yield keys[start : start + _CHUNK]
 
 
 class SQLiteCache(CullsByCount, BaseCache):
@@ -254,7 +94,7 @@ class SQLiteCache(CullsByCount, BaseCache):
         path = location_path(location, "sqlite")
         super().__init__(os.fspath(location), **settings)
         self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
-        _check_table(table)
+        check_table(table)
         if (
             isinstance(busy_timeout, bool)
             or not isinstance(busy_timeout, int | float)
@@ -267,7 +107,7 @@ class SQLiteCache(CullsByCount, BaseCache):
         self._path = path
         self._table = table
         self._busy_timeout = float(busy_timeout)
-        self._sql = _Sql(table)
+        self._sql = Sql(table)
         self._local = threading.local()
         self._writes = itertools.count()
         self._raw_ints = type(self.serializer) is PickleSerializer
@@ -306,14 +146,14 @@ class SQLiteCache(CullsByCount, BaseCache):
 
     # -- connections ------------------------------------------------------------
 
-    def _enter(self) -> _ThreadConnection:
+    def _enter(self) -> ThreadConnection:
         """Mark a call as inside ``sqlite3``; return this thread's state in this process.
 
         The caller runs its statements on ``state.conn`` and then calls
         ``state.slot.leave()`` (in a ``finally``).
         """
         try:
-            state: _ThreadConnection = self._local.state
+            state: ThreadConnection = self._local.state
             if state.pid == os.getpid():
                 slot = state.slot  # Slot.enter(), inlined: this is on every call's path
                 slot.busy = True
@@ -326,11 +166,10 @@ class SQLiteCache(CullsByCount, BaseCache):
         state.slot.enter()
         return state
 
-    def _open(self) -> _ThreadConnection:
+    def _open(self) -> ThreadConnection:
         # New thread, or a child after fork: never touch an inherited connection.
-        state = _ThreadConnection()
-        with _live_lock:
-            _live.add(state)
+        state = ThreadConnection()
+        track(state)
         state.slot.enter()  # connecting is a call into sqlite3 like any other
         try:
             conn = sqlite3.connect(
@@ -338,7 +177,7 @@ class SQLiteCache(CullsByCount, BaseCache):
                 timeout=self._busy_timeout,
                 isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
                 cached_statements=256,
-                # Used by one thread only; this lets _ThreadConnection close it from the
+                # Used by one thread only; this lets ThreadConnection close it from the
                 # thread that drops the last reference (the cache's, when it is collected).
                 check_same_thread=False,
             )
@@ -371,7 +210,7 @@ class SQLiteCache(CullsByCount, BaseCache):
             )
         names = self._sql.schema_names
         found = conn.execute(
-            f"SELECT COUNT(*) FROM sqlite_master WHERE name IN {_placeholders(len(names))}",
+            f"SELECT COUNT(*) FROM sqlite_master WHERE name IN {placeholders(len(names))}",
             names,
         ).fetchone()[0]
         if found != len(names):
@@ -383,7 +222,7 @@ class SQLiteCache(CullsByCount, BaseCache):
     def _check_layout(self, conn: sqlite3.Connection) -> None:
         # A table of the same name made by someone else would fail later with
         # "no such column"; say which setting to change instead.
-        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({_quote(self._table)})")]
+        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({quote(self._table)})")]
         if columns and columns != ["key", "value", "expires"]:
             raise ImproperlyConfigured(
                 f"TABLE {self._table!r} already exists in {str(self._path)!r} with columns "
@@ -415,9 +254,9 @@ class SQLiteCache(CullsByCount, BaseCache):
         """
         conn.execute("PRAGMA busy_timeout = 0")
         try:
-            for chunk in _chunks(keys):
+            for chunk in chunks(keys):
                 conn.execute(
-                    self._sql.delete_expired_keys + _placeholders(len(chunk)), [now, *chunk]
+                    self._sql.delete_expired_keys + placeholders(len(chunk)), [now, *chunk]
                 )
         except sqlite3.OperationalError:
             pass  # busy or locked: another writer holds the lock
@@ -511,8 +350,8 @@ class SQLiteCache(CullsByCount, BaseCache):
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
-            for chunk in _chunks(keys):
-                sql = self._sql.get_many + _placeholders(len(chunk))
+            for chunk in chunks(keys):
+                sql = self._sql.get_many + placeholders(len(chunk))
                 for key, value, expires in conn.execute(sql, chunk):
                     if expires <= now:
                         expired.append(key)
@@ -541,7 +380,7 @@ class SQLiteCache(CullsByCount, BaseCache):
                 conn.execute(self._sql.upsert, (key, payload, self._expiry(timeout)))
             except sqlite3.DataError as exc:
                 conn.execute(self._sql.delete, (key,))  # never leave the previous value behind
-                raise _too_large(exc) from None
+                raise too_large(exc) from None
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
 
@@ -578,7 +417,7 @@ class SQLiteCache(CullsByCount, BaseCache):
             try:
                 cursor = conn.execute(self._sql.add, (key, payload, self._expiry(timeout), _now()))
             except sqlite3.DataError as exc:
-                raise _too_large(exc) from None
+                raise too_large(exc) from None
             return cursor.rowcount == 1
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
@@ -605,12 +444,12 @@ class SQLiteCache(CullsByCount, BaseCache):
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
-            if len(keys) <= _CHUNK:
-                conn.execute(self._sql.delete_many + _placeholders(len(keys)), keys)
+            if len(keys) <= CHUNK:
+                conn.execute(self._sql.delete_many + placeholders(len(keys)), keys)
                 return
             with self._transaction(conn):
-                for chunk in _chunks(keys):
-                    conn.execute(self._sql.delete_many + _placeholders(len(chunk)), chunk)
+                for chunk in chunks(keys):
+                    conn.execute(self._sql.delete_many + placeholders(len(chunk)), chunk)
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
 

@@ -1,0 +1,113 @@
+"""The sqlite backend's SQL: the table name checked, every statement written once.
+
+Values are always bound parameters; SQL text is built only from the table name,
+passed through ``quote`` (an identifier, quotes doubled).
+"""
+
+# ruff: noqa: S608 - see the module docstring
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterator
+
+from ..exceptions import ImproperlyConfigured, ValueTooLarge
+
+CHUNK = 500  # keys per IN (...) list, well under SQLite's bound-parameter limit
+
+# The names memokit gives its helper objects: TABLE + suffix (see Sql.schema).
+HELPER_SUFFIXES = ("__meta", "__expires", "__inserted", "__deleted")
+
+
+def check_table(table: object) -> None:
+    """Refuse a TABLE that SQLite reserves or that could be another table's helper."""
+    example = "for example OPTIONS={'TABLE': 'memokit_cache'}"
+    if not isinstance(table, str) or not table or "\x00" in table:
+        raise ImproperlyConfigured(
+            f"TABLE must be a non-empty str without NUL characters, not {table!r}; {example}"
+        )
+    if table.lower().startswith("sqlite_"):
+        raise ImproperlyConfigured(
+            f"TABLE {table!r} starts with 'sqlite_', which SQLite reserves for its own "
+            f"tables; choose another name, {example}"
+        )
+    for suffix in HELPER_SUFFIXES:
+        if table.endswith(suffix):
+            raise ImproperlyConfigured(
+                f"TABLE {table!r} ends with {suffix!r}, which memokit reserves for the helper "
+                f"objects of table {table[: -len(suffix)]!r} (several tables can share one "
+                f"file); choose a name without it, {example}"
+            )
+
+
+def quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+class Sql:
+    """Every statement for one table, written once; values are always parameters."""
+
+    def __init__(self, table: str) -> None:
+        t = quote(table)
+        meta = quote(table + "__meta")
+        self.schema = [
+            f"CREATE TABLE IF NOT EXISTS {t} "
+            f"(key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL) "
+            f"WITHOUT ROWID",
+            f"CREATE INDEX IF NOT EXISTS {quote(table + '__expires')} ON {t} (expires)",
+            f"CREATE TABLE IF NOT EXISTS {meta} "
+            f"(id INTEGER PRIMARY KEY CHECK (id = 0), entries INTEGER NOT NULL)",
+            f"INSERT OR IGNORE INTO {meta} (id, entries) VALUES (0, (SELECT COUNT(*) FROM {t}))",
+            f"CREATE TRIGGER IF NOT EXISTS {quote(table + '__inserted')} AFTER INSERT ON {t} "
+            f"BEGIN UPDATE {meta} SET entries = entries + 1; END",
+            f"CREATE TRIGGER IF NOT EXISTS {quote(table + '__deleted')} AFTER DELETE ON {t} "
+            f"BEGIN UPDATE {meta} SET entries = entries - 1; END",
+        ]
+        self.schema_names = [
+            table,
+            table + "__expires",
+            table + "__meta",
+            table + "__inserted",
+            table + "__deleted",
+        ]
+        self.count = f"SELECT entries FROM {meta}"
+        self.recount = f"UPDATE {meta} SET entries = (SELECT COUNT(*) FROM {t}) RETURNING entries"
+        self.get = f"SELECT value, expires FROM {t} WHERE key = ?"
+        self.has = f"SELECT 1 FROM {t} WHERE key = ? AND expires > ?"
+        self.get_many = f"SELECT key, value, expires FROM {t} WHERE key IN "
+        self.upsert = (
+            f"INSERT INTO {t} (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key) "
+            f"DO UPDATE SET value = excluded.value, expires = excluded.expires"
+        )
+        # One statement: it stores only when the row is absent or expired.
+        self.add = self.upsert + f" WHERE {t}.expires <= ?"
+        self.touch = f"UPDATE {t} SET expires = ? WHERE key = ? AND expires > ?"
+        self.delete = f"DELETE FROM {t} WHERE key = ? RETURNING expires"
+        self.delete_many = f"DELETE FROM {t} WHERE key IN "
+        self.delete_expired_key = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
+        self.delete_expired_keys = f"DELETE FROM {t} WHERE expires <= ? AND key IN "
+        self.incr = (
+            f"UPDATE {t} SET value = value + ? WHERE key = ? AND expires > ? "
+            f"AND typeof(value) = 'integer' AND value BETWEEN ? AND ? RETURNING value"
+        )
+        self.update_value = f"UPDATE {t} SET value = ? WHERE key = ?"
+        self.purge = (
+            f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
+        )
+        self.purge_all = f"DELETE FROM {t} WHERE expires <= ?"
+        self.cull = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} ORDER BY expires LIMIT ?)"
+        self.clear = f"DELETE FROM {t}"
+
+
+def too_large(exc: sqlite3.DataError) -> ValueTooLarge:
+    # SQLite's message ("string or blob too big") never quotes the value.
+    return ValueTooLarge(f"SQLite refused it ({exc}; see SQLITE_LIMIT_LENGTH)")
+
+
+def placeholders(n: int) -> str:
+    return "(" + ",".join("?" * n) + ")"
+
+
+def chunks(keys: list[str]) -> Iterator[list[str]]:
+    for start in range(0, len(keys), CHUNK):
+        yield keys[start : start + CHUNK]

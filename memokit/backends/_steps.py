@@ -1,0 +1,127 @@
+"""The public API's algorithms, each written once for ``BaseCache``'s sync and async twins.
+
+Each function is a generator of primitive calls (see ``_primitives``): it decides
+what to store or remove and how to answer, and yields only the storage calls.
+``BaseCache.set_many`` runs one with ``run`` and ``aset_many`` with ``arun``, so a
+fix lands in both. The hot path of each method (one primitive call: a hit, a
+plain write) is written out in both twins, since driving a generator costs about as
+much as a whole memory get; every branch beyond it is here.
+A timeout of zero or less never reaches a primitive: it removes, or stores nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from ..exceptions import ValueTooLarge
+from ..timeouts import Timeout
+from ._primitives import MISSING, UNREADABLE, Steps
+
+if TYPE_CHECKING:
+    from .base import BaseCache  # it imports this module
+
+
+def removes(seconds: float | None) -> bool:
+    """True for a resolved timeout that means "remove the key" (zero or less)."""
+    return seconds is not None and seconds <= 0
+
+
+def unreadable(cache: BaseCache, made: str, exc: BaseException, default: Any) -> Steps[Any]:
+    """An entry that cannot be read: reported, removed, and a miss (``default``)."""
+    cache._unreadable(made, exc)
+    yield "_delete", made
+    return default
+
+
+def fill(
+    cache: BaseCache,
+    made: str,
+    default: Any,
+    seconds: float | None,
+    unread: BaseException | None,
+) -> Steps[Any]:
+    """``get_or_set`` after its read missed (``unread``: the entry found could not be read)."""
+    if unread is not None:
+        yield from unreadable(cache, made, unread, None)
+    value = default() if callable(default) else default  # called, never awaited
+    encoded = cache._encode(value)
+    if removes(seconds):
+        return cache._decode(encoded)
+    # If another caller stored a value between our read and our add, theirs wins.
+    # Either way the caller gets the stored form: what a later hit returns, also
+    # with a lossy serializer.
+    try:
+        found = yield "_add_or_get", made, encoded, seconds
+    except ValueTooLarge as exc:
+        cache._not_stored(made, exc)
+        found = MISSING
+    if found is not MISSING:
+        try:
+            return cache._decode(found)
+        except UNREADABLE as exc:
+            cache._unreadable(made, exc)  # theirs cannot be read; ours is returned
+    return cache._decode(encoded)
+
+
+def get_many(cache: BaseCache, keys: Iterable[Any], version: int | None) -> Steps[dict[Any, Any]]:
+    made = {cache.make_and_validate_key(key, version): key for key in keys}
+    found = yield "_get_many", list(made)
+    values: dict[Any, Any] = {}
+    unread: list[str] = []
+    for m in made:
+        if m in found:
+            try:
+                values[made[m]] = cache._decode(found[m])
+            except UNREADABLE as exc:
+                cache._unreadable(m, exc)
+                unread.append(m)
+    if unread:
+        yield "_delete_many", unread
+    return values
+
+
+def set_many(
+    cache: BaseCache, data: Mapping[Any, Any], timeout: Timeout, version: int | None
+) -> Steps[list[Any]]:
+    seconds = cache._seconds(timeout)
+    # Every key is validated and every value encoded before anything is stored,
+    # so an unpicklable value leaves the store untouched.
+    originals: dict[str, Any] = {}
+    items: dict[str, Any] = {}
+    for key, value in data.items():
+        made = cache.make_and_validate_key(key, version)
+        originals[made] = key
+        items[made] = cache._encode(value)
+    if not items:
+        return []
+    if removes(seconds):
+        yield "_delete_many", list(items)
+        return []
+    failed = yield "_set_many", items, seconds
+    return cache._failed_keys(originals, failed)
+
+
+def delete_many(cache: BaseCache, keys: Iterable[Any], version: int | None) -> Steps[None]:
+    made = [cache.make_and_validate_key(key, version) for key in keys]
+    if made:
+        yield "_delete_many", made
+
+
+def incr_version(cache: BaseCache, key: Any, delta: int, version: int | None) -> Steps[int]:
+    if version is None:
+        version = cache.version
+    old = cache.make_and_validate_key(key, version)
+    payload = yield "_get", old
+    if payload is MISSING:
+        raise ValueError(f"Key '{key}' not found")
+    if delta == 0:
+        return version  # nothing to move (Django would delete the value here)
+    new = cache.make_and_validate_key(key, version + delta)
+    seconds = cache.default_timeout  # as in Django, the moved entry gets the default
+    if removes(seconds):
+        yield "_delete", new
+    else:
+        yield "_set", new, payload, seconds
+    yield "_delete", old
+    return version + delta
