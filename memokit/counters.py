@@ -213,7 +213,13 @@ class ReadPlan:
         single = self.single
         if single is not None:
             return [self.entry_prefix + key, single]  # type: ignore[operator]  # set with single
-        keys = [self.entry(state, key), *self.static_keys]
+        prefix = self.entry_prefix
+        made = (
+            prefix + key
+            if prefix is not None
+            else self.cache.make_and_validate_key(key, state.version)
+        )
+        keys = [made, *self.static_keys]
         tags = state.tags
         if tags is None:
             return keys
@@ -228,20 +234,17 @@ class ReadPlan:
                 keys.append(counter)
         return keys
 
-    def current(self, cache: BaseCache) -> bool:
-        """Whether this plan still describes how ``cache`` makes keys."""
-        return (
-            self.cache is cache
-            and self.key_prefix is cache.key_prefix
-            and self.version is cache.version
-            and self.key_func is cache.key_func
-        )
-
 
 def plan_for(state: CachedState, cache: BaseCache) -> ReadPlan:
     """Return ``state``'s read plan for ``cache``, building it when the cache changed."""
     plan = state.fast
-    if plan is None or not plan.current(cache):
+    if (
+        plan is None
+        or plan.cache is not cache
+        or plan.key_prefix is not cache.key_prefix
+        or plan.version is not cache.version
+        or plan.key_func is not cache.key_func
+    ):
         plan = state.fast = ReadPlan(state, cache)
     return plan
 
@@ -259,20 +262,37 @@ def read_entry(
     versions must not share its result.
     """
     plan = plan_for(state, cache)
-    seen = plan.seen
-    if seen is not None and seen[0] == epoch:
-        # No invalidation in this process since the counters were read (a local
-        # store): the entry alone, one lock on the memory backend.
-        made = plan.entry(state, key)
-        return _entry(state, cache, made, plan.get(made)), seen[1]
+    if not plan.local:
+        single = plan.single
+        if single is not None:
+            # A shared store, one counter, a made key by concatenation: every hit
+            # on such a store comes here, so this is _split's first case inlined.
+            made = plan.entry_prefix + key  # type: ignore[operator]  # set whenever single is
+            found = plan.get_many([made, single])
+            counter = found.get(single, MISSING)
+            if type(counter) is not int:
+                counter = _found_counter(cache, single, counter)
+                if counter is None:
+                    counter = run(_create(cache, single, cache._seconds(state.timeout)))
+            return _entry(state, cache, made, found.get(made, MISSING)), (counter,)
+    else:
+        seen = plan.seen
+        if seen is not None and seen[0] == epoch:
+            # No invalidation in this process since the counters were read (a local
+            # store): the entry alone, one lock on the memory backend.
+            made = plan.entry(state, key)
+            return _entry(state, cache, made, plan.get(made)), seen[1]
     since = epoch  # read before the counters: a later invalidation moves it
     keys = plan.keys(state, key, args, kwargs)
-    payload, counters = _split(state, cache, keys, plan.get_many(keys))
-    if None in counters:
+    payload, versions = _split(plan, state, cache, keys, plan.get_many(keys), since)
+    if isinstance(versions, list):  # counters to create first
         seconds = cache._seconds(state.timeout)
-        for i, made in _missing(counters, keys):
-            counters[i] = run(_create(cache, made, seconds))
-    return _remember(plan, since, payload, counters)
+        created = [
+            run(_create(cache, made, seconds)) if counter is None else counter
+            for counter, made in zip(versions, keys[1:], strict=True)
+        ]
+        versions = _remember(plan, since, created)
+    return payload, versions
 
 
 async def aread_entry(
@@ -286,40 +306,60 @@ async def aread_entry(
         return _entry(state, cache, made, await cache._aget(made)), seen[1]
     since = epoch
     keys = plan.keys(state, key, args, kwargs)
-    payload, counters = _split(state, cache, keys, await cache._aget_many(keys))
-    if None in counters:
+    payload, versions = _split(plan, state, cache, keys, await cache._aget_many(keys), since)
+    if isinstance(versions, list):
         seconds = cache._seconds(state.timeout)
-        for i, made in _missing(counters, keys):
-            counters[i] = await arun(_create(cache, made, seconds))
-    return _remember(plan, since, payload, counters)
+        created = [
+            await arun(_create(cache, made, seconds)) if counter is None else counter
+            for counter, made in zip(versions, keys[1:], strict=True)
+        ]
+        versions = _remember(plan, since, created)
+    return payload, versions
 
 
 def _split(
-    state: CachedState, cache: BaseCache, keys: list[str], found: dict[str, Any]
-) -> tuple[Any, list[int | None]]:
-    """The entry and the counters read at ``keys``; None for a counter to create."""
-    made = keys[0]
-    payload = _entry(state, cache, made, found.get(made, MISSING))
-    counters: list[int | None] = []
-    for made in keys[1:]:
+    plan: ReadPlan,
+    state: CachedState,
+    cache: BaseCache,
+    keys: list[str],
+    found: dict[str, Any],
+    since: int,
+) -> tuple[Any, Versions | list[int | None]]:
+    """The entry and the versions read at ``keys`` (remembered on a local store).
+
+    When a counter is missing or damaged, the versions are a list instead, None
+    where a counter is to be created: the caller creates them, then remembers.
+    """
+    payload = _entry(state, cache, keys[0], found.get(keys[0], MISSING))
+    if len(keys) == 2:  # the common case: one counter, no list
+        made = keys[1]
         counter = found.get(made, MISSING)
         # The memory backend keeps ints as they are: skip decoding those.
-        counters.append(counter if type(counter) is int else _found_counter(cache, made, counter))
-    return payload, counters
-
-
-def _missing(counters: list[int | None], keys: list[str]) -> list[tuple[int, str]]:
-    """Where ``counters`` lacks a value: its index and the counter's made key."""
-    return [(i, keys[i + 1]) for i, counter in enumerate(counters) if counter is None]
-
-
-def _remember(
-    plan: ReadPlan, since: int, payload: Any, counters: list[int | None]
-) -> tuple[Any, Versions]:
-    versions: Versions = tuple(counters)  # type: ignore[arg-type]  # every None replaced
+        if type(counter) is not int:
+            counter = _found_counter(cache, made, counter)
+            if counter is None:
+                return payload, [None]
+        versions: Versions = (counter,)
+    else:
+        counters: list[int | None] = []
+        for made in keys[1:]:
+            counter = found.get(made, MISSING)
+            counters.append(
+                counter if type(counter) is int else _found_counter(cache, made, counter)
+            )
+        if None in counters:
+            return payload, counters
+        versions = tuple(counters)  # type: ignore[arg-type]  # no None in it
     if plan.local:
         plan.seen = (since, versions)
     return payload, versions
+
+
+def _remember(plan: ReadPlan, since: int, counters: list[int | None] | list[int]) -> Versions:
+    versions: Versions = tuple(counters)  # type: ignore[arg-type]  # no None left
+    if plan.local:
+        plan.seen = (since, versions)
+    return versions
 
 
 def _entry(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
@@ -328,7 +368,10 @@ def _entry(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any
     # bytes or str): decoding it would return it unchanged.
     if payload is MISSING or type(payload) is tuple:
         return payload
-    return decode_entry(state, cache, made, payload)
+    try:
+        return cache._decode(payload)
+    except UNREADABLE as exc:
+        return unreadable_entry(state, cache, made, exc)
 
 
 def decode_entry(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
