@@ -4,6 +4,10 @@ Built on the counters of :mod:`memokit.counters`, so that every helper works the
 same on every backend, needs no key scan, and is seen at once by every process
 sharing the backend. Each has an ``a``-prefixed async twin.
 
+Each pair is one helper: its arguments are checked and turned into the cache,
+keys or counter to touch by the same plain function, and only the last step,
+the I/O, differs (``delete`` or ``adelete``, ``bump`` or ``abump``).
+
 Reads fail open elsewhere (the decorator's policy); every helper here raises
 when the backend cannot be reached, since an invalidation that silently did
 nothing would serve old values.
@@ -82,12 +86,11 @@ def _counter_of(
         if not target:
             raise ValueError(f"memokit.{helper}() needs a non-empty tag name")
         return _cache(DEFAULT_CACHE_ALIAS if cache is None else cache), tag_counter_key(target)
-    state = _state(target, helper)
     if cache is not None:
         raise TypeError(
             f"memokit.{helper}() takes cache= with a tag only; a cached function uses its own cache"
         )
-    return state.target(), state.counter_names[0]
+    return _function_counter(target, helper)
 
 
 def invalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> bool:
@@ -96,19 +99,29 @@ def invalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> boo
     Works for coroutine functions too (with the sync cache API): a script can
     invalidate what an async service caches.
     """
-    state = _state(fn, "invalidate")
-    key = state.build(fn._args(args), kwargs)
-    return state.target().delete(key, state.version)
+    target, key, version = _one_call(fn, "invalidate", args, kwargs)
+    return target.delete(key, version)
 
 
 async def ainvalidate(fn: _Cached[P, Any], /, *args: P.args, **kwargs: P.kwargs) -> bool:
     """Async :func:`invalidate`."""
-    state = _state(fn, "ainvalidate")
-    key = state.build(fn._args(args), kwargs)
-    return await state.target().adelete(key, state.version)
+    target, key, version = _one_call(fn, "ainvalidate", args, kwargs)
+    return await target.adelete(key, version)
 
 
-def _call_keys(fn: _Cached[Any, Any], state: CachedState, calls: Iterable[object]) -> list[str]:
+def _one_call(
+    fn: _Cached[Any, Any], helper: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> tuple[BaseCache, str, int | None]:
+    """The cache, key and version of one call's entry."""
+    state = _state(fn, helper)
+    return state.target(), state.build(fn._args(args), kwargs), state.version
+
+
+def _many_calls(
+    fn: _Cached[Any, Any], helper: str, calls: Iterable[object]
+) -> tuple[BaseCache, list[str], int | None]:
+    """The cache, keys and version of many calls' entries."""
+    state = _state(fn, helper)
     keys = []
     for call in calls:
         if isinstance(call, Call):
@@ -121,7 +134,7 @@ def _call_keys(fn: _Cached[Any, Any], state: CachedState, calls: Iterable[object
                 f"not {call!r}; for f(5) write (5,) or memokit.call(5)"
             )
         keys.append(state.build(fn._args(args), dict(kwargs)))
-    return keys
+    return state.target(), keys, state.version
 
 
 class Call:
@@ -152,30 +165,32 @@ def invalidate_many(fn: _Cached[Any, Any], /, calls: Iterable[Call | tuple[Any, 
 
     Each call is a tuple of positional arguments or ``memokit.call(*args, **kwargs)``.
     """
-    state = _state(fn, "invalidate_many")
-    keys = _call_keys(fn, state, calls)
-    state.target().delete_many(keys, state.version)
+    target, keys, version = _many_calls(fn, "invalidate_many", calls)
+    target.delete_many(keys, version)
 
 
 async def ainvalidate_many(
     fn: _Cached[Any, Any], /, calls: Iterable[Call | tuple[Any, ...]]
 ) -> None:
     """Async :func:`invalidate_many`."""
-    state = _state(fn, "ainvalidate_many")
-    keys = _call_keys(fn, state, calls)
-    await state.target().adelete_many(keys, state.version)
+    target, keys, version = _many_calls(fn, "ainvalidate_many", calls)
+    await target.adelete_many(keys, version)
 
 
 def invalidate_all(fn: _Cached[Any, Any], /) -> int:
     """Invalidate every call of a cached function, in every process; return its new version."""
-    state = _state(fn, "invalidate_all")
-    return bump(state.target(), state.counter_names[0], 1)
+    return bump(*_function_counter(fn, "invalidate_all"), 1)
 
 
 async def ainvalidate_all(fn: _Cached[Any, Any], /) -> int:
     """Async :func:`invalidate_all`."""
-    state = _state(fn, "ainvalidate_all")
-    return await abump(state.target(), state.counter_names[0], 1)
+    return await abump(*_function_counter(fn, "ainvalidate_all"), 1)
+
+
+def _function_counter(fn: object, helper: str) -> tuple[BaseCache, str]:
+    """The cache and name of a cached function's counter."""
+    state = _state(fn, helper)
+    return state.target(), state.counter_names[0]
 
 
 def invalidate_tags(*tags: str, cache: str | BaseCache = DEFAULT_CACHE_ALIAS) -> None:
@@ -213,18 +228,14 @@ def incr_version(target: Target, /, delta: int = 1, *, cache: str | BaseCache | 
     Entries computed under the previous version stop being served, in every
     process. ``incr_version("catalog")`` is ``invalidate_tags("catalog")``.
     """
-    _check_delta(delta, "incr_version")
-    where, name = _counter_of(target, "incr_version", cache)
-    return bump(where, name, delta)
+    return bump(*_version_move(target, delta, "incr_version", cache, 1))
 
 
 async def aincr_version(
     target: Target, /, delta: int = 1, *, cache: str | BaseCache | None = None
 ) -> int:
     """Async :func:`incr_version`."""
-    _check_delta(delta, "aincr_version")
-    where, name = _counter_of(target, "aincr_version", cache)
-    return await abump(where, name, delta)
+    return await abump(*_version_move(target, delta, "aincr_version", cache, 1))
 
 
 def decr_version(target: Target, /, delta: int = 1, *, cache: str | BaseCache | None = None) -> int:
@@ -234,20 +245,21 @@ def decr_version(target: Target, /, delta: int = 1, *, cache: str | BaseCache | 
     a rollback. When the counter was lost meanwhile, there is nothing to go
     back to and the namespace starts afresh instead (never onto old values).
     """
-    _check_delta(delta, "decr_version")
-    where, name = _counter_of(target, "decr_version", cache)
-    return bump(where, name, -delta)
+    return bump(*_version_move(target, delta, "decr_version", cache, -1))
 
 
 async def adecr_version(
     target: Target, /, delta: int = 1, *, cache: str | BaseCache | None = None
 ) -> int:
     """Async :func:`decr_version`."""
-    _check_delta(delta, "adecr_version")
-    where, name = _counter_of(target, "adecr_version", cache)
-    return await abump(where, name, -delta)
+    return await abump(*_version_move(target, delta, "adecr_version", cache, -1))
 
 
-def _check_delta(delta: object, helper: str) -> None:
+def _version_move(
+    target: object, delta: object, helper: str, cache: str | BaseCache | None, sign: int
+) -> tuple[BaseCache, str, int]:
+    """The cache and counter name a version helper moves, and by how much."""
     if type(delta) is not int or delta < 1:
         raise ValueError(f"memokit.{helper}() takes a positive int delta, not {delta!r}")
+    where, name = _counter_of(target, helper, cache)
+    return where, name, sign * delta

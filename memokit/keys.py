@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib
 import re
 from collections.abc import Callable
-from typing import Any, TypeAlias
+from typing import Any, Final, TypeAlias, TypeVar
 
 from .exceptions import ImproperlyConfigured, InvalidCacheKey
 
 KeyFunc: TypeAlias = Callable[[Any, str, Any], str]
+V = TypeVar("V", bound=Callable[..., Any])
 
 MEMCACHE_MAX_KEY_LENGTH = 250
 _BAD_CHARACTER = re.compile(r"[\x00-\x20\x7f]").search
@@ -23,6 +24,30 @@ _BAD_CHARACTER = re.compile(r"[\x00-\x20\x7f]").search
 def default_key_func(key: Any, key_prefix: str, version: Any) -> str:
     """Return ``"key_prefix:version:key"``, Django's default key function."""
     return f"{key_prefix}:{version}:{key}"
+
+
+def made_key_prefix(key_prefix: str, version: Any) -> str:
+    """Return what :func:`default_key_func` puts before every key: ``"key_prefix:version:"``."""
+    return default_key_func("", key_prefix, version)
+
+
+_CLEAN_KEYS_MARK: Final = "__memokit_clean_keys_pass__"
+
+
+def clean_keys_pass(validate_key: V) -> V:
+    """Mark a ``validate_key`` override that accepts every key :func:`key_is_clean` passes
+    and that is ASCII, as the default one does.
+
+    The decorator layer then skips validating the keys it makes itself (see
+    ``BaseCache._plain_key_prefix``); an override without the mark is called for each.
+    """
+    setattr(validate_key, _CLEAN_KEYS_MARK, True)
+    return validate_key
+
+
+def accepts_clean_keys(validate_key: Callable[..., Any]) -> bool:
+    """Whether ``validate_key`` was marked with :func:`clean_keys_pass`."""
+    return getattr(validate_key, _CLEAN_KEYS_MARK, False) is True
 
 
 def import_string(dotted_path: str, setting: str) -> Any:

@@ -263,6 +263,58 @@ def test_the_private_access_check_catches_what_it_is_for() -> None:
     assert sorted(int(line.split(":")[0]) for line in found) == [1, 2, 3, 4, 5, 6, 9]
 
 
+def _names_key_prefix(node: ast.AST) -> bool:
+    name = node.id if isinstance(node, ast.Name) else getattr(node, "attr", None)
+    return isinstance(name, str) and name.lower() == "key_prefix"
+
+
+def key_prefix_in_keys(tree: ast.AST) -> list[str]:
+    """Places that put a ``key_prefix`` into a string or pass it to a function: an
+    f-string, ``+`` or ``%``, or a call (``.format()``, ``.join()``, a key function)."""
+    found = []
+    for node in ast.walk(tree):
+        parts: list[ast.AST]
+        if isinstance(node, ast.JoinedStr) or (
+            isinstance(node, ast.BinOp) and isinstance(node.op, ast.Add | ast.Mod)
+        ):
+            parts = [node]
+        elif isinstance(node, ast.Call):
+            parts = [*node.args, *(keyword.value for keyword in node.keywords)]
+        else:
+            continue
+        if any(_names_key_prefix(inner) for part in parts for inner in ast.walk(part)):
+            found.append(f"{node.lineno}: {ast.unparse(node)}")
+    return found
+
+
+def test_only_the_contract_makes_keys_from_the_key_prefix() -> None:
+    # Django's key format ("prefix:version:key") belongs to memokit/keys.py and the
+    # backends: code elsewhere that rebuilt it would go wrong with a KEY_FUNCTION or
+    # a make_key override. It asks BaseCache._plain_key_prefix instead.
+    offences = {}
+    for path in modules(outside_backends=True):
+        if path == PACKAGE / "keys.py":
+            continue
+        found = key_prefix_in_keys(ast.parse(path.read_text()))
+        if found:
+            offences[str(path.relative_to(PACKAGE.parent))] = found
+    assert offences == {}, "make keys with cache.make_and_validate_key or _plain_key_prefix"
+
+
+def test_the_key_prefix_check_catches_what_it_is_for() -> None:
+    source = (
+        'made = f"{cache.key_prefix}:{version}:"\n'
+        'made = cache.key_prefix + ":0:" + key\n'
+        'made = "%s:%s:%s" % (self.key_prefix, version, key)\n'
+        'made = ":".join([key_prefix, str(version), key])\n'
+        "made = default_key_func(key, cache.key_prefix, version)\n"
+        "plan.key_prefix is cache.key_prefix\n"  # a comparison: fine
+        "prefix = cache._plain_key_prefix(version, 200)\n"  # asking the cache: fine
+    )
+    found = key_prefix_in_keys(ast.parse(source))
+    assert sorted({int(line.split(":")[0]) for line in found}) == [1, 2, 3, 4, 5]
+
+
 def test_every_error_and_warning_class_is_in_exceptions() -> None:
     base_names = {"Exception", "BaseException", "Warning", "RuntimeError", "TypeError"}
     base_names |= {"ValueError", "OSError", "LookupError", "KeyError", "UserWarning"}

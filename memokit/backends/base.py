@@ -21,7 +21,15 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..exceptions import ImproperlyConfigured, ValueNotStoredWarning, ValueTooLarge
-from ..keys import KeyFunc, get_key_func, key_is_clean, refuse_surrogates
+from ..keys import (
+    KeyFunc,
+    accepts_clean_keys,
+    default_key_func,
+    get_key_func,
+    key_is_clean,
+    made_key_prefix,
+    refuse_surrogates,
+)
 from ..serializers import Serializer, describe, get_serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from . import _steps
@@ -72,6 +80,7 @@ class BaseCache(Primitives):
       ``_adelete``, ``_aincr``
     - payloads and timeouts: ``_encode``, ``_decode``, ``_seconds``
     - value-failure reports: ``_unreadable``, ``_not_stored``
+    - made keys: ``_plain_key_prefix`` (the prefix made keys are a concatenation of)
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -170,6 +179,36 @@ class BaseCache(Primitives):
         if timeout is DEFAULT_TIMEOUT:
             return self.default_timeout
         return check_timeout(timeout)
+
+    # -- made keys by concatenation (for the decorator layer) -----------------
+
+    def _plain_key_prefix(self, version: int, longest: int) -> str | None:
+        """Return the prefix ``p`` with ``make_and_validate_key(key, version) == p + key``
+        for every key of at most ``longest`` printable ASCII characters without spaces
+        (the keys ``@cached`` and its counters make), so such a key needs no key making
+        or validation; None when this cache cannot promise that.
+
+        It can with Django's key function, this class's own ``make_key`` and
+        ``make_and_validate_key``, a ``validate_key`` that passes every clean key
+        (``keys.accepts_clean_keys``), and an ASCII prefix that memcached could store
+        with ``longest`` more characters. Anything else (a ``KEY_FUNCTION``, an
+        overriding subclass, a long or odd ``KEY_PREFIX``) takes the public path.
+        """
+        cls = type(self)
+        if (
+            self.key_func is not default_key_func
+            or cls.make_key is not BaseCache.make_key
+            or cls.make_and_validate_key is not BaseCache.make_and_validate_key
+            or not (
+                cls.validate_key is BaseCache.validate_key or accepts_clean_keys(cls.validate_key)
+            )
+            or not isinstance(self.key_prefix, str)
+        ):
+            return None
+        prefix = made_key_prefix(self.key_prefix, version)
+        if prefix.isascii() and key_is_clean(prefix + "k" * longest):
+            return prefix
+        return None
 
     # -- encoding (backends may keep some values as they are) ---------------
 

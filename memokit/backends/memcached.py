@@ -50,7 +50,7 @@ from ..exceptions import (
     UnreadableEntry,
     ValueTooLarge,
 )
-from ..keys import MEMCACHE_MAX_KEY_LENGTH, key_is_clean, memcache_key_warnings
+from ..keys import MEMCACHE_MAX_KEY_LENGTH, clean_keys_pass, key_is_clean, memcache_key_warnings
 from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
@@ -230,6 +230,7 @@ class MemcachedCache(BaseCache):
 
     # -- keys and timeouts -----------------------------------------------------
 
+    @clean_keys_pass  # a clean ASCII key passes: @cached may skip calling this
     def validate_key(self, key: str) -> None:
         """Raise ``InvalidCacheKey`` for a key memcached cannot store (checked in bytes)."""
         if key_is_clean(key) and (key.isascii() or len(key.encode()) <= MEMCACHE_MAX_KEY_LENGTH):

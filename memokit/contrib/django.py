@@ -47,7 +47,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
 from ..backends.base import BaseCache, CullsByCount
 from ..config import get_backend_class
 from ..exceptions import ImproperlyConfigured, InvalidCacheBackendError, InvalidCacheKey
-from ..keys import KeyFunc, key_is_clean, memcache_key_warnings
+from ..keys import KeyFunc, accepts_clean_keys, clean_keys_pass, key_is_clean, memcache_key_warnings
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 
 __all__ = ["MemokitCache", "build_memokit_cache"]
@@ -94,6 +94,8 @@ def _with_django_key_errors(cls: type[BaseCache]) -> type[BaseCache]:
                 raise DjangoInvalidCacheKey(str(exc)) from exc
 
     validate_key.__doc__ = own_rules.__doc__
+    if own_rules is BaseCache.validate_key or accepts_clean_keys(own_rules):
+        clean_keys_pass(validate_key)  # the same keys pass as before, only the classes differ
     return type(
         cls.__name__,
         (cls,),
