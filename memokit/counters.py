@@ -32,7 +32,7 @@ from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .backends.base import MISSING, UNREADABLE, BaseCache
-from .entry import Versions
+from .entry import Versions, plan_is_current
 from .keybuilders import (
     MAX_KEY_LENGTH,
     bound_names,
@@ -314,12 +314,7 @@ class ReadPlan:
 def plan_for(state: CachedState, cache: BaseCache) -> ReadPlan:
     """Return ``state``'s read plan for ``cache``, building it when the cache changed."""
     plan = state.fast
-    if (
-        plan is None
-        or plan.cache is not cache
-        or plan.key_prefix is not cache.key_prefix
-        or plan.version is not cache.version
-    ):
+    if plan is None or not plan_is_current(plan, cache):
         plan = state.fast = ReadPlan(state, cache)
     return plan
 
@@ -336,14 +331,7 @@ def read_entry(
     ``(key, versions)`` identifies one computation: a caller that read other
     versions must not share its result.
     """
-    plan = state.fast
-    if (
-        plan is None
-        or plan.cache is not cache
-        or plan.key_prefix is not cache.key_prefix
-        or plan.version is not cache.version
-    ):
-        plan = state.fast = ReadPlan(state, cache)
+    plan = plan_for(state, cache)
     if plan.local:
         seen = plan.seen
         if seen is not None and seen[0] == epoch:

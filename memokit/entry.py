@@ -12,15 +12,25 @@ An entry is stored as a plain tuple ``(FORMAT, created, versions, value)``:
 
 A plain tuple rather than a class: it pickles and unpickles faster, with no
 class lookup, and the hit path pays for unpickling on every call.
+
+This module holds the two rules every reader of entries follows, each stated
+once: :func:`valid_value` (is a payload an entry valid under the current
+versions, and which value does it hold) and :func:`plan_is_current` (may a
+function's read plan, :class:`memokit.counters.ReadPlan`, still be used with
+this cache). The hit path, the miss path, the single flight's waiters and the
+counters call them rather than repeat them.
 """
 
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from .backends.base import MISSING
+from .backends.base import MISSING, BaseCache
+
+if TYPE_CHECKING:
+    from .counters import ReadPlan
 
 FORMAT: Final = "mk1"
 """Format tag of an entry; bumped if the layout ever changes."""
@@ -45,7 +55,7 @@ class Entry:
     def from_payload(cls, payload: Any) -> Entry | None:
         """Return the entry stored as ``payload``, or None when it is not one."""
         if type(payload) is tuple and len(payload) == 4 and payload[0] == FORMAT:
-            return cls(payload[3], payload[1], payload[2])
+            return cls(value_of(payload), payload[1], payload[2])
         return None
 
 
@@ -55,7 +65,12 @@ def make_payload(value: Any, versions: Versions = (), created: float | None = No
 
 
 def valid_value(payload: Any, versions: Versions = ()) -> Any:
-    """Return the value of ``payload`` if it is an entry valid under ``versions``, else MISSING."""
+    """Return the value of ``payload`` if it is an entry valid under ``versions``, else MISSING.
+
+    The one validity rule: a 4-tuple whose tag is :data:`FORMAT` and whose
+    versions equal ``versions``. Anything else (a miss, a foreign value, an
+    entry of another format or of older versions) is a miss.
+    """
     if (
         type(payload) is tuple
         and len(payload) == 4
@@ -64,3 +79,23 @@ def valid_value(payload: Any, versions: Versions = ()) -> Any:
     ):
         return payload[3]
     return MISSING
+
+
+def value_of(payload: Payload) -> Any:
+    """Return the value held by the entry ``payload`` (whose validity was checked)."""
+    return payload[3]
+
+
+def plan_is_current(plan: ReadPlan | None, cache: BaseCache) -> bool:
+    """True while ``plan`` was made for ``cache`` as it is now: the read plan's staleness check.
+
+    A plan holds made-key prefixes and bound primitives of one cache; another
+    cache (a switch, a reconfigured alias) or a changed ``key_prefix`` or
+    ``version`` needs a new one. Identity, not equality: this runs on every call.
+    """
+    return (
+        plan is not None
+        and plan.cache is cache
+        and plan.key_prefix is cache.key_prefix
+        and plan.version is cache.version
+    )

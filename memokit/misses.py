@@ -16,7 +16,7 @@ from typing import Any, Final, TypeVar
 
 from .backends.base import MISSING, BaseCache
 from .counters import decode_entry
-from .entry import Versions, make_payload, valid_value
+from .entry import Versions, make_payload, valid_value, value_of
 from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
 from .resilience import CircuitBreaker, breaker_for, fail_open
@@ -111,16 +111,15 @@ def _store(
                 cache._delete(made)  # nothing is stored under a timeout of 0
         elif replace:
             cache._set(made, payload, seconds)
-        elif not cache._add(made, payload, seconds):
-            # Another caller stored first: theirs wins, as with get_or_set, if valid.
-            current = cache._get(made)
-            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
-            theirs = valid_value(found, versions)
-            if theirs is not MISSING:
-                value = theirs
-                shared = Shared(current, shared.decode) if shared is not None else None
-            else:
-                cache._set(made, payload, seconds)
+        else:
+            # One round trip where the backend can (Redis): store ours, or find theirs.
+            current = cache._add_or_get(made, payload, seconds)
+            if current is not MISSING:
+                value, shared, overwrite = _raced(
+                    state, cache, made, current, value, shared, versions
+                )
+                if overwrite:
+                    cache._set(made, payload, seconds)
     except ValueTooLarge as exc:
         _not_stored(state, cache, made, exc)
         return value, shared
@@ -166,15 +165,14 @@ async def _astore(
                 await cache._adelete(made)
         elif replace:
             await cache._aset(made, payload, seconds)
-        elif not await cache._aadd(made, payload, seconds):
-            current = await cache._aget(made)
-            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
-            theirs = valid_value(found, versions)
-            if theirs is not MISSING:
-                value = theirs
-                shared = Shared(current, shared.decode) if shared is not None else None
-            else:
-                await cache._aset(made, payload, seconds)
+        else:
+            current = await cache._aadd_or_get(made, payload, seconds)
+            if current is not MISSING:
+                value, shared, overwrite = _raced(
+                    state, cache, made, current, value, shared, versions
+                )
+                if overwrite:
+                    await cache._aset(made, payload, seconds)
     except ValueTooLarge as exc:
         _not_stored(state, cache, made, exc)
         return value, shared
@@ -188,20 +186,56 @@ async def _astore(
     return value, shared
 
 
+def _raced(
+    state: CachedState,
+    cache: BaseCache,
+    made: str,
+    current: Any,
+    value: T,
+    shared: Shared | None,
+    versions: Versions,
+) -> tuple[T, Shared | None, bool]:
+    """Another caller stored first: theirs wins, as with get_or_set, if valid.
+
+    Return the value and shared entry the callers get, and whether ours must
+    overwrite theirs (an entry of other versions, another format, unreadable).
+    """
+    theirs = valid_value(decode_entry(state, cache, made, current), versions)
+    if theirs is MISSING:
+        return value, shared, True
+    return theirs, (Shared(current, shared.decode) if shared is not None else None), False
+
+
 def _entry_decoder(cache: BaseCache) -> Callable[[Any], Any]:
     decode = cache._decode
 
-    def value_of(payload: Any) -> Any:
-        return decode(payload)[3]  # the value of a (FORMAT, created, versions, value) entry
+    def decoded_value(payload: Any) -> Any:
+        return value_of(decode(payload))
 
-    return value_of
+    return decoded_value
 
 
-def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
-    """The cache a call uses while a switch or a breaker is on, and its breaker if troubled."""
+def _guarded(state: CachedState) -> tuple[BaseCache | None, CircuitBreaker | None]:
+    """The cache a call uses while a switch or a breaker is on, and its breaker if troubled.
+
+    The cache is None while the breaker is open: the call skips the backend.
+    """
     cache = state.resolve()
     breaker = breaker_for(cache)
-    return cache, breaker if breaker.failures else None
+    if not breaker.failures:
+        return cache, None
+    if breaker.open_until and not breaker.allow():
+        return None, breaker
+    return cache, breaker
+
+
+def _read_failed(state: CachedState, cache: BaseCache, exc: Exception) -> CircuitBreaker:
+    """Count a failed read and return the breaker the call fails open with; else raise ``exc``."""
+    _count(state, exc)
+    breaker = breaker_for(cache)
+    if not fail_open(breaker, exc):
+        raise exc
+    return breaker
 
 
 # -- the miss path: single flight, the backend lock, fail-open storing ----------------

@@ -40,15 +40,15 @@ from typing import (
 )
 
 from . import counters
-from .backends.base import MISSING, UNREADABLE, BaseCache
+from .backends.base import MISSING, BaseCache
 from .config import caches
-from .counters import aread_entry, read_entry, unreadable_entry
-from .entry import FORMAT
+from .counters import aread_entry, decode_entry, read_entry
+from .entry import Versions, plan_is_current, valid_value
 from .fnstate import CachedState, CacheInfo, ErrorCounts, _count, _counted
 from .invalidation import ainvalidate_all, invalidate_all
 from .keyhints import check_annotations
-from .misses import _amiss, _astore, _guarded, _miss, _store
-from .resilience import CircuitBreaker, breaker_for, fail_open
+from .misses import _amiss, _astore, _guarded, _miss, _read_failed, _store
+from .resilience import CircuitBreaker
 from .switches import GATE
 
 __all__ = [
@@ -64,6 +64,8 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
+    from .counters import ReadPlan
+
     # wrapt ships no type information: to the type checker the bases are plain
     # classes, and the public classes below carry all the typing.
 
@@ -104,6 +106,32 @@ O = TypeVar("O")  # noqa: E741 - the owner class of a classmethod
 
 _UNBOUND: Final = object()
 """``_bound`` of an object that is not bound to an instance or a class."""
+
+
+def _local_versions(plan: ReadPlan | None, cache: BaseCache) -> Versions | None:
+    """The versions a call may check the entry alone against, or None to read its counters.
+
+    A plan for a store only this process sees (``ReadPlan.local``) keeps the
+    counters it read until this process moves one (``counters.epoch``); with a
+    made-key prefix, the entry's key is a concatenation. Both hit paths ask here.
+    """
+    if plan is None:
+        return None
+    seen = plan.seen  # one read: another thread may replace it meanwhile
+    if (
+        seen is not None
+        and seen[0] == counters.epoch
+        and plan.entry_prefix is not None
+        and plan_is_current(plan, cache)
+    ):
+        return seen[1]
+    return None
+
+
+def _decoded(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
+    # A tuple is an entry the memory backend kept as it is (serialisers return
+    # bytes or str), so the hit paths call this only for other payloads.
+    return payload if payload is MISSING else decode_entry(state, cache, made, payload)
 
 
 class _Annotations(dict[str, Any]):
@@ -267,8 +295,7 @@ class CachedFunction(_Cached[P, R]):
         breaker: CircuitBreaker | None = None
         if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
             cache, breaker = _guarded(state)
-            if breaker is not None and breaker.open_until and not breaker.allow():
-                # The breaker is open: skip the backend (memokit.resilience).
+            if cache is None:  # the breaker is open: skip the backend (memokit.resilience)
                 missed: R = _miss(state, None, breaker, key, args, kwargs, ())
                 return missed
         else:
@@ -276,46 +303,26 @@ class CachedFunction(_Cached[P, R]):
         since = state.flights.ended  # before the read: see memokit.singleflight
         try:
             plan = state.fast
-            # One read of `seen`: another thread may replace it meanwhile.
-            seen = plan.seen if plan is not None else None
-            if (
-                seen is not None
-                and seen[0] == counters.epoch
-                and plan is not None
-                and plan.cache is cache
-                and plan.key_prefix is cache.key_prefix
-                and plan.version is cache.version
-                and plan.entry_prefix is not None
-            ):
+            versions = _local_versions(plan, cache)
+            if versions is not None:
                 # A store only this process sees, no invalidation since the counters
-                # were read: the entry alone (read_entry's first case, inlined).
-                payload = plan.get(plan.entry_prefix + key)
-                if payload is not MISSING and type(payload) is not tuple:
-                    try:
-                        payload = plan.decode(payload)
-                    except UNREADABLE as exc:
-                        payload = unreadable_entry(state, cache, plan.entry_prefix + key, exc)
-                versions = seen[1]
+                # were read: the entry alone (read_entry's first case).
+                made = plan.entry_prefix + key
+                payload = plan.get(made)
+                if type(payload) is not tuple:
+                    payload = _decoded(state, cache, made, payload)
             else:
                 # The entry and the counters it must match, in one read (see
                 # memokit.counters); `versions` is what a computed value is stored under.
                 payload, versions = read_entry(state, cache, key, args, kwargs)
         except Exception as exc:
-            _count(state, exc)
-            breaker = breaker_for(cache)
-            if not fail_open(breaker, exc):
-                raise
+            breaker = _read_failed(state, cache, exc)
             failed: R = _miss(state, None, breaker, key, args, kwargs, ())
             return failed
         if breaker is not None and breaker.failures:
             breaker.record_success()
-        try:
-            # An entry is a 4-tuple; anything else (a miss, a foreign value) fails
-            # here or on the tag, and unpacking is cheaper than checking first.
-            tag, _, stored_versions, stored = payload
-        except (TypeError, ValueError):
-            tag = None
-        if tag == FORMAT and stored_versions == versions:
+        stored = valid_value(payload, versions)
+        if stored is not MISSING:
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored R
         replace = payload is not MISSING
@@ -375,31 +382,33 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         breaker: CircuitBreaker | None = None
         if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
             cache, breaker = _guarded(state)
+            if cache is None:  # the breaker is open: skip the backend (memokit.resilience)
+                missed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
+                return missed
         else:
             cache = state.cache if state.cache is not None else caches[state.alias]
-        if breaker is not None and breaker.open_until and not breaker.allow():
-            missed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
-            return missed
         since = state.aflights.ended  # before the read: see memokit.singleflight
         try:
-            payload, versions = await aread_entry(state, cache, key, args, kwargs)
+            plan = state.fast
+            versions = _local_versions(plan, cache)
+            if versions is not None:
+                # As in CachedFunction.__call__: the entry alone.
+                made = plan.entry_prefix + key
+                payload = await cache._aget(made)
+                if type(payload) is not tuple:
+                    payload = _decoded(state, cache, made, payload)
+            else:
+                payload, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception as exc:
-            _count(state, exc)
-            breaker = breaker_for(cache)
-            if not fail_open(breaker, exc):
-                raise
+            breaker = _read_failed(state, cache, exc)
             failed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
             return failed
         if breaker is not None and breaker.failures:
             breaker.record_success()
-        if (
-            type(payload) is tuple
-            and len(payload) == 4
-            and payload[0] == FORMAT
-            and payload[2] == versions
-        ):
+        stored = valid_value(payload, versions)
+        if stored is not MISSING:
             state.hits += 1
-            return payload[3]  # type: ignore[no-any-return]  # the stored T
+            return stored  # type: ignore[no-any-return]  # the stored T
         replace = payload is not MISSING
         value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace, since)
         return value
