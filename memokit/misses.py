@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import inspect
 import pickle
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from functools import partial
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
 from .counters import decode_entry
@@ -88,49 +89,7 @@ def _store(
     with ``guard`` (the cache's breaker) fails open: the value is returned
     unstored.
     """
-    _refuse_awaitable(state, value)
-    version = state.version
-    # The predicate is the user's code: its exceptions are not backend errors.
-    skip = state.unless is not None and state.unless(value)
-    # Encoded once, before any I/O: what is stored is what the waiters decode
-    # their copies from, and a result no serializer can encode raises here.
-    payload = None if skip else _encode(state, cache, value, versions)
-    shared = None
-    made = ""
-    try:
-        if skip:
-            if replace:
-                cache.delete(key, version)
-            return value, None
-        made = cache.make_and_validate_key(key, version)
-        seconds = cache._seconds(state.timeout_for(value))
-        if cache.capabilities.stores:  # the dummy cache encodes nothing
-            shared = Shared(payload, _entry_decoder(cache))
-        if seconds is not None and seconds <= 0:
-            if replace:
-                cache._delete(made)  # nothing is stored under a timeout of 0
-        elif replace:
-            cache._set(made, payload, seconds)
-        else:
-            # One round trip where the backend can (Redis): store ours, or find theirs.
-            current = cache._add_or_get(made, payload, seconds)
-            if current is not MISSING:
-                value, shared, overwrite = _raced(
-                    state, cache, made, current, value, shared, versions
-                )
-                if overwrite:
-                    cache._set(made, payload, seconds)
-    except ValueTooLarge as exc:
-        _not_stored(state, cache, made, exc)
-        return value, shared
-    except Exception as exc:
-        _count(state, exc)
-        if guard is None or not fail_open(guard, exc):
-            raise
-        return value, shared
-    if guard is not None and guard.failures:
-        guard.record_success()
-    return value, shared
+    return _run(_store_steps(state, cache, key, value, versions, replace, guard))
 
 
 async def _astore(
@@ -143,36 +102,52 @@ async def _astore(
     replace: bool,
     guard: CircuitBreaker | None = None,
 ) -> tuple[T, Shared | None]:
-    """The async twin of :func:`_store`."""
+    """The async twin of :func:`_store`: the same steps, awaiting each I/O."""
+    return await _arun(_store_steps(state, cache, key, value, versions, replace, guard))
+
+
+def _store_steps(
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    value: T,
+    versions: Versions,
+    replace: bool,
+    guard: CircuitBreaker | None,
+) -> Steps[tuple[T, Shared | None]]:
+    """The algorithm of :func:`_store`, yielding its I/O (see :func:`_run`)."""
     _refuse_awaitable(state, value)
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
     skip = state.unless is not None and state.unless(value)
+    # Encoded once, before any I/O: what is stored is what the waiters decode
+    # their copies from, and a result no serializer can encode raises here.
     payload = None if skip else _encode(state, cache, value, versions)
     shared = None
     made = ""
     try:
         if skip:
             if replace:
-                await cache.adelete(key, version)
+                yield _io(cache.delete, cache.adelete, key, version)
             return value, None
         made = cache.make_and_validate_key(key, version)
         seconds = cache._seconds(state.timeout_for(value))
-        if cache.capabilities.stores:
+        if cache.capabilities.stores:  # the dummy cache encodes nothing
             shared = Shared(payload, _entry_decoder(cache))
         if seconds is not None and seconds <= 0:
-            if replace:
-                await cache._adelete(made)
+            if replace:  # nothing is stored under a timeout of 0
+                yield _io(cache._delete, cache._adelete, made)
         elif replace:
-            await cache._aset(made, payload, seconds)
+            yield _io(cache._set, cache._aset, made, payload, seconds)
         else:
-            current = await cache._aadd_or_get(made, payload, seconds)
+            # One round trip where the backend can (Redis): store ours, or find theirs.
+            current = yield _io(cache._add_or_get, cache._aadd_or_get, made, payload, seconds)
             if current is not MISSING:
                 value, shared, overwrite = _raced(
                     state, cache, made, current, value, shared, versions
                 )
                 if overwrite:
-                    await cache._aset(made, payload, seconds)
+                    yield _io(cache._set, cache._aset, made, payload, seconds)
     except ValueTooLarge as exc:
         _not_stored(state, cache, made, exc)
         return value, shared
@@ -259,66 +234,16 @@ def _miss(
     replace: bool = False,
     since: int | None = None,
 ) -> Any:
-    def lead(recheck: bool) -> tuple[Any, Shared | None]:
-        if cache is None:
-            value = state.func(*args, **kwargs)
-            state.misses += 1
-            _refuse_awaitable(state, value)
-            return value, None
-        guard = breaker if breaker is not None else breaker_for(cache)
-        lock = state.lock
-        token = None
-        if lock is not None:
-            # The lock looks at the cache itself once it holds the lock.
-            token, found = lock.acquire(cache, key, state.version, guard, check)
-            if found is not MISSING:
-                state.hits += 1  # another process computed it meanwhile
-                return found, None
-        elif recheck:
-            # A flight of this function ended since this caller's read: it may
-            # have stored this very entry (a first-call race otherwise).
-            try:
-                found = check()
-            except Exception as exc:
-                _count(state, exc)
-                if not fail_open(guard, exc):
-                    raise
-                found = MISSING
-            if found is not MISSING:
-                state.hits += 1
-                return found, None
-        try:
-            value = state.func(*args, **kwargs)
-            state.misses += 1
-            return _store_open(state, cache, guard, key, value, versions, replace=replace)
-        finally:
-            if token is not None:
-                lock.release(cache, key, state.version, token)  # type: ignore[union-attr]
+    """Compute and store the value of a call that found no valid entry."""
 
-    def check() -> Any:
-        return valid_value(cache.get(key, _MISS, state.version), versions)  # type: ignore[union-attr]
+    def lead(recheck: bool) -> tuple[Any, Shared | None]:
+        steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
+        return _run(steps)
 
     value, role = state.flights.run((id(cache), key, state.version, versions), lead, since)
     if role == JOINED:
         state.hits += 1
     return value
-
-
-def _store_open(
-    state: CachedState,
-    cache: BaseCache,
-    breaker: CircuitBreaker,
-    key: str,
-    value: T,
-    versions: Versions,
-    *,
-    replace: bool,
-) -> tuple[T, Shared | None]:
-    """:func:`_store`, except that a backend failure returns the value (fail open)."""
-    if breaker.open_until and not breaker.allow():
-        _refuse_awaitable(state, value)
-        return value, None  # the breaker opened while the function ran
-    return _store(state, cache, key, value, versions, replace=replace, guard=breaker)
 
 
 async def _amiss(
@@ -332,41 +257,11 @@ async def _amiss(
     replace: bool = False,
     since: int | None = None,
 ) -> Any:
-    async def lead(recheck: bool) -> tuple[Any, Shared | None]:
-        if cache is None:
-            value = await state.func(*args, **kwargs)
-            state.misses += 1
-            return value, None
-        guard = breaker if breaker is not None else breaker_for(cache)
-        lock = state.lock
-        token = None
-        if lock is not None:
-            token, found = await lock.aacquire(cache, key, state.version, guard, check)
-            if found is not MISSING:
-                state.hits += 1
-                return found, None
-        elif recheck:
-            try:
-                found = await check()
-            except Exception as exc:
-                _count(state, exc)
-                if not fail_open(guard, exc):
-                    raise
-                found = MISSING
-            if found is not MISSING:
-                state.hits += 1
-                return found, None
-        try:
-            value = await state.func(*args, **kwargs)
-            state.misses += 1
-            return await _astore_open(state, cache, guard, key, value, versions, replace=replace)
-        finally:
-            if token is not None:
-                await lock.arelease(cache, key, state.version, token)  # type: ignore[union-attr]
+    """The async twin of :func:`_miss`: the same steps, awaiting each I/O."""
 
-    async def check() -> Any:
-        payload = await cache.aget(key, _MISS, state.version)  # type: ignore[union-attr]
-        return valid_value(payload, versions)
+    async def lead(recheck: bool) -> tuple[Any, Shared | None]:
+        steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
+        return await _arun(steps)
 
     flights = state.aflights
     value, role = await flights.run((id(cache), key, state.version, versions), lead, since)
@@ -375,17 +270,125 @@ async def _amiss(
     return value
 
 
-async def _astore_open(
+def _lead_steps(
     state: CachedState,
-    cache: BaseCache,
-    breaker: CircuitBreaker,
+    cache: BaseCache | None,
+    breaker: CircuitBreaker | None,
     key: str,
-    value: T,
+    args: Any,
+    kwargs: Any,
     versions: Versions,
-    *,
     replace: bool,
-) -> tuple[T, Shared | None]:
-    """The async twin of :func:`_store_open`."""
-    if breaker.open_until and not breaker.allow():
+    recheck: bool,
+) -> Steps[tuple[Any, Shared | None]]:
+    """What the leader of a flight does, yielding its I/O (see :func:`_run`)."""
+    call = _Io(partial(state.func, *args, **kwargs), partial(state.func, *args, **kwargs))
+    if cache is None:
+        value = yield call
+        state.misses += 1
+        _refuse_awaitable(state, value)
         return value, None
-    return await _astore(state, cache, key, value, versions, replace=replace, guard=breaker)
+    guard = breaker if breaker is not None else breaker_for(cache)
+    version = state.version
+    check, acheck = _checks(cache, key, version, versions)
+    lock = state.lock
+    token = None
+    if lock is not None:
+        # The lock looks at the cache itself once it holds the lock.
+        token, found = yield _Io(
+            partial(lock.acquire, cache, key, version, guard, check),
+            partial(lock.aacquire, cache, key, version, guard, acheck),
+        )
+        if found is not MISSING:
+            state.hits += 1  # another process computed it meanwhile
+            return found, None
+    elif recheck:
+        # A flight of this function ended since this caller's read: it may
+        # have stored this very entry (a first-call race otherwise).
+        try:
+            found = yield _Io(check, acheck)
+        except Exception as exc:
+            _count(state, exc)
+            if not fail_open(guard, exc):
+                raise
+            found = MISSING
+        if found is not MISSING:
+            state.hits += 1
+            return found, None
+    try:
+        value = yield call
+        state.misses += 1
+        if guard.open_until and not guard.allow():
+            _refuse_awaitable(state, value)
+            return value, None  # the breaker opened while the function ran
+        return (yield from _store_steps(state, cache, key, value, versions, replace, guard))
+    finally:
+        if token is not None and lock is not None:
+            yield _io(lock.release, lock.arelease, cache, key, version, token)
+
+
+def _checks(
+    cache: BaseCache, key: str, version: int | None, versions: Versions
+) -> tuple[Callable[[], Any], Callable[[], Awaitable[Any]]]:
+    """Look at the cache for a valid entry: the value, or MISSING (sync and async)."""
+
+    def check() -> Any:
+        return valid_value(cache.get(key, _MISS, version), versions)
+
+    async def acheck() -> Any:
+        return valid_value(await cache.aget(key, _MISS, version), versions)
+
+    return check, acheck
+
+
+# -- one algorithm, two shells ---------------------------------------------------------
+# The miss path's algorithms are generators that yield each I/O as an _Io (its
+# sync and its async form) and receive its result, or its exception, back. A
+# sync shell runs them with _run, an async one with _arun: the decisions are
+# written once, and a fix to them lands in both.
+
+
+class _Io(NamedTuple):
+    """One I/O step: how to do it in a sync caller and in an async one."""
+
+    sync: Callable[[], Any]
+    aio: Callable[[], Awaitable[Any]]
+
+
+Steps: TypeAlias = Generator[_Io, Any, T]
+
+
+def _io(sync: Callable[..., Any], aio: Callable[..., Awaitable[Any]], *args: Any) -> _Io:
+    return _Io(partial(sync, *args), partial(aio, *args))
+
+
+def _run(steps: Steps[T]) -> T:
+    """Run ``steps`` doing each I/O in its sync form."""
+    try:
+        io = next(steps)
+        while True:
+            try:
+                result = io.sync()
+            except BaseException as exc:  # the steps decide (a cancellation releases a lock)
+                io = steps.throw(exc)
+            else:
+                io = steps.send(result)
+    except StopIteration as stop:
+        done: T = stop.value
+        return done
+
+
+async def _arun(steps: Steps[T]) -> T:
+    """Run ``steps`` awaiting each I/O in its async form."""
+    try:
+        io = next(steps)
+        while True:
+            try:
+                result = await io.aio()
+            except BaseException as exc:  # the steps decide (a cancellation releases a lock)
+                io = steps.throw(exc)
+            else:
+                io = steps.send(result)
+    except StopIteration as stop:
+        done: T = stop.value
+        return done
