@@ -16,7 +16,7 @@ from functools import partial
 from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
-from .counters import decode_entry
+from .counters import aread_entry, decode_entry, read_entry
 from .entry import Versions, make_payload, valid_value, value_of
 from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
@@ -325,6 +325,24 @@ def _lead_steps(
     finally:
         if token is not None and lock is not None:
             yield _io(lock.release, lock.arelease, cache, key, version, token)
+
+
+def _refresh_steps(state: CachedState, key: str, args: Any, kwargs: Any) -> Steps[Any]:
+    """``refresh()``: run the function for this call and store its result, replacing any."""
+    cache = state.target()  # an explicit write, like an invalidation
+    try:
+        # The versions are read before the function runs, as on a miss.
+        _, versions = yield _Io(
+            partial(read_entry, state, cache, key, args, kwargs),
+            partial(aread_entry, state, cache, key, args, kwargs),
+        )
+    except Exception as exc:
+        _count(state, exc)
+        raise
+    value = yield _Io(partial(state.func, *args, **kwargs), partial(state.func, *args, **kwargs))
+    state.misses += 1
+    stored, _ = yield from _store_steps(state, cache, key, value, versions, True, None)
+    return stored
 
 
 def _checks(

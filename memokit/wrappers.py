@@ -23,7 +23,6 @@ wrapt never calls here, and the bound target as its ``instance`` slot.
 from __future__ import annotations
 
 import inspect
-import operator
 import types
 from collections.abc import Callable, Coroutine
 from typing import (
@@ -47,7 +46,14 @@ from .entry import Versions, plan_is_current, valid_value
 from .fnstate import CachedState, CacheInfo, ErrorCounts, _count, _counted
 from .invalidation import ainvalidate_all, invalidate_all
 from .keyhints import check_annotations
-from .misses import _amiss, _astore, _guarded, _miss, _read_failed, _store
+from .misses import _amiss, _arun, _guarded, _miss, _read_failed, _refresh_steps, _run
+from .proxies import (
+    _Annotations,
+    _bound_of,
+    _BoundFunctionWrapper,
+    _FunctionWrapper,
+    _state_of,
+)
 from .resilience import CircuitBreaker
 from .switches import GATE
 
@@ -65,37 +71,6 @@ __all__ = [
 
 if TYPE_CHECKING:
     from .counters import ReadPlan
-
-    # wrapt ships no type information: to the type checker the bases are plain
-    # classes, and the public classes below carry all the typing.
-
-    class _FunctionWrapper:
-        pass
-
-    class _BoundFunctionWrapper:
-        pass
-
-else:
-    from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
-    from wrapt import FunctionWrapper as _FunctionWrapper
-
-
-def _slot_reader(name: str) -> Callable[[Any], Any]:
-    """A fast reader of one of wrapt's own slots on our wrapper objects.
-
-    wrapt's C proxy defines ``__getattr__``, so on a Python subclass every
-    ``self.x`` goes through CPython's getattr hook, a Python-level call (about
-    75 ns, twice per hit); the slot's descriptor reads it in about 30 ns.
-    wrapt's pure-Python implementation keeps plain attributes instead.
-    """
-    get = getattr(getattr(_FunctionWrapper, name, None), "__get__", None)
-    return get if callable(get) else operator.attrgetter(name)
-
-
-_state_of = _slot_reader("_self_wrapper")
-"""The :class:`CachedState` of a wrapper object (wrapt's ``wrapper`` slot)."""
-_bound_of = _slot_reader("_self_instance")
-"""What a wrapper object is bound to (wrapt's ``instance`` slot), None if unbound."""
 
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
@@ -132,28 +107,6 @@ def _decoded(state: CachedState, cache: BaseCache, made: str, payload: Any) -> A
     # A tuple is an entry the memory backend kept as it is (serialisers return
     # bytes or str), so the hit paths call this only for other payloads.
     return payload if payload is MISSING else decode_entry(state, cache, made, payload)
-
-
-class _Annotations(dict[str, Any]):
-    """``__annotations__`` of the decorated callables: the wrapped function's.
-
-    A class body with annotations, and any read of ``SomeClass.__annotations__``,
-    leave a dict under that name in the class, which would hide the function's
-    annotations (wrapt's proxy finds the class attribute first). Every class
-    below holds one of these instead: an empty dict to ``inspect`` and ``typing``
-    looking at the class, and a data descriptor that reads the function's.
-    """
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        if instance is None:
-            return self
-        return instance.__wrapped__.__annotations__
-
-    def __set__(self, instance: Any, value: Any) -> None:
-        instance.__wrapped__.__annotations__ = value
-
-    def __delete__(self, instance: Any) -> None:
-        del instance.__wrapped__.__annotations__
 
 
 class _Cached(Generic[P, R]):
@@ -341,13 +294,8 @@ class CachedFunction(_Cached[P, R]):
         """Run the function for this call, store the result and return it."""
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
-        key = state.build(args, kwargs)
-        cache = state.target()  # an explicit write, like an invalidation
-        # The versions are read before the function runs, as on a miss.
-        _, versions = _counted(state, lambda: read_entry(state, cache, key, args, kwargs))
-        value: R = state.func(*args, **kwargs)
-        state.misses += 1
-        return _store(state, cache, key, value, versions, replace=True)[0]
+        value: R = _run(_refresh_steps(state, state.build(args, kwargs), args, kwargs))
+        return value
 
     def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""
@@ -429,16 +377,8 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         """Run the coroutine for this call, store the result and return it."""
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
-        key = state.build(args, kwargs)
-        cache = state.target()  # an explicit write, like an invalidation
-        try:
-            _, versions = await aread_entry(state, cache, key, args, kwargs)
-        except Exception as exc:
-            _count(state, exc)
-            raise
-        value: T = await state.func(*args, **kwargs)
-        state.misses += 1
-        return (await _astore(state, cache, key, value, versions, replace=True))[0]
+        value: T = await _arun(_refresh_steps(state, state.build(args, kwargs), args, kwargs))
+        return value
 
     async def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""
