@@ -240,10 +240,7 @@ def _miss(
         steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
         return _run(steps)
 
-    value, role = state.flights.run((id(cache), key, state.version, versions), lead, since)
-    if role == JOINED:
-        state.hits += 1
-    return value
+    return _joined(state, *state.flights.run(_flight(cache, key, state, versions), lead, since))
 
 
 async def _amiss(
@@ -263,10 +260,20 @@ async def _amiss(
         steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
         return await _arun(steps)
 
-    flights = state.aflights
-    value, role = await flights.run((id(cache), key, state.version, versions), lead, since)
+    flight = _flight(cache, key, state, versions)
+    return _joined(state, *await state.aflights.run(flight, lead, since))
+
+
+def _flight(
+    cache: BaseCache | None, key: str, state: CachedState, versions: Versions
+) -> tuple[Any, ...]:
+    """The key of a call's flight: a caller that read other versions never joins it."""
+    return (id(cache), key, state.version, versions)
+
+
+def _joined(state: CachedState, value: Any, role: Any) -> Any:
     if role == JOINED:
-        state.hits += 1
+        state.hits += 1  # the value another caller computed
     return value
 
 
@@ -282,7 +289,7 @@ def _lead_steps(
     recheck: bool,
 ) -> Steps[tuple[Any, Shared | None]]:
     """What the leader of a flight does, yielding its I/O (see :func:`_run`)."""
-    call = _Io(partial(state.func, *args, **kwargs), partial(state.func, *args, **kwargs))
+    call = _call(state, args, kwargs)
     if cache is None:
         value = yield call
         state.misses += 1
@@ -339,7 +346,7 @@ def _refresh_steps(state: CachedState, key: str, args: Any, kwargs: Any) -> Step
     except Exception as exc:
         _count(state, exc)
         raise
-    value = yield _Io(partial(state.func, *args, **kwargs), partial(state.func, *args, **kwargs))
+    value = yield _call(state, args, kwargs)
     state.misses += 1
     stored, _ = yield from _store_steps(state, cache, key, value, versions, True, None)
     return stored
@@ -378,6 +385,12 @@ Steps: TypeAlias = Generator[_Io, Any, T]
 
 def _io(sync: Callable[..., Any], aio: Callable[..., Awaitable[Any]], *args: Any) -> _Io:
     return _Io(partial(sync, *args), partial(aio, *args))
+
+
+def _call(state: CachedState, args: Any, kwargs: Any) -> _Io:
+    """Running the function: a sync shell calls it, an async one awaits its coroutine."""
+    run = partial(state.func, *args, **kwargs)
+    return _Io(run, run)
 
 
 def _run(steps: Steps[T]) -> T:
