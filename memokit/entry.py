@@ -71,13 +71,14 @@ def valid_value(payload: Any, versions: Versions = ()) -> Any:
     versions equal ``versions``. Anything else (a miss, a foreign value, an
     entry of another format or of older versions) is a miss.
     """
-    if (
-        type(payload) is tuple
-        and len(payload) == 4
-        and payload[0] == FORMAT
-        and payload[2] == versions
-    ):
-        return payload[3]
+    try:
+        # Unpacking is the cheapest test of the shape (this runs on every hit); a
+        # miss (MISSING) or a foreign value fails it or the tag.
+        tag, _, stored_versions, value = payload
+    except (TypeError, ValueError):
+        return MISSING
+    if tag == FORMAT and stored_versions == versions and type(payload) is tuple:
+        return value
     return MISSING
 
 
