@@ -42,7 +42,7 @@ from . import counters
 from .backends.base import MISSING, BaseCache
 from .config import caches
 from .counters import aread_entry, decode_entry, read_entry
-from .entry import Versions, plan_is_current, valid_value
+from .entry import local_versions, valid_value
 from .fnstate import CachedState, CacheInfo, ErrorCounts, _count, _counted
 from .invalidation import ainvalidate_all, invalidate_all
 from .keyhints import check_annotations
@@ -69,9 +69,6 @@ __all__ = [
     "wrap",
 ]
 
-if TYPE_CHECKING:
-    from .counters import ReadPlan
-
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
@@ -81,26 +78,6 @@ O = TypeVar("O")  # noqa: E741 - the owner class of a classmethod
 
 _UNBOUND: Final = object()
 """``_bound`` of an object that is not bound to an instance or a class."""
-
-
-def _local_versions(plan: ReadPlan | None, cache: BaseCache) -> Versions | None:
-    """The versions a call may check the entry alone against, or None to read its counters.
-
-    A plan for a store only this process sees (``ReadPlan.local``) keeps the
-    counters it read until this process moves one (``counters.epoch``); with a
-    made-key prefix, the entry's key is a concatenation. Both hit paths ask here.
-    """
-    if plan is None:
-        return None
-    seen = plan.seen  # one read: another thread may replace it meanwhile
-    if (
-        seen is not None
-        and seen[0] == counters.epoch
-        and plan.entry_prefix is not None
-        and plan_is_current(plan, cache)
-    ):
-        return seen[1]
-    return None
 
 
 def _decoded(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
@@ -256,7 +233,7 @@ class CachedFunction(_Cached[P, R]):
         since = state.flights.ended  # before the read: see memokit.singleflight
         try:
             plan = state.fast
-            versions = _local_versions(plan, cache)
+            versions = local_versions(plan, cache, counters.epoch)
             if versions is not None:
                 # A store only this process sees, no invalidation since the counters
                 # were read: the entry alone (read_entry's first case).
@@ -338,7 +315,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         since = state.aflights.ended  # before the read: see memokit.singleflight
         try:
             plan = state.fast
-            versions = _local_versions(plan, cache)
+            versions = local_versions(plan, cache, counters.epoch)
             if versions is not None:
                 # As in CachedFunction.__call__: the entry alone.
                 made = plan.entry_prefix + key
