@@ -407,6 +407,11 @@ def _run(steps: Steps[T]) -> T:
     except StopIteration as stop:
         done: T = stop.value
         return done
+    except RuntimeError as exc:
+        escaped = _escaped(exc)
+        if escaped is None:
+            raise
+    raise escaped
 
 
 async def _arun(steps: Steps[T]) -> T:
@@ -423,3 +428,33 @@ async def _arun(steps: Steps[T]) -> T:
     except StopIteration as stop:
         done: T = stop.value
         return done
+    except RuntimeError as exc:
+        escaped = _escaped(exc)
+        if escaped is None:
+            raise
+    raise escaped
+
+
+def _escaped(exc: RuntimeError) -> StopIteration | None:
+    """The StopIteration that left a steps generator, which Python made ``exc`` (PEP 479).
+
+    Found by its place: the RuntimeError made where a steps generator was resumed
+    (PEP 479 names the StopIteration as its cause).
+
+    A caller's function (or its ``unless``) that raises StopIteration raises it
+    to the caller, as it would without the cache; any other RuntimeError is kept.
+    """
+    cause = exc.__cause__
+    tb = exc.__traceback__
+    if not isinstance(cause, StopIteration) or tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return cause if tb.tb_frame.f_code in _STEPS else None
+
+
+# Python makes that RuntimeError in the frame that resumed the generator: a
+# driver, or a steps generator delegating with `yield from`.
+_STEPS: Final = frozenset(
+    code.__code__ for code in (_store_steps, _lead_steps, _refresh_steps, _run, _arun)
+)

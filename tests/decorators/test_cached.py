@@ -688,3 +688,33 @@ def test_sync_and_async_hits_on_a_local_store_read_the_entry_alone() -> None:
     assert (f.cache_info().hits, g.cache_info().hits) == (2, 2)
     assert made == []  # the key is the plan's prefix + the built key, not re-validated
     assert reads == ["_get", "_aget"]
+
+
+def test_a_stop_iteration_from_the_function_or_unless_reaches_the_caller() -> None:
+    """As without the cache: not the RuntimeError a generator would make of it (PEP 479)."""
+    cache = MemoryCache()
+
+    @cached(cache=cache, name="stops")
+    def stops(n: int) -> int:
+        return next(iter([]))
+
+    @cached(cache=cache, name="unless-stops", unless=lambda value: next(iter([])))
+    def kept(n: int) -> int:
+        return n
+
+    def inner() -> Iterator[int]:
+        yield 1
+        raise StopIteration  # a RuntimeError in the function's own generator stays one
+
+    @cached(cache=cache, name="own-generator")
+    def own(n: int) -> list[int]:
+        return list(inner())
+
+    with pytest.raises(StopIteration):
+        stops(1)
+    with pytest.raises(StopIteration):
+        stops.refresh(1)
+    with pytest.raises(StopIteration):
+        kept(1)
+    with pytest.raises(RuntimeError, match="generator raised StopIteration"):
+        own(1)
