@@ -69,43 +69,6 @@ def _not_stored(state: CachedState, cache: BaseCache, made: str, exc: ValueTooLa
     cache._not_stored(made, exc)
 
 
-def _store(
-    state: CachedState,
-    cache: BaseCache,
-    key: str,
-    value: T,
-    versions: Versions,
-    *,
-    replace: bool,
-    guard: CircuitBreaker | None = None,
-) -> tuple[T, Shared | None]:
-    """Store a computed value with get_or_set semantics.
-
-    Return what the caller gets, and the entry as encoded for the store, from
-    which each waiter of the flight decodes its own copy (None when nothing was
-    encoded: the flight then encodes the value itself if anyone waits). A value
-    the backend cannot hold is a value failure: counted, reported once per key
-    and window, and the value returned unstored. A backend failure raises, or
-    with ``guard`` (the cache's breaker) fails open: the value is returned
-    unstored.
-    """
-    return _run(_store_steps(state, cache, key, value, versions, replace, guard))
-
-
-async def _astore(
-    state: CachedState,
-    cache: BaseCache,
-    key: str,
-    value: T,
-    versions: Versions,
-    *,
-    replace: bool,
-    guard: CircuitBreaker | None = None,
-) -> tuple[T, Shared | None]:
-    """The async twin of :func:`_store`: the same steps, awaiting each I/O."""
-    return await _arun(_store_steps(state, cache, key, value, versions, replace, guard))
-
-
 def _store_steps(
     state: CachedState,
     cache: BaseCache,
@@ -115,7 +78,16 @@ def _store_steps(
     replace: bool,
     guard: CircuitBreaker | None,
 ) -> Steps[tuple[T, Shared | None]]:
-    """The algorithm of :func:`_store`, yielding its I/O (see :func:`_run`)."""
+    """Store a computed value with get_or_set semantics, yielding the I/O (see :func:`_run`).
+
+    Return what the caller gets, and the entry as encoded for the store, from
+    which each waiter of the flight decodes its own copy (None when nothing was
+    encoded: the flight then encodes the value itself if anyone waits). A value
+    the backend cannot hold is a value failure: counted, reported once per key
+    and window, and the value returned unstored. A backend failure raises, or
+    with ``guard`` (the cache's breaker) fails open: the value is returned
+    unstored. Run inside the flight's leader and ``refresh()``.
+    """
     _refuse_awaitable(state, value)
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
@@ -404,14 +376,9 @@ def _run(steps: Steps[T]) -> T:
                 io = steps.throw(exc)
             else:
                 io = steps.send(result)
-    except StopIteration as stop:
-        done: T = stop.value
+    except (StopIteration, RuntimeError) as end:
+        done: T = _ended(end)
         return done
-    except RuntimeError as exc:
-        escaped = _escaped(exc)
-        if escaped is None:
-            raise
-    raise escaped
 
 
 async def _arun(steps: Steps[T]) -> T:
@@ -425,14 +392,19 @@ async def _arun(steps: Steps[T]) -> T:
                 io = steps.throw(exc)
             else:
                 io = steps.send(result)
-    except StopIteration as stop:
-        done: T = stop.value
+    except (StopIteration, RuntimeError) as end:
+        done: T = _ended(end)
         return done
-    except RuntimeError as exc:
-        escaped = _escaped(exc)
-        if escaped is None:
-            raise
-    raise escaped
+
+
+def _ended(end: StopIteration | RuntimeError) -> Any:
+    """What the steps returned; or raise what left them, as the caller's code raised it."""
+    if isinstance(end, StopIteration):
+        return end.value
+    escaped = _escaped(end)
+    if escaped is None:
+        raise end
+    raise escaped from None  # not chained to the RuntimeError that carried it
 
 
 def _escaped(exc: RuntimeError) -> StopIteration | None:
