@@ -141,15 +141,10 @@ class _Cached(Generic[P, R]):
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Return the key this call is stored under (before KEY_PREFIX and version)."""
-        return self._helper_key("key", args, kwargs)
-
-    def _helper_key(self, helper: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> str:
-        # The key a helper acts on; its arguments are checked against the
-        # annotations (a hit never pays for that).
         state = self._state
-        args = self._args(args)
+        args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
         key = state.build(args, kwargs)
-        check_annotations(state.func, helper, args, kwargs)
+        check_annotations(state.func, "key", args, kwargs)
         return key
 
     @property
@@ -267,7 +262,9 @@ class CachedFunction(_Cached[P, R]):
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call; return whether there was one."""
         state = self._state
-        key = self._helper_key("invalidate", args, kwargs)
+        args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
+        key = state.build(args, kwargs)
+        check_annotations(state.func, "invalidate", args, kwargs)
         return _counted(state, lambda: state.target().delete(key, state.version))
 
     def refresh(self, *args: P.args, **kwargs: P.kwargs) -> R:
@@ -344,7 +341,9 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
         """Drop the entry of this call; return whether there was one."""
         state = self._state
-        key = self._helper_key("invalidate", args, kwargs)
+        args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
+        key = state.build(args, kwargs)
+        check_annotations(state.func, "invalidate", args, kwargs)
         try:
             return await state.target().adelete(key, state.version)
         except Exception as exc:
