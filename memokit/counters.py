@@ -39,7 +39,7 @@ from .counterkeys import (
     prepare_counters,
     tag_counter_key,
 )
-from .entry import Versions
+from .entry import Versions, plan_is_current
 from .keybuilders import MAX_KEY_LENGTH
 
 if TYPE_CHECKING:
@@ -238,13 +238,7 @@ class ReadPlan:
 def plan_for(state: CachedState, cache: BaseCache) -> ReadPlan:
     """Return ``state``'s read plan for ``cache``, building it when the cache changed."""
     plan = state.fast
-    if (
-        plan is None
-        or plan.cache is not cache
-        or plan.key_prefix is not cache.key_prefix
-        or plan.version is not cache.version
-        or plan.key_func is not cache.key_func
-    ):
+    if plan is None or not plan_is_current(plan, cache):
         plan = state.fast = ReadPlan(state, cache)
     return plan
 

@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import inspect
 import pickle
-from collections.abc import Callable
-from typing import Any, Final, TypeVar
+from collections.abc import Awaitable, Callable, Generator
+from functools import partial
+from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
-from .counters import decode_entry
-from .entry import Versions, make_payload, valid_value
+from .counters import aread_entry, decode_entry, read_entry
+from .entry import Versions, make_payload, valid_value, value_of
 from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
 from .resilience import CircuitBreaker, breaker_for, fail_open
@@ -68,17 +69,16 @@ def _not_stored(state: CachedState, cache: BaseCache, made: str, exc: ValueTooLa
     cache._not_stored(made, exc)
 
 
-def _store(
+def _store_steps(
     state: CachedState,
     cache: BaseCache,
     key: str,
     value: T,
     versions: Versions,
-    *,
     replace: bool,
-    guard: CircuitBreaker | None = None,
-) -> tuple[T, Shared | None]:
-    """Store a computed value with get_or_set semantics.
+    guard: CircuitBreaker | None,
+) -> Steps[tuple[T, Shared | None]]:
+    """Store a computed value with get_or_set semantics, yielding the I/O (see :func:`_run`).
 
     Return what the caller gets, and the entry as encoded for the store, from
     which each waiter of the flight decodes its own copy (None when nothing was
@@ -86,7 +86,7 @@ def _store(
     the backend cannot hold is a value failure: counted, reported once per key
     and window, and the value returned unstored. A backend failure raises, or
     with ``guard`` (the cache's breaker) fails open: the value is returned
-    unstored.
+    unstored. Run inside the flight's leader and ``refresh()``.
     """
     _refuse_awaitable(state, value)
     version = state.version
@@ -100,27 +100,26 @@ def _store(
     try:
         if skip:
             if replace:
-                cache.delete(key, version)
+                yield _io(cache.delete, cache.adelete, key, version)
             return value, None
         made = cache.make_and_validate_key(key, version)
         seconds = cache._seconds(state.timeout_for(value))
         if cache.capabilities.stores:  # the dummy cache encodes nothing
             shared = Shared(payload, _entry_decoder(cache))
         if seconds is not None and seconds <= 0:
-            if replace:
-                cache._delete(made)  # nothing is stored under a timeout of 0
+            if replace:  # nothing is stored under a timeout of 0
+                yield _io(cache._delete, cache._adelete, made)
         elif replace:
-            cache._set(made, payload, seconds)
-        elif not cache._add(made, payload, seconds):
-            # Another caller stored first: theirs wins, as with get_or_set, if valid.
-            current = cache._get(made)
-            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
-            theirs = valid_value(found, versions)
-            if theirs is not MISSING:
-                value = theirs
-                shared = Shared(current, shared.decode) if shared is not None else None
-            else:
-                cache._set(made, payload, seconds)
+            yield _io(cache._set, cache._aset, made, payload, seconds)
+        else:
+            # One round trip where the backend can (Redis): store ours, or find theirs.
+            current = yield _io(cache._add_or_get, cache._aadd_or_get, made, payload, seconds)
+            if current is not MISSING:
+                value, shared, overwrite = _raced(
+                    state, cache, made, current, value, shared, versions
+                )
+                if overwrite:
+                    yield _io(cache._set, cache._aset, made, payload, seconds)
     except ValueTooLarge as exc:
         _not_stored(state, cache, made, exc)
         return value, shared
@@ -134,74 +133,56 @@ def _store(
     return value, shared
 
 
-async def _astore(
+def _raced(
     state: CachedState,
     cache: BaseCache,
-    key: str,
+    made: str,
+    current: Any,
     value: T,
+    shared: Shared | None,
     versions: Versions,
-    *,
-    replace: bool,
-    guard: CircuitBreaker | None = None,
-) -> tuple[T, Shared | None]:
-    """The async twin of :func:`_store`."""
-    _refuse_awaitable(state, value)
-    version = state.version
-    # The predicate is the user's code: its exceptions are not backend errors.
-    skip = state.unless is not None and state.unless(value)
-    payload = None if skip else _encode(state, cache, value, versions)
-    shared = None
-    made = ""
-    try:
-        if skip:
-            if replace:
-                await cache.adelete(key, version)
-            return value, None
-        made = cache.make_and_validate_key(key, version)
-        seconds = cache._seconds(state.timeout_for(value))
-        if cache.capabilities.stores:
-            shared = Shared(payload, _entry_decoder(cache))
-        if seconds is not None and seconds <= 0:
-            if replace:
-                await cache._adelete(made)
-        elif replace:
-            await cache._aset(made, payload, seconds)
-        elif not await cache._aadd(made, payload, seconds):
-            current = await cache._aget(made)
-            found = MISSING if current is MISSING else decode_entry(state, cache, made, current)
-            theirs = valid_value(found, versions)
-            if theirs is not MISSING:
-                value = theirs
-                shared = Shared(current, shared.decode) if shared is not None else None
-            else:
-                await cache._aset(made, payload, seconds)
-    except ValueTooLarge as exc:
-        _not_stored(state, cache, made, exc)
-        return value, shared
-    except Exception as exc:
-        _count(state, exc)
-        if guard is None or not fail_open(guard, exc):
-            raise
-        return value, shared
-    if guard is not None and guard.failures:
-        guard.record_success()
-    return value, shared
+) -> tuple[T, Shared | None, bool]:
+    """Another caller stored first: theirs wins, as with get_or_set, if valid.
+
+    Return the value and shared entry the callers get, and whether ours must
+    overwrite theirs (an entry of other versions, another format, unreadable).
+    """
+    theirs = valid_value(decode_entry(state, cache, made, current), versions)
+    if theirs is MISSING:
+        return value, shared, True
+    return theirs, (Shared(current, shared.decode) if shared is not None else None), False
 
 
 def _entry_decoder(cache: BaseCache) -> Callable[[Any], Any]:
     decode = cache._decode
 
-    def value_of(payload: Any) -> Any:
-        return decode(payload)[3]  # the value of a (FORMAT, created, versions, value) entry
+    def decoded_value(payload: Any) -> Any:
+        return value_of(decode(payload))
 
-    return value_of
+    return decoded_value
 
 
-def _guarded(state: CachedState) -> tuple[BaseCache, CircuitBreaker | None]:
-    """The cache a call uses while a switch or a breaker is on, and its breaker if troubled."""
+def _guarded(state: CachedState) -> tuple[BaseCache | None, CircuitBreaker | None]:
+    """The cache a call uses while a switch or a breaker is on, and its breaker if troubled.
+
+    The cache is None while the breaker is open: the call skips the backend.
+    """
     cache = state.resolve()
     breaker = breaker_for(cache)
-    return cache, breaker if breaker.failures else None
+    if not breaker.failures:
+        return cache, None
+    if breaker.open_until and not breaker.allow():
+        return None, breaker
+    return cache, breaker
+
+
+def _read_failed(state: CachedState, cache: BaseCache, exc: Exception) -> CircuitBreaker:
+    """Count a failed read and return the breaker the call fails open with; else raise ``exc``."""
+    _count(state, exc)
+    breaker = breaker_for(cache)
+    if not fail_open(breaker, exc):
+        raise exc
+    return breaker
 
 
 # -- the miss path: single flight, the backend lock, fail-open storing ----------------
@@ -225,66 +206,13 @@ def _miss(
     replace: bool = False,
     since: int | None = None,
 ) -> Any:
+    """Compute and store the value of a call that found no valid entry."""
+
     def lead(recheck: bool) -> tuple[Any, Shared | None]:
-        if cache is None:
-            value = state.func(*args, **kwargs)
-            state.misses += 1
-            _refuse_awaitable(state, value)
-            return value, None
-        guard = breaker if breaker is not None else breaker_for(cache)
-        lock = state.lock
-        token = None
-        if lock is not None:
-            # The lock looks at the cache itself once it holds the lock.
-            token, found = lock.acquire(cache, key, state.version, guard, check)
-            if found is not MISSING:
-                state.hits += 1  # another process computed it meanwhile
-                return found, None
-        elif recheck:
-            # A flight of this function ended since this caller's read: it may
-            # have stored this very entry (a first-call race otherwise).
-            try:
-                found = check()
-            except Exception as exc:
-                _count(state, exc)
-                if not fail_open(guard, exc):
-                    raise
-                found = MISSING
-            if found is not MISSING:
-                state.hits += 1
-                return found, None
-        try:
-            value = state.func(*args, **kwargs)
-            state.misses += 1
-            return _store_open(state, cache, guard, key, value, versions, replace=replace)
-        finally:
-            if token is not None:
-                lock.release(cache, key, state.version, token)  # type: ignore[union-attr]
+        steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
+        return _run(steps)
 
-    def check() -> Any:
-        return valid_value(cache.get(key, _MISS, state.version), versions)  # type: ignore[union-attr]
-
-    value, role = state.flights.run((id(cache), key, state.version, versions), lead, since)
-    if role == JOINED:
-        state.hits += 1
-    return value
-
-
-def _store_open(
-    state: CachedState,
-    cache: BaseCache,
-    breaker: CircuitBreaker,
-    key: str,
-    value: T,
-    versions: Versions,
-    *,
-    replace: bool,
-) -> tuple[T, Shared | None]:
-    """:func:`_store`, except that a backend failure returns the value (fail open)."""
-    if breaker.open_until and not breaker.allow():
-        _refuse_awaitable(state, value)
-        return value, None  # the breaker opened while the function ran
-    return _store(state, cache, key, value, versions, replace=replace, guard=breaker)
+    return _joined(state, *state.flights.run(_flight(cache, key, state, versions), lead, since))
 
 
 async def _amiss(
@@ -298,60 +226,207 @@ async def _amiss(
     replace: bool = False,
     since: int | None = None,
 ) -> Any:
+    """The async twin of :func:`_miss`: the same steps, awaiting each I/O."""
+
     async def lead(recheck: bool) -> tuple[Any, Shared | None]:
-        if cache is None:
-            value = await state.func(*args, **kwargs)
-            state.misses += 1
-            return value, None
-        guard = breaker if breaker is not None else breaker_for(cache)
-        lock = state.lock
-        token = None
-        if lock is not None:
-            token, found = await lock.aacquire(cache, key, state.version, guard, check)
-            if found is not MISSING:
-                state.hits += 1
-                return found, None
-        elif recheck:
-            try:
-                found = await check()
-            except Exception as exc:
-                _count(state, exc)
-                if not fail_open(guard, exc):
-                    raise
-                found = MISSING
-            if found is not MISSING:
-                state.hits += 1
-                return found, None
-        try:
-            value = await state.func(*args, **kwargs)
-            state.misses += 1
-            return await _astore_open(state, cache, guard, key, value, versions, replace=replace)
-        finally:
-            if token is not None:
-                await lock.arelease(cache, key, state.version, token)  # type: ignore[union-attr]
+        steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
+        return await _arun(steps)
 
-    async def check() -> Any:
-        payload = await cache.aget(key, _MISS, state.version)  # type: ignore[union-attr]
-        return valid_value(payload, versions)
+    flight = _flight(cache, key, state, versions)
+    return _joined(state, *await state.aflights.run(flight, lead, since))
 
-    flights = state.aflights
-    value, role = await flights.run((id(cache), key, state.version, versions), lead, since)
+
+def _flight(
+    cache: BaseCache | None, key: str, state: CachedState, versions: Versions
+) -> tuple[Any, ...]:
+    """The key of a call's flight: a caller that read other versions never joins it."""
+    return (id(cache), key, state.version, versions)
+
+
+def _joined(state: CachedState, value: Any, role: Any) -> Any:
     if role == JOINED:
-        state.hits += 1
+        state.hits += 1  # the value another caller computed
     return value
 
 
-async def _astore_open(
+def _lead_steps(
     state: CachedState,
-    cache: BaseCache,
-    breaker: CircuitBreaker,
+    cache: BaseCache | None,
+    breaker: CircuitBreaker | None,
     key: str,
-    value: T,
+    args: Any,
+    kwargs: Any,
     versions: Versions,
-    *,
     replace: bool,
-) -> tuple[T, Shared | None]:
-    """The async twin of :func:`_store_open`."""
-    if breaker.open_until and not breaker.allow():
+    recheck: bool,
+) -> Steps[tuple[Any, Shared | None]]:
+    """What the leader of a flight does, yielding its I/O (see :func:`_run`)."""
+    call = _call(state, args, kwargs)
+    if cache is None:
+        value = yield call
+        state.misses += 1
+        _refuse_awaitable(state, value)
         return value, None
-    return await _astore(state, cache, key, value, versions, replace=replace, guard=breaker)
+    guard = breaker if breaker is not None else breaker_for(cache)
+    version = state.version
+    check, acheck = _checks(cache, key, version, versions)
+    lock = state.lock
+    token = None
+    if lock is not None:
+        # The lock looks at the cache itself once it holds the lock.
+        token, found = yield _Io(
+            partial(lock.acquire, cache, key, version, guard, check),
+            partial(lock.aacquire, cache, key, version, guard, acheck),
+        )
+        if found is not MISSING:
+            state.hits += 1  # another process computed it meanwhile
+            return found, None
+    elif recheck:
+        # A flight of this function ended since this caller's read: it may
+        # have stored this very entry (a first-call race otherwise).
+        try:
+            found = yield _Io(check, acheck)
+        except Exception as exc:
+            _count(state, exc)
+            if not fail_open(guard, exc):
+                raise
+            found = MISSING
+        if found is not MISSING:
+            state.hits += 1
+            return found, None
+    try:
+        value = yield call
+        state.misses += 1
+        if guard.open_until and not guard.allow():
+            _refuse_awaitable(state, value)
+            return value, None  # the breaker opened while the function ran
+        return (yield from _store_steps(state, cache, key, value, versions, replace, guard))
+    finally:
+        if token is not None and lock is not None:
+            yield _io(lock.release, lock.arelease, cache, key, version, token)
+
+
+def _refresh_steps(state: CachedState, key: str, args: Any, kwargs: Any) -> Steps[Any]:
+    """``refresh()``: run the function for this call and store its result, replacing any."""
+    cache = state.target()  # an explicit write, like an invalidation
+    try:
+        # The versions are read before the function runs, as on a miss.
+        _, versions = yield _Io(
+            partial(read_entry, state, cache, key, args, kwargs),
+            partial(aread_entry, state, cache, key, args, kwargs),
+        )
+    except Exception as exc:
+        _count(state, exc)
+        raise
+    value = yield _call(state, args, kwargs)
+    state.misses += 1
+    stored, _ = yield from _store_steps(state, cache, key, value, versions, True, None)
+    return stored
+
+
+def _checks(
+    cache: BaseCache, key: str, version: int | None, versions: Versions
+) -> tuple[Callable[[], Any], Callable[[], Awaitable[Any]]]:
+    """Look at the cache for a valid entry: the value, or MISSING (sync and async)."""
+
+    def check() -> Any:
+        return valid_value(cache.get(key, _MISS, version), versions)
+
+    async def acheck() -> Any:
+        return valid_value(await cache.aget(key, _MISS, version), versions)
+
+    return check, acheck
+
+
+# -- one algorithm, two shells ---------------------------------------------------------
+# The miss path's algorithms are generators that yield each I/O as an _Io (its
+# sync and its async form) and receive its result, or its exception, back. A
+# sync shell runs them with _run, an async one with _arun: the decisions are
+# written once, and a fix to them lands in both.
+
+
+class _Io(NamedTuple):
+    """One I/O step: how to do it in a sync caller and in an async one."""
+
+    sync: Callable[[], Any]
+    aio: Callable[[], Awaitable[Any]]
+
+
+Steps: TypeAlias = Generator[_Io, Any, T]
+
+
+def _io(sync: Callable[..., Any], aio: Callable[..., Awaitable[Any]], *args: Any) -> _Io:
+    return _Io(partial(sync, *args), partial(aio, *args))
+
+
+def _call(state: CachedState, args: Any, kwargs: Any) -> _Io:
+    """Running the function: a sync shell calls it, an async one awaits its coroutine."""
+    run = partial(state.func, *args, **kwargs)
+    return _Io(run, run)
+
+
+def _run(steps: Steps[T]) -> T:
+    """Run ``steps`` doing each I/O in its sync form."""
+    try:
+        io = next(steps)
+        while True:
+            try:
+                result = io.sync()
+            except BaseException as exc:  # the steps decide (a cancellation releases a lock)
+                io = steps.throw(exc)
+            else:
+                io = steps.send(result)
+    except (StopIteration, RuntimeError) as end:
+        done: T = _ended(end)
+        return done
+
+
+async def _arun(steps: Steps[T]) -> T:
+    """Run ``steps`` awaiting each I/O in its async form."""
+    try:
+        io = next(steps)
+        while True:
+            try:
+                result = await io.aio()
+            except BaseException as exc:  # the steps decide (a cancellation releases a lock)
+                io = steps.throw(exc)
+            else:
+                io = steps.send(result)
+    except (StopIteration, RuntimeError) as end:
+        done: T = _ended(end)
+        return done
+
+
+def _ended(end: StopIteration | RuntimeError) -> Any:
+    """What the steps returned; or raise what left them, as the caller's code raised it."""
+    if isinstance(end, StopIteration):
+        return end.value
+    escaped = _escaped(end)
+    if escaped is None:
+        raise end
+    raise escaped from None  # not chained to the RuntimeError that carried it
+
+
+def _escaped(exc: RuntimeError) -> StopIteration | None:
+    """The StopIteration that left a steps generator, which Python made ``exc`` (PEP 479).
+
+    Found by its place: the RuntimeError made where a steps generator was resumed
+    (PEP 479 names the StopIteration as its cause).
+
+    A caller's function (or its ``unless``) that raises StopIteration raises it
+    to the caller, as it would without the cache; any other RuntimeError is kept.
+    """
+    cause = exc.__cause__
+    tb = exc.__traceback__
+    if not isinstance(cause, StopIteration) or tb is None:
+        return None
+    while tb.tb_next is not None:
+        tb = tb.tb_next
+    return cause if tb.tb_frame.f_code in _STEPS else None
+
+
+# Python makes that RuntimeError in the frame that resumed the generator: a
+# driver, or a steps generator delegating with `yield from`.
+_STEPS: Final = frozenset(
+    code.__code__ for code in (_store_steps, _lead_steps, _refresh_steps, _run, _arun)
+)

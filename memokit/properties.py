@@ -124,13 +124,13 @@ class TimedCachedProperty(CachedProperty[T]):
             return self
         name = self._name()
         stored = _instance_dict(instance, name)
-        entry = stored.get(name)
-        if entry is not None and time.monotonic() < entry[1]:
-            return entry[0]
+        value = _unexpired(stored.get(name))
+        if value is not _ABSENT:
+            return value
         with self._locks.holding(instance):
-            entry = stored.get(name)
-            if entry is not None and time.monotonic() < entry[1]:
-                return entry[0]
+            value = _unexpired(stored.get(name))  # another thread may have computed it
+            if value is not _ABSENT:
+                return value
             value = self._compute(instance)
             stored[name] = (value, time.monotonic() + self.timeout)
             return value
@@ -142,6 +142,13 @@ class TimedCachedProperty(CachedProperty[T]):
     def __delete__(self, instance: object) -> None:
         if not self.invalidate(instance):
             raise AttributeError(self._name())
+
+
+def _unexpired(entry: tuple[Any, float] | None) -> Any:
+    """The value of a timed property's ``(value, deadline)`` before its deadline, else absent."""
+    if entry is not None and time.monotonic() < entry[1]:
+        return entry[0]
+    return _ABSENT
 
 
 class SharedCachedProperty(CachedProperty[T]):

@@ -23,7 +23,6 @@ wrapt never calls here, and the bound target as its ``instance`` slot.
 from __future__ import annotations
 
 import inspect
-import operator
 import types
 from collections.abc import Callable, Coroutine
 from typing import (
@@ -40,15 +39,22 @@ from typing import (
 )
 
 from . import counters
-from .backends.base import MISSING, UNREADABLE, BaseCache
+from .backends.base import MISSING, BaseCache
 from .config import caches
-from .counters import aread_entry, read_entry, unreadable_entry
-from .entry import FORMAT
+from .counters import aread_entry, decode_entry, read_entry
+from .entry import local_versions, valid_value
 from .fnstate import CachedState, CacheInfo, ErrorCounts, _count, _counted
 from .invalidation import ainvalidate_all, invalidate_all
 from .keyhints import check_annotations
-from .misses import _amiss, _astore, _guarded, _miss, _store
-from .resilience import CircuitBreaker, breaker_for, fail_open
+from .misses import _amiss, _arun, _guarded, _miss, _read_failed, _refresh_steps, _run
+from .proxies import (
+    _Annotations,
+    _bound_of,
+    _BoundFunctionWrapper,
+    _FunctionWrapper,
+    _state_of,
+)
+from .resilience import CircuitBreaker
 from .switches import GATE
 
 __all__ = [
@@ -63,38 +69,6 @@ __all__ = [
     "wrap",
 ]
 
-if TYPE_CHECKING:
-    # wrapt ships no type information: to the type checker the bases are plain
-    # classes, and the public classes below carry all the typing.
-
-    class _FunctionWrapper:
-        pass
-
-    class _BoundFunctionWrapper:
-        pass
-
-else:
-    from wrapt import BoundFunctionWrapper as _BoundFunctionWrapper
-    from wrapt import FunctionWrapper as _FunctionWrapper
-
-
-def _slot_reader(name: str) -> Callable[[Any], Any]:
-    """A fast reader of one of wrapt's own slots on our wrapper objects.
-
-    wrapt's C proxy defines ``__getattr__``, so on a Python subclass every
-    ``self.x`` goes through CPython's getattr hook, a Python-level call (about
-    75 ns, twice per hit); the slot's descriptor reads it in about 30 ns.
-    wrapt's pure-Python implementation keeps plain attributes instead.
-    """
-    get = getattr(getattr(_FunctionWrapper, name, None), "__get__", None)
-    return get if callable(get) else operator.attrgetter(name)
-
-
-_state_of = _slot_reader("_self_wrapper")
-"""The :class:`CachedState` of a wrapper object (wrapt's ``wrapper`` slot)."""
-_bound_of = _slot_reader("_self_instance")
-"""What a wrapper object is bound to (wrapt's ``instance`` slot), None if unbound."""
-
 P = ParamSpec("P")
 P2 = ParamSpec("P2")
 R = TypeVar("R")
@@ -106,26 +80,10 @@ _UNBOUND: Final = object()
 """``_bound`` of an object that is not bound to an instance or a class."""
 
 
-class _Annotations(dict[str, Any]):
-    """``__annotations__`` of the decorated callables: the wrapped function's.
-
-    A class body with annotations, and any read of ``SomeClass.__annotations__``,
-    leave a dict under that name in the class, which would hide the function's
-    annotations (wrapt's proxy finds the class attribute first). Every class
-    below holds one of these instead: an empty dict to ``inspect`` and ``typing``
-    looking at the class, and a data descriptor that reads the function's.
-    """
-
-    def __get__(self, instance: Any, owner: Any = None) -> Any:
-        if instance is None:
-            return self
-        return instance.__wrapped__.__annotations__
-
-    def __set__(self, instance: Any, value: Any) -> None:
-        instance.__wrapped__.__annotations__ = value
-
-    def __delete__(self, instance: Any) -> None:
-        del instance.__wrapped__.__annotations__
+def _decoded(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
+    # A tuple is an entry the memory backend kept as it is (serialisers return
+    # bytes or str), so the hit paths call this only for other payloads.
+    return payload if payload is MISSING else decode_entry(state, cache, made, payload)
 
 
 class _Cached(Generic[P, R]):
@@ -267,8 +225,7 @@ class CachedFunction(_Cached[P, R]):
         breaker: CircuitBreaker | None = None
         if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
             cache, breaker = _guarded(state)
-            if breaker is not None and breaker.open_until and not breaker.allow():
-                # The breaker is open: skip the backend (memokit.resilience).
+            if cache is None:  # the breaker is open: skip the backend (memokit.resilience)
                 missed: R = _miss(state, None, breaker, key, args, kwargs, ())
                 return missed
         else:
@@ -276,46 +233,26 @@ class CachedFunction(_Cached[P, R]):
         since = state.flights.ended  # before the read: see memokit.singleflight
         try:
             plan = state.fast
-            # One read of `seen`: another thread may replace it meanwhile.
-            seen = plan.seen if plan is not None else None
-            if (
-                seen is not None
-                and seen[0] == counters.epoch
-                and plan is not None
-                and plan.cache is cache
-                and plan.key_prefix is cache.key_prefix
-                and plan.version is cache.version
-                and plan.entry_prefix is not None
-            ):
+            versions = local_versions(plan, cache, counters.epoch)
+            if versions is not None:
                 # A store only this process sees, no invalidation since the counters
-                # were read: the entry alone (read_entry's first case, inlined).
-                payload = plan.get(plan.entry_prefix + key)
-                if payload is not MISSING and type(payload) is not tuple:
-                    try:
-                        payload = plan.decode(payload)
-                    except UNREADABLE as exc:
-                        payload = unreadable_entry(state, cache, plan.entry_prefix + key, exc)
-                versions = seen[1]
+                # were read: the entry alone (read_entry's first case).
+                made = plan.entry_prefix + key
+                payload = plan.get(made)
+                if type(payload) is not tuple:
+                    payload = _decoded(state, cache, made, payload)
             else:
                 # The entry and the counters it must match, in one read (see
                 # memokit.counters); `versions` is what a computed value is stored under.
                 payload, versions = read_entry(state, cache, key, args, kwargs)
         except Exception as exc:
-            _count(state, exc)
-            breaker = breaker_for(cache)
-            if not fail_open(breaker, exc):
-                raise
+            breaker = _read_failed(state, cache, exc)
             failed: R = _miss(state, None, breaker, key, args, kwargs, ())
             return failed
         if breaker is not None and breaker.failures:
             breaker.record_success()
-        try:
-            # An entry is a 4-tuple; anything else (a miss, a foreign value) fails
-            # here or on the tag, and unpacking is cheaper than checking first.
-            tag, _, stored_versions, stored = payload  # pyright: ignore[reportGeneralTypeIssues]  # MISSING fails here
-        except (TypeError, ValueError):
-            tag = stored_versions = None
-        if tag == FORMAT and stored_versions == versions:
+        stored = valid_value(payload, versions)
+        if stored is not MISSING:
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored R
         replace = payload is not MISSING
@@ -334,13 +271,8 @@ class CachedFunction(_Cached[P, R]):
         """Run the function for this call, store the result and return it."""
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
-        key = state.build(args, kwargs)
-        cache = state.target()  # an explicit write, like an invalidation
-        # The versions are read before the function runs, as on a miss.
-        _, versions = _counted(state, lambda: read_entry(state, cache, key, args, kwargs))
-        value: R = state.func(*args, **kwargs)
-        state.misses += 1
-        return _store(state, cache, key, value, versions, replace=True)[0]
+        value: R = _run(_refresh_steps(state, state.build(args, kwargs), args, kwargs))
+        return value
 
     def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""
@@ -375,31 +307,33 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         breaker: CircuitBreaker | None = None
         if GATE.on:  # a switch is on, or a cache failed lately (memokit.switches)
             cache, breaker = _guarded(state)
+            if cache is None:  # the breaker is open: skip the backend (memokit.resilience)
+                missed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
+                return missed
         else:
             cache = state.cache if state.cache is not None else caches[state.alias]
-        if breaker is not None and breaker.open_until and not breaker.allow():
-            missed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
-            return missed
         since = state.aflights.ended  # before the read: see memokit.singleflight
         try:
-            payload, versions = await aread_entry(state, cache, key, args, kwargs)
+            plan = state.fast
+            versions = local_versions(plan, cache, counters.epoch)
+            if versions is not None:
+                # As in CachedFunction.__call__: the entry alone.
+                made = plan.entry_prefix + key
+                payload = await cache._aget(made)
+                if type(payload) is not tuple:
+                    payload = _decoded(state, cache, made, payload)
+            else:
+                payload, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception as exc:
-            _count(state, exc)
-            breaker = breaker_for(cache)
-            if not fail_open(breaker, exc):
-                raise
+            breaker = _read_failed(state, cache, exc)
             failed: T = await _amiss(state, None, breaker, key, args, kwargs, ())
             return failed
         if breaker is not None and breaker.failures:
             breaker.record_success()
-        if (
-            type(payload) is tuple
-            and len(payload) == 4
-            and payload[0] == FORMAT
-            and payload[2] == versions
-        ):
+        stored = valid_value(payload, versions)
+        if stored is not MISSING:
             state.hits += 1
-            return payload[3]  # type: ignore[no-any-return]  # the stored T
+            return stored  # type: ignore[no-any-return]  # the stored T
         replace = payload is not MISSING
         value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace, since)
         return value
@@ -420,16 +354,8 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         """Run the coroutine for this call, store the result and return it."""
         state = self._state
         args = self._args(args)  # type: ignore[assignment]  # P.args with the instance
-        key = state.build(args, kwargs)
-        cache = state.target()  # an explicit write, like an invalidation
-        try:
-            _, versions = await aread_entry(state, cache, key, args, kwargs)
-        except Exception as exc:
-            _count(state, exc)
-            raise
-        value: T = await state.func(*args, **kwargs)
-        state.misses += 1
-        return (await _astore(state, cache, key, value, versions, replace=True))[0]
+        value: T = await _arun(_refresh_steps(state, state.build(args, kwargs), args, kwargs))
+        return value
 
     async def invalidate_all(self) -> int:
         """Invalidate every call of the function, in every process; return its new version."""

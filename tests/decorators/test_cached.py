@@ -640,3 +640,81 @@ def test_concurrent_tasks_get_one_value(cache: BaseCache) -> None:
 
     assert asyncio.run(main()) == [[3]] * 10
     assert asyncio.run(main()) == [[3]] * 10
+
+
+def test_sync_and_async_hits_on_a_local_store_read_the_entry_alone() -> None:
+    """Both hit paths take the same fast path: the entry alone, by a concatenated key."""
+    cache = MemoryCache()
+    made: list[str] = []
+    reads: list[str] = []
+    real_make, real_get, real_aget = cache.make_and_validate_key, cache._get, cache._aget
+
+    def counted_make(key: Any, version: int | None = None) -> str:
+        made.append(key)
+        return real_make(key, version)
+
+    def counted_get(key: str) -> Any:
+        if not reads or reads[-1] != "_aget":  # the memory backend's _aget calls _get
+            reads.append("_get")
+        return real_get(key)
+
+    async def counted_aget(key: str) -> Any:
+        reads.append("_aget")
+        return await real_aget(key)
+
+    @cached(cache=cache, name="local-sync")
+    def f(n: int) -> int:
+        return n
+
+    @cached(cache=cache, name="local-async")
+    async def g(n: int) -> int:
+        return n
+
+    async def call_g() -> int:
+        return await g(1)
+
+    f(1)
+    asyncio.run(call_g())
+    cache.make_and_validate_key = counted_make  # type: ignore[method-assign]
+    cache._get, cache._aget = counted_get, counted_aget  # type: ignore[method-assign]
+    # The plans bound _get when they were built: rebuild them with the counting one.
+    f._state.fast = g._state.fast = None
+    f(1)
+    asyncio.run(call_g())  # these two build their plans and read the counters
+    made.clear()
+    reads.clear()
+    assert f(1) == 1
+    assert asyncio.run(call_g()) == 1
+    assert (f.cache_info().hits, g.cache_info().hits) == (2, 2)
+    assert made == []  # the key is the plan's prefix + the built key, not re-validated
+    assert reads == ["_get", "_aget"]
+
+
+def test_a_stop_iteration_from_the_function_or_unless_reaches_the_caller() -> None:
+    """As without the cache: not the RuntimeError a generator would make of it (PEP 479)."""
+    cache = MemoryCache()
+
+    @cached(cache=cache, name="stops")
+    def stops(n: int) -> int:
+        return next(iter([]))
+
+    @cached(cache=cache, name="unless-stops", unless=lambda value: next(iter([])))
+    def kept(n: int) -> int:
+        return n
+
+    def inner() -> Iterator[int]:
+        yield 1
+        raise StopIteration  # a RuntimeError in the function's own generator stays one
+
+    @cached(cache=cache, name="own-generator")
+    def own(n: int) -> list[int]:
+        return list(inner())
+
+    with pytest.raises(StopIteration):
+        stops(1)
+    with pytest.raises(StopIteration):
+        stops.refresh(1)
+    with pytest.raises(StopIteration):
+        kept(1)
+    with pytest.raises(RuntimeError, match="generator raised StopIteration"):
+        own(1)

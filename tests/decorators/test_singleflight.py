@@ -153,7 +153,10 @@ def test_a_cancelled_waiter_does_not_cancel_the_run_for_the_others(cache: BaseCa
         # on a server backend, which a fixed sleep may not cover on a busy machine).
         await asyncio.wait_for(_until(lambda: bool(runs)), 10)
         others = [asyncio.create_task(slow()) for _ in range(3)]
-        await asyncio.sleep(0.01)
+        # All three wait on the flight (each first reads the cache: a round trip on
+        # a server backend, which a fixed sleep may not cover on a busy machine).
+        flights = slow._state.aflights._flights.values()
+        await asyncio.wait_for(_until(lambda: sum(f.waiters for f in flights) == 3), 10)
         first.cancel()
         others[0].cancel()
         await asyncio.sleep(0.01)

@@ -79,7 +79,8 @@ def test_a_read_with_two_tags_is_one_mget_and_a_miss_one_write(
     trips.reset()
     assert report(1) == "report 1"  # a miss
     assert trips.sent == 2
-    assert trips.commands() == {"mget": 1, "set": 1}  # MGET of 4 keys, then SET NX
+    # MGET of 4 keys, then the add-or-get script (commandstats counts its GET and SET).
+    assert trips.commands() == {"mget": 1, "evalsha": 1, "get": 1, "set": 1}
     trips.reset()
     assert report(1) == "report 1"  # a hit
     assert trips.sent == 1
@@ -118,3 +119,47 @@ def test_an_async_read_with_two_tags_is_one_mget(
         return server_commands(raw)
 
     assert asyncio.run(main()) == {"mget": 2}
+
+
+def test_a_raced_miss_finds_the_winners_entry_in_one_round_trip(
+    redis_cache: tuple[BaseCache, redis.Redis], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache, raw = redis_cache
+    cache.get_or_set("warm-up", 1)  # opens the connection and loads the add-or-get script
+    trips = RoundTrips(raw, monkeypatch)
+    racing = [True]
+
+    @cached(cache=cache, name="raced-miss")
+    def f(n: int) -> str:
+        if not racing[0]:
+            return "theirs"
+        racing[0] = False
+        f.refresh(n)  # another caller stores first, while this one computes
+        trips.reset()
+        return "mine"
+
+    assert f(1) == "theirs"  # get_or_set semantics: the first stored value wins
+    assert trips.sent == 1  # one add-or-get, not an add and then a get
+    assert trips.commands() == {"evalsha": 1, "get": 1}
+
+
+def test_an_async_raced_miss_finds_the_winners_entry_in_one_round_trip(
+    redis_cache: tuple[BaseCache, redis.Redis],
+) -> None:
+    cache, raw = redis_cache
+    racing = [True]
+
+    @cached(cache=cache, name="async-raced-miss")
+    async def f(n: int) -> str:
+        if not racing[0]:
+            return "theirs"
+        racing[0] = False
+        await f.refresh(n)
+        raw.config_resetstat()
+        return "mine"
+
+    async def main() -> tuple[str, dict[str, int]]:
+        await cache.aget_or_set("warm-up", 1)  # loads the add-or-get script
+        return await f(1), server_commands(raw)
+
+    assert asyncio.run(main()) == ("theirs", {"evalsha": 1, "get": 1})
