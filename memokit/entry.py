@@ -23,13 +23,14 @@ counters call them rather than repeat them.
 
 from __future__ import annotations
 
-import linecache
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
 from .backends.base import MISSING, BaseCache
+from .generated import define
 
 if TYPE_CHECKING:
     from .counters import ReadPlan
@@ -115,11 +116,9 @@ def local_versions(plan, cache, epoch):
         return seen[1]
     return None
 """
-_FILENAME: Final = "<memokit.entry read plan checks>"
 _namespace: dict[str, Any] = {}
-# Registered in linecache so that tracebacks and pdb show the generated lines.
-linecache.cache[_FILENAME] = (len(_SOURCE), None, _SOURCE.splitlines(keepends=True), _FILENAME)
-exec(compile(_SOURCE, _FILENAME, "exec"), _namespace)  # noqa: S102 - source fixed above
+# Through memokit.generated, so that tracebacks and pdb show the generated lines.
+define(_SOURCE, "plan_is_current", _namespace, "read plan checks", sys.modules[__name__])
 
 plan_is_current: Callable[[ReadPlan | None, BaseCache], bool] = _namespace["plan_is_current"]
 """True while ``plan`` was made for ``cache`` as it is now (see :data:`_CURRENT`)."""
