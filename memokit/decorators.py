@@ -8,6 +8,7 @@ builder (see :mod:`memokit.keybuilders`), how it binds, sync or async.
 from __future__ import annotations
 
 import inspect
+import sys
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any, Concatenate, Final, ParamSpec, Protocol, TypeVar, overload
 
@@ -272,7 +273,31 @@ class _Options:
             counter_names=counter_names,
             tags=tags,
         )
+        if binding == "instance":
+            state.class_body = _class_body()
         return wrap(state)
+
+
+def _class_body() -> dict[str, Any] | None:
+    """The namespace of the class body that applies the decorator, or None.
+
+    The first frame outside memokit is the decorating code. A class body's
+    namespace holds ``__module__`` and ``__qualname__`` and is not the module's.
+    """
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_globals.get("__name__", "").startswith("memokit."):
+        frame = frame.f_back  # type: ignore[assignment]  # None ends the loop
+    if frame is None:
+        return None
+    namespace = frame.f_locals
+    if (
+        namespace is not frame.f_globals
+        and isinstance(namespace, dict)
+        and "__module__" in namespace
+        and "__qualname__" in namespace
+    ):
+        return namespace
+    return None
 
 
 def _unwrap_method(func: Any) -> tuple[Callable[..., Any], str]:

@@ -71,6 +71,7 @@ class CachedState:
         "bound_cls",
         "build",
         "cache",
+        "class_body",
         "counter_names",
         "errors",
         "fast",
@@ -124,6 +125,9 @@ class CachedState:
         # so that a bound object pickles as getattr(instance, name).
         self.name: str = getattr(func, "__name__", "")
         self.owner: type[Any] | None = None  # the class whose body assigned it
+        # The namespace of the class body it was decorated in, if any: where a
+        # classmethod above @cached is found on Python 3.13 (memokit.wrappers).
+        self.class_body: dict[str, Any] | None = None
         # The counters every call reads with its entry (see memokit.counters):
         # the function's own first, then fixed tags; per-call tags from `tags`.
         self.counter_names = counter_names or []

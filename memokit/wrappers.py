@@ -22,7 +22,9 @@ wrapt never calls here, and the bound target as its ``instance`` slot.
 
 from __future__ import annotations
 
+import functools
 import inspect
+import sys
 import types
 from collections.abc import Callable, Coroutine
 from typing import (
@@ -86,6 +88,43 @@ def _decoded(state: CachedState, cache: BaseCache, made: str, payload: Any) -> A
     return payload if payload is MISSING else decode_entry(state, cache, made, payload)
 
 
+_HIDDEN_CLASS: Final = sys.version_info >= (3, 13)
+"""Python 3.13's ``classmethod`` no longer passes ``__get__`` on to what it wraps."""
+
+
+def _hiding_classmethod(state: CachedState) -> tuple[str, Any] | None:
+    """The name and ``classmethod`` wrapping this object in its class body, if any."""
+    for name, value in (state.class_body or {}).items():
+        if isinstance(value, classmethod) and value.__func__ is state.unbound:
+            return name, value
+    return None
+
+
+def _refuse_hidden_class(state: CachedState, args: tuple[Any, ...]) -> None:
+    """Refuse a helper call of ``@classmethod`` above ``@cached`` that lacks its class.
+
+    On Python 3.13 ``Owner.method`` is then a plain method whose helpers reach the
+    unbound object: ``Owner.method.key(1)`` would take ``1`` for ``cls``, and with
+    more parameters build (or invalidate) another call's key without a word. A
+    first argument that is a class holding the method passes, as an explicit
+    ``Owner.method.key(Owner, 1)`` does.
+    """
+    found = _hiding_classmethod(state)
+    if found is None:
+        return
+    name, method = found
+    first = args[0] if args else None
+    if isinstance(first, type) and any(vars(klass).get(name) is method for klass in first.__mro__):
+        return
+    raise TypeError(
+        f"{state.func.__qualname__}: on Python 3.13 and later, @classmethod above "
+        f"@cached hides the class from the helpers (key, invalidate, refresh, "
+        f"uncached), which would build another call's key; put @cached above "
+        f"@classmethod (the call itself works in either order), or pass the class "
+        f"first: Owner.{name}.key(Owner, ...)"
+    )
+
+
 class _Cached(Generic[P, R]):
     """What sync and async decorated callables share: binding and the sync helpers.
 
@@ -137,7 +176,11 @@ class _Cached(Generic[P, R]):
 
     def _args(self, args: tuple[Any, ...]) -> tuple[Any, ...]:
         bound = self._self_instance
-        return args if bound is None else (bound, *args)
+        if bound is not None:
+            return (bound, *args)
+        if _HIDDEN_CLASS and self._state.class_body is not None:
+            _refuse_hidden_class(self._state, args)
+        return args
 
     def key(self, *args: P.args, **kwargs: P.kwargs) -> str:
         """Return the key this call is stored under (before KEY_PREFIX and version)."""
@@ -153,6 +196,14 @@ class _Cached(Generic[P, R]):
         func = self._self_wrapper.func
         bound = self._self_instance
         if bound is None:
+            if _HIDDEN_CLASS and _hiding_classmethod(self._state) is not None:
+                state = self._state
+
+                def checked(*args: Any, **kwargs: Any) -> Any:
+                    _refuse_hidden_class(state, args)
+                    return func(*args, **kwargs)
+
+                return functools.wraps(func)(checked)
             return func
         return types.MethodType(func, bound)
 

@@ -55,17 +55,12 @@ def _classes(cache: BaseCache, module_level: Callable[[type[Any]], type[Any]]) -
     return Base, Child, runs
 
 
-# Python 3.13 only: with @classmethod above @cached, `Child.below` is a plain method of
-# the unbound cached object, so key, uncached, invalidate and refresh get the call's
-# arguments without the class and raise TypeError ("missing 1 required positional
-# argument"). The fix belongs in memokit/wrappers.py and comes with the lead's merge;
-# strict, so the fix turns these into failures that say to drop the marks.
-_BELOW_ON_313 = pytest.mark.xfail(
+# Python 3.13: with @classmethod above @cached, `Child.below` is a plain method of the
+# unbound cached object; its helpers cannot know the class and refuse a call without it
+# (test_helpers_under_a_hiding_classmethod_refuse_a_call_without_the_class).
+_BELOW_ON_313 = pytest.mark.skipif(
     sys.version_info >= (3, 13),
-    strict=True,
-    raises=TypeError,
-    reason="3.13: classmethod no longer chains __get__; the helpers of @classmethod "
-    "above @cached do not bind the class (fix pending in memokit/wrappers.py)",
+    reason="3.13: classmethod no longer chains __get__; these helpers refuse instead",
 )
 
 
@@ -241,3 +236,55 @@ def test_async_helpers_of_a_staticmethod_in_either_order(
     assert method.cache is cache
     assert asyncio.run(main()) == [6, [6, 6, 6], 1, True, 6, True, False, 6, 6, True, 6]
     assert runs == [name] * 4
+
+
+# -- Python 3.13: @classmethod above @cached -------------------------------------------
+
+
+@pytest.mark.skipif(sys.version_info < (3, 13), reason="before 3.13 the helpers bind the class")
+def test_helpers_under_a_hiding_classmethod_refuse_a_call_without_the_class(
+    cache: BaseCache, module_level: Callable[[type[Any]], type[Any]]
+) -> None:
+    # Failed on 3.13 before the fix: with two parameters nothing raised, and
+    # `invalidate(3, 4)` dropped the key of cls=3, a=4 (another call's, or none)
+    # while the entry of Child.pair(3, 4) stayed: stale data served in silence.
+    class Base:
+        @classmethod
+        @cached(cache=cache)
+        def pair(cls, a: int, b: int = 0) -> str:
+            return f"{cls.__name__} {a} {b}"
+
+        @classmethod
+        @cached(cache=cache)
+        async def apair(cls, a: int, b: int = 0) -> str:
+            return f"{cls.__name__} {a} {b}"
+
+    class Child(Base):
+        pass
+
+    module_level(Base)
+    module_level(Child)
+    assert Child.pair(3, 4) == "Child 3 4"  # the call itself binds the class
+    fix = "put @cached above @classmethod"
+    with pytest.raises(TypeError, match=fix):
+        Child.pair.invalidate(3, 4)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=fix):
+        Child.pair.key(3)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=fix):
+        Child.pair.refresh(3, 4)  # type: ignore[attr-defined]
+    with pytest.raises(TypeError, match=fix):
+        Child.pair.uncached(3, 4)  # type: ignore[attr-defined]
+    # The class given first is what the call used: the helpers work.
+    assert Child.pair.uncached(Child, 3, 4) == "Child 3 4"  # type: ignore[attr-defined]
+    assert Child.pair.invalidate(Child, 3, 4) is True  # type: ignore[attr-defined]
+    assert Child.pair.invalidate(Child, 3, 4) is False  # type: ignore[attr-defined]
+
+    async def main() -> None:
+        assert await Child.apair(3, 4) == "Child 3 4"
+        with pytest.raises(TypeError, match=fix):
+            await Child.apair.invalidate(3, 4)  # type: ignore[attr-defined]
+        with pytest.raises(TypeError, match=fix):
+            Child.apair.key(3)  # type: ignore[attr-defined]
+        assert await Child.apair.invalidate(Child, 3, 4) is True  # type: ignore[attr-defined]
+
+    asyncio.run(main())
