@@ -13,21 +13,9 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._secrets import redact
 from ..exceptions import ImproperlyConfigured
 from .base import unknown_options
-
-_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<auth>[^@/]*)@")
-_PASSWORD_IN_QUERY = re.compile(r"(?i)(password=)[^&]*")
-
-
-def mask_password(location: str) -> str:
-    """Return ``location`` with any password in it replaced by ``***``."""
-
-    def hide(match: re.Match[str]) -> str:
-        user, sep, _ = match["auth"].partition(":")
-        return f"{match['scheme']}{user}{sep}***@" if sep else f"{match['scheme']}***@"
-
-    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(hide, location))
 
 
 def split_location(location: object, setting: str = "LOCATION") -> list[str]:
@@ -38,7 +26,7 @@ def split_location(location: object, setting: str = "LOCATION") -> list[str]:
         servers = [s.strip() for s in location if s.strip()]
     else:
         raise ImproperlyConfigured(
-            f"{setting} must be a server address or a list of them, not {location!r}"
+            f"{setting} must be a server address or a list of them, not {redact(location)}"
         )
     if not servers:
         raise ImproperlyConfigured(
@@ -75,7 +63,7 @@ def split_options(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split ``OPTIONS`` into memokit's own (lower-cased) and the client's (as given)."""
     if not isinstance(options, Mapping):
-        raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {options!r}")
+        raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {redact(options)}")
     own: dict[str, Any] = {}
     client: dict[str, Any] = {}
     for name, value in options.items():
