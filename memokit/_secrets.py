@@ -20,64 +20,80 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from typing import Final
+from typing import Final, TypeGuard
 from urllib.parse import quote, unquote
 
 MASK: Final = "***"
 
-_SECRET_WORDS = re.compile(
-    r"pass(?:word|wd|phrase)|secret|token|credential|(?:^|_)(?:api|access|private|signing)?_?key$",
-    re.IGNORECASE,
-)
+# Words that make a setting secret anywhere in its name, and the kinds of KEY that
+# are secret (KEY_PREFIX, KEY_FUNCTION and a cache_key are not).
+_WORDS = r"pass(?:word|wd|phrase)|secret|token|credential"
+_KEYS = r"(?:api|access|private|signing|encryption|auth|master|hmac)_?key"
+_SECRET_WORDS = re.compile(rf"{_WORDS}|(?:^|_){_KEYS}$", re.IGNORECASE)
 # scheme://userinfo@ : userinfo runs to the last "@" before a blank, ";" or ","
 # (LOCATION splits servers there, so a password cannot hold them raw).
 _URL_CREDENTIALS = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<auth>[^\s;,]*)@")
-_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
+# A setting name is_secret_name() accepts, standing alone in a message.
+_SECRET_WORD = rf"(?<![A-Za-z0-9_])(?:\w*(?:{_WORDS})\w*|(?:\w+_)?{_KEYS})(?![A-Za-z0-9_])"
 # name=value, name: value, 'name': value, with the value quoted or bare.
 _SECRET_PAIR = re.compile(
-    rf"""(?P<name>(?P<q>['"]?)(?P<word>{_NAME})(?P=q)\s*(?:=|:)\s*)"""
-    r"""(?P<value>b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\([^)]*\)|[^\s&,;)}\]]+)"""
+    rf"""(?P<name>(?P<q>['"]?)(?P<word>{_SECRET_WORD})(?P=q)\s*(?:=|:)\s*)"""
+    r"""(?P<value>b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\([^)]*\)|[^\s&,;)}\]]+)""",
+    re.IGNORECASE,
 )
-# A shorter known secret is not searched for in foreign messages: it would
-# garble them (a password "1" in "127.0.0.1") and short words are no secret.
-_MIN_KNOWN = 4
+# A shorter known secret is masked only where it stands alone: inside words it
+# would garble every message (a password "1" in "Error 111").
+_MIN_ANYWHERE = 4
 
 
 def is_secret_name(name: object) -> bool:
     """Whether a setting called ``name`` holds a secret (password, secret, token, key)."""
     if not isinstance(name, str):
         return False
-    # KEY_PREFIX and KEY_FUNCTION shape cache keys: only a name *ending* in KEY is secret.
-    return name.upper() != "KEY" and _SECRET_WORDS.search(name) is not None
+    return _SECRET_WORDS.search(name) is not None
 
 
-def secrets_in(options: object) -> list[str]:
-    """The str and bytes values held under secret names in ``options`` (at any depth)."""
+def secrets_in(settings: object) -> list[str]:
+    """The secrets ``settings`` hold, at any depth: str and bytes values under secret
+    names (in a mapping or a ``(name, value)`` pair) and the credentials of URLs."""
     found: list[str] = []
 
     def collect(value: object, secret: bool) -> None:
         if isinstance(value, Mapping):
             for name, item in value.items():
                 collect(item, secret or is_secret_name(name))
+        elif _is_pair(value):
+            collect(value[1], secret or is_secret_name(value[0]))
         elif isinstance(value, list | tuple | set | frozenset):
             for item in value:
                 collect(item, secret)
-        elif secret and isinstance(value, str | bytes):
-            found.append(value.decode("utf-8", "replace") if isinstance(value, bytes) else value)
+        elif isinstance(value, str | bytes):
+            text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+            found.extend([text] if secret else url_secrets(text))
 
-    collect(options, False)
-    return found
+    collect(settings, False)
+    return list(dict.fromkeys(found))
+
+
+def _is_pair(value: object) -> TypeGuard[tuple[str, object]]:
+    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
 
 
 def url_secrets(url: str) -> list[str]:
-    """The userinfo of ``url`` and its parts as written and decoded, for :func:`redact`."""
+    """The credentials in ``url``, as written and decoded: its userinfo (all of it, and
+    the password after the first ``:``) and query values under secret names."""
+    found: list[str] = []
     match = _URL_CREDENTIALS.match(url.strip())
-    if match is None:
-        return []
-    auth = match["auth"]
-    _, sep, password = auth.partition(":")
-    parts = [auth, password] if sep else [auth]
-    return [form for part in parts for form in (part, unquote(part)) if part]
+    if match is not None:
+        auth = match["auth"]
+        _, sep, password = auth.partition(":")
+        found += [auth, password] if sep else [auth]
+    _, mark, query = url.partition("?")
+    for pair in query.split("&") if mark else ():
+        name, _, value = pair.partition("=")
+        if is_secret_name(name):
+            found.append(value)
+    return [form for part in found for form in (part, unquote(part)) if part]
 
 
 def _masked_url(match: re.Match[str]) -> str:
@@ -95,20 +111,42 @@ def _forms(secret: str) -> set[str]:
     """How a message may spell ``secret``: raw, percent-encoded, as a repr would."""
     forms = {secret, quote(secret, safe=""), quote(secret), repr(secret)[1:-1]}
     forms.add(secret.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
-    return {form for form in forms if len(form) >= _MIN_KNOWN}
+    return {form for form in forms if form}
 
 
 def _scrubbed(value: object) -> object:
-    """``value`` with secret-named entries of any mapping in it replaced by the mask."""
+    """``value`` with the secret-named entries of any mapping or pair in it masked."""
     if isinstance(value, Mapping):
         return {
             name: (MASK if is_secret_name(name) else _scrubbed(item))
             for name, item in value.items()
         }
+    if _is_pair(value):
+        name, item = value
+        return (name, MASK if is_secret_name(name) else _scrubbed(item))
     if isinstance(value, list | tuple):
         items = [_scrubbed(item) for item in value]
         return items if isinstance(value, list) else tuple(items)
     return value
+
+
+def _mask_spans(text: str, forms: set[str]) -> str:
+    """``text`` with every occurrence of any of ``forms`` masked; overlaps are masked as one."""
+    spans: list[tuple[int, int]] = []
+    for form in forms:
+        pattern = re.escape(form)
+        if len(form) < _MIN_ANYWHERE:
+            pattern = rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])"
+        spans += [match.span() for match in re.finditer(pattern, text)]
+    parts: list[str] = []
+    end = 0
+    for start, stop in sorted(spans):
+        if start > end:
+            parts += [text[end:start], MASK]
+        elif not parts:
+            parts.append(MASK)
+        end = max(end, stop)
+    return "".join(parts) + text[end:] if parts else text
 
 
 def redact(value: object, secrets: Iterable[str] = ()) -> str:
@@ -118,8 +156,25 @@ def redact(value: object, secrets: Iterable[str] = ()) -> str:
     and :func:`url_secrets`); they are masked wherever they appear.
     """
     text = value if isinstance(value, str) else repr(_scrubbed(value))
-    # Longest first, so that a secret holding another is masked whole.
-    for form in sorted({f for s in secrets for f in _forms(s)}, key=len, reverse=True):
-        text = text.replace(form, MASK)
-    text = _URL_CREDENTIALS.sub(_masked_url, text)
-    return _SECRET_PAIR.sub(_masked_pair, text)
+    text = _mask_spans(text, {f for s in secrets for f in _forms(s)})
+    # Pairs before URLs: a raw "@" in "?password=..." must not pass for a userinfo's end.
+    text = _SECRET_PAIR.sub(_masked_pair, text)
+    return _URL_CREDENTIALS.sub(_masked_url, text)
+
+
+def redact_exception(exc: BaseException, secrets: Iterable[str] = ()) -> BaseException:
+    """Mask, in place, the str arguments of ``exc`` and of the exceptions chained to it.
+
+    A traceback prints every exception of the chain: masking only the last
+    message would leave the secret in its cause. Returns ``exc``.
+    """
+    secrets = tuple(secrets)
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        current.args = tuple(
+            redact(arg, secrets) if isinstance(arg, str) else arg for arg in current.args
+        )
+        current = current.__cause__ or current.__context__
+    return exc

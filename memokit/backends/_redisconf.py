@@ -16,7 +16,7 @@ from typing import Any, Final
 
 from redis.connection import parse_url
 
-from .._secrets import redact, secrets_in, url_secrets
+from .._secrets import redact, redact_exception, secrets_in
 from ..exceptions import ImproperlyConfigured
 
 LATEST_EXPIRY: Final = 2**62 / 1000
@@ -82,19 +82,9 @@ def _parse(url: str) -> dict[str, Any]:
 
 
 def known_secrets(servers: list[str], client_options: Mapping[str, Any]) -> tuple[str, ...]:
-    """Every secret the settings hold: URL credentials (as written and as redis-py reads
-    them) and the values of secret OPTIONS (``password``, ``ssl_password`` ...)."""
-    found = [s for url in servers for s in url_secrets(url)]
-    for url in servers:
-        try:
-            parsed = _parse(url)
-        except ValueError:
-            continue  # check_servers refuses it
-        password = parsed.get("password")
-        if isinstance(password, str) and password:
-            found.append(password)
-    found += secrets_in(client_options)
-    return tuple(dict.fromkeys(found))
+    """Every secret the settings hold: URL credentials (as written and as redis-py
+    decodes them) and the values of secret OPTIONS (``password``, ``ssl_password`` ...)."""
+    return tuple(secrets_in([servers, client_options]))
 
 
 def display(servers: list[str]) -> str:
@@ -124,6 +114,7 @@ def check_servers(servers: list[str], secrets: tuple[str, ...]) -> None:
 def scrub(exc: Exception, secrets: tuple[str, ...]) -> str:
     """The message of ``exc`` without command text or secrets; its args are scrubbed too."""
     if exc.args and isinstance(exc.args[0], str):
-        # The cause is chained to memokit's error: it must not carry a value or secret either.
-        exc.args = (redact(_PIPELINE_COMMAND.sub(r"\1 \2", exc.args[0]), secrets), *exc.args[1:])
+        exc.args = (_PIPELINE_COMMAND.sub(r"\1 \2", exc.args[0]), *exc.args[1:])
+    # The cause is chained to memokit's error: it must not carry a value or secret either.
+    redact_exception(exc, secrets)
     return redact(_PIPELINE_COMMAND.sub(r"\1 \2", str(exc)), secrets)
