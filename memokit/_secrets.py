@@ -38,7 +38,7 @@ _SECRET_WORD = rf"(?<![A-Za-z0-9_])(?:\w*(?:{_WORDS})\w*|(?:\w+_)?{_KEYS})(?![A-
 # name=value, name: value, 'name': value, with the value quoted or bare.
 _SECRET_PAIR = re.compile(
     rf"""(?P<name>(?P<q>['"]?)(?P<word>{_SECRET_WORD})(?P=q)\s*(?:=|:)\s*)"""
-    r"""(?P<value>b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\([^)]*\)|[^\s&,;)}\]]+)""",
+    r"""(?P<value>b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\([^)]*\)|[^\s&,;)}\]'"]+)""",
     re.IGNORECASE,
 )
 # A shorter known secret is masked only where it stands alone: inside words it
@@ -55,24 +55,34 @@ def is_secret_name(name: object) -> bool:
 
 def secrets_in(settings: object) -> list[str]:
     """The secrets ``settings`` hold, at any depth: str and bytes values under secret
-    names (in a mapping or a ``(name, value)`` pair) and the credentials of URLs."""
+    names (in a mapping or a ``(name, value)`` pair), the credentials of URLs, and
+    under ``LOCATION`` whatever precedes the last ``@`` of an address without a scheme."""
     found: list[str] = []
 
-    def collect(value: object, secret: bool) -> None:
+    def collect(value: object, secret: bool, location: bool) -> None:
         if isinstance(value, Mapping):
             for name, item in value.items():
-                collect(item, secret or is_secret_name(name))
+                collect(item, secret or is_secret_name(name), _is_location(name))
         elif _is_pair(value):
-            collect(value[1], secret or is_secret_name(value[0]))
+            collect(value[1], secret or is_secret_name(value[0]), _is_location(value[0]))
         elif isinstance(value, list | tuple | set | frozenset):
             for item in value:
-                collect(item, secret)
+                collect(item, secret, location)
         elif isinstance(value, str | bytes):
             text = value.decode("utf-8", "replace") if isinstance(value, bytes) else value
-            found.extend([text] if secret else url_secrets(text))
+            if secret:
+                found.append(text)
+            elif location and "@" in text and "://" not in text:
+                found.append(text.rpartition("@")[0])
+            else:
+                found.extend(url_secrets(text))
 
-    collect(settings, False)
-    return list(dict.fromkeys(found))
+    collect(settings, False, False)
+    return list(dict.fromkeys(s for s in found if s))
+
+
+def _is_location(name: object) -> bool:
+    return isinstance(name, str) and name.upper() == "LOCATION"
 
 
 def _is_pair(value: object) -> TypeGuard[tuple[str, object]]:

@@ -13,6 +13,7 @@ import re
 import time
 from collections.abc import Mapping
 from typing import Any, Final
+from urllib.parse import urlsplit
 
 from redis.connection import parse_url
 
@@ -84,7 +85,7 @@ def _parse(url: str) -> dict[str, Any]:
 def known_secrets(servers: list[str], client_options: Mapping[str, Any]) -> tuple[str, ...]:
     """Every secret the settings hold: URL credentials (as written and as redis-py
     decodes them) and the values of secret OPTIONS (``password``, ``ssl_password`` ...)."""
-    return tuple(secrets_in([servers, client_options]))
+    return tuple(secrets_in({"LOCATION": servers, "OPTIONS": client_options}))
 
 
 def display(servers: list[str]) -> str:
@@ -95,20 +96,23 @@ def display(servers: list[str]) -> str:
 def check_servers(servers: list[str], secrets: tuple[str, ...]) -> None:
     """Raise ``ImproperlyConfigured`` for a URL redis-py cannot read, never quoting a secret."""
     for url in servers:
+        scheme, _, rest = url.partition("://")
+        # An "@" past the address means a raw "/", "?" or "#" in the credentials
+        # ended it early: redis-py would take part of the password for the host.
+        misread = "@" in rest[len(urlsplit(url).netloc) :] if rest else False
         try:
             _parse(url)
         except ValueError as exc:
-            if "@" in url and url.partition("://")[0].lower() in ("redis", "rediss", "unix"):
-                # redis-py quotes the piece of a misread address, which can be part
-                # of the password: name the likely cause instead.
-                reason = (
-                    "redis-py cannot read it; a '/', '?' or '#' in a username or password "
-                    "must be percent-encoded, for example with "
-                    "urllib.parse.quote(password, safe='')"
-                )
-            else:
+            if "@" not in url or scheme.lower() not in ("redis", "rediss", "unix"):
                 reason = redact(str(exc), secrets)
-            raise ImproperlyConfigured(f"LOCATION {redact(url)!s}: {reason}") from None
+                raise ImproperlyConfigured(f"LOCATION {redact(url)}: {reason}") from None
+            misread = True  # redis-py's message quotes a piece of the misread address
+        if misread:
+            raise ImproperlyConfigured(
+                f"LOCATION {redact(url)}: redis-py cannot read it; a '/', '?', '#' or '@' in "
+                f"a username or password must be percent-encoded, for example with "
+                f"urllib.parse.quote(password, safe='')"
+            )
 
 
 def scrub(exc: Exception, secrets: tuple[str, ...]) -> str:

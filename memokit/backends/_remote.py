@@ -13,9 +13,16 @@ import re
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from .._secrets import redact
 from ..exceptions import ImproperlyConfigured
 from .base import unknown_options
+
+
+def _kind(value: object) -> str:
+    """What ``value`` is, for a message; never the value, which may hold a password."""
+    if isinstance(value, list | tuple):
+        wrong = {type(item).__name__ for item in value if not isinstance(item, str)}
+        return f"a {type(value).__name__} holding {', '.join(sorted(wrong))}"
+    return f"a {type(value).__name__}"
 
 
 def split_location(location: object, setting: str = "LOCATION") -> list[str]:
@@ -26,7 +33,7 @@ def split_location(location: object, setting: str = "LOCATION") -> list[str]:
         servers = [s.strip() for s in location if s.strip()]
     else:
         raise ImproperlyConfigured(
-            f"{setting} must be a server address or a list of them, not {redact(location)}"
+            f"{setting} must be a server address (str) or a list of them, not {_kind(location)}"
         )
     if not servers:
         raise ImproperlyConfigured(
@@ -63,7 +70,7 @@ def split_options(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split ``OPTIONS`` into memokit's own (lower-cased) and the client's (as given)."""
     if not isinstance(options, Mapping):
-        raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {redact(options)}")
+        raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {_kind(options)}")
     own: dict[str, Any] = {}
     client: dict[str, Any] = {}
     for name, value in options.items():

@@ -150,8 +150,9 @@ class MemcachedCache(BaseCache):
     ) -> None:
         servers = split_location(location)
         # memcached has no credentials, but a LOCATION may still carry some by mistake.
-        self._secrets = tuple(secrets_in([servers, client_options]))
-        super().__init__(";".join(redact(server) for server in servers), **settings)
+        self._secrets = tuple(secrets_in({"LOCATION": servers, "OPTIONS": client_options}))
+        shown = [redact(server, self._secrets) for server in servers]
+        super().__init__(";".join(shown), **settings)
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         options = self._check_client_options(client_options or {})
         self._native_incr = (
@@ -168,11 +169,19 @@ class MemcachedCache(BaseCache):
         }
         specs = []
         for server in servers:
+            if "@" in server:
+                raise ImproperlyConfigured(
+                    f"LOCATION names a server {redact(server, self._secrets)!r} with credentials; "
+                    f"memcached "
+                    f"(pymemcache) has none: give 'host:port' (for example '127.0.0.1:11211') "
+                    f"or 'unix:/path/to/socket', and keep the server on a trusted network"
+                )
             try:
                 specs.append(normalize_server_spec(server))
             except ValueError as exc:
                 raise ImproperlyConfigured(
-                    f"LOCATION names a server {redact(server)!r} that pymemcache cannot read "
+                    f"LOCATION names a server {redact(server, self._secrets)!r} that pymemcache "
+                    f"cannot read "
                     f"({redact(str(exc), self._secrets)}); "
                     f"give 'host:port' (for example '127.0.0.1:11211') or 'unix:/path/to/socket'"
                 ) from None

@@ -113,9 +113,9 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
     Django's ``ImproperlyConfigured`` for any other bad setting.
     """
     # Django does not tell a backend its alias: the message names what the settings say.
-    shown = repr(redact(location)) if isinstance(location, str) else redact(location)
+    secrets = secrets_in({**params, "LOCATION": location})
+    shown = repr(redact(location, secrets)) if isinstance(location, str) else redact(location)
     where = f"memokit.contrib.django.MemokitCache (LOCATION {shown})"
-    secrets = secrets_in([location, params])
     unknown = sorted(set(params) - _KNOWN, key=str)
     if unknown:
         raise DjangoImproperlyConfigured(
@@ -125,7 +125,7 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
     options = params.get("OPTIONS") or {}
     if not isinstance(options, Mapping):
         raise DjangoImproperlyConfigured(
-            f"{where}: OPTIONS must be a mapping, not {redact(options, secrets)}"
+            f"{where}: OPTIONS must be a mapping, not a {type(options).__name__}"
         )
     options = dict(options)
     backend = options.pop("BACKEND", DEFAULT_BACKEND)
