@@ -41,6 +41,7 @@ _SECRET_PAIR = re.compile(
     r"""(?P<value>b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\([^)]*\)|[^\s&,;)}\]'"]+)""",
     re.IGNORECASE,
 )
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A shorter known secret is masked only where it stands alone: inside words it
 # would garble every message (a password "1" in "Error 111").
 _MIN_ANYWHERE = 4
@@ -86,7 +87,13 @@ def _is_location(name: object) -> bool:
 
 
 def _is_pair(value: object) -> TypeGuard[tuple[str, object]]:
-    return isinstance(value, tuple) and len(value) == 2 and isinstance(value[0], str)
+    """A ``(name, value)`` item; a tuple of two addresses is not one."""
+    return (
+        isinstance(value, tuple)
+        and len(value) == 2
+        and isinstance(value[0], str)
+        and _IDENTIFIER.fullmatch(value[0]) is not None
+    )
 
 
 def url_secrets(url: str) -> list[str]:

@@ -106,6 +106,9 @@ def test_settings_are_masked_by_name_at_any_depth() -> None:
     assert "'socket_timeout': 1.0" in text
     # Pairs, as a list of items instead of a mapping.
     assert redact([("PASSWORD", "Qx7k"), ("db", 1)]) == "[('PASSWORD', '***'), ('db', 1)]"
+    # Two addresses in a tuple are no (name, value) pair.
+    assert redact(("redis://:Qx7k@h1", "redis://h2")) == "('redis://:***@h1', 'redis://h2')"
+    assert "Qx7k" in secrets_in(("redis://:Qx7k@h1", "redis://h2"))
     found = secrets_in(settings)
     assert "Qx7k@Wv3p" in found
     assert "Qx7k/1" in found

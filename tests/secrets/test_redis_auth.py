@@ -122,3 +122,25 @@ def test_a_wrong_password_is_refused_without_being_shown(server: RunningServer) 
     shown = "".join(traceback.format_exception(raised.value))
     assert "Nq2j" not in shown
     assert "Wv3p" not in shown
+
+
+def test_value_failure_warnings_show_no_secret(server: RunningServer) -> None:
+    location = f"redis://:{quote(PASSWORD, safe='')}@{server.host}:{server.port}/4"
+    cache = memokit.create_cache({"BACKEND": "redis", "LOCATION": location})
+
+    @memokit.cached(cache=cache)
+    def double(x: int) -> int:
+        return 2 * x
+
+    try:
+        with redis.Redis(server.host, server.port, db=4, password=PASSWORD) as raw:
+            raw.set(":1:k", b"\x80damaged")
+        with pytest.warns(memokit.CorruptEntryWarning) as caught:
+            assert cache.get("k") is None  # a value failure: a miss, with one warning
+        assert double(2) == 4
+    finally:
+        cache.close()
+    shown = "\n".join(str(w.message) for w in caught) + repr(double) + repr(double.cache_info())
+    assert "***" in shown
+    assert "Qx7k" not in shown
+    assert "Wv3p" not in shown
