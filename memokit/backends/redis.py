@@ -49,7 +49,6 @@ from ._deadline import with_deadlines
 from ._redisconf import (
     GET_OR_ADD_SCRIPT,
     INCR_SCRIPT,
-    LATEST_EXPIRY,
     OWNED,
     PERSIST_SCRIPT,
     REFUSED,
@@ -58,6 +57,9 @@ from ._redisconf import (
     known_secrets,
     milliseconds,
     scrub,
+)
+from ._redisconf import (
+    LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
 from ._remote import (
     check_flag,
