@@ -18,6 +18,7 @@ before it); it never shows less.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from typing import Final, TypeGuard
@@ -41,6 +42,7 @@ _SECRET_PAIR = re.compile(
     r"""(?P<value>b?'(?:[^'\\]|\\.)*'|b?"(?:[^"\\]|\\.)*"|\[[^\]]*\]|\([^)]*\)|[^\s&,;)}\]'"]+)""",
     re.IGNORECASE,
 )
+_PAIR_HINT = re.compile(rf"{_WORDS}|key", re.IGNORECASE)
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # A shorter known secret is masked only where it stands alone: inside words it
 # would garble every message (a password "1" in "Error 111").
@@ -124,11 +126,21 @@ def _masked_pair(match: re.Match[str]) -> str:
     return f"{match['name']}{MASK!r}" if match["value"][:1] in "'\"b" else f"{match['name']}{MASK}"
 
 
-def _forms(secret: str) -> set[str]:
-    """How a message may spell ``secret``: raw, percent-encoded, as a repr would."""
-    forms = {secret, quote(secret, safe=""), quote(secret), repr(secret)[1:-1]}
-    forms.add(secret.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
-    return {form for form in forms if form}
+@functools.lru_cache(maxsize=64)
+def _patterns(secrets: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ...]:
+    """For each way a message may spell one of ``secrets`` (raw, percent-encoded, as a
+    repr would), that spelling and the pattern finding it; built once per cache."""
+    forms: set[str] = set()
+    for secret in secrets:
+        forms |= {secret, quote(secret, safe=""), quote(secret), repr(secret)[1:-1]}
+        forms.add(secret.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
+    found = []
+    for form in sorted(form for form in forms if form):
+        pattern = re.escape(form)
+        if len(form) < _MIN_ANYWHERE:
+            pattern = rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])"
+        found.append((form, re.compile(pattern)))
+    return tuple(found)
 
 
 def _scrubbed(value: object) -> object:
@@ -147,14 +159,12 @@ def _scrubbed(value: object) -> object:
     return value
 
 
-def _mask_spans(text: str, forms: set[str]) -> str:
-    """``text`` with every occurrence of any of ``forms`` masked; overlaps are masked as one."""
+def _mask_spans(text: str, secrets: tuple[str, ...]) -> str:
+    """``text`` with every spelling of ``secrets`` masked; overlapping ones as one."""
     spans: list[tuple[int, int]] = []
-    for form in forms:
-        pattern = re.escape(form)
-        if len(form) < _MIN_ANYWHERE:
-            pattern = rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])"
-        spans += [match.span() for match in re.finditer(pattern, text)]
+    for form, pattern in _patterns(secrets):
+        if form in text:
+            spans += [match.span() for match in pattern.finditer(text)]
     parts: list[str] = []
     end = 0
     for start, stop in sorted(spans):
@@ -173,10 +183,13 @@ def redact(value: object, secrets: Iterable[str] = ()) -> str:
     and :func:`url_secrets`); they are masked wherever they appear.
     """
     text = value if isinstance(value, str) else repr(_scrubbed(value))
-    text = _mask_spans(text, {f for s in secrets for f in _forms(s)})
+    if secrets:
+        text = _mask_spans(text, tuple(secrets))
     # Pairs before URLs: a raw "@" in "?password=..." must not pass for a userinfo's end.
-    text = _SECRET_PAIR.sub(_masked_pair, text)
-    return _URL_CREDENTIALS.sub(_masked_url, text)
+    # Each pattern runs only where its cheap hint is found (a failing call is redacted).
+    if _PAIR_HINT.search(text):
+        text = _SECRET_PAIR.sub(_masked_pair, text)
+    return _URL_CREDENTIALS.sub(_masked_url, text) if "://" in text else text
 
 
 def redact_exception(exc: BaseException, secrets: Iterable[str] = ()) -> BaseException:
