@@ -99,8 +99,8 @@ def check_servers(servers: list[str], secrets: tuple[str, ...]) -> None:
         scheme, _, rest = url.partition("://")
         # An "@" past the address means a raw "/", "?" or "#" in the credentials
         # ended it early: redis-py would take part of the password for the host.
-        misread = "@" in rest[len(urlsplit(url).netloc) :] if rest else False
         try:
+            misread = "@" in rest[len(urlsplit(url).netloc) :] if rest else False
             _parse(url)
         except ValueError as exc:
             if "@" not in url or scheme.lower() not in ("redis", "rediss", "unix"):

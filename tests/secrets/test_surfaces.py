@@ -216,6 +216,7 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
     [
         {"BACKEND": "redis", "LOCATION": ["redis://:Qx7k@Wv3p@h:1", 5]},
         {"BACKEND": "redis", "LOCATION": "redis://h:1", "OPTIONS": [("password", "Qx7kWv3p")]},
+        {"BACKEND": "redis", "LOCATION": "redis://:Qx7kWv3p@[::1"},
         {"BACKEND": "memcached", "LOCATION": "app:Qx7k@Wv3p@127.0.0.1:11211"},
         {"BACKEND": "memcached", "LOCATION": "127.0.0.1:11211", "OPTIONS": ["token=Qx7kWv3p"]},
         {"BACKEND": "memory", "OPTIONS": [("SECRET", "Qx7k" * 8), ("OLD_SECRETS", ["Wv3p"])]},
@@ -224,6 +225,7 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
     ids=[
         "redis-location",
         "redis-options",
+        "redis-bad-ipv6",
         "memcached-location",
         "memcached-options",
         "memory-secret",
