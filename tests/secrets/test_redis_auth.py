@@ -48,6 +48,18 @@ def server() -> Iterator[RunningServer]:
         running.stop()
 
 
+def _chain(exc: BaseException) -> str:
+    """Every message of an exception's chain, as a traceback shows them."""
+    parts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None:
+        parts += traceback.format_exception_only(current)
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
+    return "".join(parts)
+
+
 def _round_trip(cache: memokit.BaseCache) -> None:
     try:
         cache.clear()
@@ -105,7 +117,7 @@ def test_through_the_fault_proxy(server: RunningServer) -> None:
                 cache.get("k")
         finally:
             cache.close()
-    shown = "".join(traceback.format_exception(raised.value)) + repr(proxy) + repr(cache)
+    shown = _chain(raised.value) + repr(proxy) + repr(cache)
     assert "Qx7k" not in shown
     assert "Wv3p" not in shown
 
@@ -119,7 +131,7 @@ def test_a_wrong_password_is_refused_without_being_shown(server: RunningServer) 
             cache.get("k")
     finally:
         cache.close()
-    shown = "".join(traceback.format_exception(raised.value))
+    shown = _chain(raised.value)
     assert "Nq2j" not in shown
     assert "Wv3p" not in shown
 
