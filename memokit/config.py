@@ -15,6 +15,7 @@ import threading
 from collections.abc import Iterator, Mapping
 from typing import Any
 
+from ._secrets import redact_exception, secrets_in
 from .backends import BACKENDS, OPTIONAL_PACKAGES, BaseCache
 from .exceptions import ImproperlyConfigured, InvalidCacheBackendError, _MissingPackage
 from .keys import import_string
@@ -74,10 +75,15 @@ def _import_backend(dotted_path: str, backend: str) -> object:
         raise
 
 
+def _kind(value: object) -> str:
+    # The type alone: the value itself may hold a password (shown masked or not at all).
+    return f"a {type(value).__name__}"
+
+
 def create_cache(settings: Mapping[str, Any], alias: str = DEFAULT_CACHE_ALIAS) -> BaseCache:
     """Build one cache from a ``CACHES`` entry (``BACKEND``, ``LOCATION``, ``OPTIONS`` ...)."""
     if not isinstance(settings, Mapping):
-        raise ImproperlyConfigured(f"CACHES[{alias!r}] must be a mapping, not {settings!r}")
+        raise ImproperlyConfigured(f"CACHES[{alias!r}] must be a mapping, not {_kind(settings)}")
     unknown = sorted(set(settings) - _KNOWN, key=str)
     if unknown:
         raise ImproperlyConfigured(
@@ -97,6 +103,8 @@ def create_cache(settings: Mapping[str, Any], alias: str = DEFAULT_CACHE_ALIAS) 
         return cls(settings.get("LOCATION", ""), **kwargs)
     except ImproperlyConfigured as exc:
         # Every message says which alias to fix; the class stays (not a private one).
+        # Whatever a backend's message quotes, the settings' secrets are masked in it.
+        redact_exception(exc, secrets_in(settings))
         kind = ImproperlyConfigured if isinstance(exc, _MissingPackage) else type(exc)
         raise kind(f"CACHES[{alias!r}]: {exc}") from exc
 
@@ -113,7 +121,7 @@ class CacheHandler:
         """Replace the configuration; every alias is built now, and old instances closed."""
         if not isinstance(caches, Mapping):
             raise ImproperlyConfigured(
-                f"CACHES must be a mapping of alias to settings, not {caches!r}"
+                f"CACHES must be a mapping of alias to settings, not {_kind(caches)}"
             )
         if DEFAULT_CACHE_ALIAS not in caches:
             raise ImproperlyConfigured(

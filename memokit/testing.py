@@ -32,8 +32,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from ._secrets import redact_exception, secrets_in
 from .backends import memory
 from .backends.memory import MemoryCache
+from .exceptions import ImproperlyConfigured
 from .exceptions import ServerNotFound as ServerNotFound  # re-exported: its old home
 from .switches import use_cache
 
@@ -54,7 +56,11 @@ def isolated_cache(**settings: Any) -> Iterator[MemoryCache]:
     and its store forgotten, so that a block per test leaves nothing behind.
     """
     location = f"memokit-isolated-{uuid.uuid4().hex}"
-    cache = MemoryCache(location, **settings)
+    try:
+        cache = MemoryCache(location, **settings)
+    except ImproperlyConfigured as exc:
+        redact_exception(exc, secrets_in(settings))  # settings may carry a SECRET
+        raise
     try:
         with use_cache(cache):
             yield cache

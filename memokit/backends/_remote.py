@@ -16,18 +16,13 @@ from typing import Any
 from ..exceptions import ImproperlyConfigured
 from .base import unknown_options
 
-_PASSWORD_IN_URL = re.compile(r"(?P<scheme>[a-zA-Z][a-zA-Z0-9+.-]*://)(?P<auth>[^@/]*)@")
-_PASSWORD_IN_QUERY = re.compile(r"(?i)(password=)[^&]*")
 
-
-def mask_password(location: str) -> str:
-    """Return ``location`` with any password in it replaced by ``***``."""
-
-    def hide(match: re.Match[str]) -> str:
-        user, sep, _ = match["auth"].partition(":")
-        return f"{match['scheme']}{user}{sep}***@" if sep else f"{match['scheme']}***@"
-
-    return _PASSWORD_IN_QUERY.sub(r"\1***", _PASSWORD_IN_URL.sub(hide, location))
+def _kind(value: object) -> str:
+    """What ``value`` is, for a message; never the value, which may hold a password."""
+    if isinstance(value, list | tuple):
+        wrong = {type(item).__name__ for item in value if not isinstance(item, str)}
+        return f"a {type(value).__name__} holding {', '.join(sorted(wrong))}"
+    return f"a {type(value).__name__}"
 
 
 def split_location(location: object, setting: str = "LOCATION") -> list[str]:
@@ -38,7 +33,7 @@ def split_location(location: object, setting: str = "LOCATION") -> list[str]:
         servers = [s.strip() for s in location if s.strip()]
     else:
         raise ImproperlyConfigured(
-            f"{setting} must be a server address or a list of them, not {location!r}"
+            f"{setting} must be a server address (str) or a list of them, not {_kind(location)}"
         )
     if not servers:
         raise ImproperlyConfigured(
@@ -75,7 +70,7 @@ def split_options(
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Split ``OPTIONS`` into memokit's own (lower-cased) and the client's (as given)."""
     if not isinstance(options, Mapping):
-        raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {options!r}")
+        raise ImproperlyConfigured(f"OPTIONS must be a mapping, not {_kind(options)}")
     own: dict[str, Any] = {}
     client: dict[str, Any] = {}
     for name, value in options.items():

@@ -42,6 +42,7 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
     MemcacheUnexpectedCloseError,
 )
 
+from .._secrets import redact, redact_exception, secrets_in
 from ..exceptions import (
     BackendError,
     BackendUnavailable,
@@ -148,7 +149,10 @@ class MemcachedCache(BaseCache):
         **settings: Unpack[CommonSettings],
     ) -> None:
         servers = split_location(location)
-        super().__init__(";".join(servers), **settings)
+        # memcached has no credentials, but a LOCATION may still carry some by mistake.
+        self._secrets = tuple(secrets_in({"LOCATION": servers, "OPTIONS": client_options}))
+        shown = [redact(server, self._secrets) for server in servers]
+        super().__init__(";".join(shown), **settings)
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         options = self._check_client_options(client_options or {})
         self._native_incr = (
@@ -165,11 +169,20 @@ class MemcachedCache(BaseCache):
         }
         specs = []
         for server in servers:
+            if "@" in server:
+                raise ImproperlyConfigured(
+                    f"LOCATION names a server {redact(server, self._secrets)!r} with credentials; "
+                    f"memcached "
+                    f"(pymemcache) has none: give 'host:port' (for example '127.0.0.1:11211') "
+                    f"or 'unix:/path/to/socket', and keep the server on a trusted network"
+                )
             try:
                 specs.append(normalize_server_spec(server))
             except ValueError as exc:
                 raise ImproperlyConfigured(
-                    f"LOCATION names a server {server!r} that pymemcache cannot read ({exc}); "
+                    f"LOCATION names a server {redact(server, self._secrets)!r} that pymemcache "
+                    f"cannot read "
+                    f"({redact(str(exc), self._secrets)}); "
                     f"give 'host:port' (for example '127.0.0.1:11211') or 'unix:/path/to/socket'"
                 ) from None
         try:
@@ -183,7 +196,8 @@ class MemcachedCache(BaseCache):
             ) from None
         except ValueError as exc:
             raise ImproperlyConfigured(
-                f"OPTIONS for memcached {self.location}: pymemcache refused them ({exc})"
+                f"OPTIONS for memcached {self.location}: pymemcache refused them "
+                f"({redact(str(exc), self._secrets)})"
             ) from None
         self._specs = specs
         self._common = common
@@ -276,8 +290,12 @@ class MemcachedCache(BaseCache):
     def _fail(self, exc: Exception) -> NoReturn:
         if isinstance(exc, OSError | MemcacheUnexpectedCloseError) or type(exc) is MemcacheError:
             # A bare MemcacheError is HashClient's "all servers seem to be down".
-            raise BackendUnavailable(f"memcached {self.location} is unavailable: {exc}") from exc
-        raise BackendError(f"memcached {self.location} failed: {exc}") from exc
+            raise BackendUnavailable(
+                f"memcached {self.location} is unavailable: {redact(str(exc), self._secrets)}"
+            ) from redact_exception(exc, self._secrets)
+        raise BackendError(
+            f"memcached {self.location} failed: {redact(str(exc), self._secrets)}"
+        ) from redact_exception(exc, self._secrets)
 
     # -- primitives ----------------------------------------------------------------
 

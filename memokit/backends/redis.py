@@ -27,10 +27,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import math
 import os
 import random
-import re
 import threading
 import time
 from collections.abc import AsyncGenerator, Mapping
@@ -42,15 +40,30 @@ import redis.asyncio
 from redis.commands.core import AsyncScript, Script
 from redis.exceptions import WatchError
 
+from .._secrets import redact
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
 from ..serializers import PickleSerializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
 from ._deadline import with_deadlines
+from ._redisconf import (
+    GET_OR_ADD_SCRIPT,
+    INCR_SCRIPT,
+    OWNED,
+    PERSIST_SCRIPT,
+    REFUSED,
+    check_servers,
+    display,
+    known_secrets,
+    milliseconds,
+    scrub,
+)
+from ._redisconf import (
+    LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
+)
 from ._remote import (
     check_flag,
     check_seconds,
-    mask_password,
     parameter_names,
     refused_options,
     split_location,
@@ -66,73 +79,10 @@ DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
-LATEST_EXPIRY: Final = 2**62 / 1000
-"""The latest expiry sent as ``PX`` (seconds since the epoch), well inside Redis's
-signed 64-bit milliseconds; a later one is stored as "never expires"."""
-
-# redis-py annotates a pipeline's error with the command, arguments and all:
-# "Command # 3 (SET :1:k <value bytes>...) of pipeline caused error: ...".
-_PIPELINE_COMMAND = re.compile(r"(Command # \d+) \(.*?\) (of pipeline caused error)", re.DOTALL)
-
-# incr: INCRBY only a key that exists, so that a missing key is an error and not
-# a new counter; keep the expiry (INCRBY does). The result is read back with GET
-# because Lua numbers are doubles and would round big 64-bit integers. A value
-# INCRBY cannot add to (serialised, or an overflow) is reported, not changed.
-_INCR_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return false end
-local reply = redis.pcall('INCRBY', KEYS[1], ARGV[1])
-if type(reply) == 'table' and reply.err then return {reply.err} end
-return redis.call('GET', KEYS[1])
-"""
-
-# get_or_set's second round trip: store unless a value is there, else return it.
-_GET_OR_ADD_SCRIPT = """
-local current = redis.call('GET', KEYS[1])
-if current then return current end
-if ARGV[2] == '' then
-    redis.call('SET', KEYS[1], ARGV[1])
-else
-    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
-end
-return false
-"""
-
-# touch(key, None): PERSIST answers 0 for a key that already never expires,
-# where memokit (unlike Django) answers True because the key is there.
-_PERSIST_SCRIPT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
-redis.call('PERSIST', KEYS[1])
-return 1
-"""
-
-_OWNED = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "READ_FROM_REPLICAS", "IGNORE_EXC"})
-_REFUSED = {
-    "retry": "memokit never retries: a retried INCRBY could count twice",
-    "retry_on_timeout": "memokit never retries: a retried INCRBY could count twice",
-    "retry_on_error": "memokit never retries: a retried INCRBY could count twice",
-    "decode_responses": "values are bytes; memokit decodes them itself",
-    "connection_pool": "memokit builds one pool per process and per event loop",
-}
 _TIMEOUTS = {
     "socket_connect_timeout": DEFAULT_SOCKET_CONNECT_TIMEOUT,
     "socket_timeout": DEFAULT_SOCKET_TIMEOUT,
 }
-
-
-def _milliseconds(timeout: float | None) -> int | None:
-    """The ``PX`` of ``timeout`` seconds, or None for "never expires"."""
-    if timeout is None or timeout > LATEST_EXPIRY - time.time():
-        return None
-    # Round up: an entry lives at least as long as asked, never 0 ms (an error).
-    return max(1, math.ceil(timeout * 1000))
-
-
-def _scrub(exc: Exception) -> str:
-    """The message of ``exc`` without any command text; its args are scrubbed too."""
-    if exc.args and isinstance(exc.args[0], str):
-        # The cause is chained to memokit's error: it must not carry the value either.
-        exc.args = (_PIPELINE_COMMAND.sub(r"\1 \2", exc.args[0]), *exc.args[1:])
-    return mask_password(_PIPELINE_COMMAND.sub(r"\1 \2", str(exc)))
 
 
 @dataclass
@@ -168,7 +118,7 @@ class RedisCache(BaseCache):
         blocking_io=True,
         latest_expiry=LATEST_EXPIRY,
     )
-    option_names: ClassVar[frozenset[str]] = _OWNED
+    option_names: ClassVar[frozenset[str]] = OWNED
 
     def __init__(
         self,
@@ -180,12 +130,15 @@ class RedisCache(BaseCache):
         **settings: Unpack[CommonSettings],
     ) -> None:
         servers = split_location(location)
+        client_options = dict(client_options or {})
+        self._secrets = known_secrets(servers, client_options)
+        check_servers(servers, self._secrets)
         # The public ``location`` never holds a password: it may end up in logs.
-        super().__init__(mask_password(";".join(servers)), **settings)
+        super().__init__(display(servers), **settings)
         self._servers = servers
         self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
-        self._client_options = self._check_client_options(client_options or {})
+        self._client_options = self._check_client_options(client_options)
         self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
         self._display = self.location
         self._refusal_quiet_until = 0.0
@@ -204,12 +157,12 @@ class RedisCache(BaseCache):
                 + [k.__init__ for c in classes for k in c.__mro__ if "__init__" in vars(k)]
             )
             error = refused_options(
-                type(self).__name__, "redis-py", self._client_options, _OWNED, accepted, exc
+                type(self).__name__, "redis-py", self._client_options, OWNED, accepted, exc
             )
-            raise ImproperlyConfigured(mask_password(str(error))) from None
+            raise ImproperlyConfigured(redact(str(error), self._secrets)) from None
         except ValueError as exc:
             raise ImproperlyConfigured(
-                f"LOCATION/OPTIONS for Redis {self._display}: {mask_password(str(exc))}"
+                f"LOCATION/OPTIONS for Redis {self._display}: {redact(str(exc), self._secrets)}"
             ) from None
         self._use_pools(pools)
         self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], _AsyncSide] = {}
@@ -226,9 +179,9 @@ class RedisCache(BaseCache):
         clients = [redis.Redis(connection_pool=pool) for pool in pools]
         self._primary = clients[0]
         self._replicas = clients[1:]
-        self._incr_script: Script = self._primary.register_script(_INCR_SCRIPT)
-        self._get_or_add_script: Script = self._primary.register_script(_GET_OR_ADD_SCRIPT)
-        self._persist_script: Script = self._primary.register_script(_PERSIST_SCRIPT)
+        self._incr_script: Script = self._primary.register_script(INCR_SCRIPT)
+        self._get_or_add_script: Script = self._primary.register_script(GET_OR_ADD_SCRIPT)
+        self._persist_script: Script = self._primary.register_script(PERSIST_SCRIPT)
 
     def _renew_clients(self) -> None:
         # In a child after fork: the inherited pools are dropped untouched (_afterfork.py).
@@ -239,7 +192,7 @@ class RedisCache(BaseCache):
     @classmethod
     def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
         """memokit's own OPTIONS become arguments; the rest go to redis-py's pool."""
-        own, client = split_options(cls.__name__, options, _OWNED)
+        own, client = split_options(cls.__name__, options, OWNED)
         own["client_options"] = client
         return own
 
@@ -247,10 +200,10 @@ class RedisCache(BaseCache):
     def _check_client_options(options: Mapping[str, Any]) -> dict[str, Any]:
         checked = dict(options)
         for name in checked:
-            if name.lower() in _REFUSED:
+            if name.lower() in REFUSED:
                 raise ImproperlyConfigured(
                     f"OPTIONS[{name!r}] is not accepted by the Redis backend: "
-                    f"{_REFUSED[name.lower()]}"
+                    f"{REFUSED[name.lower()]}"
                 )
         for name, default in _TIMEOUTS.items():
             checked[name] = check_seconds(checked.get(name, default), name)
@@ -264,7 +217,7 @@ class RedisCache(BaseCache):
         seconds = self._seconds(timeout)
         if seconds is not None and seconds <= 0:
             return 0
-        px = _milliseconds(seconds)
+        px = milliseconds(seconds)
         return None if px is None else px / 1000
 
     # -- encoding ----------------------------------------------------------------
@@ -294,9 +247,9 @@ class RedisCache(BaseCache):
     def _fail(self, exc: Exception) -> NoReturn:
         if isinstance(exc, redis.ConnectionError | redis.TimeoutError | OSError):
             raise BackendUnavailable(
-                f"Redis {self._display} is unavailable: {_scrub(exc)}"
+                f"Redis {self._display} is unavailable: {scrub(exc, self._secrets)}"
             ) from exc
-        raise BackendError(f"Redis {self._display} failed: {_scrub(exc)}") from exc
+        raise BackendError(f"Redis {self._display} failed: {scrub(exc, self._secrets)}") from exc
 
     def _reader(self) -> redis.Redis:
         if self._replicas and self._read_from_replicas:
@@ -333,12 +286,12 @@ class RedisCache(BaseCache):
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
         try:
-            self._primary.set(key, payload, px=_milliseconds(timeout))
+            self._primary.set(key, payload, px=milliseconds(timeout))
         except redis.RedisError as exc:
             self._fail(exc)
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
-        px = _milliseconds(timeout)
+        px = milliseconds(timeout)
         try:
             with self._primary.pipeline(transaction=False) as pipe:
                 self._queue_sets(pipe, items, px)
@@ -382,14 +335,14 @@ class RedisCache(BaseCache):
             "not stored and set_many returns them",
             self._display,
             type(exc).__name__,
-            _scrub(exc),
+            scrub(exc, self._secrets),
         )
 
     def _failed_keys(self, originals: Mapping[str, Any], failed: list[str]) -> list[Any]:
         return [originals[m] for m in failed]  # logged as a backend condition, not per key
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
-        px = _milliseconds(timeout)
+        px = milliseconds(timeout)
         try:
             return bool(self._primary.set(key, payload, px=px, nx=True))
         except redis.RedisError as exc:
@@ -397,7 +350,7 @@ class RedisCache(BaseCache):
 
     def _touch(self, key: str, timeout: float | None) -> bool:
         try:
-            px = _milliseconds(timeout)
+            px = milliseconds(timeout)
             if px is None:
                 return bool(self._persist_script(keys=[key]))
             return bool(self._primary.pexpire(key, px))
@@ -455,7 +408,7 @@ class RedisCache(BaseCache):
 
     def _add_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
         # One round trip: the script returns the live value, or stores ours.
-        px = _milliseconds(timeout) or ""
+        px = milliseconds(timeout) or ""
         try:
             current = self._get_or_add_script(keys=[key], args=[payload, px])
         except redis.RedisError as exc:
@@ -484,9 +437,9 @@ class RedisCache(BaseCache):
         side = _AsyncSide(
             primary=primary,
             replicas=clients[1:],
-            incr=primary.register_script(_INCR_SCRIPT),
-            get_or_add=primary.register_script(_GET_OR_ADD_SCRIPT),
-            persist=primary.register_script(_PERSIST_SCRIPT),
+            incr=primary.register_script(INCR_SCRIPT),
+            get_or_add=primary.register_script(GET_OR_ADD_SCRIPT),
+            persist=primary.register_script(PERSIST_SCRIPT),
             guard=guard,
         )
         with self._async_lock:
@@ -532,7 +485,7 @@ class RedisCache(BaseCache):
 
     async def _aset(self, key: str, payload: Any, timeout: float | None) -> None:
         side = await self._side()
-        px = _milliseconds(timeout)
+        px = milliseconds(timeout)
         try:
             await side.primary.set(key, payload, px=px)
         except redis.RedisError as exc:
@@ -540,7 +493,7 @@ class RedisCache(BaseCache):
 
     async def _aset_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
         side = await self._side()
-        px = _milliseconds(timeout)
+        px = milliseconds(timeout)
         try:
             async with side.primary.pipeline(transaction=False) as pipe:
                 self._queue_sets(pipe, items, px)
@@ -555,7 +508,7 @@ class RedisCache(BaseCache):
 
     async def _aadd(self, key: str, payload: Any, timeout: float | None) -> bool:
         side = await self._side()
-        px = _milliseconds(timeout)
+        px = milliseconds(timeout)
         try:
             return bool(await side.primary.set(key, payload, px=px, nx=True))
         except redis.RedisError as exc:
@@ -564,7 +517,7 @@ class RedisCache(BaseCache):
     async def _atouch(self, key: str, timeout: float | None) -> bool:
         side = await self._side()
         try:
-            px = _milliseconds(timeout)
+            px = milliseconds(timeout)
             if px is None:
                 return bool(await side.persist(keys=[key]))
             return bool(await side.primary.pexpire(key, px))
@@ -622,7 +575,7 @@ class RedisCache(BaseCache):
                     continue
 
     async def _aadd_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
-        px = _milliseconds(timeout) or ""
+        px = milliseconds(timeout) or ""
         side = await self._side()
         try:
             current = await side.get_or_add(keys=[key], args=[payload, px])

@@ -44,6 +44,7 @@ except ImportError as exc:  # pragma: no cover - exercised only without Django i
         "memokit.contrib.django needs Django; install it with: pip install 'memokit[django]'"
     ) from exc
 
+from .._secrets import redact, redact_exception, secrets_in
 from ..backends.base import BaseCache, CullsByCount
 from ..config import get_backend_class
 from ..exceptions import ImproperlyConfigured, InvalidCacheBackendError, InvalidCacheKey
@@ -114,7 +115,9 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
     Django's ``ImproperlyConfigured`` for any other bad setting.
     """
     # Django does not tell a backend its alias: the message names what the settings say.
-    where = f"memokit.contrib.django.MemokitCache (LOCATION {location!r})"
+    secrets = secrets_in({**params, "LOCATION": location})
+    shown = repr(redact(location, secrets)) if isinstance(location, str) else redact(location)
+    where = f"memokit.contrib.django.MemokitCache (LOCATION {shown})"
     unknown = sorted(set(params) - _KNOWN, key=str)
     if unknown:
         raise DjangoImproperlyConfigured(
@@ -123,7 +126,9 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
         )
     options = params.get("OPTIONS") or {}
     if not isinstance(options, Mapping):
-        raise DjangoImproperlyConfigured(f"{where}: OPTIONS must be a mapping, not {options!r}")
+        raise DjangoImproperlyConfigured(
+            f"{where}: OPTIONS must be a mapping, not a {type(options).__name__}"
+        )
     options = dict(options)
     backend = options.pop("BACKEND", DEFAULT_BACKEND)
     where += f" with OPTIONS['BACKEND'] {backend!r}"
@@ -139,10 +144,12 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
             kwargs["key_function"] = params["KEY_FUNCTION"]
         return cls(location, **kwargs)
     except InvalidCacheBackendError as exc:
+        redact_exception(exc, secrets)
         raise DjangoInvalidCacheBackendError(
             f"{where}: {exc}; name a memokit backend with OPTIONS['BACKEND']"
         ) from exc
     except ImproperlyConfigured as exc:
+        redact_exception(exc, secrets)
         raise DjangoImproperlyConfigured(f"{where}: {exc}") from exc
 
 

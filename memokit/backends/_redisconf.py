@@ -1,0 +1,124 @@
+"""The Redis backend's settings and words: URLs and their secrets, options, scripts, expiry.
+
+Everything here is pure (no connection): ``redis.py`` builds clients from it.
+A ``LOCATION`` URL may carry a password; it is shown only through
+:func:`display` and any foreign message only through :func:`scrub`, both masked
+by :func:`memokit._secrets.redact`.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from collections.abc import Mapping
+from typing import Any, Final
+from urllib.parse import urlsplit
+
+from redis.connection import parse_url
+
+from .._secrets import redact, redact_exception, secrets_in
+from ..exceptions import ImproperlyConfigured
+
+LATEST_EXPIRY: Final = 2**62 / 1000
+"""The latest expiry sent as ``PX`` (seconds since the epoch), well inside Redis's
+signed 64-bit milliseconds; a later one is stored as "never expires"."""
+
+# redis-py annotates a pipeline's error with the command, arguments and all:
+# "Command # 3 (SET :1:k <value bytes>...) of pipeline caused error: ...".
+_PIPELINE_COMMAND = re.compile(r"(Command # \d+) \(.*?\) (of pipeline caused error)", re.DOTALL)
+
+# incr: INCRBY only a key that exists, so that a missing key is an error and not
+# a new counter; keep the expiry (INCRBY does). The result is read back with GET
+# because Lua numbers are doubles and would round big 64-bit integers. A value
+# INCRBY cannot add to (serialised, or an overflow) is reported, not changed.
+INCR_SCRIPT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+local reply = redis.pcall('INCRBY', KEYS[1], ARGV[1])
+if type(reply) == 'table' and reply.err then return {reply.err} end
+return redis.call('GET', KEYS[1])
+"""
+
+# get_or_set's second round trip: store unless a value is there, else return it.
+GET_OR_ADD_SCRIPT: Final = """
+local current = redis.call('GET', KEYS[1])
+if current then return current end
+if ARGV[2] == '' then
+    redis.call('SET', KEYS[1], ARGV[1])
+else
+    redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+end
+return false
+"""
+
+# touch(key, None): PERSIST answers 0 for a key that already never expires,
+# where memokit (unlike Django) answers True because the key is there.
+PERSIST_SCRIPT: Final = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('PERSIST', KEYS[1])
+return 1
+"""
+
+OWNED: Final = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "READ_FROM_REPLICAS", "IGNORE_EXC"})
+"""The OPTIONS memokit reads itself; every other one goes to redis-py."""
+REFUSED: Final = {
+    "retry": "memokit never retries: a retried INCRBY could count twice",
+    "retry_on_timeout": "memokit never retries: a retried INCRBY could count twice",
+    "retry_on_error": "memokit never retries: a retried INCRBY could count twice",
+    "decode_responses": "values are bytes; memokit decodes them itself",
+    "connection_pool": "memokit builds one pool per process and per event loop",
+}
+
+
+def milliseconds(timeout: float | None) -> int | None:
+    """The ``PX`` of ``timeout`` seconds, or None for "never expires"."""
+    if timeout is None or timeout > LATEST_EXPIRY - time.time():
+        return None
+    # Round up: an entry lives at least as long as asked, never 0 ms (an error).
+    return max(1, math.ceil(timeout * 1000))
+
+
+def _parse(url: str) -> dict[str, Any]:
+    return parse_url(url)  # type: ignore[no-untyped-call, no-any-return]  # unannotated in redis-py
+
+
+def known_secrets(servers: list[str], client_options: Mapping[str, Any]) -> tuple[str, ...]:
+    """Every secret the settings hold: URL credentials (as written and as redis-py
+    decodes them) and the values of secret OPTIONS (``password``, ``ssl_password`` ...)."""
+    return tuple(secrets_in({"LOCATION": servers, "OPTIONS": client_options}))
+
+
+def display(servers: list[str]) -> str:
+    """The servers as ``location`` and every message show them: credentials masked."""
+    return ";".join(redact(url) for url in servers)
+
+
+def check_servers(servers: list[str], secrets: tuple[str, ...]) -> None:
+    """Raise ``ImproperlyConfigured`` for a URL redis-py cannot read, never quoting a secret."""
+    for url in servers:
+        scheme, _, rest = url.partition("://")
+        # An "@" past the address means a raw "/", "?" or "#" in the credentials
+        # ended it early: redis-py would take part of the password for the host.
+        try:
+            misread = "@" in rest[len(urlsplit(url).netloc) :] if rest else False
+            _parse(url)
+        except ValueError as exc:
+            if "@" not in url or scheme.lower() not in ("redis", "rediss", "unix"):
+                reason = redact(str(exc), secrets)
+                raise ImproperlyConfigured(f"LOCATION {redact(url)}: {reason}") from None
+            misread = True  # redis-py's message quotes a piece of the misread address
+        if misread:
+            raise ImproperlyConfigured(
+                f"LOCATION {redact(url)}: redis-py cannot read it; a '/', '?', '#' or '@' in "
+                f"a username or password must be percent-encoded, for example with "
+                f"urllib.parse.quote(password, safe='')"
+            )
+
+
+def scrub(exc: Exception, secrets: tuple[str, ...]) -> str:
+    """The message of ``exc`` without command text or secrets; its args are scrubbed too."""
+    if exc.args and isinstance(exc.args[0], str):
+        exc.args = (_PIPELINE_COMMAND.sub(r"\1 \2", exc.args[0]), *exc.args[1:])
+    # The cause is chained to memokit's error: it must not carry a value or secret either.
+    redact_exception(exc, secrets)
+    return redact(_PIPELINE_COMMAND.sub(r"\1 \2", str(exc)), secrets)
