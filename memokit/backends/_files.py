@@ -13,7 +13,7 @@ import stat
 import warnings
 from pathlib import Path
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import ImproperlyConfigured, UnsafeLocation
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -63,15 +63,6 @@ def make_private_dirs(path: Path) -> None:
         os.chmod(level, DIR_MODE)
 
 
-class UnsafeLocation(ImproperlyConfigured, PermissionError):
-    """``LOCATION`` or one of its parents could let another user plant files.
-
-    An ``ImproperlyConfigured`` at construction; a ``PermissionError`` (an
-    ``OSError``, so ``@cached`` fails open on it) when a directory replaced at run
-    time is refused.
-    """
-
-
 # A parent only needs to be searchable (x), not readable: O_PATH opens it either way.
 _SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -91,26 +82,29 @@ def open_location(path: Path) -> int:
     if path.parent == path:  # LOCATION="/": refused below unless this process is root
         fd = os.open("/", _OPEN_DIR)
         try:
-            _check(fd, path, last=True)
+            _check(fd, "/", last=True)
         except BaseException:
             os.close(fd)
             raise
         return fd
-    parent = Path(os.path.realpath(path.parent))
-    shown = Path("/")
+    # Strings, not Path objects: Django closes caches after every request, so this
+    # runs at the first operation of each request.
+    parent = os.path.realpath(path.parent)
     fd = os.open("/", _SEARCH)
     try:
-        _check(fd, shown, last=False)
+        _check(fd, "/", last=False)
     except BaseException:
         os.close(fd)
         raise
-    for name in parent.parts[1:]:
-        shown = shown / name
-        fd = _step(fd, name, shown, last=False)
-    return _step(fd, path.name, path, last=True)
+    shown = ""
+    for name in parent.split(os.sep):
+        if name:
+            shown = f"{shown}/{name}"
+            fd = _step(fd, name, shown, last=False)
+    return _step(fd, path.name, str(path), last=True)
 
 
-def _step(parent_fd: int, name: str, shown: Path, *, last: bool) -> int:
+def _step(parent_fd: int, name: str, shown: str, *, last: bool) -> int:
     """Open (or make) ``name`` under ``parent_fd`` and check it; closes ``parent_fd``."""
     flags = _OPEN_DIR if last else _SEARCH
     try:
@@ -131,14 +125,14 @@ def _step(parent_fd: int, name: str, shown: Path, *, last: bool) -> int:
             info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
             if stat.S_ISLNK(info.st_mode):
                 raise UnsafeLocation(
-                    f"cache directory {str(shown)!r} is a symbolic link; a link can be swapped "
+                    f"cache directory {shown!r} is a symbolic link; a link can be swapped "
                     f"to point elsewhere. Set LOCATION to the real directory "
                     f"({os.path.realpath(shown)!r})."
                 ) from None
             if stat.S_ISDIR(info.st_mode):  # pragma: no cover - a race with a rename
                 raise
             raise ImproperlyConfigured(
-                f"{str(shown)!r} exists and is not a directory; set LOCATION to a "
+                f"{shown!r} exists and is not a directory; set LOCATION to a "
                 f"directory path whose parents are directories"
             ) from None
     finally:
@@ -151,34 +145,34 @@ def _step(parent_fd: int, name: str, shown: Path, *, last: bool) -> int:
     return fd
 
 
-def _check(fd: int, shown: Path, *, last: bool) -> None:
+def _check(fd: int, shown: str, *, last: bool) -> None:
     info = os.fstat(fd)
     uid, mode, me = info.st_uid, stat.S_IMODE(info.st_mode), os.geteuid()
     if last:
         if uid != me:
             raise UnsafeLocation(
-                f"cache directory {str(shown)!r} is owned by uid {uid}, not by this process "
+                f"cache directory {shown!r} is owned by uid {uid}, not by this process "
                 f"(uid {me}); values are unpickled on read, so only a directory of our own "
                 f"is safe. Use another LOCATION or chown it."
             )
         if mode & 0o022:
             raise UnsafeLocation(
-                f"cache directory {str(shown)!r} is writable by group or others "
+                f"cache directory {shown!r} is writable by group or others "
                 f"(mode {mode:04o}); anyone who can write there can run code in every reader. "
-                f"Run: chmod go-w {str(shown)!r} (memokit creates it as 0700)."
+                f"Run: chmod go-w {shown!r} (memokit creates it as 0700)."
             )
         return
     if uid not in (0, me):
         raise UnsafeLocation(
-            f"{str(shown)!r}, a parent of the cache directory, is owned by uid {uid}, neither "
+            f"{shown!r}, a parent of the cache directory, is owned by uid {uid}, neither "
             f"root nor this process (uid {me}); its owner could swap the cache directory for "
             f"one holding code. Choose a LOCATION whose parents are owned by root or uid {me}."
         )
     if mode & 0o022 and not mode & stat.S_ISVTX:
         raise UnsafeLocation(
-            f"{str(shown)!r}, a parent of the cache directory, is writable by group or others "
+            f"{shown!r}, a parent of the cache directory, is writable by group or others "
             f"without the sticky bit (mode {mode:04o}); anyone who can write there can swap "
-            f"the cache directory for one holding code. Run: chmod go-w {str(shown)!r} (or "
+            f"the cache directory for one holding code. Run: chmod go-w {shown!r} (or "
             f"chmod +t for a shared directory such as /tmp), or choose another LOCATION."
         )
 

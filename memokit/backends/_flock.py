@@ -62,6 +62,11 @@ class Directory:
         self.known: int | None = None
         self.added = 0
         self.deleted = 0
+        # Misses of reads, to ask now and then whether the directory was removed (a
+        # lost update between threads only moves the next question by one).
+        self.misses = 0
+        self.refused = False
+        """The directory was removed and what is at ``LOCATION`` now failed the checks."""
 
     def removed(self) -> bool:
         """Whether the directory of the handle was removed (a removed one has no link)."""
@@ -72,7 +77,7 @@ class Directory:
 
         As Django re-creates a removed cache directory, the next operation makes it
         again, privately; an existing one must pass every check of a first opening,
-        or :class:`~memokit.backends._files.UnsafeLocation` is raised. ``dup2`` puts
+        or :class:`~memokit.exceptions.UnsafeLocation` is raised. ``dup2`` puts
         the new directory under the same descriptor number, so a thread using the
         handle meanwhile sees one directory or the other, never a closed number.
         Nothing happens while the directory still exists: a directory renamed away
@@ -81,11 +86,13 @@ class Directory:
         with self._revive_lock:
             if not self.removed():
                 return  # another thread revived it, or it was never removed
+            self.refused = True  # until LOCATION passes the checks again
             fresh = open_location(self.path)
             try:
                 os.dup2(fresh, self.fd, inheritable=False)
             finally:
                 os.close(fresh)
+            self.refused = False
             self.known = None
 
     def open(self, name: str, flags: int) -> int:

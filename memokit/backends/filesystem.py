@@ -18,6 +18,11 @@ so they are atomic for every process using the directory. Every wait for that
 lock ends after ``LOCK_TIMEOUT`` seconds with ``TimeoutError`` (see ``_flock``).
 Reads take no lock and never wait: an expired entry is removed by a read only when
 the lock is free at that instant.
+
+Every file is opened, renamed, listed and removed relative to one handle on
+``LOCATION`` per process (``_flock.Directory``), opened after checks of it and
+of its parents (``_files.open_location``): a directory swapped in at ``LOCATION``
+later is never read. POSIX only (``O_NOFOLLOW``, ``dir_fd=``, ``flock``).
 """
 
 from __future__ import annotations
@@ -36,7 +41,8 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
-from ._files import FILE_MODE, UnsafeLocation, location_path, unusable_location
+from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
+from ._files import FILE_MODE, location_path, unusable_location
 from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
 from ._flock import Directory as _Directory
 from ._flock import close_tracked, directory_for, open_tracked
@@ -136,6 +142,7 @@ class FileSystemCache(CullsByCount, BaseCache):
         self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
         self._dir = path
         self._shared: _Directory | None = None
+        self._swept = 0  # the process that listed the directory when it first opened it
         try:
             shared = self._directory()
             # An existing directory we may not write passes the checks (and root's
@@ -169,9 +176,14 @@ class FileSystemCache(CullsByCount, BaseCache):
         # First use in this process, after close(), or in a child after fork (the
         # parent's lock state shares the parent's flock, so the child needs its own;
         # it opens the parent's directory again, without a path lookup).
+        pid = os.getpid()
         shared, fresh = directory_for(self._dir, shared)
-        if fresh:
-            self._scan(shared)  # also removes temporary files left by crashed writers
+        if fresh and self._swept != pid:
+            # Once per process: also removes temporary files left by crashed writers.
+            # Not again after close() (Django closes after every request): the next
+            # set counts the entries anyway.
+            self._scan(shared)
+        self._swept = pid
         self._shared = shared
         return shared
 
@@ -197,9 +209,14 @@ class FileSystemCache(CullsByCount, BaseCache):
         try:
             fd = os.open(name, _READ, dir_fd=shared.fd)
         except FileNotFoundError:
-            if not shared.removed():
+            # Was the directory removed (and perhaps made again by another process)?
+            # Asked at the first of every 8 misses: an fstat costs a sixth of a miss,
+            # and while the directory is gone every read misses, so a reader notices
+            # within 8 reads (a writer at once); at every miss once LOCATION was refused.
+            misses = shared.misses
+            shared.misses = misses + 1
+            if (misses & 7 and not shared.refused) or not shared.removed():
                 return None
-            # The directory was removed: another process may have made it again.
             shared.revive()
             try:
                 fd = os.open(name, _READ, dir_fd=shared.fd)

@@ -289,6 +289,7 @@ def test_a_removed_directory_made_again_by_another_process_is_read(tmp_path: Pat
     root = tmp_path / "cache"
     reader = FileSystemCache(str(root))
     reader.set("old", 1)
+    assert reader.get("absent") is None  # a miss: the next question comes within 8
     for name in os.listdir(root):
         os.unlink(root / name)
     os.rmdir(root)
@@ -296,7 +297,8 @@ def test_a_removed_directory_made_again_by_another_process_is_read(tmp_path: Pat
     writer = FileSystemCache(str(root))
     writer._shared = filesystem._Directory(root)
     writer.set("key", "fresh")
-    assert reader.get("key") == "fresh"
+    found = [reader.get("key") for _ in range(8)]
+    assert found[-1] == "fresh"
     assert reader.get("old") is None
 
 
