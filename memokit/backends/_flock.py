@@ -4,8 +4,9 @@ Each process opens ``LOCATION`` once as a directory handle that does not follow
 links (see ``_files.open_location``), and every file operation is relative to it,
 so a directory swapped in at ``LOCATION`` later is never read. The handle belongs
 to the state every cache on that directory shares in one process; it is closed
-when the last of those caches is closed or dropped. A child after ``fork`` opens
-its own from the parent's (the same directory, without a path lookup).
+when the last of those caches is closed or dropped. A child after ``fork`` closes
+its copies at once (before any code of the child could close or reuse their
+numbers) and opens ``LOCATION`` again, through the checks, when it first uses it.
 
 A directory's lock is an exclusive ``flock`` on ``LOCATION/.memokit.lock``, plus a
 thread lock (``flock`` does not exclude threads sharing a descriptor). Every wait
@@ -47,10 +48,11 @@ class Directory:
         """The directory handle; every name below is relative to it."""
         self.lock_path = os.path.join(path, LOCK_NAME)  # for messages only
         self.pid = os.getpid()
-        # Closed when the last cache using this state lets go of it (close() or drop),
-        # and in a child only its own copy.
+        # Closed when the last cache using this state lets go of it (close() or drop);
+        # a child closes its copy right after the fork (see _after_fork_in_child).
         self._closer = weakref.finalize(self, os.close, fd)
         self._closer.atexit = False
+        _handles.add(self)
         self._revive_lock = threading.Lock()
         # Threads of this process queue here, so that only one of them polls the flock.
         self.thread_lock = threading.Lock()
@@ -221,22 +223,19 @@ _directories: weakref.WeakValueDictionary[tuple[Path, int], Directory] = (
     weakref.WeakValueDictionary()
 )
 _directories_lock = threading.Lock()
+# Every state with an open handle, for a child to close its copies after fork.
+_handles: weakref.WeakSet[Directory] = weakref.WeakSet()
 
 
-def directory_for(path: Path, inherited: Directory | None = None) -> tuple[Directory, bool]:
+def directory_for(path: Path) -> tuple[Directory, bool]:
     """This process's state for ``path``, and whether it was just made.
 
-    ``path`` is opened through every check of ``_files.open_location``; in a child
-    after fork, the directory the parent's state (``inherited``) had open is opened
-    again instead, without a path lookup. A state of this process on the same
-    directory is shared; one on another directory (``LOCATION`` was replaced, and
-    the new one passed the checks) is left to the caches that still use it.
+    ``path`` is opened through every check of ``_files.open_location``. A state of
+    this process on the same directory is shared; one on another directory
+    (``LOCATION`` was replaced, and the new one passed the checks) is left to the
+    caches that still use it.
     """
-    if inherited is not None and inherited.pid != os.getpid():
-        flags = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC
-        fd = os.open(".", flags, dir_fd=inherited.fd)
-    else:
-        fd = open_location(path)
+    fd = open_location(path)
     key = (path, os.getpid())
     try:
         with _directories_lock:
@@ -295,6 +294,14 @@ def _after_fork_in_child() -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     _open_fds.clear()
+    # The parent's directory handles: closed now, while their numbers are surely
+    # still theirs (a daemonising library may close every descriptor and reuse the
+    # numbers later, and a finalizer must never close a number that is not ours).
+    for shared in list(_handles):
+        if shared._closer.detach() is not None:
+            with contextlib.suppress(OSError):
+                os.close(shared.fd)
+        shared.fd = -1  # any use now fails (EBADF) instead of reaching another file
     # Another thread may have held these at the fork; the child has only this thread.
     _fds_lock = threading.Lock()
     _directories_lock = threading.Lock()

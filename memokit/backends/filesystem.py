@@ -173,11 +173,11 @@ class FileSystemCache(CullsByCount, BaseCache):
         shared = self._shared
         if shared is not None and shared.pid == os.getpid():
             return shared
-        # First use in this process, after close(), or in a child after fork (the
-        # parent's lock state shares the parent's flock, so the child needs its own;
-        # it opens the parent's directory again, without a path lookup).
+        # First use in this process, after close(), or in a child after fork (which
+        # closed its copy of the parent's handle at once, and needs its own lock
+        # state: the parent's shares the parent's flock).
         pid = os.getpid()
-        shared, fresh = directory_for(self._dir, shared)
+        shared, fresh = directory_for(self._dir)
         if fresh and self._swept != pid:
             # Once per process: also removes temporary files left by crashed writers.
             # Not again after close() (Django closes after every request): the next

@@ -302,29 +302,59 @@ def test_a_removed_directory_made_again_by_another_process_is_read(tmp_path: Pat
     assert reader.get("old") is None
 
 
+@needs_proc
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
-def test_a_child_after_fork_uses_the_parents_directory(tmp_path: Path) -> None:
+def test_a_child_closes_the_parents_handle_and_opens_its_own(tmp_path: Path) -> None:
     root = tmp_path / "cache"
     cache = FileSystemCache(str(root))
     cache.set("key", 1)
-    root.rename(tmp_path / "moved")
-    root.mkdir(mode=0o700)
+    moved = tmp_path / "moved"
+    root.rename(moved)
+    root.mkdir(mode=0o700)  # a valid directory now at LOCATION
+    read, write = os.pipe()
     pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through its exit code
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
         code = 1
         try:
-            assert cache.get("key") == 1
-            assert cache._directory().fd != -1
+            os.close(read)
+            kept = handles_on(moved)  # before any use: the copy is closed at the fork
+            os.write(write, repr((kept, cache.get("key"))).encode())
             cache.set("child", 2)
             code = 0
         except BaseException:
             traceback.print_exc()
         finally:
             os._exit(code)
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        report = pipe.read()
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    assert cache.get("child") == 2
-    assert os.listdir(root) == []
+    # The child opened LOCATION again, through the checks; the parent kept its own.
+    assert report == "([], None)"
+    assert cache.get("key") == 1
+    assert cache.get("child") is None
+    assert FileSystemCache(str(root)).get("child") == 2
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_a_child_refuses_a_location_that_became_unsafe(parent: Path) -> None:
+    cache = FileSystemCache(str(parent / "cache"))
+    cache.set("key", 1)
+    os.chmod(parent, 0o777)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through its exit code
+        code = 1
+        try:
+            try:
+                cache.get("key")
+            except filesystem.UnsafeLocation:
+                code = 0
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert cache.get("key") == 1  # the parent keeps the directory it checked
 
 
 def test_the_async_twins_refuse_a_replaced_directory_alike(parent: Path) -> None:
