@@ -240,7 +240,7 @@ def directory_for(path: Path) -> tuple[Directory, bool]:
     try:
         with _directories_lock:
             shared = _directories.get(key)
-            if shared is not None and _same_directory(shared.fd, fd):
+            if shared is not None and shared.fd >= 0 and _same_directory(shared.fd, fd):
                 os.close(fd)
                 return shared, False
             shared = _directories[key] = Directory(path, fd)
