@@ -63,9 +63,12 @@ def make_private_dirs(path: Path) -> None:
         os.chmod(level, DIR_MODE)
 
 
-# A parent only needs to be searchable (x), not readable: O_PATH opens it either way.
-_SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
-_OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+# POSIX flags (the getattr defaults only let the SQLite backend import this on Windows,
+# where the filesystem backend refuses to start). A parent only needs to be
+# searchable (x), not readable: O_PATH opens it either way.
+_NO_LINK = sum(getattr(os, flag, 0) for flag in ("O_DIRECTORY", "O_NOFOLLOW", "O_CLOEXEC"))
+_SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | _NO_LINK
+_OPEN_DIR = os.O_RDONLY | _NO_LINK
 
 
 def open_location(path: Path) -> int:

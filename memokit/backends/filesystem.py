@@ -66,9 +66,11 @@ _HEADER = struct.Struct("<4sdQI")  # magic, expiry (inf: never), payload length,
 
 
 # Entries and temporaries are opened without following links: only this user (or
-# root) can write the directory, and a link there is never one of ours.
-_READ = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC
-_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC
+# root) can write the directory, and a link there is never one of ours. (getattr:
+# the module still imports on Windows, where the class refuses to start.)
+_NO_LINK = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_READ = os.O_RDONLY | _NO_LINK
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK
 
 
 def _remove_if_same(shared: _Directory, name: str, inode: int) -> None:
