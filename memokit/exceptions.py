@@ -17,6 +17,16 @@ class InvalidCacheBackendError(ImproperlyConfigured):
     """A backend could not be found, or an alias is not configured."""
 
 
+class UnsafeLocation(ImproperlyConfigured, PermissionError):
+    """A filesystem ``LOCATION``, or one of its parents, could let another user plant files.
+
+    Raised at construction (an ``ImproperlyConfigured``), and at run time when the
+    directory was removed and the one now at ``LOCATION`` fails the checks (a
+    ``PermissionError``, so ``@cached`` fails open on it). The message names the
+    directory and the fix.
+    """
+
+
 class InvalidCacheKey(MemokitError, ValueError):
     """A key that a strict backend (memcached) cannot store, raised before any I/O."""
 

@@ -13,7 +13,7 @@ import stat
 import warnings
 from pathlib import Path
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import ImproperlyConfigured, UnsafeLocation
 
 DIR_MODE = 0o700
 FILE_MODE = 0o600
@@ -63,30 +63,120 @@ def make_private_dirs(path: Path) -> None:
         os.chmod(level, DIR_MODE)
 
 
-def check_private_dir(path: Path) -> None:
-    """Refuse a directory that others could write to or that is not really ours."""
-    info = os.lstat(path)
-    if stat.S_ISLNK(info.st_mode):
-        raise ImproperlyConfigured(
-            f"cache directory {str(path)!r} is a symbolic link; a link can be swapped to point "
-            f"elsewhere. Set LOCATION to the real directory ({os.path.realpath(path)!r})."
+# POSIX flags (the getattr defaults only let the SQLite backend import this on Windows,
+# where the filesystem backend refuses to start). A parent only needs to be
+# searchable (x), not readable: O_PATH opens it either way.
+_NO_LINK = sum(getattr(os, flag, 0) for flag in ("O_DIRECTORY", "O_NOFOLLOW", "O_CLOEXEC"))
+_SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | _NO_LINK
+_OPEN_DIR = os.O_RDONLY | _NO_LINK
+
+
+def open_location(path: Path) -> int:
+    """Open ``LOCATION`` as a directory handle, creating missing levels; check every level.
+
+    Symbolic links among the parents are resolved once (as OpenSSH resolves a home
+    directory); the real path is then walked one level at a time, each opened
+    relative to the one above without following links, so what is checked is what
+    is opened. Every parent must be owned by root or by this process's user and not
+    writable by group or others unless it has the sticky bit (as ``/tmp``);
+    ``LOCATION`` itself must be this user's, not writable by group or others, and
+    not a link. Raise :class:`UnsafeLocation` naming the directory and the fix.
+    """
+    if path.parent == path:  # LOCATION="/": refused below unless this process is root
+        fd = os.open("/", _OPEN_DIR)
+        try:
+            _check(fd, "/", last=True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+    # Strings, not Path objects: Django closes caches after every request, so this
+    # runs at the first operation of each request.
+    parent = os.path.realpath(path.parent)
+    fd = os.open("/", _SEARCH)
+    try:
+        _check(fd, "/", last=False)
+    except BaseException:
+        os.close(fd)
+        raise
+    shown = ""
+    for name in parent.split(os.sep):
+        if name:
+            shown = f"{shown}/{name}"
+            fd = _step(fd, name, shown, last=False)
+    return _step(fd, path.name, str(path), last=True)
+
+
+def _step(parent_fd: int, name: str, shown: str, *, last: bool) -> int:
+    """Open (or make) ``name`` under ``parent_fd`` and check it; closes ``parent_fd``."""
+    flags = _OPEN_DIR if last else _SEARCH
+    try:
+        try:
+            fd = os.open(name, flags, dir_fd=parent_fd)
+        except FileNotFoundError:
+            try:
+                os.mkdir(name, DIR_MODE, dir_fd=parent_fd)
+            except FileExistsError:
+                pass  # another thread or process made it first; the checks below apply
+            else:
+                # mkdir's mode is filtered by the umask (0o000 and 0o277 included).
+                os.chmod(name, DIR_MODE, dir_fd=parent_fd)
+            fd = os.open(name, flags, dir_fd=parent_fd)
+        except OSError as exc:
+            if exc.errno not in (errno.ELOOP, errno.ENOTDIR):
+                raise
+            info = os.stat(name, dir_fd=parent_fd, follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
+                raise UnsafeLocation(
+                    f"cache directory {shown!r} is a symbolic link; a link can be swapped "
+                    f"to point elsewhere. Set LOCATION to the real directory "
+                    f"({os.path.realpath(shown)!r})."
+                ) from None
+            if stat.S_ISDIR(info.st_mode):  # pragma: no cover - a race with a rename
+                raise
+            raise ImproperlyConfigured(
+                f"{shown!r} exists and is not a directory; set LOCATION to a "
+                f"directory path whose parents are directories"
+            ) from None
+    finally:
+        os.close(parent_fd)
+    try:
+        _check(fd, shown, last=last)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _check(fd: int, shown: str, *, last: bool) -> None:
+    info = os.fstat(fd)
+    uid, mode, me = info.st_uid, stat.S_IMODE(info.st_mode), os.geteuid()
+    if last:
+        if uid != me:
+            raise UnsafeLocation(
+                f"cache directory {shown!r} is owned by uid {uid}, not by this process "
+                f"(uid {me}); values are unpickled on read, so only a directory of our own "
+                f"is safe. Use another LOCATION or chown it."
+            )
+        if mode & 0o022:
+            raise UnsafeLocation(
+                f"cache directory {shown!r} is writable by group or others "
+                f"(mode {mode:04o}); anyone who can write there can run code in every reader. "
+                f"Run: chmod go-w {shown!r} (memokit creates it as 0700)."
+            )
+        return
+    if uid not in (0, me):
+        raise UnsafeLocation(
+            f"{shown!r}, a parent of the cache directory, is owned by uid {uid}, neither "
+            f"root nor this process (uid {me}); its owner could swap the cache directory for "
+            f"one holding code. Choose a LOCATION whose parents are owned by root or uid {me}."
         )
-    if not stat.S_ISDIR(info.st_mode):
-        raise ImproperlyConfigured(
-            f"cache directory {str(path)!r} exists and is not a directory; "
-            f"set LOCATION to a directory path"
-        )
-    if info.st_uid != os.geteuid():
-        raise ImproperlyConfigured(
-            f"cache directory {str(path)!r} is owned by uid {info.st_uid}, not by this "
-            f"process (uid {os.geteuid()}); values are unpickled on read, so only a directory "
-            f"of our own is safe. Use another LOCATION or chown it."
-        )
-    if info.st_mode & 0o022:
-        raise ImproperlyConfigured(
-            f"cache directory {str(path)!r} is writable by group or others "
-            f"(mode {stat.S_IMODE(info.st_mode):04o}); anyone who can write there can run code "
-            f"in every reader. Run: chmod go-w {str(path)!r} (memokit creates it as 0700)."
+    if mode & 0o022 and not mode & stat.S_ISVTX:
+        raise UnsafeLocation(
+            f"{shown!r}, a parent of the cache directory, is writable by group or others "
+            f"without the sticky bit (mode {mode:04o}); anyone who can write there can swap "
+            f"the cache directory for one holding code. Run: chmod go-w {shown!r} (or "
+            f"chmod +t for a shared directory such as /tmp), or choose another LOCATION."
         )
 
 

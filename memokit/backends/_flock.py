@@ -1,4 +1,12 @@
-"""The filesystem backend's cross-process lock, and the descriptors that hold flocks.
+"""The filesystem backend's directory handle and cross-process lock.
+
+Each process opens ``LOCATION`` once as a directory handle that does not follow
+links (see ``_files.open_location``), and every file operation is relative to it,
+so a directory swapped in at ``LOCATION`` later is never read. The handle belongs
+to the state every cache on that directory shares in one process; it is closed
+when the last of those caches is closed or dropped. A child after ``fork`` closes
+its copies at once (before any code of the child could close or reuse their
+numbers) and opens ``LOCATION`` again, through the checks, when it first uses it.
 
 A directory's lock is an exclusive ``flock`` on ``LOCATION/.memokit.lock``, plus a
 thread lock (``flock`` does not exclude threads sharing a descriptor). Every wait
@@ -21,7 +29,7 @@ import weakref
 from collections.abc import Iterator
 from pathlib import Path
 
-from ._files import FILE_MODE, check_private_dir, make_private_dirs
+from ._files import FILE_MODE, open_location
 
 if sys.platform != "win32":
     import fcntl
@@ -32,10 +40,20 @@ LOCK_NAME = ".memokit.lock"
 class Directory:
     """What every instance on one directory shares inside one process."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, fd: int | None = None) -> None:
         self.path = path
-        self.lock_path = os.path.join(path, LOCK_NAME)
+        if fd is None:
+            fd = open_location(path)
+        self.fd = fd
+        """The directory handle; every name below is relative to it."""
+        self.lock_path = os.path.join(path, LOCK_NAME)  # for messages only
         self.pid = os.getpid()
+        # Closed when the last cache using this state lets go of it (close() or drop);
+        # a child closes its copy right after the fork (see _after_fork_in_child).
+        self._closer = weakref.finalize(self, os.close, fd)
+        self._closer.atexit = False
+        _handles.add(self)
+        self._revive_lock = threading.Lock()
         # Threads of this process queue here, so that only one of them polls the flock.
         self.thread_lock = threading.Lock()
         # Entry count seen at the last listing, entries this process added since, and
@@ -46,17 +64,64 @@ class Directory:
         self.known: int | None = None
         self.added = 0
         self.deleted = 0
+        # Misses of reads, to ask now and then whether the directory was removed (a
+        # lost update between threads only moves the next question by one).
+        self.misses = 0
+        self.refused = False
+        """The directory was removed and what is at ``LOCATION`` now failed the checks."""
+
+    def removed(self) -> bool:
+        """Whether the directory of the handle was removed (a removed one has no link)."""
+        return os.fstat(self.fd).st_nlink == 0
+
+    def revive(self) -> None:
+        """After the directory was removed, open ``LOCATION`` again in place of it.
+
+        As Django re-creates a removed cache directory, the next operation makes it
+        again, privately; an existing one must pass every check of a first opening,
+        or :class:`~memokit.exceptions.UnsafeLocation` is raised. ``dup2`` puts
+        the new directory under the same descriptor number, so a thread using the
+        handle meanwhile sees one directory or the other, never a closed number.
+        Nothing happens while the directory still exists: a directory renamed away
+        stays the store, and one swapped in at ``LOCATION`` is never followed.
+        """
+        with self._revive_lock:
+            if not self.removed():
+                return  # another thread revived it, or it was never removed
+            self.refused = True  # until LOCATION passes the checks again
+            fresh = open_location(self.path)
+            try:
+                os.dup2(fresh, self.fd, inheritable=False)
+            finally:
+                os.close(fresh)
+            self.refused = False
+            self.known = None
+
+    def open(self, name: str, flags: int) -> int:
+        """Open a file in the directory, with mode 0600 (a tracked descriptor)."""
+        try:
+            return open_tracked(name, flags, self.fd)
+        except FileNotFoundError:
+            if not flags & os.O_CREAT or not self.removed():
+                raise
+        self.revive()
+        return open_tracked(name, flags, self.fd)
+
+    def names(self) -> list[str]:
+        """The names in the directory (none when it was removed)."""
+        # A description of our own: the handle's offset would be shared by every
+        # thread, and by the parent after a fork, for the listing.
+        fd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC, dir_fd=self.fd)
+        try:
+            return os.listdir(fd)
+        except FileNotFoundError:
+            return []
+        finally:
+            os.close(fd)
 
     def open_lock_file(self) -> int:
         """Open the lock file (made again if the directory was removed); a tracked fd."""
-        lock_path = self.lock_path
-        flags = os.O_RDWR | os.O_CREAT | os.O_CLOEXEC
-        try:
-            fd = open_tracked(lock_path, flags)
-        except FileNotFoundError:
-            recreate(self.path)
-            fd = open_tracked(lock_path, flags)
-        return fd
+        return self.open(LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC)
 
     @contextlib.contextmanager
     def locked(self, timeout: float) -> Iterator[None]:
@@ -135,7 +200,7 @@ class Directory:
 
     def _same_file(self, fd: int) -> bool:
         try:
-            current = os.stat(self.lock_path).st_ino
+            current = os.stat(LOCK_NAME, dir_fd=self.fd, follow_symlinks=False).st_ino
         except FileNotFoundError:
             return False
         return current == os.fstat(fd).st_ino
@@ -158,17 +223,37 @@ _directories: weakref.WeakValueDictionary[tuple[Path, int], Directory] = (
     weakref.WeakValueDictionary()
 )
 _directories_lock = threading.Lock()
+# Every state with an open handle, for a child to close its copies after fork.
+_handles: weakref.WeakSet[Directory] = weakref.WeakSet()
 
 
 def directory_for(path: Path) -> tuple[Directory, bool]:
-    """This process's state for ``path``, and whether it was just made."""
+    """This process's state for ``path``, and whether it was just made.
+
+    ``path`` is opened through every check of ``_files.open_location``. A state of
+    this process on the same directory is shared; one on another directory
+    (``LOCATION`` was replaced, and the new one passed the checks) is left to the
+    caches that still use it.
+    """
+    fd = open_location(path)
     key = (path, os.getpid())
-    with _directories_lock:
-        shared = _directories.get(key)
-        if shared is not None:
-            return shared, False
-        shared = _directories[key] = Directory(path)
-        return shared, True
+    try:
+        with _directories_lock:
+            shared = _directories.get(key)
+            if shared is not None and shared.fd >= 0 and _same_directory(shared.fd, fd):
+                os.close(fd)
+                return shared, False
+            shared = _directories[key] = Directory(path, fd)
+            return shared, True
+    except BaseException:  # pragma: no cover - an interrupt between open and Directory
+        with contextlib.suppress(OSError):
+            os.close(fd)
+        raise
+
+
+def _same_directory(fd: int, other: int) -> bool:
+    mine, theirs = os.fstat(fd), os.fstat(other)
+    return mine.st_nlink > 0 and (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
 
 
 # Descriptors that may hold an flock (the lock file during a hold, a temporary file
@@ -178,10 +263,10 @@ _open_fds: set[int] = set()
 _fds_lock = threading.Lock()
 
 
-def open_tracked(path: str, flags: int) -> int:
+def open_tracked(name: str, flags: int, dir_fd: int) -> int:
     """``os.open`` with mode 0600, remembered until :func:`close_tracked` (see above)."""
     with _fds_lock:  # held across the fork too, so no descriptor escapes the set
-        fd = os.open(path, flags, FILE_MODE)
+        fd = os.open(name, flags, FILE_MODE, dir_fd=dir_fd)
         _open_fds.add(fd)
     return fd
 
@@ -209,6 +294,14 @@ def _after_fork_in_child() -> None:
         with contextlib.suppress(OSError):
             os.close(fd)
     _open_fds.clear()
+    # The parent's directory handles: closed now, while their numbers are surely
+    # still theirs (a daemonising library may close every descriptor and reuse the
+    # numbers later, and a finalizer must never close a number that is not ours).
+    for shared in list(_handles):
+        if shared._closer.detach() is not None:
+            with contextlib.suppress(OSError):
+                os.close(shared.fd)
+        shared.fd = -1  # any use now fails (EBADF) instead of reaching another file
     # Another thread may have held these at the fork; the child has only this thread.
     _fds_lock = threading.Lock()
     _directories_lock = threading.Lock()
@@ -220,12 +313,6 @@ if hasattr(os, "register_at_fork"):
         after_in_parent=_after_fork_in_parent,
         after_in_child=_after_fork_in_child,
     )
-
-
-def recreate(path: Path) -> None:
-    """Make a directory removed while in use again, privately (Django re-creates it too)."""
-    make_private_dirs(path)
-    check_private_dir(path)
 
 
 def _unlock(fd: int) -> None:

@@ -18,6 +18,11 @@ so they are atomic for every process using the directory. Every wait for that
 lock ends after ``LOCK_TIMEOUT`` seconds with ``TimeoutError`` (see ``_flock``).
 Reads take no lock and never wait: an expired entry is removed by a read only when
 the lock is free at that instant.
+
+Every file is opened, renamed, listed and removed relative to one handle on
+``LOCATION`` per process (``_flock.Directory``), opened after checks of it and
+of its parents (``_files.open_location``): a directory swapped in at ``LOCATION``
+later is never read. POSIX only (``O_NOFOLLOW``, ``dir_fd=``, ``flock``).
 """
 
 from __future__ import annotations
@@ -36,16 +41,11 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
-from ._files import (
-    FILE_MODE,
-    check_private_dir,
-    location_path,
-    make_private_dirs,
-    unusable_location,
-)
+from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
+from ._files import FILE_MODE, location_path, unusable_location
 from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
 from ._flock import Directory as _Directory
-from ._flock import close_tracked, directory_for, open_tracked, recreate
+from ._flock import close_tracked, directory_for, open_tracked
 from .base import (
     MISSING,
     BaseCache,
@@ -65,17 +65,25 @@ _MAGIC = b"MKC1"
 _HEADER = struct.Struct("<4sdQI")  # magic, expiry (inf: never), payload length, crc32
 
 
-def _remove_if_same(path: str, inode: int) -> None:
-    """Remove ``path`` unless another writer has replaced it since we read it."""
+# Entries and temporaries are opened without following links: only this user (or
+# root) can write the directory, and a link there is never one of ours. (getattr:
+# the module still imports on Windows, where the class refuses to start.)
+_NO_LINK = getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+_READ = os.O_RDONLY | _NO_LINK
+_CREATE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | _NO_LINK
+
+
+def _remove_if_same(shared: _Directory, name: str, inode: int) -> None:
+    """Remove ``name`` unless another writer has replaced it since we read it."""
     with contextlib.suppress(FileNotFoundError):
-        if os.lstat(path).st_ino == inode:
-            os.unlink(path)
+        if os.stat(name, dir_fd=shared.fd, follow_symlinks=False).st_ino == inode:
+            os.unlink(name, dir_fd=shared.fd)
 
 
-def _remove_stale_temp(path: str) -> bool:
+def _remove_stale_temp(shared: _Directory, name: str) -> bool:
     """Remove a temporary file whose writer is gone; return whether it was removed."""
     try:
-        fd = open_tracked(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_tracked(name, _READ, shared.fd)
     except FileNotFoundError:
         return False
     try:
@@ -85,10 +93,19 @@ def _remove_stale_temp(path: str) -> bool:
             return False  # a live writer holds it
         # Its writer crashed, or renamed it and closed it just now; in the second case
         # the name is gone or now belongs to another file, which the inode check spares.
-        _remove_if_same(path, os.fstat(fd).st_ino)
+        _remove_if_same(shared, name, os.fstat(fd).st_ino)
         return True
     finally:
         close_tracked(fd)
+
+
+def _unlink(shared: _Directory, name: str) -> bool:
+    """Remove ``name``; return False when it was not there."""
+    try:
+        os.unlink(name, dir_fd=shared.fd)
+    except FileNotFoundError:
+        return False
+    return True
 
 
 class FileSystemCache(CullsByCount, BaseCache):
@@ -126,22 +143,31 @@ class FileSystemCache(CullsByCount, BaseCache):
         super().__init__(os.fspath(location), **settings)
         self._max_entries, self._cull_frequency = check_culling(max_entries, cull_frequency)
         self._dir = path
-        self._prefix = str(path) + os.sep
         self._shared: _Directory | None = None
+        self._swept = 0  # the process that listed the directory when it first opened it
         try:
-            make_private_dirs(path)
-            check_private_dir(path)
-            self._directory()
-            # An existing directory we may not write passes all of the above (and root's
+            shared = self._directory()
+            # An existing directory we may not write passes the checks (and root's
             # os.access says yes whatever the mode): only a real write tells.
-            probe = path / f".probe-{secrets.token_hex(8)}"
-            os.close(os.open(probe, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-            os.unlink(probe)
+            probe = f".probe-{secrets.token_hex(8)}"
+            close_tracked(shared.open(probe, _CREATE))
+            os.unlink(probe, dir_fd=shared.fd)
+        except UnsafeLocation:
+            raise
         except OSError as exc:
             raise unusable_location(path, exc, "filesystem") from exc
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={str(self._dir)!r})"
+
+    def close(self, **kwargs: Any) -> None:
+        """Let go of the directory handle; the next operation opens ``LOCATION`` again.
+
+        The handle is shared by the caches on the same directory in this process and
+        is closed when the last of them lets go. Opening again runs every check of
+        ``LOCATION`` and its parents: a directory swapped in that fails them is refused.
+        """
+        self._shared = None
 
     # -- helpers --------------------------------------------------------------
 
@@ -149,90 +175,105 @@ class FileSystemCache(CullsByCount, BaseCache):
         shared = self._shared
         if shared is not None and shared.pid == os.getpid():
             return shared
-        # First use in this process (or in a child after fork: the parent's descriptor
-        # shares the parent's flock, so the child needs its own lock state).
+        # First use in this process, after close(), or in a child after fork (which
+        # closed its copy of the parent's handle at once, and needs its own lock
+        # state: the parent's shares the parent's flock).
+        pid = os.getpid()
         shared, fresh = directory_for(self._dir)
-        if fresh:
-            self._scan(shared)  # also removes temporary files left by crashed writers
+        if fresh and self._swept != pid:
+            # Once per process: also removes temporary files left by crashed writers.
+            # Not again after close() (Django closes after every request): the next
+            # set counts the entries anyway.
+            self._scan(shared)
+        self._swept = pid
         self._shared = shared
         return shared
 
-    def _locked(self) -> contextlib.AbstractContextManager[None]:
-        return self._directory().locked(self.lock_timeout)
-
-    def _path(self, key: str) -> str:
+    def _name(self, key: str) -> str:
         # Plain strings, not Path objects: building a Path costs more than the hash.
         digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
-        return self._prefix + digest.hexdigest() + SUFFIX
+        return digest.hexdigest() + SUFFIX
+
+    def _path(self, key: str) -> str:
+        """The path of the entry file of ``key`` (for tools and tests; memokit uses names)."""
+        return os.path.join(self._dir, self._name(key))
 
     @staticmethod
     def _expiry(timeout: float | None) -> float:
         return math.inf if timeout is None else _now() + timeout
 
-    def _load(self, path: str) -> tuple[float, bytes] | None:
+    def _load(self, shared: _Directory, name: str) -> tuple[float, bytes] | None:
         """Return ``(expiry, payload)`` of the entry file, or None when there is none.
 
         A damaged file is removed and reads as None; only a missing file is silent
         among errors, any other ``OSError`` propagates.
         """
         try:
-            file = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+            fd = os.open(name, _READ, dir_fd=shared.fd)
         except FileNotFoundError:
-            return None
-        with file:
-            data = file.readall()
-            problem = _problem(data)
-            if problem is None:
-                _, expiry, _, _ = _HEADER.unpack_from(data)
-                return expiry, data[_HEADER.size :]
-            # Only now the inode: it tells our damaged file from one renamed in since.
-            inode = os.fstat(file.fileno()).st_ino
+            # Was the directory removed (and perhaps made again by another process)?
+            # Asked at the first of every 8 misses: an fstat costs a sixth of a miss,
+            # and while the directory is gone every read misses, so a reader notices
+            # within 8 reads (a writer at once); at every miss once LOCATION was refused.
+            misses = shared.misses
+            shared.misses = misses + 1
+            if (misses & 7 and not shared.refused) or not shared.removed():
+                return None
+            shared.revive()
+            try:
+                fd = os.open(name, _READ, dir_fd=shared.fd)
+            except FileNotFoundError:
+                return None
+        try:
+            info = os.fstat(fd)
+            data = _read_all(fd, info.st_size)
+        finally:
+            os.close(fd)
+        problem = _problem(data)
+        if problem is None:
+            _, expiry, _, _ = _HEADER.unpack_from(data)
+            return expiry, data[_HEADER.size :]
         if problem:
             from ..resilience import report_value_failure  # it imports this package
 
             # Rate-limited per file and window, as every value failure is.
-            report_value_failure(self, path, f"{problem}; it is treated as a miss and removed")
+            where = os.path.join(self._dir, name)
+            report_value_failure(self, where, f"{problem}; it is treated as a miss and removed")
         # An empty file (problem == "") is what a crash before the first write leaves,
         # or an OS crash before the data reached the disk: Django reads it as expired,
-        # without complaint.
-        _remove_if_same(path, inode)
+        # without complaint. The inode tells our damaged file from one renamed in since.
+        _remove_if_same(shared, name, info.st_ino)
         return None
 
-    def _load_live(self, path: str, now: float) -> tuple[float, bytes] | None:
-        entry = self._load(path)
+    def _load_live(self, shared: _Directory, name: str, now: float) -> tuple[float, bytes] | None:
+        entry = self._load(shared, name)
         if entry is None:
             return None
         if entry[0] <= now:
-            self._remove_expired(path, now)
+            self._remove_expired(shared, name, now)
             return None
         return entry
 
-    def _remove_expired(self, path: str, now: float) -> None:
+    def _remove_expired(self, shared: _Directory, name: str, now: float) -> None:
         # Under the lock, so that a value written meanwhile by another process survives;
         # but a reader never waits for it: when it is taken, the file stays for a later
         # read, a cull or an overwrite to remove.
-        with self._directory().locked_or_skipped() as held:
+        with shared.locked_or_skipped() as held:
             if held:
-                entry = self._load(path)
+                entry = self._load(shared, name)
                 if entry is not None and entry[0] <= now:
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(path)
+                    _unlink(shared, name)
 
-    def _write_temp(self, payload: bytes, expiry: float) -> tuple[int, str]:
-        """Write a complete entry to a new temporary file; return its descriptor and path.
+    def _write_temp(self, shared: _Directory, payload: bytes, expiry: float) -> tuple[int, str]:
+        """Write a complete entry to a new temporary file; return its descriptor and name.
 
         The descriptor holds an ``flock`` that marks the writer as alive; the caller
         renames the file into place and then closes the descriptor.
         """
         header = _HEADER.pack(_MAGIC, expiry, len(payload), zlib.crc32(payload))
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
         while True:
-            temp = f"{self._prefix}{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
-            try:
-                fd = open_tracked(temp, flags)
-            except FileNotFoundError:
-                recreate(self._dir)
-                fd = open_tracked(temp, flags)
+            temp = f"{TEMP_PREFIX}{secrets.token_hex(8)}{TEMP_SUFFIX}"
+            fd = shared.open(temp, _CREATE)
             try:
                 # Nobody else waits for this lock: a sweeper only tries it (LOCK_NB).
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -253,28 +294,28 @@ class FileSystemCache(CullsByCount, BaseCache):
             _write_all(fd, payload)
         except BaseException:
             close_tracked(fd)
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+            _unlink(shared, temp)
             raise
         return fd, temp
 
-    def _publish(self, path: str, payload: bytes, expiry: float, *, lock: bool) -> None:
-        fd, temp = self._write_temp(payload, expiry)
+    def _publish(
+        self, shared: _Directory, name: str, payload: bytes, expiry: float, *, lock: bool
+    ) -> None:
+        fd, temp = self._write_temp(shared, payload, expiry)
+        dir_fd = shared.fd
         try:
             if lock:
-                with self._locked():
-                    os.replace(temp, path)
+                with shared.locked(self.lock_timeout):
+                    os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
             else:
-                os.replace(temp, path)
+                os.replace(temp, name, src_dir_fd=dir_fd, dst_dir_fd=dir_fd)
         except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(temp)
+            _unlink(shared, temp)
             raise
         finally:
             close_tracked(fd)
 
-    def _before_insert(self, paths: list[str]) -> None:
-        shared = self._directory()
+    def _before_insert(self, shared: _Directory, names: list[str]) -> None:
         max_entries = self._max_entries  # read on every call, as Django's tests expect
         refresh = max(16, max_entries // 8)
         # Other processes add entries that this one does not count: list again at least
@@ -285,23 +326,22 @@ class FileSystemCache(CullsByCount, BaseCache):
             or shared.added >= refresh
         ):
             self._scan(shared, cull=True)
-        for path in paths:
-            if not os.path.exists(path):
+        for name in names:
+            try:
+                os.stat(name, dir_fd=shared.fd, follow_symlinks=False)
+            except FileNotFoundError:
                 shared.added += 1
 
     def _scan(self, shared: _Directory, *, cull: bool = False) -> None:
         """List the directory: remove dead writers' temporaries, count, and cull."""
-        try:
-            names = os.listdir(self._dir)
-        except FileNotFoundError:
-            recreate(self._dir)
-            names = []
+        if shared.removed():
+            shared.revive()
         entries = []
-        for name in names:
+        for name in shared.names():
             if name.endswith(SUFFIX):
                 entries.append(name)
             elif name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                _remove_stale_temp(self._prefix + name)
+                _remove_stale_temp(shared, name)
         count = len(entries)
         if cull and count >= self._max_entries:
             # Django's file cache arithmetic: clear all, or remove count // CULL_FREQUENCY
@@ -311,9 +351,7 @@ class FileSystemCache(CullsByCount, BaseCache):
             else:
                 victims = random.sample(entries, count // self._cull_frequency)
             for name in victims:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(self._prefix + name)
-                    count -= 1
+                count -= _unlink(shared, name)
         shared.known = count
         shared.added = 0
         shared.deleted = 0
@@ -321,94 +359,102 @@ class FileSystemCache(CullsByCount, BaseCache):
     # -- primitives -------------------------------------------------------------
 
     def _get(self, key: str) -> Any:
-        entry = self._load_live(self._path(key), _now())
+        entry = self._load_live(self._directory(), self._name(key), _now())
         return MISSING if entry is None else entry[1]
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
-        path = self._path(key)
-        self._before_insert([path])
-        self._publish(path, payload, self._expiry(timeout), lock=True)
+        shared = self._directory()
+        name = self._name(key)
+        self._before_insert(shared, [name])
+        self._publish(shared, name, payload, self._expiry(timeout), lock=True)
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        shared = self._directory()
         expiry = self._expiry(timeout)
-        paths = {key: self._path(key) for key in items}
-        self._before_insert(list(paths.values()))
+        names = {key: self._name(key) for key in items}
+        self._before_insert(shared, list(names.values()))
         for key, payload in items.items():
-            self._publish(paths[key], payload, expiry, lock=True)
+            self._publish(shared, names[key], payload, expiry, lock=True)
         return []
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
-        path = self._path(key)
+        shared = self._directory()
+        name = self._name(key)
         expiry = self._expiry(timeout)
-        with self._locked():
-            entry = self._load(path)
+        with shared.locked(self.lock_timeout):
+            entry = self._load(shared, name)
             if entry is not None and entry[0] > _now():
                 return False
-            self._before_insert([path])
-            self._publish(path, payload, expiry, lock=False)
+            self._before_insert(shared, [name])
+            self._publish(shared, name, payload, expiry, lock=False)
             return True
 
     def _touch(self, key: str, timeout: float | None) -> bool:
-        path = self._path(key)
+        shared = self._directory()
+        name = self._name(key)
         expiry = self._expiry(timeout)
-        with self._locked():
-            entry = self._load(path)
+        with shared.locked(self.lock_timeout):
+            entry = self._load(shared, name)
             if entry is None:
                 return False
             if entry[0] <= _now():
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
+                _unlink(shared, name)
                 return False
-            self._publish(path, entry[1], expiry, lock=False)
+            self._publish(shared, name, entry[1], expiry, lock=False)
             return True
 
     def _delete(self, key: str) -> bool:
-        path = self._path(key)
         shared = self._directory()
+        name = self._name(key)
         with shared.locked(self.lock_timeout):
-            entry = self._load(path)
+            entry = self._load(shared, name)
             if entry is None:
                 return False
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(path)
-                shared.deleted += 1
+            shared.deleted += _unlink(shared, name)
         return entry[0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
-        paths = [self._path(key) for key in keys]
         shared = self._directory()
+        names = [self._name(key) for key in keys]
         with shared.locked(self.lock_timeout):
-            for path in paths:
-                with contextlib.suppress(FileNotFoundError):
-                    os.unlink(path)
-                    shared.deleted += 1
+            for name in names:
+                shared.deleted += _unlink(shared, name)
 
     def _incr(self, key: str, delta: int | float) -> Any:
-        path = self._path(key)
-        with self._locked():
-            entry = self._load(path)
+        shared = self._directory()
+        name = self._name(key)
+        with shared.locked(self.lock_timeout):
+            entry = self._load(shared, name)
             if entry is None or entry[0] <= _now():
                 return MISSING
             value = self._decode(entry[1]) + delta
-            self._publish(path, self._encode(value), entry[0], lock=False)
+            self._publish(shared, name, self._encode(value), entry[0], lock=False)
             return value
 
     def _clear(self) -> None:
         shared = self._directory()
         with shared.locked(self.lock_timeout):
-            try:
-                names = os.listdir(self._dir)
-            except FileNotFoundError:
-                names = []
-            for name in names:
+            for name in shared.names():
                 if name.endswith(SUFFIX):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self._prefix + name)
+                    _unlink(shared, name)
                 elif name.startswith(TEMP_PREFIX) and name.endswith(TEMP_SUFFIX):
-                    _remove_stale_temp(self._prefix + name)
+                    _remove_stale_temp(shared, name)
             shared.known = 0
             shared.added = 0
             shared.deleted = 0
+
+
+def _read_all(fd: int, size: int) -> bytes:
+    """Read the file from its start to its end (``size``: its size when it was opened)."""
+    # An entry file is never changed in place, so one read returns it whole; the loop
+    # is for the rare short read, and for a foreign file that is still growing.
+    data = os.read(fd, size + 1)
+    if len(data) == size:
+        return data
+    chunks = [data]
+    while chunk := os.read(fd, 1 << 20):
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _problem(data: bytes) -> str | None:
