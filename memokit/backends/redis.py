@@ -43,7 +43,8 @@ from redis.commands.core import AsyncScript, Script
 from redis.exceptions import WatchError
 
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
-from ..serializers import PickleSerializer, describe
+from ..framing import PAYLOAD_OPTIONS, raw_ints_safe
+from ..serializers import describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
 from ._deadline import with_deadlines
@@ -105,7 +106,9 @@ redis.call('PERSIST', KEYS[1])
 return 1
 """
 
-_OWNED = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "READ_FROM_REPLICAS", "IGNORE_EXC"})
+_OWNED = frozenset(
+    {"SERIALIZER", "LOCK_TIMEOUT", "READ_FROM_REPLICAS", "IGNORE_EXC", *PAYLOAD_OPTIONS}
+)
 _REFUSED = {
     "retry": "memokit never retries: a retried INCRBY could count twice",
     "retry_on_timeout": "memokit never retries: a retried INCRBY could count twice",
@@ -186,7 +189,7 @@ class RedisCache(BaseCache):
         self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         self._client_options = self._check_client_options(client_options or {})
-        self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
+        self._raw_ints = raw_ints_safe(self.serializer)
         self._display = self.location
         self._refusal_quiet_until = 0.0
         pools: list[redis.ConnectionPool] = []
@@ -279,7 +282,7 @@ class RedisCache(BaseCache):
             return payload  # an encoded raw int not yet sent (get_or_set's stored form)
         try:
             if self._raw_ints and payload[:1] != b"\x80":
-                # Pickle at protocol 2+ always starts with \x80; this is a raw int.
+                # Pickle at protocol 2+ and every frame start with \x80; this is a raw int.
                 return int(payload)
             return self.serializer.loads(payload)
         except UnreadableEntry:
