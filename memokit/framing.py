@@ -204,7 +204,10 @@ class FramedSerializer:
 
     def loads(self, data: bytes) -> Any:
         """Return the value of a frame; anything else raises :class:`UnreadableEntry`."""
-        view = memoryview(data)
+        try:
+            view = memoryview(data)
+        except TypeError:  # a damaged store can hand back another type (SQLite's REAL)
+            raise UnreadableEntry(f"the payload is a {type(data).__name__}, not bytes") from None
         if view[:2] != FRAME_MAGIC or len(view) < _HEAD:
             if self.kind == b"p":
                 return self.inner.loads(data)  # a bare pickle, from before compression

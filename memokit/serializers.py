@@ -80,7 +80,7 @@ class PickleSerializer:
             TypeError,
             ValueError,
         ) as exc:
-            if data[:2] == FRAME_MAGIC and _frame_readers:
+            if _frame_readers and isinstance(data, bytes) and data[:2] == FRAME_MAGIC:
                 # A framed payload (compressed pickle, or another serializer's): only
                 # here, after pickle refused it, so plain pickle's hit path pays nothing.
                 return _frame_readers[0](data)
