@@ -101,7 +101,8 @@ def test_default_proxy_follows_reconfiguration() -> None:
         (
             {"default": {"BACKEND": "memory", "OPTIONS": {"MAX_ENTRIS": 1}}},
             ImproperlyConfigured,
-            r"'MAX_ENTRIS'.*known keys: COMPRESS_LEVEL, COMPRESS_MIN_SIZE, COMPRESSOR, CULL_FREQUENCY, "
+            r"'MAX_ENTRIS'.*known keys: COMPRESS_LEVEL, COMPRESS_MIN_SIZE, COMPRESSOR, "
+            r"CULL_FREQUENCY, "
             r"LOCK_TIMEOUT, MAX_ENTRIES, OLD_SECRETS, SECRET, SERIALIZER",
         ),
         (
