@@ -3,7 +3,7 @@
 Plain pickle without compression stores bare pickles, as memokit always did.
 Every other choice stores a frame::
 
-    b"\\x80\\xe5"  kind  codec  [HMAC-SHA256, 32 bytes]  body
+    b"\\x80\\xe5"  kind  codec  body  [HMAC-SHA256, 32 bytes]
 
 - ``b"\\x80\\xe5"`` (:data:`memokit.serializers.FRAME_MAGIC`) starts no pickle
   (pickle's PROTO opcode with protocol 229) and no raw integer, so frames share a
@@ -13,8 +13,9 @@ Every other choice stores a frame::
 - ``codec`` names the compression (``-`` none, ``z`` zlib, ``Z`` zstd): a reader
   undoes what the payload says, whatever it would write itself;
 - the signature, for signed pickle only, is HMAC-SHA256 with ``SECRET`` over
-  everything else in the frame; it is checked, against ``SECRET`` then each of
-  ``OLD_SECRETS``, before anything is decompressed or unpickled.
+  everything before it; it is checked, against ``SECRET`` then each of
+  ``OLD_SECRETS``, before anything is decompressed or unpickled (at the end, so
+  it is computed over one contiguous buffer, without a copy).
 
 Whether a payload must be signed is the reader's setting, never the payload's:
 a signed-pickle cache reads an unsigned frame or a bare pickle as a miss.
@@ -148,20 +149,15 @@ class Signer:
     def __init__(self, secret: bytes, old_secrets: Sequence[bytes] = ()) -> None:
         self._keys = (secret, *old_secrets)
 
-    def sign(self, *parts: bytes | memoryview) -> bytes:
-        """Return the signature of the concatenated ``parts`` under the current secret."""
-        mac = hmac.new(self._keys[0], digestmod=hashlib.sha256)
-        for part in parts:
-            mac.update(part)
-        return mac.digest()
+    def sign(self, data: bytes | memoryview) -> bytes:
+        """Return the signature of ``data`` under the current secret."""
+        # hmac.digest is the one-shot C path: a third of hmac.new's cost on 1 KiB.
+        return hmac.digest(self._keys[0], data, "sha256")
 
-    def verify(self, signature: bytes | memoryview, *parts: bytes | memoryview) -> bool:
-        """Return whether ``signature`` was made by the current secret or an old one."""
+    def verify(self, signature: bytes | memoryview, data: bytes | memoryview) -> bool:
+        """Return whether ``signature`` of ``data`` was made by the current secret or an old one."""
         for key in self._keys:
-            mac = hmac.new(key, digestmod=hashlib.sha256)
-            for part in parts:
-                mac.update(part)
-            if hmac.compare_digest(mac.digest(), signature):
+            if hmac.compare_digest(hmac.digest(key, data, "sha256"), signature):
                 return True
         return False
 
@@ -197,10 +193,10 @@ class FramedSerializer:
             packed = compressor.compress(body)
             if len(packed) < len(body):  # incompressible data stays as it is
                 body, codec = packed, compressor.tag
-        head = FRAME_MAGIC + self.kind + codec
+        frame = FRAME_MAGIC + self.kind + codec + body
         if self.signer is not None:
-            return head + self.signer.sign(head, body) + body
-        return head + body
+            return frame + self.signer.sign(frame)
+        return frame
 
     def loads(self, data: bytes) -> Any:
         """Return the value of a frame; anything else raises :class:`UnreadableEntry`."""
@@ -224,18 +220,16 @@ class FramedSerializer:
                 f"the payload was written with SERIALIZER {written!r}; this cache reads "
                 f"{self._name()!r}" + ("; it was not unpickled" if self.signer is not None else "")
             )
-        start = _HEAD
+        end = len(view)
         if self.signer is not None:
-            start += _MAC_SIZE
-            if len(view) < start or not self.signer.verify(
-                view[_HEAD:start], view[:_HEAD], view[start:]
-            ):
+            end -= _MAC_SIZE
+            if end < _HEAD or not self.signer.verify(view[end:], view[:end]):
                 raise UnreadableEntry(
                     "the payload's signature does not match SECRET or OLD_SECRETS (signed with "
                     "another secret, or written by someone else); it was not unpickled"
                 )
         codec = bytes(view[3:4])
-        body: bytes | memoryview = view[start:]
+        body: bytes | memoryview = view[_HEAD:end]
         if codec != b"-":
             try:
                 body = _decompressor(codec).decompress(body)
