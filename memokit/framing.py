@@ -144,26 +144,45 @@ def _decompressor(tag: bytes) -> Compressor:
 class Signer:
     """HMAC-SHA256 with the current secret; verification also accepts the old ones."""
 
-    __slots__ = ("_keys",)
+    __slots__ = ("_pads",)
 
     def __init__(self, secret: bytes, old_secrets: Sequence[bytes] = ()) -> None:
-        self._keys = (secret, *old_secrets)
+        self._pads = [_hmac_pads(key) for key in (secret, *old_secrets)]
 
     def sign(self, data: bytes | memoryview) -> bytes:
         """Return the signature of ``data`` under the current secret."""
-        # hmac.digest is the one-shot C path: a third of hmac.new's cost on 1 KiB.
-        return hmac.digest(self._keys[0], data, "sha256")
+        return _hmac(self._pads[0], data)
 
     def verify(self, signature: bytes | memoryview, data: bytes | memoryview) -> bool:
         """Return whether ``signature`` of ``data`` was made by the current secret or an old one."""
-        for key in self._keys:
-            if hmac.compare_digest(hmac.digest(key, data, "sha256"), signature):
-                return True
-        return False
+        return any(hmac.compare_digest(_hmac(pads, data), signature) for pads in self._pads)
 
     def __repr__(self) -> str:
-        old = len(self._keys) - 1
+        old = len(self._pads) - 1
         return f"Signer(secret=<hidden>, old_secrets=<{old} hidden>)"
+
+
+_Pads = tuple["hashlib._Hash", "hashlib._Hash"]
+
+
+def _hmac_pads(key: bytes) -> _Pads:
+    # HMAC (RFC 2104) with its two keyed states made once: OpenSSL 3's one-shot HMAC
+    # fetches its algorithm on every call, which doubled the cost of a 1 KiB signature.
+    block = hashlib.sha256().block_size
+    if len(key) > block:
+        key = hashlib.sha256(key).digest()
+    key = key.ljust(block, b"\0")
+    inner = hashlib.sha256(bytes(b ^ 0x36 for b in key))
+    outer = hashlib.sha256(bytes(b ^ 0x5C for b in key))
+    return inner, outer
+
+
+def _hmac(pads: _Pads, data: bytes | memoryview) -> bytes:
+    inner = pads[0].copy()
+    inner.update(data)
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.digest()
 
 
 class FramedSerializer:

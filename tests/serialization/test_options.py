@@ -329,3 +329,19 @@ def test_what_json_and_msgpack_round_trip() -> None:
         result = packer.loads(packer.dumps(value))
         assert result == value
         assert type(result) is type(value)
+
+
+@pytest.mark.parametrize("size", [0, 1, 32, 64, 65, 200])
+def test_the_signature_is_hmac_sha256(size: int) -> None:
+    import hashlib
+    import hmac
+
+    key = bytes(range(size % 256)) * (size // 256 + 1)
+    key = key[:size] if size else b""
+    data = b"payload" * 300
+    signer = Signer(key, [b"old"])
+    expected = hmac.new(key, data, hashlib.sha256).digest()
+    assert signer.sign(data) == expected
+    assert signer.verify(expected, memoryview(data))
+    assert signer.verify(hmac.new(b"old", data, hashlib.sha256).digest(), data)
+    assert not signer.verify(hmac.new(b"other", data, hashlib.sha256).digest(), data)
