@@ -46,6 +46,11 @@ MIN_SECRET_BYTES: Final = 32
 DEFAULT_COMPRESS_MIN_SIZE: Final = 1024
 """Payloads shorter than this many bytes are stored uncompressed."""
 
+MAX_DECOMPRESSED: Final = 512 * 1024 * 1024
+"""A compressed payload that would expand past this many bytes (Redis's largest
+value) is unreadable: an unsigned store must not let a writer exhaust a reader's
+memory with a small payload."""
+
 _NAMES: Final = ("pickle", "signed-pickle", "json", "msgpack")
 _KINDS: Final = {b"p": "pickle", b"s": "signed-pickle", b"j": "json", b"m": "msgpack"}
 _MAC_SIZE: Final = hashlib.sha256().digest_size
@@ -88,7 +93,13 @@ class ZlibCompressor(Compressor):
 
     def decompress(self, data: bytes | memoryview) -> bytes:
         """Return ``data`` inflated."""
-        return zlib.decompress(data)
+        inflater = zlib.decompressobj()
+        plain = inflater.decompress(data, MAX_DECOMPRESSED)
+        if inflater.unconsumed_tail:
+            raise UnreadableEntry(f"the payload expands past {MAX_DECOMPRESSED} bytes")
+        if not inflater.eof:
+            raise UnreadableEntry("the compressed payload is cut short")
+        return plain
 
 
 class ZstdCompressor(Compressor):
@@ -121,7 +132,12 @@ class ZstdCompressor(Compressor):
 
     def decompress(self, data: bytes | memoryview) -> bytes:
         """Return ``data`` decompressed."""
-        plain: bytes = self._module.ZstdDecompressor().decompress(data)
+        # The frame states its size, which a writer chooses: check it before allocating.
+        if self._module.frame_content_size(data) > MAX_DECOMPRESSED:
+            raise UnreadableEntry(f"the payload expands past {MAX_DECOMPRESSED} bytes")
+        plain: bytes = self._module.ZstdDecompressor().decompress(
+            data, max_output_size=MAX_DECOMPRESSED
+        )
         return plain
 
 
@@ -134,7 +150,10 @@ def _decompressor(tag: bytes) -> Compressor:
     if found is None:
         for cls in _COMPRESSORS.values():
             if cls.tag == tag:
-                found = _BY_TAG[tag] = cls(None)
+                try:
+                    found = _BY_TAG[tag] = cls(None)
+                except ImproperlyConfigured as exc:
+                    raise UnreadableEntry(f"the payload is {cls.name}-compressed: {exc}") from None
                 break
         else:
             raise UnreadableEntry("the payload names a compression memokit does not know")

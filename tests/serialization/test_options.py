@@ -345,3 +345,18 @@ def test_the_signature_is_hmac_sha256(size: int) -> None:
     assert signer.verify(expected, memoryview(data))
     assert signer.verify(hmac.new(b"old", data, hashlib.sha256).digest(), data)
     assert not signer.verify(hmac.new(b"other", data, hashlib.sha256).digest(), data)
+
+
+@pytest.mark.parametrize("codec", ["zlib", "zstd"])
+def test_a_payload_that_would_expand_past_the_limit_is_unreadable(
+    codec: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memokit import framing
+
+    serializer = build_serializer("json", compressor=codec, compress_min_size=0)
+    frame = serializer.dumps(["x" * 5000])
+    with pytest.raises(UnreadableEntry, match=r"cannot decompress|cut short"):
+        serializer.loads(frame[:-5])
+    monkeypatch.setattr(framing, "MAX_DECOMPRESSED", 1000)
+    with pytest.raises(UnreadableEntry, match="expands past 1000 bytes"):
+        serializer.loads(frame)
