@@ -17,7 +17,7 @@ from typing import Any
 
 import pytest
 
-from memokit import BaseCache, UnsupportedValue, cached
+from memokit import BaseCache, UnsupportedValue, cached, cached_property
 from memokit.framing import FramedSerializer
 
 CacheFactory = Any
@@ -208,3 +208,36 @@ def test_decorated_calls_hit(
 
     assert report(1) == report(1) == {"n": 1, "rows": [{"i": i} for i in range(20)]}
     assert calls == [1]
+
+
+def test_shared_cached_property_hits(
+    cache: BaseCache,
+    serializer: tuple[str, Any],
+    module_level: Any,
+    request: pytest.FixtureRequest,
+) -> None:
+    if serializer[0] in ("json", "msgpack"):
+        request.applymarker(
+            pytest.mark.xfail(
+                strict=True,
+                reason="entry header: issue 17, after the issue-16 entry rework",
+            )
+        )
+    runs: list[int] = []
+
+    @module_level
+    class Account:
+        def __init__(self, pk: int) -> None:
+            self.pk = pk
+
+        def __cache_key__(self) -> int:
+            return self.pk
+
+        @cached_property(cache=cache)
+        def summary(self) -> dict[str, Any]:
+            runs.append(self.pk)
+            return {"pk": self.pk, "lines": ["a", "b"]}
+
+    assert Account(1).summary == {"pk": 1, "lines": ["a", "b"]}
+    assert Account(1).summary == {"pk": 1, "lines": ["a", "b"]}  # another instance: shared
+    assert runs == [1]
