@@ -167,6 +167,25 @@ def _footprint_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _payloads_table(result: dict[str, Any]) -> list[str]:
+    lines = _header(["operation", "candidates (median per call; ratio to the first)"])
+    for group in result["groups"]:
+        first = group["results"][0]["median"]
+        cells = [
+            f"{r['name']} {fmt_ns(r['median'])} ({_ratio(r['median'] / first)})"
+            for r in group["results"]
+        ]
+        lines.append(_row([group["op"], "; ".join(cells)]))
+    sizes = ", ".join(f"{k} {v:,} B" for k, v in result["stored_bytes"].items())
+    return [
+        "memokit caches on one store, differing only in OPTIONS (SECRET, COMPRESSOR).",
+        "",
+        *lines,
+        "",
+        f"Stored size of the 64 KiB value: {sizes}.",
+    ]
+
+
 def _targets_table(targets: list[dict[str, Any]]) -> list[str]:
     lines = _header(["issue", "section", "target", "measured", "met"])
     for t in targets:
@@ -330,6 +349,8 @@ def render(data: dict[str, Any], page: Path) -> None:
             lines += _stampede_table(result)
         elif kind == "footprint":
             lines += _footprint_table(result)
+        elif kind == "payloads":
+            lines += _payloads_table(result)
         lines.append("")
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

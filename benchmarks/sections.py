@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import decorators, footprint, ops, threads
+from . import decorators, footprint, ops, payloads, threads
 from .stores import SERVERS
 from .timing import Config
 
@@ -116,6 +116,12 @@ SECTIONS = [
         "Cold-key stampede",
         feature_missing("cached", 7),
         lambda ctx: decorators.run_stampede(ctx.config),
+    ),
+    Section(
+        "payloads",
+        "Payloads: signing and compression",
+        lambda: backend_missing("redis") or backend_missing("sqlite"),
+        lambda ctx: payloads.run(ctx.config, ctx.workdir, ctx.server("redis-server")),
     ),
     Section(
         "footprint",

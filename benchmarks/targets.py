@@ -43,6 +43,26 @@ def ratio(op: str, reference: str | None = None) -> Measure:
     return measure
 
 
+def between(op: str, name: str, reference: str) -> Measure:
+    """Candidate ``name`` ÷ candidate ``reference`` of group ``op``."""
+
+    def measure(section: dict[str, Any]) -> float:
+        mine = _median(section, op, lambda r: r["name"] == name)
+        return mine / _median(section, op, lambda r: r["name"] == reference)
+
+    return measure
+
+
+def stored(name: str) -> Measure:
+    """Bytes stored under compressor ``name`` ÷ uncompressed bytes."""
+
+    def measure(section: dict[str, Any]) -> float:
+        sizes = section["stored_bytes"]
+        return float(sizes[name] / sizes["uncompressed"])
+
+    return measure
+
+
 def stampede(field: str) -> Measure:
     def measure(section: dict[str, Any]) -> float:
         return float(next(r[field] for r in section["results"] if r["role"] == "memokit"))
@@ -104,6 +124,42 @@ TARGETS = [
     ),
     # Issue 14: the fork guard may cost SQLite get at most 5% (1.44x the raw SELECT before).
     Target(14, "sqlite", "get ≤ 1.51x the raw SELECT (5% over 1.44x)", 1.512, ratio("get_hit")),
+    # Issue 17: signing and compression, each against the same cache without it.
+    *(
+        Target(
+            17,
+            "payloads",
+            f"{backend} {op} of a 1 KiB dict, signed ≤ 1.3x plain pickle",
+            1.3,
+            between(f"{backend}_{op}_1k", "signed pickle", "pickle"),
+        )
+        for backend in ("sqlite", "redis")
+        for op in ("get", "set")
+    ),
+    *(
+        target
+        for codec in ("zlib", "zstd")
+        for target in (
+            Target(
+                17, "payloads", f"{codec} stores ≤ 1/3 of the 64 KiB value", 1 / 3, stored(codec)
+            ),
+            *(
+                Target(
+                    17,
+                    "payloads",
+                    f"redis {op} 64 KiB {where}, {codec} ≤ {limit}x uncompressed",
+                    limit,
+                    between(f"redis_{op}_64k_{where}", codec, "uncompressed"),
+                )
+                for where, op, limit in (
+                    ("loopback", "get", 1.2),
+                    ("loopback", "set", 1.5),
+                    ("100mbit", "get", 1.0),
+                    ("100mbit", "set", 1.0),
+                )
+            ),
+        )
+    ),
 ]
 
 

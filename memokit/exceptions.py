@@ -67,6 +67,14 @@ class UnreadableEntry(ValueFailure, pickle.UnpicklingError):
     """A stored payload cannot be decoded (damaged bytes, a class that moved or vanished)."""
 
 
+class UnsupportedValue(MemokitError, TypeError, pickle.PicklingError):
+    """The serializer cannot store this value as it is (JSON and a tuple, for example).
+
+    A ``pickle.PicklingError``, as any value a serializer cannot encode, so
+    ``cache.set`` and ``@cached`` treat it as they treat an unpicklable value.
+    """
+
+
 class ValueTooLarge(ValueFailure):
     """The backend refused to store one value (over its item size limit)."""
 

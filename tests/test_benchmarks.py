@@ -108,3 +108,28 @@ def test_list_says_which_sections_wait_for_which_issue(tmp_path: Path) -> None:
             )
     if not hasattr(memokit, "cached"):
         assert "[skipped: memokit.cached does not exist yet (issue 7)]" in lines["stampede"]
+
+
+@pytest.mark.server
+def test_payloads_section_measures_the_issue_17_targets(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _harness(
+        tmp_path,
+        "payloads",
+        "--quick",
+        "--repeats=1",
+        "--seconds=0.002",
+        f"--json={out / 'run.json'}",
+        f"--page={out / 'bench.md'}",
+        peers=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    section = data["sections"]["payloads"]
+    assert section["status"] == "ok", section
+    sizes = section["result"]["stored_bytes"]
+    assert sizes["uncompressed"] > 64_000 > sizes["zlib"]
+    rows = [t for t in data["targets"] if t["issue"] == 17]
+    assert len(rows) == 14
+    assert all(t["measured"] is not None for t in rows), rows
+    assert "Stored size of the 64 KiB value" in (out / "bench.md").read_text(encoding="utf-8")

@@ -101,7 +101,9 @@ def test_default_proxy_follows_reconfiguration() -> None:
         (
             {"default": {"BACKEND": "memory", "OPTIONS": {"MAX_ENTRIS": 1}}},
             ImproperlyConfigured,
-            r"'MAX_ENTRIS'.*known keys: CULL_FREQUENCY, LOCK_TIMEOUT, MAX_ENTRIES, SERIALIZER",
+            r"'MAX_ENTRIS'.*known keys: COMPRESS_LEVEL, COMPRESS_MIN_SIZE, COMPRESSOR, "
+            r"CULL_FREQUENCY, "
+            r"LOCK_TIMEOUT, MAX_ENTRIES, OLD_SECRETS, SECRET, SERIALIZER",
         ),
         (
             {"default": {"BACKEND": "dummy", "OPTIONS": {"MAX_ENTRIES": 1}}},

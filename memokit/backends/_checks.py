@@ -27,6 +27,12 @@ class CommonSettings(TypedDict, total=False):
     key_function: KeyFunc | str | None
     serializer: Serializer | str | None
     lock_timeout: float
+    # The payload options (memokit.framing.build_serializer checks them).
+    secret: str | bytes | None
+    old_secrets: list[str | bytes] | tuple[str | bytes, ...] | None
+    compressor: str | None
+    compress_min_size: int | None
+    compress_level: int | None
 
 
 def check_delta(delta: object) -> int | float:

@@ -19,6 +19,7 @@ from redis.connection import parse_url
 
 from .._secrets import redact, redact_exception, secrets_in
 from ..exceptions import ImproperlyConfigured
+from ..framing import PAYLOAD_OPTIONS
 
 LATEST_EXPIRY: Final = 2**62 / 1000
 """The latest expiry sent as ``PX`` (seconds since the epoch), well inside Redis's
@@ -59,7 +60,9 @@ redis.call('PERSIST', KEYS[1])
 return 1
 """
 
-OWNED: Final = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "READ_FROM_REPLICAS", "IGNORE_EXC"})
+OWNED: Final = frozenset(
+    {"SERIALIZER", "LOCK_TIMEOUT", "READ_FROM_REPLICAS", "IGNORE_EXC", *PAYLOAD_OPTIONS}
+)
 """The OPTIONS memokit reads itself; every other one goes to redis-py."""
 REFUSED: Final = {
     "retry": "memokit never retries: a retried INCRBY could count twice",

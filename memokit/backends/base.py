@@ -21,6 +21,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..exceptions import ImproperlyConfigured, ValueNotStoredWarning, ValueTooLarge
+from ..framing import PAYLOAD_OPTIONS, build_serializer
 from ..keys import (
     KeyFunc,
     accepts_clean_keys,
@@ -30,7 +31,7 @@ from ..keys import (
     made_key_prefix,
     refuse_surrogates,
 )
-from ..serializers import Serializer, describe, get_serializer
+from ..serializers import Serializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 from . import _steps
 from ._capabilities import Capabilities
@@ -87,7 +88,9 @@ class BaseCache(Primitives):
     breaker: CircuitBreaker | None = None
     """This instance's circuit breaker once :func:`memokit.breaker_for` made it (a decorated
     call's failure or ``configure_breaker(cache=...)``); None before. Set there only."""
-    option_names: ClassVar[frozenset[str]] = frozenset({"SERIALIZER", "LOCK_TIMEOUT"})
+    option_names: ClassVar[frozenset[str]] = frozenset(
+        {"SERIALIZER", "LOCK_TIMEOUT", *PAYLOAD_OPTIONS}
+    )
     """The ``OPTIONS`` keys this backend owns; each maps to a lower-case keyword argument."""
 
     def __init__(
@@ -100,6 +103,11 @@ class BaseCache(Primitives):
         key_function: KeyFunc | str | None = None,
         serializer: Serializer | str | None = None,
         lock_timeout: float = 5.0,
+        secret: str | bytes | None = None,
+        old_secrets: list[str | bytes] | tuple[str | bytes, ...] | None = None,
+        compressor: str | None = None,
+        compress_min_size: int | None = None,
+        compress_level: int | None = None,
     ) -> None:
         if not isinstance(location, str):
             raise ImproperlyConfigured(
@@ -115,7 +123,16 @@ class BaseCache(Primitives):
             raise ImproperlyConfigured(f"VERSION must be an int, not {version!r}; e.g. VERSION=1")
         self.version = version
         self.key_func = get_key_func(key_function)
-        self.serializer = get_serializer(serializer)
+        # Signed by default where other processes can write the store (docs/security.md).
+        self.serializer = build_serializer(
+            serializer,
+            secret=secret,
+            old_secrets=old_secrets,
+            compressor=compressor,
+            compress_min_size=compress_min_size,
+            compress_level=compress_level,
+            sign_by_default=self.capabilities.cross_process,
+        )
         self.lock_timeout = check_lock_timeout(lock_timeout)
         """Seconds a wait for a cross-process lock lasts at most (``OPTIONS['LOCK_TIMEOUT']``):
         the filesystem backend's ``flock`` and the ``lock_lease=`` lock of ``@cached``."""

@@ -51,8 +51,9 @@ from ..exceptions import (
     UnreadableEntry,
     ValueTooLarge,
 )
+from ..framing import PAYLOAD_OPTIONS, raw_ints_safe
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, clean_keys_pass, key_is_clean, memcache_key_warnings
-from ..serializers import PickleSerializer, describe
+from ..serializers import describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
 from ._deadline import DeadlineSocketModule
@@ -81,7 +82,7 @@ _FLAG_INT = 1 << 4  # an integer stored as text, offset by _BIAS
 _BIAS = 2**63
 _RAW = range(-(2**62), 2**62)  # kept raw: any native incr by a delta in _RAW fits 64 bits
 
-_OWNED = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "IGNORE_EXC"})
+_OWNED = frozenset({"SERIALIZER", "LOCK_TIMEOUT", "IGNORE_EXC", *PAYLOAD_OPTIONS})
 _REFUSED = {
     "serde": "memokit serialises values itself (use the SERIALIZER option)",
     "serializer": "memokit serialises values itself (use the SERIALIZER option)",
@@ -155,9 +156,7 @@ class MemcachedCache(BaseCache):
         super().__init__(";".join(shown), **settings)
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         options = self._check_client_options(client_options or {})
-        self._native_incr = (
-            type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
-        )
+        self._native_incr = raw_ints_safe(self.serializer)
         common: dict[str, Any] = {
             "serde": _Serde(),
             "allow_unicode_keys": True,

@@ -42,7 +42,8 @@ from redis.exceptions import WatchError
 
 from .._secrets import redact
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
-from ..serializers import PickleSerializer, describe
+from ..framing import raw_ints_safe
+from ..serializers import describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
 from ._deadline import with_deadlines
@@ -139,7 +140,7 @@ class RedisCache(BaseCache):
         self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         self._client_options = self._check_client_options(client_options)
-        self._raw_ints = type(self.serializer) is PickleSerializer and self.serializer.protocol >= 2
+        self._raw_ints = raw_ints_safe(self.serializer)
         self._display = self.location
         self._refusal_quiet_until = 0.0
         pools: list[redis.ConnectionPool] = []
@@ -232,7 +233,7 @@ class RedisCache(BaseCache):
             return payload  # an encoded raw int not yet sent (get_or_set's stored form)
         try:
             if self._raw_ints and payload[:1] != b"\x80":
-                # Pickle at protocol 2+ always starts with \x80; this is a raw int.
+                # Pickle at protocol 2+ and every frame start with \x80; this is a raw int.
                 return int(payload)
             return self.serializer.loads(payload)
         except UnreadableEntry:

@@ -33,6 +33,7 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
+from ..framing import raw_ints_safe
 from ..serializers import PickleSerializer
 from . import _forkgate
 from ._files import create_private_file, location_path, make_private_dirs, unusable_location
@@ -110,7 +111,7 @@ class SQLiteCache(CullsByCount, BaseCache):
         self._sql = Sql(table)
         self._local = threading.local()
         self._writes = itertools.count()
-        self._raw_ints = type(self.serializer) is PickleSerializer
+        self._raw_ints = type(self.serializer) is PickleSerializer or raw_ints_safe(self.serializer)
         if path.is_dir():
             raise ImproperlyConfigured(
                 f"LOCATION {str(path)!r} of the sqlite backend is a directory; LOCATION names "

@@ -1,0 +1,140 @@
+"""A planted pickle never runs under signed pickle, JSON or msgpack (issue 17).
+
+Whoever can write to a shared store (a file in the cache directory, a row of the
+SQLite table, a Redis or memcached key) plants a payload whose ``__reduce__``
+makes a directory when it is unpickled. Written straight into each backend's
+storage, below memokit, in every form a reader might be lured by: a bare pickle,
+an unsigned frame (compressed or not), a frame signed with a secret the reader
+does not know. Under signed pickle, JSON and msgpack it is a miss reported once,
+and the marker never appears; under plain pickle it runs: that is the trust
+boundary docs/security.md states, and the last test shows it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import shutil
+import sqlite3
+import warnings
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+import memokit
+from memokit import BaseCache, CorruptEntryWarning
+from memokit.framing import build_serializer
+
+SECRET = "reader-secret-" + "r" * 40
+ATTACKER_SECRET = "attacker-secret-" + "a" * 40
+
+
+class Planted:
+    """Makes ``path`` (a directory) when unpickled."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (os.mkdir, (self.path,))
+
+
+def payloads(marker: str) -> dict[str, bytes]:
+    evil = Planted(marker)
+    bare = pickle.dumps(evil, pickle.HIGHEST_PROTOCOL)
+    unsigned = build_serializer("pickle", compressor="zlib", compress_min_size=10**9)
+    compressed = build_serializer("pickle", compressor="zlib", compress_min_size=0)
+    attacker = build_serializer("signed-pickle", secret=ATTACKER_SECRET)
+    return {
+        "bare-pickle": bare,
+        "unsigned-frame": unsigned.dumps(evil),
+        "compressed-frame": compressed.dumps(evil),
+        "signed-by-another-secret": attacker.dumps(evil),
+        # The attacker's signed frame relabelled as JSON: the kind is checked first.
+        "relabelled": attacker.dumps(evil)[:2] + b"j" + attacker.dumps(evil)[3:],
+    }
+
+
+def plant(cache: BaseCache, made: str, data: bytes, scratch: Path) -> None:
+    """Write ``data`` as the payload of ``made``, below memokit's API."""
+    kind = type(cache).__name__
+    if kind == "RedisCache":
+        import redis
+
+        with redis.Redis.from_url(cache._servers[0]) as raw:  # type: ignore[attr-defined]
+            raw.set(made, data)
+    elif kind == "MemcachedCache":
+        from pymemcache.client.base import Client
+
+        host, port = str(cache.location).rsplit(":", 1)
+        client = Client((host, int(port)), connect_timeout=2, timeout=2)
+        try:
+            client.set(made, data, noreply=False)
+        finally:
+            client.close()
+    elif kind == "SQLiteCache":
+        table = cache._table  # type: ignore[attr-defined]
+        with sqlite3.connect(cache._path, isolation_level=None) as raw:  # type: ignore[attr-defined]
+            raw.execute(
+                f'INSERT OR REPLACE INTO "{table}" (key, value, expires) VALUES (?, ?, ?)',  # noqa: S608
+                (made, data, math.inf),
+            )
+        raw.close()
+    elif kind == "FileSystemCache":
+        # A well-formed file (header, checksum) holding the planted bytes: made by a
+        # cache of the same backend elsewhere, then put in place of the entry's file.
+        other = memokit.create_cache({"BACKEND": "filesystem", "LOCATION": str(scratch)})
+        other._set(made, data, None)
+        source = other._path(made)  # type: ignore[attr-defined]
+        shutil.copyfile(source, cache._path(made))  # type: ignore[attr-defined]
+        other.close()
+    else:
+        raise AssertionError(f"no way to plant into {kind}")
+
+
+READERS = [
+    pytest.param({"SECRET": SECRET}, id="signed-pickle"),
+    pytest.param({"SECRET": SECRET, "COMPRESSOR": "zlib"}, id="signed-pickle-zlib"),
+    pytest.param({"SERIALIZER": "json"}, id="json"),
+    pytest.param({"SERIALIZER": "msgpack", "COMPRESSOR": "zstd"}, id="msgpack-zstd"),
+]
+
+
+@pytest.mark.parametrize("reader", READERS)
+def test_a_planted_pickle_never_runs_and_is_reported_once(
+    make_cache: Any, reader: dict[str, Any], tmp_path: Path
+) -> None:
+    cache = make_cache(OPTIONS=reader)
+    if not cache.capabilities.cross_process:
+        pytest.skip("only this process writes an in-process store: nothing can be planted")
+    marker = tmp_path / "the-planted-code-ran"
+    for i, (form, data) in enumerate(payloads(str(marker)).items()):
+        key = f"planted-{i}"
+        made = cache.make_key(key)
+        plant(cache, made, data, tmp_path / f"scratch-{i}")
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("error")  # any other warning fails the test
+            warnings.simplefilter("always", CorruptEntryWarning)  # counted, not deduplicated
+            assert cache.get(key, "miss") == "miss", form
+            assert cache.get_many([key]) == {}, form
+            assert cache.get(key, "miss") == "miss", form
+        assert not marker.exists(), f"{form}: the planted code ran"
+        about = [w for w in record if repr(made) in str(w.message)]
+        assert len(about) == 1, (form, [str(w.message) for w in record])
+        assert "not unpickled" in str(about[0].message) or reader.get("SERIALIZER"), form
+    assert not marker.exists()
+
+
+def test_under_plain_pickle_a_planted_pickle_runs_the_documented_trust_boundary(
+    make_cache: Any, tmp_path: Path
+) -> None:
+    cache = make_cache()
+    if not cache.capabilities.cross_process:
+        pytest.skip("only this process writes an in-process store: nothing can be planted")
+    marker = tmp_path / "the-planted-code-ran"
+    plant(cache, cache.make_key("k"), payloads(str(marker))["bare-pickle"], tmp_path / "s")
+    cache.get("k")
+    # docs/security.md: without SECRET, whoever writes the store runs code in readers.
+    assert marker.is_dir()
