@@ -7,11 +7,14 @@ finite timeout, and no retry that could apply a command twice.
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import inspect
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping
-from typing import Any
+import sys
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import Any, TypeVar
 
 from ..exceptions import ImproperlyConfigured
 from .base import unknown_options
@@ -122,3 +125,32 @@ def refused_options(
             more=f", and the keyword arguments of {library}'s client, spelled as {library} does",
         )
     return ImproperlyConfigured(f"OPTIONS for {cls_name}: {library} refused them ({error})")
+
+
+_A = TypeVar("_A", bound=Callable[..., Awaitable[Any]])
+
+
+def keeps_cancellation(method: _A) -> _A:
+    """Make an async primitive raise ``CancelledError`` for a cancellation its I/O dropped.
+
+    Python 3.11's ``asyncio.wait_for``, which redis-py's async client puts around
+    each write, returns the inner result when it finishes in the same turn of the
+    loop as a cancellation, and the cancellation is lost: the caller's task goes
+    on as if never cancelled. The task still counts the request
+    (``Task.cancelling()``), so a count that grew while the call ran without
+    raising is a lost cancellation; it is raised when the call returns. 3.12
+    rewrote ``wait_for``: nothing to do there.
+    """
+    if sys.version_info >= (3, 12):
+        return method
+
+    @functools.wraps(method)
+    async def guarded(*args: Any, **kwargs: Any) -> Any:
+        task = asyncio.current_task()
+        asked = task.cancelling() if task is not None else 0
+        result = await method(*args, **kwargs)
+        if task is not None and task.cancelling() > asked:
+            raise asyncio.CancelledError
+        return result
+
+    return guarded  # type: ignore[return-value]  # same signature as method

@@ -65,6 +65,7 @@ from ._redisconf import (
 from ._remote import (
     check_flag,
     check_seconds,
+    keeps_cancellation,
     parameter_names,
     refused_options,
     split_location,
@@ -455,6 +456,7 @@ class RedisCache(BaseCache):
             return random.choice(side.replicas)
         return side.primary
 
+    @keeps_cancellation
     async def _aget(self, key: str) -> Any:
         side = await self._side()
         try:
@@ -465,6 +467,7 @@ class RedisCache(BaseCache):
             self._fail(exc)
         return MISSING if payload is None else payload
 
+    @keeps_cancellation
     async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
         side = await self._side()
         try:
@@ -475,6 +478,7 @@ class RedisCache(BaseCache):
             self._fail(exc)
         return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
 
+    @keeps_cancellation
     async def _ahas_key(self, key: str) -> bool:
         side = await self._side()
         try:
@@ -484,6 +488,7 @@ class RedisCache(BaseCache):
                 return False
             self._fail(exc)
 
+    @keeps_cancellation
     async def _aset(self, key: str, payload: Any, timeout: float | None) -> None:
         side = await self._side()
         px = milliseconds(timeout)
@@ -492,6 +497,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
+    @keeps_cancellation
     async def _aset_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
         side = await self._side()
         px = milliseconds(timeout)
@@ -507,6 +513,7 @@ class RedisCache(BaseCache):
             self._fail(exc)
         return failed
 
+    @keeps_cancellation
     async def _aadd(self, key: str, payload: Any, timeout: float | None) -> bool:
         side = await self._side()
         px = milliseconds(timeout)
@@ -515,6 +522,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
+    @keeps_cancellation
     async def _atouch(self, key: str, timeout: float | None) -> bool:
         side = await self._side()
         try:
@@ -525,6 +533,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
+    @keeps_cancellation
     async def _adelete(self, key: str) -> bool:
         side = await self._side()
         try:
@@ -532,6 +541,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
+    @keeps_cancellation
     async def _adelete_many(self, keys: list[str]) -> None:
         side = await self._side()
         try:
@@ -539,6 +549,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
+    @keeps_cancellation
     async def _aclear(self) -> None:
         side = await self._side()
         try:
@@ -546,6 +557,7 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
+    @keeps_cancellation
     async def _aincr(self, key: str, delta: int | float) -> Any:
         side = await self._side()
         try:
@@ -575,6 +587,7 @@ class RedisCache(BaseCache):
                 except WatchError:
                     continue
 
+    @keeps_cancellation
     async def _aadd_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
         px = milliseconds(timeout) or ""
         side = await self._side()
