@@ -41,6 +41,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
+from .backends import _reports
 from .backends.base import BaseCache, _caller_stacklevel
 from .exceptions import BackendError, CorruptEntryWarning, ValueFailure, ValueFailureWarning
 from .switches import trouble
@@ -353,3 +354,10 @@ def _reset_after_fork() -> None:
 
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_reset_after_fork)
+
+
+# The backends report value failures through this module without importing it.
+_reports.install(
+    report_value_failure,  # type: ignore[arg-type]  # takes a BaseCache, as every caller passes
+    lambda cache: breaker_for(cache).settings.window,
+)

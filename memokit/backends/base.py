@@ -20,7 +20,12 @@ import time
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from ..exceptions import ImproperlyConfigured, ValueNotStoredWarning, ValueTooLarge
+from ..exceptions import (
+    CorruptEntryWarning,
+    ImproperlyConfigured,
+    ValueNotStoredWarning,
+    ValueTooLarge,
+)
 from ..framing import PAYLOAD_OPTIONS, build_serializer
 from ..keys import (
     KeyFunc,
@@ -33,7 +38,7 @@ from ..keys import (
 )
 from ..serializers import Serializer, describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
-from . import _steps
+from . import _reports, _steps
 from ._capabilities import Capabilities
 from ._checks import (
     CommonSettings,
@@ -384,25 +389,21 @@ class BaseCache(Primitives):
     def close(self, **kwargs: Any) -> None:
         """Release connections or handles; the cache can still be used afterwards."""
 
-    # -- value failures: one key's problem, never the backend's (memokit.resilience) --
+    # -- value failures: one key's problem, never the backend's (backends/_reports.py) --
 
     def _unreadable(
         self, made: str, exc: BaseException, then: str = "it counts as a miss and is removed"
     ) -> None:
-        from ..resilience import report_value_failure  # it imports this module
-
-        report_value_failure(self, made, f"cannot be read ({describe(exc)}); {then}")
+        _reports.report(
+            self, made, f"cannot be read ({describe(exc)}); {then}", CorruptEntryWarning
+        )
 
     def _report_window(self) -> float:
         """Seconds between two reports of one condition: the breaker's window."""
-        from ..resilience import breaker_for
-
-        return breaker_for(self).settings.window
+        return _reports.window(self)
 
     def _not_stored(self, made: str, exc: BaseException | str) -> None:
-        from ..resilience import report_value_failure
-
-        report_value_failure(
+        _reports.report(
             self,
             made,
             f"was not stored: {exc}; nothing is raised, as a cache may drop any entry",

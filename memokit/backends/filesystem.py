@@ -40,8 +40,9 @@ import zlib
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import CorruptEntryWarning, ImproperlyConfigured
 from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
+from . import _reports
 from ._files import FILE_MODE, location_path, unusable_location
 from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
 from ._flock import Directory as _Directory
@@ -234,11 +235,11 @@ class FileSystemCache(CullsByCount, BaseCache):
             _, expiry, _, _ = _HEADER.unpack_from(data)
             return expiry, data[_HEADER.size :]
         if problem:
-            from ..resilience import report_value_failure  # it imports this package
-
             # Rate-limited per file and window, as every value failure is.
             where = os.path.join(self._dir, name)
-            report_value_failure(self, where, f"{problem}; it is treated as a miss and removed")
+            _reports.report(
+                self, where, f"{problem}; it is treated as a miss and removed", CorruptEntryWarning
+            )
         # An empty file (problem == "") is what a crash before the first write leaves,
         # or an OS crash before the data reached the disk: Django reads it as expired,
         # without complaint. The inode tells our damaged file from one renamed in since.

@@ -161,7 +161,7 @@ CANCELLED_CALLS: list[tuple[str, tuple[Any, ...]]] = [
 ]
 
 
-@pytest.mark.parametrize("method, args", CANCELLED_CALLS, ids=[c[0] for c in CANCELLED_CALLS])
+@pytest.mark.parametrize(("method", "args"), CANCELLED_CALLS, ids=[c[0] for c in CANCELLED_CALLS])
 def test_a_cancelled_call_raises_cancelled_error(
     cache: BaseCache, method: str, args: tuple[Any, ...]
 ) -> None:
