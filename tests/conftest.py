@@ -36,6 +36,8 @@ class BackendSpec:
     """Return a LOCATION that no other test uses."""
     settings: dict[str, Any] = field(default_factory=dict)
     """Extra CACHES settings (a server's OPTIONS, for example)."""
+    real_clock: bool = False
+    """Expiry runs on the server's clock: a test that moves time sleeps for real."""
 
 
 def _unique(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -79,8 +81,14 @@ BACKENDS = [
     pytest.param(BackendSpec("memory", _unique), id="memory"),
     pytest.param(BackendSpec("filesystem", _directory), id="filesystem"),
     pytest.param(BackendSpec("sqlite", _database), id="sqlite"),
-    pytest.param(BackendSpec("redis", _redis_db), id="redis", marks=pytest.mark.server),
-    pytest.param(BackendSpec("memcached", _memcached), id="memcached", marks=pytest.mark.server),
+    pytest.param(
+        BackendSpec("redis", _redis_db, real_clock=True), id="redis", marks=pytest.mark.server
+    ),
+    pytest.param(
+        BackendSpec("memcached", _memcached, real_clock=True),
+        id="memcached",
+        marks=pytest.mark.server,
+    ),
 ]
 """Every backend that stores data; each runs the whole conformance suite."""
 
@@ -89,6 +97,22 @@ ALL_BACKENDS = [*BACKENDS, pytest.param(BackendSpec("dummy", _unique), id="dummy
 
 
 CacheFactory = Callable[..., BaseCache]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Mark ``slow`` the tests that move a server's clock (they sleep for real).
+
+    They check the server's expiry, which no Python version changes: the full run
+    (3.11) has them, the quick runs of the other Pythons (``-m "not slow"``) do not.
+    """
+    for item in items:
+        spec = getattr(getattr(item, "callspec", None), "params", {}).get("make_cache")
+        if (
+            isinstance(spec, BackendSpec)
+            and spec.real_clock
+            and "clock" in getattr(item, "fixturenames", ())
+        ):
+            item.add_marker(pytest.mark.slow)
 
 
 def _factory(
