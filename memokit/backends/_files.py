@@ -72,7 +72,7 @@ _SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | _NO_LINK
 _OPEN_DIR = os.O_RDONLY | _NO_LINK
 
 
-def open_location(path: Path, *, hint: str = "") -> int:
+def open_location(path: Path, *, hint: str = "", resolved: bool = False) -> int:
     """Open ``LOCATION`` as a directory handle, creating missing levels; check every level.
 
     Symbolic links among the parents are resolved once (as OpenSSH resolves a home
@@ -82,7 +82,8 @@ def open_location(path: Path, *, hint: str = "") -> int:
     writable by group or others unless it has the sticky bit (as ``/tmp``);
     ``LOCATION`` itself must be this user's, not writable by group or others, and
     not a link. Raise :class:`UnsafeLocation` naming the directory and the fix
-    (``hint`` is added to the messages about ``LOCATION`` itself).
+    (``hint`` is added to the messages about ``LOCATION`` itself). ``resolved``
+    says that ``path`` is already a real path (no link to resolve among its parents).
     """
     if path.parent == path:  # LOCATION="/": refused below unless this process is root
         fd = os.open("/", _OPEN_DIR)
@@ -94,7 +95,7 @@ def open_location(path: Path, *, hint: str = "") -> int:
         return fd
     # Strings, not Path objects: Django closes caches after every request, so this
     # runs at the first operation of each request.
-    parent = os.path.realpath(path.parent)
+    parent = str(path.parent) if resolved else os.path.realpath(path.parent)
     fd = os.open("/", _SEARCH)
     try:
         _check(fd, "/", last=False)
@@ -221,7 +222,7 @@ def check_private_file(path: Path, *, hint: str = "") -> CheckedFile:
     others. Raise :class:`UnsafeLocation` naming what failed and the fix.
     """
     directory = os.path.realpath(path.parent)
-    dir_fd = open_location(Path(directory), hint=hint)
+    dir_fd = open_location(Path(directory), hint=hint, resolved=True)
     try:
         try:
             fd = os.open(path.name, _CREATE_FILE | os.O_CLOEXEC, FILE_MODE, dir_fd=dir_fd)
