@@ -23,6 +23,7 @@ from pathlib import Path
 import pytest
 
 from memokit import ImproperlyConfigured, SQLiteCache, cached
+from memokit.backends import sqlite as sqlite_backend
 from memokit.exceptions import UnsafeLocation
 
 NOBODY = 65534
@@ -352,3 +353,16 @@ def test_a_file_swapped_between_the_checks_and_the_connect_is_not_used(
         with pytest.raises(UnsafeLocation, match="replaced while it was being opened"):
             cache.get("key")
         assert len(done) == 3
+
+
+def test_without_dir_fd_the_files_are_still_made_private(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # As on Windows, where os.open takes no dir_fd: no checks, private modes still.
+    monkeypatch.setattr(sqlite_backend, "PINNABLE", False)
+    location = tmp_path / "made" / "db.sqlite3"
+    cache = SQLiteCache(str(location))
+    cache.set("key", 1)
+    assert cache.get("key") == 1
+    assert os.stat(location).st_mode & 0o777 == 0o600
+    assert os.stat(location.parent).st_mode & 0o777 == 0o700
