@@ -207,10 +207,8 @@ class CheckedFile(NamedTuple):
             folder = os.stat(os.path.dirname(self.path))
         except OSError:
             return False
-        return (info.st_dev, info.st_ino) == self.file and (
-            folder.st_dev,
-            folder.st_ino,
-        ) == self.directory
+        same_file = (info.st_dev, info.st_ino) == self.file
+        return same_file and (folder.st_dev, folder.st_ino) == self.directory
 
 
 def check_private_file(path: Path, *, hint: str = "") -> CheckedFile:

@@ -15,6 +15,11 @@ is an absolute ``time.time()`` (``inf`` for never) computed in Python, so freeze
 controls expiry. Exact ``int`` values in the 64-bit range are stored as SQLite
 integers (when the serializer is pickle), which lets ``incr`` add inside one
 ``UPDATE``; everything else is a serialised blob.
+
+Every new connection first checks the database file, its directory and their
+parents (``_files.check_private_file``, the filesystem store's checks), and
+compares the file's inode before and after ``sqlite3.connect``, which opens by
+path: a database swapped in by another user is refused, never read.
 """
 
 # ruff: noqa: S608 - SQL is built only in Sql, from the table name passed through
