@@ -18,12 +18,13 @@ class InvalidCacheBackendError(ImproperlyConfigured):
 
 
 class UnsafeLocation(ImproperlyConfigured, PermissionError):
-    """A filesystem ``LOCATION``, or one of its parents, could let another user plant files.
+    """A filesystem or SQLite ``LOCATION``, or a parent, could let another user plant files.
 
-    Raised at construction (an ``ImproperlyConfigured``), and at run time when the
-    directory was removed and the one now at ``LOCATION`` fails the checks (a
-    ``PermissionError``, so ``@cached`` fails open on it). The message names the
-    directory and the fix.
+    Raised at construction (an ``ImproperlyConfigured``), and at run time (a
+    ``PermissionError``, so ``@cached`` fails open on it): by the filesystem store
+    when the directory was removed and the one now at ``LOCATION`` fails the checks,
+    by the SQLite store when a new connection finds them failing. The message names
+    the directory or file and the fix.
     """
 
 

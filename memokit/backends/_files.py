@@ -12,6 +12,7 @@ import os
 import stat
 import warnings
 from pathlib import Path
+from typing import NamedTuple
 
 from ..exceptions import ImproperlyConfigured, UnsafeLocation
 
@@ -71,7 +72,7 @@ _SEARCH = getattr(os, "O_PATH", os.O_RDONLY) | _NO_LINK
 _OPEN_DIR = os.O_RDONLY | _NO_LINK
 
 
-def open_location(path: Path) -> int:
+def open_location(path: Path, *, hint: str = "", resolved: bool = False) -> int:
     """Open ``LOCATION`` as a directory handle, creating missing levels; check every level.
 
     Symbolic links among the parents are resolved once (as OpenSSH resolves a home
@@ -80,19 +81,21 @@ def open_location(path: Path) -> int:
     is opened. Every parent must be owned by root or by this process's user and not
     writable by group or others unless it has the sticky bit (as ``/tmp``);
     ``LOCATION`` itself must be this user's, not writable by group or others, and
-    not a link. Raise :class:`UnsafeLocation` naming the directory and the fix.
+    not a link. Raise :class:`UnsafeLocation` naming the directory and the fix
+    (``hint`` is added to the messages about ``LOCATION`` itself). ``resolved``
+    says that ``path`` is already a real path (no link to resolve among its parents).
     """
     if path.parent == path:  # LOCATION="/": refused below unless this process is root
         fd = os.open("/", _OPEN_DIR)
         try:
-            _check(fd, "/", last=True)
+            _check(fd, "/", last=True, hint=hint)
         except BaseException:
             os.close(fd)
             raise
         return fd
     # Strings, not Path objects: Django closes caches after every request, so this
     # runs at the first operation of each request.
-    parent = os.path.realpath(path.parent)
+    parent = str(path.parent) if resolved else os.path.realpath(path.parent)
     fd = os.open("/", _SEARCH)
     try:
         _check(fd, "/", last=False)
@@ -104,10 +107,10 @@ def open_location(path: Path) -> int:
         if name:
             shown = f"{shown}/{name}"
             fd = _step(fd, name, shown, last=False)
-    return _step(fd, path.name, str(path), last=True)
+    return _step(fd, path.name, str(path), last=True, hint=hint)
 
 
-def _step(parent_fd: int, name: str, shown: str, *, last: bool) -> int:
+def _step(parent_fd: int, name: str, shown: str, *, last: bool, hint: str = "") -> int:
     """Open (or make) ``name`` under ``parent_fd`` and check it; closes ``parent_fd``."""
     flags = _OPEN_DIR if last else _SEARCH
     try:
@@ -141,14 +144,14 @@ def _step(parent_fd: int, name: str, shown: str, *, last: bool) -> int:
     finally:
         os.close(parent_fd)
     try:
-        _check(fd, shown, last=last)
+        _check(fd, shown, last=last, hint=hint)
     except BaseException:
         os.close(fd)
         raise
     return fd
 
 
-def _check(fd: int, shown: str, *, last: bool) -> None:
+def _check(fd: int, shown: str, *, last: bool, hint: str = "") -> None:
     info = os.fstat(fd)
     uid, mode, me = info.st_uid, stat.S_IMODE(info.st_mode), os.geteuid()
     if last:
@@ -156,13 +159,13 @@ def _check(fd: int, shown: str, *, last: bool) -> None:
             raise UnsafeLocation(
                 f"cache directory {shown!r} is owned by uid {uid}, not by this process "
                 f"(uid {me}); values are unpickled on read, so only a directory of our own "
-                f"is safe. Use another LOCATION or chown it."
+                f"is safe. Use another LOCATION or chown it.{hint}"
             )
         if mode & 0o022:
             raise UnsafeLocation(
                 f"cache directory {shown!r} is writable by group or others "
                 f"(mode {mode:04o}); anyone who can write there can run code in every reader. "
-                f"Run: chmod go-w {shown!r} (memokit creates it as 0700)."
+                f"Run: chmod go-w {shown!r} (memokit creates it as 0700).{hint}"
             )
         return
     if uid not in (0, me):
@@ -177,6 +180,88 @@ def _check(fd: int, shown: str, *, last: bool) -> None:
             f"without the sticky bit (mode {mode:04o}); anyone who can write there can swap "
             f"the cache directory for one holding code. Run: chmod go-w {shown!r} (or "
             f"chmod +t for a shared directory such as /tmp), or choose another LOCATION."
+        )
+
+
+# Whether files can be opened relative to a directory handle (not on Windows).
+PINNABLE = os.open in os.supports_dir_fd and os.stat in os.supports_dir_fd
+_CREATE_FILE = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0)
+
+
+class CheckedFile(NamedTuple):
+    """A file that passed :func:`check_private_file`, and what identified it then."""
+
+    path: str
+    """Its path with the directory's links resolved: what to open."""
+    directory: tuple[int, int]
+    file: tuple[int, int]
+
+    def unchanged(self) -> bool:
+        """Whether ``path`` still names the directory and the file that were checked.
+
+        For a file that something else opens by path (SQLite): compared after that
+        opening, it tells whether a swap came between the checks and the opening.
+        """
+        try:
+            info = os.stat(self.path, follow_symlinks=False)
+            folder = os.stat(os.path.dirname(self.path))
+        except OSError:
+            return False
+        same_file = (info.st_dev, info.st_ino) == self.file
+        return same_file and (folder.st_dev, folder.st_ino) == self.directory
+
+
+def check_private_file(path: Path, *, hint: str = "") -> CheckedFile:
+    """Check ``path``, its directory and every parent; make what is missing, privately.
+
+    The directory and its parents go through :func:`open_location` (made ``0o700``
+    where missing); the file is made ``0o600`` if missing, then must be a regular
+    file, not a link, owned by this process's user and not writable by group or
+    others. Raise :class:`UnsafeLocation` naming what failed and the fix.
+    """
+    directory = os.path.realpath(path.parent)
+    dir_fd = open_location(Path(directory), hint=hint, resolved=True)
+    try:
+        try:
+            fd = os.open(path.name, _CREATE_FILE | os.O_CLOEXEC, FILE_MODE, dir_fd=dir_fd)
+        except FileExistsError:
+            pass  # O_EXCL: also when the name is a link, which is refused below
+        else:
+            try:
+                os.fchmod(fd, FILE_MODE)  # the umask may have removed bits from FILE_MODE
+            finally:
+                os.close(fd)
+        info = os.stat(path.name, dir_fd=dir_fd, follow_symlinks=False)
+        folder = os.fstat(dir_fd)
+    finally:
+        os.close(dir_fd)
+    _check_file(info, str(path))
+    real = os.path.join(directory, path.name)
+    return CheckedFile(real, (folder.st_dev, folder.st_ino), (info.st_dev, info.st_ino))
+
+
+def _check_file(info: os.stat_result, shown: str) -> None:
+    uid, mode, me = info.st_uid, stat.S_IMODE(info.st_mode), os.geteuid()
+    if stat.S_ISLNK(info.st_mode):
+        raise UnsafeLocation(
+            f"database file {shown!r} is a symbolic link; a link can be swapped to point "
+            f"elsewhere. Set LOCATION to the real file ({os.path.realpath(shown)!r})."
+        )
+    if not stat.S_ISREG(info.st_mode):
+        raise ImproperlyConfigured(
+            f"{shown!r} exists and is not a regular file; set LOCATION to a database file path"
+        )
+    if uid != me:
+        raise UnsafeLocation(
+            f"database file {shown!r} is owned by uid {uid}, not by this process (uid {me}); "
+            f"values are unpickled on read, so only a file of our own is safe. Use another "
+            f"LOCATION or chown it."
+        )
+    if mode & 0o022:
+        raise UnsafeLocation(
+            f"database file {shown!r} is writable by group or others (mode {mode:04o}); anyone "
+            f"who can write it can run code in every reader. Run: chmod go-w {shown!r} "
+            f"(memokit creates it as 0600)."
         )
 
 

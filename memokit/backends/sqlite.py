@@ -15,6 +15,11 @@ is an absolute ``time.time()`` (``inf`` for never) computed in Python, so freeze
 controls expiry. Exact ``int`` values in the 64-bit range are stored as SQLite
 integers (when the serializer is pickle), which lets ``incr`` add inside one
 ``UPDATE``; everything else is a serialised blob.
+
+Every new connection first checks the database file, its directory and their
+parents (``_files.check_private_file``, the filesystem store's checks), and
+compares the file's inode before and after ``sqlite3.connect``, which opens by
+path: a database swapped in by another user is refused, never read.
 """
 
 # ruff: noqa: S608 - SQL is built only in Sql, from the table name passed through
@@ -33,10 +38,18 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
+from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
 from ..framing import raw_ints_safe
 from ..serializers import PickleSerializer
 from . import _forkgate
-from ._files import create_private_file, location_path, make_private_dirs, unusable_location
+from ._files import (
+    PINNABLE,
+    check_private_file,
+    create_private_file,
+    location_path,
+    make_private_dirs,
+    unusable_location,
+)
 from ._sqlite_conns import ThreadConnection, track
 from ._sqlite_conns import _inherited as _inherited  # tests look for inherited connections here
 from ._sqlite_sql import CHUNK, Sql, check_table, chunks, placeholders, quote, too_large
@@ -54,6 +67,12 @@ _INT64_MAX = 2**63 - 1
 _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
 _CANNOT_OPEN = {"unable to open database file", "attempt to write a readonly database"}
+_CONNECT_TRIES = 3
+_OWN_DIRECTORY = (
+    " The database needs a directory of its own: SQLite makes its -wal and -shm files "
+    "beside it, and whoever can write that directory can make them first. Set LOCATION "
+    "to a file in a private directory, for example '/var/cache/<app>/cache.sqlite3'."
+)
 
 
 class SQLiteCache(CullsByCount, BaseCache):
@@ -118,10 +137,6 @@ class SQLiteCache(CullsByCount, BaseCache):
                 f"the database file, for example {str(path / 'cache.sqlite3')!r}"
             )
         try:
-            make_private_dirs(path.parent)
-            # SQLite gives its -wal and -shm files the database file's mode, so 0600 here
-            # keeps all three private whatever the umask.
-            create_private_file(path)
             conn = self._connection()  # fail now, with the real error, rather than at first use
             # SQLite opens a file it may not write read-only, silently, and even takes
             # the write lock then: only a write statement (rolled back) tells.
@@ -130,6 +145,8 @@ class SQLiteCache(CullsByCount, BaseCache):
                 conn.execute(self._sql.delete, ("",)).fetchall()
             finally:
                 conn.execute("ROLLBACK")
+        except UnsafeLocation:
+            raise
         except OSError as exc:
             raise unusable_location(path, exc, "sqlite") from exc
         except sqlite3.OperationalError as exc:
@@ -173,15 +190,7 @@ class SQLiteCache(CullsByCount, BaseCache):
         track(state)
         state.slot.enter()  # connecting is a call into sqlite3 like any other
         try:
-            conn = sqlite3.connect(
-                self._path,
-                timeout=self._busy_timeout,
-                isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
-                cached_statements=256,
-                # Used by one thread only; this lets ThreadConnection close it from the
-                # thread that drops the last reference (the cache's, when it is collected).
-                check_same_thread=False,
-            )
+            conn = self._connect()
             try:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 self._ensure_schema(conn)
@@ -193,6 +202,44 @@ class SQLiteCache(CullsByCount, BaseCache):
             state.slot.busy = False  # Slot.leave(), inlined
         self._local.state = state
         return state
+
+    def _connect(self) -> sqlite3.Connection:
+        """Connect to ``LOCATION`` after the checks of it, its directory and its parents.
+
+        Run for every new connection (a new thread, after ``close()``, in a child after
+        ``fork``), never per operation. SQLite opens files by path, so a check cannot
+        pin what it opens: the file and its directory are compared before and after
+        connecting, and a difference (a swap, or another process of ours making the
+        file again) means checking and connecting again, at most three times.
+        """
+        if not PINNABLE:  # Windows: no dir_fd; the POSIX modes checked here mean little
+            make_private_dirs(self._path.parent)
+            create_private_file(self._path)
+            return self._sqlite_connect(str(self._path))
+        for _ in range(_CONNECT_TRIES):
+            # SQLite gives its -wal and -shm files the database file's mode, so the
+            # 0600 the check makes a missing file with keeps all three private.
+            target = check_private_file(self._path, hint=_OWN_DIRECTORY)
+            conn = self._sqlite_connect(target.path)
+            if target.unchanged():
+                return conn
+            conn.close()
+        raise UnsafeLocation(
+            f"database file {str(self._path)!r} was replaced while it was being opened, "
+            f"{_CONNECT_TRIES} times in a row; something else is swapping it. Check who "
+            f"can write its directory and parents, or set LOCATION to a private directory."
+        )
+
+    def _sqlite_connect(self, path: str) -> sqlite3.Connection:
+        return sqlite3.connect(
+            path,
+            timeout=self._busy_timeout,
+            isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
+            cached_statements=256,
+            # Used by one thread only; this lets ThreadConnection close it from the
+            # thread that drops the last reference (the cache's, when it is collected).
+            check_same_thread=False,
+        )
 
     def _connection(self) -> sqlite3.Connection:
         """This thread's connection, for tests and tools (memokit's own calls mark it)."""
