@@ -189,16 +189,7 @@ def test_a_value_the_format_would_change_is_refused(
     assert not cache.has_key("other")
 
 
-def test_decorated_calls_hit(
-    cache: BaseCache, serializer: tuple[str, Any], request: pytest.FixtureRequest
-) -> None:
-    if serializer[0] in ("json", "msgpack"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="entry header: issue 17, after the issue-16 entry rework",
-            )
-        )
+def test_decorated_calls_hit(cache: BaseCache) -> None:
     calls = []
 
     @cached(cache=cache)
@@ -210,19 +201,7 @@ def test_decorated_calls_hit(
     assert calls == [1]
 
 
-def test_shared_cached_property_hits(
-    cache: BaseCache,
-    serializer: tuple[str, Any],
-    module_level: Any,
-    request: pytest.FixtureRequest,
-) -> None:
-    if serializer[0] in ("json", "msgpack"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="entry header: issue 17, after the issue-16 entry rework",
-            )
-        )
+def test_shared_cached_property_hits(cache: BaseCache, module_level: Any) -> None:
     runs: list[int] = []
 
     @module_level
