@@ -16,16 +16,18 @@ A store that serializes (Redis, memcached, SQLite, the filesystem) gets bytes:
 a fixed binary header that memokit encodes itself, then the value as the cache's
 serializer encodes it (:func:`memokit.framing.dumps_after`)::
 
-    b"\x80\xe6"  format (1 byte, 2)  created (float64)  count (uint16)
-    versions (count x int64, little-endian)  value payload
+    b"\\x80\\xe6"  format (1 byte, 2)  count (uint16)
+    versions (count x int64)  created (float64)  value payload
 
-``b"\x80\xe6"`` starts no pickle, no frame (``\x80\xe5``) and no raw integer.
-Every serializer serves entries, since it only sees the value (JSON could not
-give back the header's tuples). A reader compares the versions as bytes before
-anything else; only a current entry's value is decoded, so a stale or foreign
-entry is never unpickled. Under signed pickle the signature covers the header
-and the value, and is checked before the value is decompressed or unpickled: a
-signed value cannot be replayed under another header.
+(little-endian). ``b"\\x80\\xe6"`` starts no pickle, no frame (``\\x80\\xe5``)
+and no raw integer. Every serializer serves entries, since it only sees the
+value (JSON could not give back the header's tuples). What a reader expects
+comes first: an entry is current when it starts with the bytes of the current
+versions (one ``startswith``, made once per versions), and only a current
+entry's value is decoded, so a stale or foreign entry is never unpickled.
+Under signed pickle the signature covers the header and the value, and is
+checked before the value is decompressed or unpickled: a signed value cannot be
+replayed under another header.
 
 A store that keeps Python objects in this process (the memory backend,
 ``Capabilities.keeps_objects``) keeps the entry as a plain tuple
@@ -54,7 +56,7 @@ from typing import TYPE_CHECKING, Any, Final, TypeAlias
 from .backends._primitives import UNREADABLE
 from .backends.base import MISSING, BaseCache
 from .exceptions import UnreadableEntry
-from .framing import dumps_after, loads_after
+from .framing import FramedSerializer, dumps_after
 from .generated import define
 from .serializers import describe
 
@@ -70,23 +72,40 @@ MAGIC: Final = b"\x80\xe6"
 FORMAT_NUMBER: Final = 2
 """The format byte of a stored entry; bumped with :data:`FORMAT`."""
 
-_HEAD: Final = struct.Struct("<2sBdH")  # magic, format, created, number of versions
-_VERSION_SIZE: Final = 8
+_PREFIX: Final = struct.Struct("<2sBH")  # magic, format, number of versions
+_CREATED: Final = struct.Struct("<d")
 _MASK: Final = 2**64 - 1
+_MAX_PREFIXES: Final = 1024
 
 Versions: TypeAlias = tuple[int, ...]
 Payload: TypeAlias = Any
 """What is stored: a tuple in a store that keeps objects, bytes in any other."""
 
+_prefixes: dict[Versions, bytes] = {}
+"""The leading bytes of a current entry, per versions: the hit path's whole check."""
 
-def _packed(versions: Versions) -> bytes:
-    """The versions as the header stores them (compared as bytes, never unpacked to check)."""
-    try:
-        return struct.pack(f"<{len(versions)}q", *versions)
-    except struct.error:
-        # A counter set by hand outside 64 bits: stored modulo 2**64, which keeps
-        # equal versions equal.
-        return struct.pack(f"<{len(versions)}Q", *(v & _MASK for v in versions))
+
+def _prefix(versions: Versions) -> bytes:
+    """What every entry computed under ``versions`` starts with."""
+    prefix = _prefixes.get(versions)
+    if prefix is None:
+        count = len(versions)
+        try:
+            packed = struct.pack(f"<{count}q", *versions)
+        except struct.error:
+            # A counter set by hand outside 64 bits: stored modulo 2**64, which keeps
+            # equal versions equal.
+            packed = struct.pack(f"<{count}Q", *(v & _MASK for v in versions))
+        prefix = _PREFIX.pack(MAGIC, FORMAT_NUMBER, count) + packed
+        if len(_prefixes) >= _MAX_PREFIXES:
+            _prefixes.clear()  # versions move on; a bound is all this needs
+        _prefixes[versions] = prefix
+    return prefix
+
+
+def entry_header(created: float, versions: Versions) -> bytes:
+    """The header of a stored entry computed at ``created`` under ``versions``."""
+    return _prefix(versions) + _CREATED.pack(created)
 
 
 def encode_entry(
@@ -101,33 +120,48 @@ def encode_entry(
     if cache.capabilities.keeps_objects:
         encoded = cache._encode(value)
         return (FORMAT if encoded is value else ENCODED, when, versions, encoded)
-    header = _HEAD.pack(MAGIC, FORMAT_NUMBER, when, len(versions)) + _packed(versions)
-    return dumps_after(cache.serializer, header, value)
+    return dumps_after(cache.serializer, entry_header(when, versions), value)
 
 
 def _stored_value(data: Any, versions: Versions, cache: BaseCache) -> Any:
     """:func:`valid_value` of a payload that is not an in-process tuple."""
-    if not isinstance(data, bytes | bytearray | memoryview):
-        return MISSING  # a raw int, a SQLite REAL, something stored by hand
-    size = _HEAD.size
-    if len(data) < size or data[:2] != MAGIC:
-        return MISSING  # an entry of an older format (a bare pickle), or not an entry
-    _, number, _, count = _HEAD.unpack_from(data)
-    end = size + count * _VERSION_SIZE
-    if number != FORMAT_NUMBER or count != len(versions) or data[size:end] != _packed(versions):
+    if type(data) is not bytes:
+        if not isinstance(data, bytearray | memoryview):
+            return MISSING  # a raw int, a SQLite REAL, something stored by hand
+        data = bytes(data)
+    prefix = _prefixes.get(versions)
+    if prefix is None:
+        prefix = _prefix(versions)
+    if not data.startswith(prefix):
+        # Other versions, an entry of another format (a bare pickle), or not an entry.
         return MISSING
-    return _loads(cache, data, end)
+    return _loads(cache, data, len(prefix) + _CREATED.size)
 
 
-def _loads(cache: BaseCache, data: Any, start: int) -> Any:
+def _loads(cache: BaseCache, data: bytes, start: int) -> Any:
+    serializer = cache.serializer
     try:
-        return loads_after(cache.serializer, data, start)
+        if type(serializer) is FramedSerializer:
+            return serializer.loads(data, start)  # the signature covers the header
+        return serializer.loads(data[start:])
     except UNREADABLE:
         raise
     except Exception as exc:
         # A custom serializer's own error; the message names its type only, as
         # messages can quote the stored bytes.
         raise UnreadableEntry(f"cannot decode the stored value ({describe(exc)})") from None
+
+
+def _header(data: bytes) -> tuple[float, Versions, int] | None:
+    """``(created, versions, start of the value)`` of a stored entry, or None."""
+    if len(data) < _PREFIX.size:
+        return None
+    magic, number, count = _PREFIX.unpack_from(data)
+    start = _PREFIX.size + 8 * count + _CREATED.size
+    if magic != MAGIC or number != FORMAT_NUMBER or len(data) < start:
+        return None
+    versions = struct.unpack_from(f"<{count}q", data, _PREFIX.size)
+    return _CREATED.unpack_from(data, start - _CREATED.size)[0], versions, start
 
 
 def valid_value(payload: Payload, versions: Versions, cache: BaseCache) -> Any:
@@ -159,8 +193,10 @@ def value_of(payload: Payload, cache: BaseCache) -> Any:
     """Return (a copy of) the value of the entry ``payload``, whose validity was checked."""
     if type(payload) is tuple:
         return cache._decode(payload[3]) if payload[0] == ENCODED else payload[3]
-    count = _HEAD.unpack_from(payload)[3]
-    return _loads(cache, payload, _HEAD.size + count * _VERSION_SIZE)
+    header = _header(payload)
+    if header is None:
+        raise UnreadableEntry("the entry's header is damaged")
+    return _loads(cache, payload, header[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -185,13 +221,11 @@ class Entry:
             if len(payload) == 4 and payload[0] in (FORMAT, ENCODED):
                 return cls(value_of(payload, cache), payload[1], payload[2])
             return None
-        if not isinstance(payload, bytes) or len(payload) < _HEAD.size:
+        header = _header(payload) if isinstance(payload, bytes) else None
+        if header is None:
             return None
-        magic, number, created, count = _HEAD.unpack_from(payload)
-        if magic != MAGIC or number != FORMAT_NUMBER:
-            return None
-        versions = struct.unpack_from(f"<{count}q", payload, _HEAD.size)
-        return cls(value_of(payload, cache), created, versions)
+        created, versions, start = header
+        return cls(_loads(cache, payload, start), created, versions)
 
     @classmethod
     def read(cls, cache: BaseCache, key: str, version: int | None = None) -> Entry | None:

@@ -308,17 +308,6 @@ def dumps_after(serializer: Serializer, header: bytes, value: Any) -> bytes:
     return header + serializer.dumps(value)
 
 
-def loads_after(serializer: Serializer, data: bytes, start: int) -> Any:
-    """Return the value of the payload at ``data[start:]``, written by :func:`dumps_after`.
-
-    A signed payload's signature is checked over the header too, before anything
-    is decompressed or unpickled.
-    """
-    if type(serializer) is FramedSerializer:
-        return serializer.loads(data, start)
-    return serializer.loads(data[start:])
-
-
 def read_plain_frame(data: bytes) -> Any:
     """Read a frame for a plain-pickle cache (one that compresses, or did before)."""
     return _PLAIN_FRAMES.loads(data)

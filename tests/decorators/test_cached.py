@@ -354,6 +354,24 @@ def test_foreign_or_outdated_entry_counts_as_miss_and_is_replaced(cache: BaseCac
     assert f() == 2
 
 
+def test_an_entry_of_the_previous_format_is_a_miss_and_is_replaced(cache: BaseCache) -> None:
+    # Issue 17 bumped the format (the header became memokit's): a deploy starts cold.
+    body = Counter()
+
+    @cached(cache=cache)
+    def f() -> int:
+        return body()
+
+    previous = ("mk1", time.time(), (memokit.get_version(f),), 99)  # how 0.1 stored entries
+    made = cache.make_and_validate_key(f.key())
+    cache._set(made, cache._encode(previous), None)
+    assert f() == 1
+    assert f() == 1
+    entry = Entry.read(cache, f.key())
+    assert entry is not None
+    assert entry.value == 1
+
+
 def test_get_or_set_semantics_first_writer_wins(cache: BaseCache) -> None:
     @cached(cache=cache, name="first-writer")  # it captures the cache
     def f() -> str:
