@@ -19,6 +19,11 @@ Every other choice stores a frame::
 
 Whether a payload must be signed is the reader's setting, never the payload's:
 a signed-pickle cache reads an unsigned frame or a bare pickle as a miss.
+
+A frame can follow a header that is not the serializer's (the header of a
+decorated call's entry, :mod:`memokit.entry`): :func:`dumps_after` writes it
+before the frame and the signature covers it, so ``loads(data, start)`` checks
+the header and the frame together.
 """
 
 from __future__ import annotations
