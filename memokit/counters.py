@@ -39,7 +39,7 @@ from .counterkeys import (
     prepare_counters,
     tag_counter_key,
 )
-from .entry import Versions, plan_is_current
+from .entry import Versions, plan_is_current, valid_value
 from .keybuilders import MAX_KEY_LENGTH
 
 if TYPE_CHECKING:
@@ -47,7 +47,6 @@ if TYPE_CHECKING:
 
 __all__ = [  # the counter keys are re-exported: they were defined here first
     "COUNTER_VERSION",
-    "UNREADABLE_PAYLOAD",
     "ReadPlan",
     "TagsBuilder",
     "TagsSpec",
@@ -55,7 +54,7 @@ __all__ = [  # the counter keys are re-exported: they were defined here first
     "aread_counter",
     "aread_entry",
     "bump",
-    "decode_entry",
+    "entry_value",
     "fresh_counter",
     "function_counter_key",
     "plan_for",
@@ -71,9 +70,6 @@ T = TypeVar("T")
 _MEMO_SIZE: Final = 4096
 """Made counter keys of per-call tags remembered per function and cache."""
 
-UNREADABLE_PAYLOAD: Final = ("unreadable",)
-"""What a read returns for an entry it could not decode: not an entry, so a miss
-that the computation replaces (it is not ``MISSING``)."""
 _REPLACED: Final = "it counts as a miss and the next computation replaces it"
 _NOT_A_COUNTER: Final[tuple[type[Exception], ...]] = (TypeError, *UNREADABLE)
 """What ``incr`` raises for a counter key holding something else, or damaged bytes."""
@@ -151,7 +147,6 @@ class ReadPlan:
     __slots__ = (
         "cache",
         "counter_prefix",
-        "decode",
         "entry_prefix",
         "get",
         "get_many",
@@ -172,7 +167,6 @@ class ReadPlan:
         self.version = cache.version
         self.get = cache._get
         self.get_many = cache._get_many
-        self.decode = cache._decode
         # A store no other process sees (the memory backend) changes its counters
         # only through this process's invalidations, which move ``epoch``: the
         # counters read are kept, with the epoch they were read at, until then.
@@ -268,14 +262,14 @@ def read_entry(
                 counter = _found_counter(cache, single, counter)
                 if counter is None:
                     counter = run(_create(cache, single, cache._seconds(state.timeout)))
-            return _entry(state, cache, made, found.get(made, MISSING)), (counter,)
+            return found.get(made, MISSING), (counter,)
     else:
         seen = plan.seen
         if seen is not None and seen[0] == epoch:
             # No invalidation in this process since the counters were read (a local
             # store): the entry alone, one lock on the memory backend.
             made = plan.entry(state, key)
-            return _entry(state, cache, made, plan.get(made)), seen[1]
+            return plan.get(made), seen[1]
     since = epoch  # read before the counters: a later invalidation moves it
     keys = plan.keys(state, key, args, kwargs)
     payload, versions = _split(plan, state, cache, keys, plan.get_many(keys), since)
@@ -297,7 +291,7 @@ async def aread_entry(
     seen = plan.seen
     if seen is not None and seen[0] == epoch:
         made = plan.entry(state, key)
-        return _entry(state, cache, made, await cache._aget(made)), seen[1]
+        return await cache._aget(made), seen[1]
     since = epoch
     keys = plan.keys(state, key, args, kwargs)
     payload, versions = _split(plan, state, cache, keys, await cache._aget_many(keys), since)
@@ -324,7 +318,7 @@ def _split(
     When a counter is missing or damaged, the versions are a list instead, None
     where a counter is to be created: the caller creates them, then remembers.
     """
-    payload = _entry(state, cache, keys[0], found.get(keys[0], MISSING))
+    payload = found.get(keys[0], MISSING)
     if len(keys) == 2:  # the common case: one counter, no list
         made = keys[1]
         counter = found.get(made, MISSING)
@@ -356,35 +350,26 @@ def _remember(plan: ReadPlan, since: int, counters: list[int | None] | list[int]
     return versions
 
 
-def _entry(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
-    """The entry read at ``made``, decoded; ``MISSING`` stays as it is."""
-    # A tuple is an entry the memory backend kept as it is (serialisers return
-    # bytes or str): decoding it would return it unchanged.
-    if payload is MISSING or type(payload) is tuple:
-        return payload
-    try:
-        return cache._decode(payload)
-    except UNREADABLE as exc:
-        return unreadable_entry(state, cache, made, exc)
+def entry_value(
+    state: CachedState, cache: BaseCache, made: str, payload: Any, versions: Versions
+) -> Any:
+    """The value of the entry read at ``made`` if valid under ``versions``, else MISSING.
 
-
-def decode_entry(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
-    """Decode an entry read for a decorated call; one that cannot be read is a miss.
-
-    The value failure is counted and reported (once per key and window), and
-    ``UNREADABLE_PAYLOAD`` returned: the caller computes and replaces the entry.
+    :func:`memokit.entry.valid_value`, with a valid entry whose value cannot be
+    decoded (damaged, a bad signature) counted and reported (once per key and
+    window) as a miss: the caller computes and replaces the entry.
     """
     try:
-        return cache._decode(payload)
+        return valid_value(payload, versions, cache)
     except UNREADABLE as exc:
         return unreadable_entry(state, cache, made, exc)
 
 
 def unreadable_entry(state: CachedState, cache: BaseCache, made: str, exc: BaseException) -> Any:
-    """Count and report an entry that could not be decoded; return ``UNREADABLE_PAYLOAD``."""
+    """Count and report an entry whose value could not be decoded; return MISSING."""
     state.value_errors += 1
     cache._unreadable(made, exc, _REPLACED)
-    return UNREADABLE_PAYLOAD
+    return MISSING
 
 
 def _found_counter(cache: BaseCache, made: str, payload: Any) -> int | None:

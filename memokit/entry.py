@@ -1,45 +1,202 @@
 """The stored entry of a decorated call: the value and what it was computed under.
 
-An entry is stored as a plain tuple ``(FORMAT, created, versions, value)``:
+The header is memokit's, the value is the serializer's. An entry records:
 
-- ``FORMAT`` tells memokit's entries apart from anything else found at the key;
-  a payload that is not an entry of this format counts as a miss;
-- ``created`` is the ``time.time()`` at which the value was computed (what
+- a format tag, which tells memokit's entries apart from anything else found at
+  the key; a payload that is not an entry of this format counts as a miss (the
+  entries of an older format too: a deploy that changes the format starts cold);
+- ``created``, the ``time.time()`` at which the value was computed (what
   stale-while-revalidate needs to judge age);
-- ``versions`` is the tuple of version counters the value was computed under
-  (the function's, then its tags', see :mod:`memokit.counters`); an entry
-  whose versions differ from the current ones is invalid and counts as a miss.
+- ``versions``, the tuple of version counters the value was computed under (the
+  function's, then its tags', see :mod:`memokit.counters`); an entry whose
+  versions differ from the current ones is invalid and counts as a miss;
+- the value.
 
-A plain tuple rather than a class: it pickles and unpickles faster, with no
-class lookup, and the hit path pays for unpickling on every call.
+A store that serializes (Redis, memcached, SQLite, the filesystem) gets bytes:
+a fixed binary header that memokit encodes itself, then the value as the cache's
+serializer encodes it (:func:`memokit.framing.dumps_after`)::
 
-This module holds the two rules every reader of entries follows, each stated
-once: :func:`valid_value` (is a payload an entry valid under the current
-versions, and which value does it hold) and :func:`plan_is_current` (may a
-function's read plan, :class:`memokit.counters.ReadPlan`, still be used with
-this cache). The hit path, the miss path, the single flight's waiters and the
-counters call them rather than repeat them.
+    b"\\x80\\xe6"  format (1 byte, 2)  count (uint16)
+    versions (count x int64)  created (float64)  value payload
+
+(little-endian). ``b"\\x80\\xe6"`` starts no pickle, no frame (``\\x80\\xe5``)
+and no raw integer. Every serializer serves entries, since it only sees the
+value (JSON could not give back the header's tuples). What a reader expects
+comes first: an entry is current when it starts with the bytes of the current
+versions (one ``startswith``, made once per versions), and only a current
+entry's value is decoded, so a stale or foreign entry is never unpickled.
+Under signed pickle the signature covers the header and the value, and is
+checked before the value is decompressed or unpickled: a signed value cannot be
+replayed under another header.
+
+A store that keeps Python objects in this process (the memory backend,
+``Capabilities.keeps_objects``) keeps the entry as a plain tuple
+``(tag, created, versions, value)``, never serialized as a whole: the tag is
+:data:`FORMAT` when the value is kept as it is (an immutable one), or
+:data:`ENCODED` when the cache encoded it (``cache._encode``) and each read
+decodes a copy. The hit path then costs a tuple unpacking and a comparison.
+
+This module holds the rules every reader of entries follows, each stated once:
+:func:`valid_value` (is a payload an entry valid under the current versions,
+and which value does it hold), :func:`value_of` and :func:`plan_is_current`
+(may a function's read plan, :class:`memokit.counters.ReadPlan`, still be used
+with this cache). The hit path, the miss path, the single flight's waiters and
+the counters call them rather than repeat them.
 """
 
 from __future__ import annotations
 
+import struct
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
+from .backends._primitives import UNREADABLE
 from .backends.base import MISSING, BaseCache
+from .exceptions import UnreadableEntry
+from .framing import FramedSerializer, dumps_after
 from .generated import define
+from .serializers import describe
 
 if TYPE_CHECKING:
     from .counters import ReadPlan
 
-FORMAT: Final = "mk1"
-"""Format tag of an entry; bumped if the layout ever changes."""
+FORMAT: Final = "mk2"
+"""Tag of an in-process entry whose value is kept as it is; bumped with the layout."""
+ENCODED: Final = "mk2e"
+"""Tag of an in-process entry whose value the cache encoded (``cache._encode``)."""
+MAGIC: Final = b"\x80\xe6"
+"""The start of every stored (bytes) entry."""
+FORMAT_NUMBER: Final = 2
+"""The format byte of a stored entry; bumped with :data:`FORMAT`."""
+
+_PREFIX: Final = struct.Struct("<2sBH")  # magic, format, number of versions
+_CREATED: Final = struct.Struct("<d")
+_MASK: Final = 2**64 - 1
+_MAX_PREFIXES: Final = 1024
 
 Versions: TypeAlias = tuple[int, ...]
-Payload: TypeAlias = tuple[str, float, Versions, Any]
+Payload: TypeAlias = Any
+"""What is stored: a tuple in a store that keeps objects, bytes in any other."""
+
+_prefixes: dict[Versions, bytes] = {}
+"""The leading bytes of a current entry, per versions: the hit path's whole check."""
+
+
+def _prefix(versions: Versions) -> bytes:
+    """What every entry computed under ``versions`` starts with."""
+    prefix = _prefixes.get(versions)
+    if prefix is None:
+        count = len(versions)
+        try:
+            packed = struct.pack(f"<{count}q", *versions)
+        except struct.error:
+            # A counter set by hand outside 64 bits: stored modulo 2**64, which keeps
+            # equal versions equal.
+            packed = struct.pack(f"<{count}Q", *(v & _MASK for v in versions))
+        prefix = _PREFIX.pack(MAGIC, FORMAT_NUMBER, count) + packed
+        if len(_prefixes) >= _MAX_PREFIXES:
+            _prefixes.clear()  # versions move on; a bound is all this needs
+        _prefixes[versions] = prefix
+    return prefix
+
+
+def entry_header(created: float, versions: Versions) -> bytes:
+    """The header of a stored entry computed at ``created`` under ``versions``."""
+    return _prefix(versions) + _CREATED.pack(created)
+
+
+def encode_entry(
+    cache: BaseCache, value: Any, versions: Versions = (), created: float | None = None
+) -> Payload:
+    """Return what ``cache`` stores for ``value`` computed now (or at ``created``).
+
+    Raise what the serializer raises for a value it cannot encode (a
+    ``pickle.PicklingError``).
+    """
+    when = time.time() if created is None else created
+    if cache.capabilities.keeps_objects:
+        encoded = cache._encode(value)
+        return (FORMAT if encoded is value else ENCODED, when, versions, encoded)
+    return dumps_after(cache.serializer, entry_header(when, versions), value)
+
+
+def _stored_value(data: Any, versions: Versions, cache: BaseCache) -> Any:
+    """:func:`valid_value` of a payload that is not an in-process tuple."""
+    if type(data) is not bytes:
+        if not isinstance(data, bytearray | memoryview):
+            return MISSING  # a raw int, a SQLite REAL, something stored by hand
+        data = bytes(data)
+    prefix = _prefixes.get(versions)
+    if prefix is None:
+        prefix = _prefix(versions)
+    if not data.startswith(prefix):
+        # Other versions, an entry of another format (a bare pickle), or not an entry.
+        return MISSING
+    return _loads(cache, data, len(prefix) + _CREATED.size)
+
+
+def _loads(cache: BaseCache, data: bytes, start: int) -> Any:
+    serializer = cache.serializer
+    try:
+        if type(serializer) is FramedSerializer:
+            return serializer.loads(data, start)  # the signature covers the header
+        return serializer.loads(data[start:])
+    except UNREADABLE:
+        raise
+    except Exception as exc:
+        # A custom serializer's own error; the message names its type only, as
+        # messages can quote the stored bytes.
+        raise UnreadableEntry(f"cannot decode the stored value ({describe(exc)})") from None
+
+
+def _header(data: bytes) -> tuple[float, Versions, int] | None:
+    """``(created, versions, start of the value)`` of a stored entry, or None."""
+    if len(data) < _PREFIX.size:
+        return None
+    magic, number, count = _PREFIX.unpack_from(data)
+    start = _PREFIX.size + 8 * count + _CREATED.size
+    if magic != MAGIC or number != FORMAT_NUMBER or len(data) < start:
+        return None
+    versions = struct.unpack_from(f"<{count}q", data, _PREFIX.size)
+    return _CREATED.unpack_from(data, start - _CREATED.size)[0], versions, start
+
+
+def valid_value(payload: Payload, versions: Versions, cache: BaseCache) -> Any:
+    """Return the value of ``payload`` if it is an entry valid under ``versions``, else MISSING.
+
+    The one validity rule: an entry of this format whose versions equal
+    ``versions``. Anything else (a miss, a foreign value, an entry of another
+    format or of older versions) is a miss, and its value is never decoded. A
+    valid entry whose value cannot be decoded (damaged, a moved class, a bad
+    signature) raises ``UnreadableEntry`` (see ``memokit.backends._primitives.UNREADABLE``).
+    """
+    if type(payload) is tuple:
+        # Unpacking is the cheapest test of the shape (this runs on every hit of
+        # the memory backend).
+        try:
+            tag, _, stored_versions, value = payload
+        except ValueError:
+            return MISSING
+        if stored_versions == versions:
+            if tag == FORMAT:
+                return value
+            if tag == ENCODED:
+                return cache._decode(value)
+        return MISSING
+    return _stored_value(payload, versions, cache)
+
+
+def value_of(payload: Payload, cache: BaseCache) -> Any:
+    """Return (a copy of) the value of the entry ``payload``, whose validity was checked."""
+    if type(payload) is tuple:
+        return cache._decode(payload[3]) if payload[0] == ENCODED else payload[3]
+    header = _header(payload)
+    if header is None:
+        raise UnreadableEntry("the entry's header is damaged")
+    return _loads(cache, payload, header[2])
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,44 +207,34 @@ class Entry:
     created: float
     versions: Versions = ()
 
-    def to_payload(self) -> Payload:
-        """Return the tuple that is stored."""
-        return (FORMAT, self.created, self.versions, self.value)
+    def to_payload(self, cache: BaseCache) -> Payload:
+        """Return what ``cache`` stores for this entry (for ``cache._set``)."""
+        return encode_entry(cache, self.value, self.versions, self.created)
 
     @classmethod
-    def from_payload(cls, payload: Any) -> Entry | None:
-        """Return the entry stored as ``payload``, or None when it is not one."""
-        if type(payload) is tuple and len(payload) == 4 and payload[0] == FORMAT:
-            return cls(value_of(payload), payload[1], payload[2])
-        return None
+    def from_payload(cls, payload: Payload, cache: BaseCache) -> Entry | None:
+        """Return the entry ``cache`` stored as ``payload``, or None when it is not one.
 
+        A valid header whose value cannot be decoded raises ``UnreadableEntry``.
+        """
+        if type(payload) is tuple:
+            if len(payload) == 4 and payload[0] in (FORMAT, ENCODED):
+                return cls(value_of(payload, cache), payload[1], payload[2])
+            return None
+        header = _header(payload) if isinstance(payload, bytes) else None
+        if header is None:
+            return None
+        created, versions, start = header
+        return cls(_loads(cache, payload, start), created, versions)
 
-def make_payload(value: Any, versions: Versions = (), created: float | None = None) -> Payload:
-    """Return the stored form of ``value`` computed now (or at ``created``)."""
-    return (FORMAT, time.time() if created is None else created, versions, value)
+    @classmethod
+    def read(cls, cache: BaseCache, key: str, version: int | None = None) -> Entry | None:
+        """Return the entry stored at ``key`` (``f.key(...)``), or None when there is none.
 
-
-def valid_value(payload: Any, versions: Versions = ()) -> Any:
-    """Return the value of ``payload`` if it is an entry valid under ``versions``, else MISSING.
-
-    The one validity rule: a 4-tuple whose tag is :data:`FORMAT` and whose
-    versions equal ``versions``. Anything else (a miss, a foreign value, an
-    entry of another format or of older versions) is a miss.
-    """
-    try:
-        # Unpacking is the cheapest test of the shape (this runs on every hit); a
-        # miss (MISSING) or a foreign value fails it or the tag.
-        tag, _, stored_versions, value = payload
-    except (TypeError, ValueError):
-        return MISSING
-    if tag == FORMAT and stored_versions == versions and type(payload) is tuple:
-        return value
-    return MISSING
-
-
-def value_of(payload: Payload) -> Any:
-    """Return the value held by the entry ``payload`` (whose validity was checked)."""
-    return payload[3]
+        ``cache.get`` does not read entries: the header is memokit's, not the serializer's.
+        """
+        payload = cache._get(cache.make_and_validate_key(key, version))
+        return None if payload is MISSING else cls.from_payload(payload, cache)
 
 
 _CURRENT: Final = (

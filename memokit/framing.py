@@ -19,6 +19,11 @@ Every other choice stores a frame::
 
 Whether a payload must be signed is the reader's setting, never the payload's:
 a signed-pickle cache reads an unsigned frame or a bare pickle as a miss.
+
+A frame can follow a header that is not the serializer's (the header of a
+decorated call's entry, :mod:`memokit.entry`): :func:`dumps_after` writes it
+before the frame and the signature covers it, so ``loads(data, start)`` checks
+the header and the frame together.
 """
 
 from __future__ import annotations
@@ -222,8 +227,8 @@ class FramedSerializer:
         self.compressor = compressor
         self.compress_min_size = compress_min_size
 
-    def dumps(self, value: Any) -> bytes:
-        """Return the frame of ``value``."""
+    def dumps(self, value: Any, header: bytes = b"") -> bytes:
+        """Return the frame of ``value``, after ``header`` (which the signature covers too)."""
         body = self.inner.dumps(value)
         codec = b"-"
         compressor = self.compressor
@@ -231,20 +236,27 @@ class FramedSerializer:
             packed = compressor.compress(body)
             if len(packed) < len(body):  # incompressible data stays as it is
                 body, codec = packed, compressor.tag
-        frame = FRAME_MAGIC + self.kind + codec + body
+        frame = header + FRAME_MAGIC + self.kind + codec + body
         if self.signer is not None:
             return frame + self.signer.sign(frame)
         return frame
 
-    def loads(self, data: bytes) -> Any:
-        """Return the value of a frame; anything else raises :class:`UnreadableEntry`."""
+    def loads(self, data: bytes, start: int = 0) -> Any:
+        """Return the value of the frame at ``data[start:]``; anything else raises
+        :class:`UnreadableEntry`.
+
+        ``data[:start]`` is a header written by ``dumps(value, header)``: a signature
+        covers it, so a signed frame moved behind another header does not verify.
+        """
         try:
-            view = memoryview(data)
+            whole = memoryview(data)
         except TypeError:  # a damaged store can hand back another type (SQLite's REAL)
             raise UnreadableEntry(f"the payload is a {type(data).__name__}, not bytes") from None
+        view = whole[start:]
         if view[:2] != FRAME_MAGIC or len(view) < _HEAD:
             if self.kind == b"p":
-                return self.inner.loads(data)  # a bare pickle, from before compression
+                # A bare pickle, from before compression.
+                return self.inner.loads(bytes(view) if start else data)
             if self.signer is not None:
                 raise UnreadableEntry(
                     "the payload has no signature (written without SECRET, or by someone else); "
@@ -261,7 +273,7 @@ class FramedSerializer:
         end = len(view)
         if self.signer is not None:
             end -= _MAC_SIZE
-            if end < _HEAD or not self.signer.verify(view[end:], view[:end]):
+            if end < _HEAD or not self.signer.verify(view[end:], whole[: start + end]):
                 raise UnreadableEntry(
                     "the payload's signature does not match SECRET or OLD_SECRETS (signed with "
                     "another secret, or written by someone else); it was not unpickled"
@@ -292,6 +304,13 @@ class FramedSerializer:
 
 
 _PLAIN_FRAMES = FramedSerializer(PickleSerializer(), b"p")
+
+
+def dumps_after(serializer: Serializer, header: bytes, value: Any) -> bytes:
+    """Return ``header`` followed by the payload of ``value``; a signature covers both."""
+    if type(serializer) is FramedSerializer:
+        return serializer.dumps(value, header)
+    return header + serializer.dumps(value)
 
 
 def read_plain_frame(data: bytes) -> Any:

@@ -16,17 +16,14 @@ from functools import partial
 from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
-from .counters import aread_entry, decode_entry, read_entry
-from .entry import Versions, make_payload, valid_value, value_of
+from .counters import aread_entry, entry_value, read_entry
+from .entry import Versions, encode_entry, value_of
 from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import JOINED, Shared
 
 T = TypeVar("T")
-
-_MISS: Final = object()
-"""Default given to ``cache.get``: tells a miss apart from a stored None."""
 
 
 def _refuse_awaitable(state: CachedState, value: Any) -> None:
@@ -46,11 +43,10 @@ def _encode(state: CachedState, cache: BaseCache, value: Any, versions: Versions
     Such a result is a bug in the caller's code, raised on every backend: the
     dummy backend keeps values as they are, so it is checked with the serializer.
     """
-    payload = make_payload(value, versions)
     try:
-        encoded = cache._encode(payload)
+        encoded = encode_entry(cache, value, versions)
         if not cache.capabilities.stores:
-            cache.serializer.dumps(payload)
+            cache.serializer.dumps(value)
     except pickle.PickleError as exc:
         state.value_errors += 1
         func = state.func
@@ -147,17 +143,15 @@ def _raced(
     Return the value and shared entry the callers get, and whether ours must
     overwrite theirs (an entry of other versions, another format, unreadable).
     """
-    theirs = valid_value(decode_entry(state, cache, made, current), versions)
+    theirs = entry_value(state, cache, made, current, versions)
     if theirs is MISSING:
         return value, shared, True
     return theirs, (Shared(current, shared.decode) if shared is not None else None), False
 
 
 def _entry_decoder(cache: BaseCache) -> Callable[[Any], Any]:
-    decode = cache._decode
-
     def decoded_value(payload: Any) -> Any:
-        return value_of(decode(payload))
+        return value_of(payload, cache)
 
     return decoded_value
 
@@ -269,7 +263,7 @@ def _lead_steps(
         return value, None
     guard = breaker if breaker is not None else breaker_for(cache)
     version = state.version
-    check, acheck = _checks(cache, key, version, versions)
+    check, acheck = _checks(state, cache, key, version, versions)
     lock = state.lock
     token = None
     if lock is not None:
@@ -325,15 +319,17 @@ def _refresh_steps(state: CachedState, key: str, args: Any, kwargs: Any) -> Step
 
 
 def _checks(
-    cache: BaseCache, key: str, version: int | None, versions: Versions
+    state: CachedState, cache: BaseCache, key: str, version: int | None, versions: Versions
 ) -> tuple[Callable[[], Any], Callable[[], Awaitable[Any]]]:
     """Look at the cache for a valid entry: the value, or MISSING (sync and async)."""
 
     def check() -> Any:
-        return valid_value(cache.get(key, _MISS, version), versions)
+        made = cache.make_and_validate_key(key, version)
+        return entry_value(state, cache, made, cache._get(made), versions)
 
     async def acheck() -> Any:
-        return valid_value(await cache.aget(key, _MISS, version), versions)
+        made = cache.make_and_validate_key(key, version)
+        return entry_value(state, cache, made, await cache._aget(made), versions)
 
     return check, acheck
 

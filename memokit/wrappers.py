@@ -41,9 +41,9 @@ from typing import (
 )
 
 from . import counters
-from .backends.base import MISSING, BaseCache
+from .backends.base import MISSING, UNREADABLE, BaseCache
 from .config import caches
-from .counters import aread_entry, decode_entry, read_entry
+from .counters import aread_entry, read_entry, unreadable_entry
 from .entry import local_versions, valid_value
 from .fnstate import CachedState, CacheInfo, ErrorCounts, _count, _counted
 from .invalidation import ainvalidate_all, invalidate_all
@@ -82,10 +82,9 @@ _UNBOUND: Final = object()
 """``_bound`` of an object that is not bound to an instance or a class."""
 
 
-def _decoded(state: CachedState, cache: BaseCache, made: str, payload: Any) -> Any:
-    # A tuple is an entry the memory backend kept as it is (serialisers return
-    # bytes or str), so the hit paths call this only for other payloads.
-    return payload if payload is MISSING else decode_entry(state, cache, made, payload)
+def _unreadable(state: CachedState, cache: BaseCache, key: str, exc: BaseException) -> Any:
+    """A valid entry whose value could not be decoded: reported, and a miss (MISSING)."""
+    return unreadable_entry(state, cache, cache.make_and_validate_key(key, state.version), exc)
 
 
 _HIDDEN_CLASS: Final = sys.version_info >= (3, 13)
@@ -288,10 +287,7 @@ class CachedFunction(_Cached[P, R]):
             if versions is not None:
                 # A store only this process sees, no invalidation since the counters
                 # were read: the entry alone (read_entry's first case).
-                made = plan.entry_prefix + key
-                payload = plan.get(made)
-                if type(payload) is not tuple:
-                    payload = _decoded(state, cache, made, payload)
+                payload = plan.get(plan.entry_prefix + key)
             else:
                 # The entry and the counters it must match, in one read (see
                 # memokit.counters); `versions` is what a computed value is stored under.
@@ -302,7 +298,11 @@ class CachedFunction(_Cached[P, R]):
             return failed
         if breaker is not None and breaker.failures:
             breaker.record_success()
-        stored = valid_value(payload, versions)
+        try:
+            # Only a current entry's value is decoded (memokit.entry).
+            stored = valid_value(payload, versions, cache)
+        except UNREADABLE as exc:
+            stored = _unreadable(state, cache, key, exc)
         if stored is not MISSING:
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored R
@@ -369,10 +369,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
             versions = local_versions(plan, cache, counters.epoch)
             if versions is not None:
                 # As in CachedFunction.__call__: the entry alone.
-                made = plan.entry_prefix + key
-                payload = await cache._aget(made)
-                if type(payload) is not tuple:
-                    payload = _decoded(state, cache, made, payload)
+                payload = await cache._aget(plan.entry_prefix + key)
             else:
                 payload, versions = await aread_entry(state, cache, key, args, kwargs)
         except Exception as exc:
@@ -381,7 +378,11 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
             return failed
         if breaker is not None and breaker.failures:
             breaker.record_success()
-        stored = valid_value(payload, versions)
+        try:
+            # Only a current entry's value is decoded (memokit.entry).
+            stored = valid_value(payload, versions, cache)
+        except UNREADABLE as exc:
+            stored = _unreadable(state, cache, key, exc)
         if stored is not MISSING:
             state.hits += 1
             return stored  # type: ignore[no-any-return]  # the stored T

@@ -24,6 +24,9 @@ class Capabilities:
     """Timeouts keep fractions of a second (memcached counts whole seconds)."""
     atomic_incr: bool = False
     """``incr``/``decr`` are atomic for every user of the store, threads and processes."""
+    keeps_objects: bool = False
+    """Keeps payloads as Python objects in this process, never as bytes only: a
+    decorated call's entry stays a tuple there (see ``memokit.entry``)."""
     cross_process: bool = False
     """Processes that name the same ``LOCATION`` share the data."""
     persistent: bool = False

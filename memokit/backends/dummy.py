@@ -14,7 +14,9 @@ class DummyCache(BaseCache):
     not serialised, so an unpicklable value does not raise here.
     """
 
-    capabilities: ClassVar[Capabilities] = Capabilities(stores=False, blocking_io=False)
+    capabilities: ClassVar[Capabilities] = Capabilities(
+        stores=False, keeps_objects=True, blocking_io=False
+    )
 
     def _encode(self, value: Any) -> Any:
         return value

@@ -38,8 +38,8 @@ _IMMUTABLE = frozenset({type(None), bool, int, float, complex, str, bytes})
 def _is_immutable(value: Any, depth: int = 0) -> bool:
     """True for an immutable scalar, or a tuple/frozenset of such (a few levels deep).
 
-    ``@cached`` stores its entries as tuples, so an entry holding an immutable
-    value skips pickling on the hit path too.
+    ``@cached`` keeps its entries here as tuples around the value this returns
+    (see ``memokit.entry``), so an immutable result skips pickling on its hits too.
     """
     cls = type(value)
     if cls in _IMMUTABLE:
@@ -108,7 +108,7 @@ class MemoryCache(CullsByCount, BaseCache):
     """In-process, thread-safe LRU cache; one data set per ``LOCATION``."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
-        culls=True, lru=True, atomic_incr=True, blocking_io=False
+        culls=True, lru=True, atomic_incr=True, keeps_objects=True, blocking_io=False
     )
     option_names: ClassVar[frozenset[str]] = BaseCache.option_names | {
         "MAX_ENTRIES",

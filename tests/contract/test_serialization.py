@@ -13,6 +13,7 @@ import datetime
 import decimal
 import pickle
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -189,16 +190,7 @@ def test_a_value_the_format_would_change_is_refused(
     assert not cache.has_key("other")
 
 
-def test_decorated_calls_hit(
-    cache: BaseCache, serializer: tuple[str, Any], request: pytest.FixtureRequest
-) -> None:
-    if serializer[0] in ("json", "msgpack"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="entry header: issue 17, after the issue-16 entry rework",
-            )
-        )
+def test_decorated_calls_hit(cache: BaseCache) -> None:
     calls = []
 
     @cached(cache=cache)
@@ -210,19 +202,7 @@ def test_decorated_calls_hit(
     assert calls == [1]
 
 
-def test_shared_cached_property_hits(
-    cache: BaseCache,
-    serializer: tuple[str, Any],
-    module_level: Any,
-    request: pytest.FixtureRequest,
-) -> None:
-    if serializer[0] in ("json", "msgpack"):
-        request.applymarker(
-            pytest.mark.xfail(
-                strict=True,
-                reason="entry header: issue 17, after the issue-16 entry rework",
-            )
-        )
+def test_shared_cached_property_hits(cache: BaseCache, module_level: Any) -> None:
     runs: list[int] = []
 
     @module_level
@@ -241,3 +221,30 @@ def test_shared_cached_property_hits(
     assert Account(1).summary == {"pk": 1, "lines": ["a", "b"]}
     assert Account(1).summary == {"pk": 1, "lines": ["a", "b"]}  # another instance: shared
     assert runs == [1]
+
+
+def test_waiters_of_one_flight_each_decode_their_own_copy(cache: BaseCache) -> None:
+    # The leader encodes the entry once; each waiter decodes its copy from it.
+    started, release = threading.Event(), threading.Event()
+
+    @cached(cache=cache, name="waiters-own-copy")
+    def rows() -> list[dict[str, int]]:
+        started.set()
+        release.wait(10)
+        return [{"i": 1}]
+
+    results: list[Any] = []
+    callers = [threading.Thread(target=lambda: results.append(rows())) for _ in range(3)]
+    callers[0].start()
+    assert started.wait(10)
+    for caller in callers[1:]:
+        caller.start()
+    flights = rows._state.flights._flights
+    deadline = time.monotonic() + 10
+    while sum(f.waiters for f in list(flights.values())) < 2 and time.monotonic() < deadline:
+        time.sleep(0.001)
+    release.set()
+    for caller in callers:
+        caller.join(10)
+    assert results == [[{"i": 1}]] * 3
+    assert len({id(result) for result in results}) == 3

@@ -22,6 +22,7 @@ import pytest
 
 from memokit import BaseCache, CorruptEntryWarning, breaker_for, cached
 from memokit.counters import COUNTER_VERSION, function_counter_key
+from memokit.entry import ENCODED, _header
 
 CacheFactory = Any
 
@@ -75,6 +76,23 @@ def damage(kind: str, cache: BaseCache, made: str, module: types.ModuleType) -> 
         write_garbage(cache, made)
     else:
         damage_by_moving(cache, made, module)
+
+
+def damage_entry(kind: str, cache: BaseCache, made: str, module: types.ModuleType) -> None:
+    """Damage the value of the decorated call's entry at ``made``; its header stays current.
+
+    An entry whose header is not current is a plain miss, its value never read:
+    only a current entry's value can be found unreadable.
+    """
+    current = cache._get(made)
+    damage(kind, cache, made, module)
+    value = cache._get(made)
+    if type(current) is tuple:  # the memory backend keeps entries as tuples
+        cache._set(made, (ENCODED, current[1], current[2], value), None)
+    else:
+        header = _header(current)
+        assert header is not None
+        cache._set(made, current[: header[2]] + value, None)
 
 
 # -- the low-level API: one rule for every backend -----------------------------------
@@ -152,7 +170,7 @@ def test_an_unreadable_entry_is_replaced_by_the_next_computation(
         return [n]
 
     assert report(1) == [1]
-    damage(kind, cache, cache.make_key(report.key(1)), moved)
+    damage_entry(kind, cache, cache.make_key(report.key(1)), moved)
     with recorded(CorruptEntryWarning) as record:
         for _ in range(20):
             assert report(1) == [1]
@@ -176,7 +194,7 @@ def test_async_unreadable_entry_is_replaced_once(cache: BaseCache) -> None:
 
     async def main() -> None:
         assert await report(1) == [1]
-        write_garbage(cache, cache.make_key(report.key(1)))
+        damage_entry("garbage", cache, cache.make_key(report.key(1)), types.ModuleType("unused"))
         with recorded(CorruptEntryWarning) as record:
             for _ in range(20):
                 assert await report(1) == [1]

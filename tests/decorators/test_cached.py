@@ -16,7 +16,6 @@ import pytest
 import memokit
 from memokit import BaseCache, CacheInfo, Entry, MemoryCache, cached
 from memokit.config import DEFAULT_CACHES
-from memokit.entry import make_payload
 
 CacheFactory = Any
 Clock = Any
@@ -63,7 +62,7 @@ def test_bare_decorator_uses_the_default_alias(default_cache: BaseCache) -> None
     assert square(3) == 9
     assert square(4) == 16
     assert body.calls == [(3,), (4,)]
-    assert default_cache.get(square.key(3)) is not None
+    assert default_cache.has_key(square.key(3))
     assert square.cache is default_cache
 
 
@@ -243,7 +242,7 @@ def test_version(cache: BaseCache) -> None:
         return body()
 
     assert v2() == v2() == 1
-    assert Entry.from_payload(cache.get(v2.key(), version=2)) is not None
+    assert Entry.read(cache, v2.key(), version=2) is not None
     assert cache.get(v2.key()) is None
 
 
@@ -267,7 +266,7 @@ def test_key_template(cache: BaseCache) -> None:
 
     assert page(5) == page(5, page=1) == 1
     assert page.key(5) == "user:5:1"
-    assert Entry.from_payload(cache.get("user:5:1")) is not None
+    assert Entry.read(cache, "user:5:1") is not None
     cache.delete("user:5:1")
     assert page(5) == 2
 
@@ -331,7 +330,7 @@ def test_entry_records_creation_time_and_versions(make_cache: CacheFactory, cloc
     started = time.time()
     clock.advance(0.5)
     f()
-    entry = Entry.from_payload(cache.get(f.key()))
+    entry = Entry.read(cache, f.key())
     assert entry is not None
     assert entry.value == "value"
     # The function's counter, read with the entry (see tests/invalidation).
@@ -349,16 +348,36 @@ def test_foreign_or_outdated_entry_counts_as_miss_and_is_replaced(cache: BaseCac
     cache.set(f.key(), "not an entry")
     assert f() == 1
     assert f() == 1
-    cache.set(f.key(), make_payload(99, versions=(7,)))
+    made = cache.make_and_validate_key(f.key())
+    cache._set(made, Entry(99, time.time(), (7,)).to_payload(cache), None)
     assert f() == 2
     assert f() == 2
+
+
+def test_an_entry_of_the_previous_format_is_a_miss_and_is_replaced(cache: BaseCache) -> None:
+    # Issue 17 bumped the format (the header became memokit's): a deploy starts cold.
+    body = Counter()
+
+    @cached(cache=cache)
+    def f() -> int:
+        return body()
+
+    previous = ("mk1", time.time(), (memokit.get_version(f),), 99)  # how 0.1 stored entries
+    made = cache.make_and_validate_key(f.key())
+    cache._set(made, cache._encode(previous), None)
+    assert f() == 1
+    assert f() == 1
+    entry = Entry.read(cache, f.key())
+    assert entry is not None
+    assert entry.value == 1
 
 
 def test_get_or_set_semantics_first_writer_wins(cache: BaseCache) -> None:
     @cached(cache=cache, name="first-writer")  # it captures the cache
     def f() -> str:
         # Another process stores the same call while this one computes.
-        cache.set(f.key(), make_payload("theirs", versions=(memokit.get_version(f),)))
+        theirs = Entry("theirs", time.time(), (memokit.get_version(f),))
+        cache._set(cache.make_and_validate_key(f.key()), theirs.to_payload(cache), None)
         return "mine"
 
     assert f() == "theirs"
@@ -581,7 +600,7 @@ def test_entries_live_where_the_core_api_finds_them(
         return body(n)
 
     assert f(1) == f(1) == 1
-    entry = Entry.from_payload(cache.get(f.key(1)))
+    entry = Entry.read(cache, f.key(1))
     assert entry is not None
     assert entry.value == 1
     cache.delete(f.key(1))

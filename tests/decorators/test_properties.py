@@ -285,7 +285,7 @@ def test_shared_value_follows_the_declared_identity(default_cache: BaseCache) ->
     assert Customer.runs == 2
     assert "lifetime_value" not in Customer(1).__dict__
     key = Customer.lifetime_value.cached.key(Customer(1))
-    assert memokit.Entry.from_payload(default_cache.get(key)).value == 100  # type: ignore[union-attr]
+    assert memokit.Entry.read(default_cache, key).value == 100  # type: ignore[union-attr]
 
 
 def test_shared_invalidate_and_del(default_cache: BaseCache) -> None:

@@ -78,7 +78,7 @@ def test_switches_nest_and_restore(cache: BaseCache) -> None:
         assert f.cache is other
         f()
     assert f.cache is cache
-    assert other.get(f.key()) is not None
+    assert other.has_key(f.key())
     assert cache.get(f.key()) is None
     other.clear()
 
@@ -95,8 +95,8 @@ def test_isolated_cache_routes_every_decorator(cache: BaseCache) -> None:
     with isolated_cache() as isolated:
         assert given_an_instance() == 1
         assert given_the_default_alias() == 2
-        assert isolated.get(given_an_instance.key()) is not None
-        assert isolated.get(given_the_default_alias.key()) is not None
+        assert isolated.has_key(given_an_instance.key())
+        assert isolated.has_key(given_the_default_alias.key())
     assert cache.get(given_an_instance.key()) is None
     assert memokit.cache.get(given_the_default_alias.key()) is None
     assert isolated.get(given_an_instance.key()) is None  # cleared on exit

@@ -40,6 +40,7 @@ import pytest
 
 from memokit import BaseCache, CorruptEntryWarning, breaker_for, cached, configure_breaker
 from memokit.counters import COUNTER_VERSION, function_counter_key
+from memokit.entry import ENCODED, _header
 
 pytestmark = pytest.mark.faults
 
@@ -128,7 +129,15 @@ class Damager:
         cls = type(name, (), {"__module__": self.module.__name__, "__qualname__": name})
         setattr(self.module, name, cls)
         cache = self.cache
-        cache._set(made, cache._encode(("mk1", 0.0, (), cls())), None)
+        current, value = cache._get(made), cls()
+        header = _header(current) if isinstance(current, bytes) else None
+        if header is not None:  # a decorated call's entry: its header stays, current
+            payload = current[: header[2]] + cache.serializer.dumps(value)
+        elif type(current) is tuple and len(current) == 4:  # the same, in process
+            payload = (ENCODED, current[1], current[2], cache._encode(value))
+        else:
+            payload = cache._encode(value)
+        cache._set(made, payload, None)
         delattr(self.module, name)
 
     def _read(self, made: str) -> bytes | None:
@@ -146,6 +155,8 @@ class Damager:
             found = path.read_bytes() if path.exists() else None
         else:  # the memory backend keeps a wrapper of the serialised bytes
             payload = self.cache._get(made)
+            if type(payload) is tuple and len(payload) == 4:  # an entry: its value's
+                payload = payload[3]
             found = getattr(payload, "data", None)
         return found if isinstance(found, bytes) else None
 
@@ -166,7 +177,11 @@ class Damager:
         else:
             from memokit.backends.memory import _Serialized
 
-            self.cache._set(made, _Serialized(data), None)
+            current = self.cache._get(made)
+            if type(current) is tuple and len(current) == 4:  # an entry: damage its value
+                self.cache._set(made, (ENCODED, *current[1:3], _Serialized(data)), None)
+            else:
+                self.cache._set(made, _Serialized(data), None)
 
     def _damage_file(self, made: str, kind: str) -> None:
         path = Path(self.cache._path(made))  # type: ignore[attr-defined]

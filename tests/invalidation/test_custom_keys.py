@@ -83,7 +83,7 @@ def _function(custom: Custom, calls: Calls, **options: Any) -> Callable[[int], i
 def _stored_where_the_cache_makes_keys(custom: Custom, fn: Any, *args: int) -> None:
     key = fn.key(*args)
     made = custom.cache.make_key(key)
-    assert custom.cache.get(key) is not None, f"no entry at {made!r}"
+    assert custom.cache.has_key(key), f"no entry at {made!r}"
     counter = function_counter_key(fn.__wrapped__)
     assert type(custom.cache.get(counter, version=COUNTER_VERSION)) is int
     if custom.cache.make_key(key) != custom.plain.make_key(key):

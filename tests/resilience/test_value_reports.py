@@ -21,6 +21,7 @@ from memokit import (
     configure_breaker,
 )
 from memokit.backends.memory import _Serialized
+from memokit.entry import ENCODED
 from memokit.resilience import report_value_failure
 
 
@@ -86,7 +87,10 @@ def test_value_failures_are_counted_apart_from_backend_failures() -> None:
         return [1]
 
     assert f() == [1]
-    damage(cache, f.key())
+    # A current entry whose value cannot be read (a foreign payload is a plain miss).
+    made = cache.make_key(f.key())
+    _, created, versions, _ = cache._get(made)
+    cache._set(made, (ENCODED, created, versions, _Serialized(b"\x80\x05not a pickle")), None)
     with pytest.warns(CorruptEntryWarning):
         assert f() == [1]
     info: Any = f.cache_info()
