@@ -1,11 +1,9 @@
 """The filesystem store's LOCATION: one directory handle, and the checks of it and its parents.
 
-The swap tests play another user with a forked child that drops to uid/gid 65534
-(``nobody``). That needs root; elsewhere they skip, and under
-``MEMOKIT_REQUIRE_SERVERS=1`` that skip is a failure. The child opens the parent
-directory before it drops its rights, because pytest's base temporary directory
-(0700, root's) is not searchable by anyone else; every change it makes is still
-checked against its own rights.
+The swap tests play another user with the ``other_user`` fixture
+(tests/backends/conftest.py): a forked child that drops to uid/gid 65534, which
+needs root; elsewhere they skip, and under ``MEMOKIT_REQUIRE_SERVERS=1`` that skip
+is a failure.
 """
 
 # ruff: noqa: S103 - these tests make directories others can write, on purpose
@@ -18,47 +16,13 @@ import os
 import pickle
 import traceback
 import zlib
-from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from memokit import FileSystemCache, ImproperlyConfigured, cached
 from memokit.backends import filesystem
-
-NOBODY = 65534
-
-
-def need_root() -> None:
-    if os.geteuid() == 0:
-        return
-    reason = "acting as another user needs root (os.setuid in a forked child)"
-    if os.environ.get("MEMOKIT_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"MEMOKIT_REQUIRE_SERVERS=1 but {reason}")
-    pytest.skip(reason)
-
-
-def as_another_user(parent: Path, act: Callable[[int], None]) -> None:
-    """Run ``act(fd of parent)`` in a child process running as uid and gid 65534."""
-    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child reports through its exit code
-            code = 1
-            try:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-                act(parent_fd)
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-    finally:
-        os.close(parent_fd)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the other user's actions failed"
 
 
 def planted_entry(marker: Path) -> bytes:
@@ -107,10 +71,9 @@ def entry_name(cache: FileSystemCache, key: str) -> str:
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
 @pytest.mark.parametrize("keep_old", [True, False], ids=["renamed-away", "removed"])
 def test_a_directory_swapped_by_another_user_is_never_read(
-    parent: Path, tmp_path: Path, keep_old: bool
+    parent: Path, tmp_path: Path, keep_old: bool, other_user: Any
 ) -> None:
     # On bbcc8ca the next read opened the swapped-in file by path and unpickled it.
-    need_root()
     cache = FileSystemCache(str(parent / "cache"))
     keys = ["key", "counter", "async"]
     if keep_old:
@@ -119,8 +82,8 @@ def test_a_directory_swapped_by_another_user_is_never_read(
     os.chmod(parent, 0o777)
     marker = tmp_path / "code-ran"
     names = [entry_name(cache, key) for key in keys]
-    as_another_user(parent, lambda fd: swap_in(fd, names, planted_entry(marker), keep_old=keep_old))
-    assert os.stat(parent / "cache").st_uid == NOBODY  # the swap happened
+    other_user.run(parent, lambda fd: swap_in(fd, names, planted_entry(marker), keep_old=keep_old))
+    assert os.stat(parent / "cache").st_uid == other_user.uid  # the swap happened
 
     def read_all() -> list[object]:
         results: list[object] = []
@@ -157,8 +120,9 @@ def test_a_directory_swapped_by_another_user_is_never_read(
 
 
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
-def test_a_decorated_call_fails_open_on_a_swapped_directory(parent: Path, tmp_path: Path) -> None:
-    need_root()
+def test_a_decorated_call_fails_open_on_a_swapped_directory(
+    parent: Path, tmp_path: Path, other_user: Any
+) -> None:
     cache = FileSystemCache(str(parent / "cache"))
     runs: list[int] = []
 
@@ -171,7 +135,7 @@ def test_a_decorated_call_fails_open_on_a_swapped_directory(parent: Path, tmp_pa
     os.chmod(parent, 0o777)
     marker = tmp_path / "code-ran"
     names = [name for name in os.listdir(parent / "cache") if name.endswith(".mkc")]
-    as_another_user(parent, lambda fd: swap_in(fd, names, planted_entry(marker), keep_old=True))
+    other_user.run(parent, lambda fd: swap_in(fd, names, planted_entry(marker), keep_old=True))
     assert double(2) == 4  # from the directory opened at start-up
     cache.close()  # the next call opens LOCATION again, through the checks: refused
     assert double(2) == 4
@@ -204,11 +168,10 @@ def test_a_sticky_parent_writable_by_all_is_accepted(tmp_path: Path) -> None:
     assert cache.get("key") == 1
 
 
-def test_a_parent_owned_by_another_user_is_refused_by_name(tmp_path: Path) -> None:
-    need_root()
+def test_a_parent_owned_by_another_user_is_refused_by_name(tmp_path: Path, other_user: Any) -> None:
     parent = tmp_path / "theirs"
     parent.mkdir(mode=0o755)
-    os.chown(parent, NOBODY, NOBODY)
+    os.chown(parent, other_user.uid, other_user.uid)
     with pytest.raises(ImproperlyConfigured, match=r"theirs', a parent .* owned by uid 65534"):
         FileSystemCache(str(parent / "cache"))
 

@@ -1,10 +1,8 @@
 """The SQLite store's LOCATION: the checks of the database file, its directory and parents.
 
-As in test_filesystem_location.py, another user is played by a forked child that
-drops to uid/gid 65534 (``nobody``): that needs root; elsewhere the tests skip, and
-under ``MEMOKIT_REQUIRE_SERVERS=1`` that skip is a failure. The child gets a handle
-on the parent directory before it drops its rights (pytest's base temporary
-directory is root's, 0700); every change it makes is checked against its own rights.
+Another user is the ``other_user`` fixture (tests/backends/conftest.py): a forked
+child that drops to uid/gid 65534, which needs root; elsewhere those tests skip,
+and under ``MEMOKIT_REQUIRE_SERVERS=1`` that skip is a failure.
 """
 
 # ruff: noqa: S103 - these tests make directories others can write, on purpose
@@ -16,49 +14,15 @@ import os
 import pickle
 import sqlite3
 import threading
-import traceback
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from memokit import ImproperlyConfigured, SQLiteCache, cached
 from memokit.backends import sqlite as sqlite_backend
 from memokit.exceptions import UnsafeLocation
-
-NOBODY = 65534
-
-
-def need_root() -> None:
-    if os.geteuid() == 0:
-        return
-    reason = "acting as another user needs root (os.setuid in a forked child)"
-    if os.environ.get("MEMOKIT_REQUIRE_SERVERS") == "1":
-        pytest.fail(f"MEMOKIT_REQUIRE_SERVERS=1 but {reason}")
-    pytest.skip(reason)
-
-
-def as_another_user(parent: Path, act: Callable[[int], None]) -> None:
-    """Run ``act(fd of parent)`` in a child process running as uid and gid 65534."""
-    parent_fd = os.open(parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child reports through its exit code
-            code = 1
-            try:
-                os.setgroups([])
-                os.setgid(NOBODY)
-                os.setuid(NOBODY)
-                act(parent_fd)
-                code = 0
-            except BaseException:
-                traceback.print_exc()
-            finally:
-                os._exit(code)
-    finally:
-        os.close(parent_fd)
-    _, status = os.waitpid(pid, 0)
-    assert os.waitstatus_to_exitcode(status) == 0, "the other user's actions failed"
 
 
 class Payload:
@@ -132,11 +96,10 @@ def in_a_new_thread(read: Callable[[], object]) -> object:
     "swapped", [["cache", "db.sqlite3"], ["db.sqlite3"]], ids=["directory", "database-file"]
 )
 def test_a_database_swapped_by_another_user_is_never_read(
-    parent: Path, tmp_path: Path, swapped: list[str]
+    parent: Path, tmp_path: Path, swapped: list[str], other_user: Any
 ) -> None:
     # On a15829b every new connection (a new thread, after close(), a new cache) opened
     # LOCATION by path and unpickled the planted rows.
-    need_root()
     location = parent.joinpath(*swapped)
     # ["db.sqlite3"]: the database right in the parent, allowed while the parent is private.
     cache = SQLiteCache(str(location))
@@ -145,8 +108,8 @@ def test_a_database_swapped_by_another_user_is_never_read(
     os.chmod(parent, 0o777)
     marker = tmp_path / "code-ran"
     database = planted_database(tmp_path, ["key", "other"], marker)
-    as_another_user(parent, lambda fd: plant(fd, swapped, database))
-    assert os.stat(location).st_uid == NOBODY  # the swap happened
+    other_user.run(parent, lambda fd: plant(fd, swapped, database))
+    assert os.stat(location).st_uid == other_user.uid  # the swap happened
 
     def outcome(read: Callable[[], object]) -> object:
         try:
@@ -173,8 +136,9 @@ def test_a_database_swapped_by_another_user_is_never_read(
 
 
 @pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
-def test_a_decorated_call_fails_open_on_a_swapped_database(parent: Path, tmp_path: Path) -> None:
-    need_root()
+def test_a_decorated_call_fails_open_on_a_swapped_database(
+    parent: Path, tmp_path: Path, other_user: Any
+) -> None:
     location = parent / "cache" / "db.sqlite3"
     cache = SQLiteCache(str(location))
     runs: list[int] = []
@@ -198,7 +162,7 @@ def test_a_decorated_call_fails_open_on_a_swapped_database(parent: Path, tmp_pat
     forged.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     forged.close()
     database = forge.read_bytes()
-    as_another_user(parent, lambda fd: plant(fd, ["cache", "db.sqlite3"], database))
+    other_user.run(parent, lambda fd: plant(fd, ["cache", "db.sqlite3"], database))
     assert double(2) == 4  # this thread's connection still reads our file
     cache.close()  # the next call connects again, through the checks: refused, fails open
     assert double(2) == 4
@@ -273,20 +237,18 @@ def test_a_database_file_others_can_write_is_refused(tmp_path: Path) -> None:
         SQLiteCache(str(location))
 
 
-def test_a_database_file_of_another_user_is_refused(tmp_path: Path) -> None:
-    need_root()
+def test_a_database_file_of_another_user_is_refused(tmp_path: Path, other_user: Any) -> None:
     location = tmp_path / "db.sqlite3"
     SQLiteCache(str(location)).close()
-    os.chown(location, NOBODY, NOBODY)
+    os.chown(location, other_user.uid, other_user.uid)
     with pytest.raises(UnsafeLocation, match=r"db.sqlite3' is owned by uid 65534"):
         SQLiteCache(str(location))
 
 
-def test_a_parent_owned_by_another_user_is_refused_by_name(tmp_path: Path) -> None:
-    need_root()
+def test_a_parent_owned_by_another_user_is_refused_by_name(tmp_path: Path, other_user: Any) -> None:
     parent = tmp_path / "theirs"
     parent.mkdir(mode=0o755)
-    os.chown(parent, NOBODY, NOBODY)
+    os.chown(parent, other_user.uid, other_user.uid)
     with pytest.raises(UnsafeLocation, match=r"theirs', a parent .* owned by uid 65534"):
         SQLiteCache(str(parent / "cache" / "db.sqlite3"))
 
