@@ -28,6 +28,7 @@ the header and the frame together.
 
 from __future__ import annotations
 
+import abc
 import hashlib
 import hmac
 import zlib
@@ -62,7 +63,7 @@ _MAC_SIZE: Final = hashlib.sha256().digest_size
 _HEAD: Final = len(FRAME_MAGIC) + 2
 
 
-class Compressor:
+class Compressor(abc.ABC):
     """One compression codec at one level; ``tag`` is its byte in the frame."""
 
     tag: bytes = b"?"
@@ -73,13 +74,13 @@ class Compressor:
     def __init__(self, level: int | None) -> None:
         self.level = self.default_level if level is None else level
 
+    @abc.abstractmethod
     def compress(self, data: bytes) -> bytes:
         """Return ``data`` compressed."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def decompress(self, data: bytes | memoryview) -> bytes:
         """Return ``data`` decompressed; raise on damaged data."""
-        raise NotImplementedError
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(level={self.level})"
