@@ -1,4 +1,5 @@
-"""Fixtures of the backend tests: another user, for the tests of who may write a store."""
+"""Fixtures of the backend tests: another user and a shared parent directory, for the
+tests of who may write a store."""
 
 from __future__ import annotations
 
@@ -57,3 +58,12 @@ def other_user() -> OtherUser:
             pytest.fail(f"MEMOKIT_REQUIRE_SERVERS=1 but {reason}")
         pytest.skip(reason)
     return OtherUser()
+
+
+@pytest.fixture
+def parent(tmp_path: Path) -> Path:
+    """A parent directory for a LOCATION: 0755 (the umask aside), as a shared one is."""
+    made = tmp_path / "shared"
+    made.mkdir(mode=0o755)
+    os.chmod(made, 0o755)  # noqa: S103 - a shared parent is group- and world-readable
+    return made

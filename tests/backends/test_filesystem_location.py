@@ -56,14 +56,6 @@ def swap_in(parent_fd: int, names: list[str], entry: bytes, *, keep_old: bool) -
         os.close(fake)
 
 
-@pytest.fixture
-def parent(tmp_path: Path) -> Path:
-    made = tmp_path / "shared"
-    made.mkdir(mode=0o755)
-    os.chmod(made, 0o755)
-    return made
-
-
 def entry_name(cache: FileSystemCache, key: str) -> str:
     return os.path.basename(cache._path(cache.make_key(key)))
 

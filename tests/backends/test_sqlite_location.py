@@ -68,14 +68,6 @@ def plant(parent_fd: int, path: list[str], database: bytes) -> None:
         os.close(where)
 
 
-@pytest.fixture
-def parent(tmp_path: Path) -> Path:
-    made = tmp_path / "shared"
-    made.mkdir(mode=0o755)
-    os.chmod(made, 0o755)
-    return made
-
-
 def in_a_new_thread(read: Callable[[], object]) -> object:
     result: list[object] = []
 
