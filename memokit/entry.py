@@ -53,7 +53,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, TypeAlias
 
-from .backends._primitives import UNREADABLE
+from .backends._primitives import ENTRY_MAGIC, UNREADABLE
 from .backends.base import MISSING, BaseCache
 from .exceptions import UnreadableEntry
 from .framing import FramedSerializer, dumps_after
@@ -67,7 +67,7 @@ FORMAT: Final = "mk2"
 """Tag of an in-process entry whose value is kept as it is; bumped with the layout."""
 ENCODED: Final = "mk2e"
 """Tag of an in-process entry whose value the cache encoded (``cache._encode``)."""
-MAGIC: Final = b"\x80\xe6"
+MAGIC: Final = ENTRY_MAGIC
 """The start of every stored (bytes) entry."""
 FORMAT_NUMBER: Final = 2
 """The format byte of a stored entry; bumped with :data:`FORMAT`."""

@@ -47,6 +47,18 @@ MISSING: Final = _Missing.MISSING
 UNREADABLE: Final[tuple[type[Exception], ...]] = (pickle.UnpicklingError, EOFError)
 """What ``_decode`` raises for a payload it cannot read (``UnreadableEntry`` is one)."""
 
+ENTRY_MAGIC: Final = b"\x80\xe6"
+"""The start of every entry a decorated call stores as bytes (:mod:`memokit.entry`)."""
+
+
+def is_entry(payload: Any) -> bool:
+    """Whether ``payload`` is a decorated call's stored entry (its header is memokit's).
+
+    The plain API reads values only: it takes such a payload for a miss and leaves
+    it in place, unreported (``memokit.Entry.read`` reads entries).
+    """
+    return isinstance(payload, bytes | bytearray | memoryview) and payload[:2] == ENTRY_MAGIC
+
 # "_get" -> "_aget": the async form of each primitive a step may name.
 _ASYNC = {
     name: "_a" + name[1:]

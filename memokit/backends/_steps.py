@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ValueTooLarge
 from ..timeouts import Timeout
-from ._primitives import MISSING, UNREADABLE, Steps
+from ._primitives import MISSING, UNREADABLE, Steps, is_entry
 
 if TYPE_CHECKING:
     from .base import BaseCache  # it imports this module
@@ -27,8 +27,16 @@ def removes(seconds: float | None) -> bool:
     return seconds is not None and seconds <= 0
 
 
-def unreadable(cache: BaseCache, made: str, exc: BaseException, default: Any) -> Steps[Any]:
-    """An entry that cannot be read: reported, removed, and a miss (``default``)."""
+def unreadable(
+    cache: BaseCache, made: str, exc: BaseException, default: Any, payload: Any
+) -> Steps[Any]:
+    """An entry that cannot be read: reported, removed, and a miss (``default``).
+
+    A decorated call's entry is no value to the plain API but nothing is wrong
+    with it: a quiet miss, kept for the decorator (``memokit.Entry.read`` reads it).
+    """
+    if is_entry(payload):
+        return default
     cache._unreadable(made, exc)
     yield "_delete", made
     return default
@@ -40,10 +48,15 @@ def fill(
     default: Any,
     seconds: float | None,
     unread: BaseException | None,
+    payload: Any = None,
 ) -> Steps[Any]:
-    """``get_or_set`` after its read missed (``unread``: the entry found could not be read)."""
+    """``get_or_set`` after its read missed (``unread``: the ``payload`` found could
+    not be read; a decorated call's entry there is replaced, as asked, unreported)."""
     if unread is not None:
-        yield from unreadable(cache, made, unread, None)
+        if is_entry(payload):
+            yield "_delete", made
+        else:
+            yield from unreadable(cache, made, unread, None, payload)
     value = default() if callable(default) else default  # called, never awaited
     encoded = cache._encode(value)
     if removes(seconds):
@@ -60,7 +73,8 @@ def fill(
         try:
             return cache._decode(found)
         except UNREADABLE as exc:
-            cache._unreadable(made, exc)  # theirs cannot be read; ours is returned
+            if not is_entry(found):
+                cache._unreadable(made, exc)  # theirs cannot be read; ours is returned
     return cache._decode(encoded)
 
 
@@ -74,8 +88,9 @@ def get_many(cache: BaseCache, keys: Iterable[Any], version: int | None) -> Step
             try:
                 values[made[m]] = cache._decode(found[m])
             except UNREADABLE as exc:
-                cache._unreadable(m, exc)
-                unread.append(m)
+                if not is_entry(found[m]):
+                    cache._unreadable(m, exc)
+                    unread.append(m)
     if unread:
         yield "_delete_many", unread
     return values

@@ -260,7 +260,7 @@ class BaseCache(Primitives):
         try:
             return self._decode(payload)
         except UNREADABLE as exc:
-            return run(self, _steps.unreadable(self, made, exc, default))
+            return run(self, _steps.unreadable(self, made, exc, default, payload))
 
     def set(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -310,7 +310,7 @@ class BaseCache(Primitives):
                 return self._decode(payload)
             except UNREADABLE as exc:
                 unread = exc
-        return run(self, _steps.fill(self, made, default, seconds, unread))
+        return run(self, _steps.fill(self, made, default, seconds, unread, payload))
 
     def touch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -427,7 +427,7 @@ class BaseCache(Primitives):
         try:
             return self._decode(payload)
         except UNREADABLE as exc:
-            return await arun(self, _steps.unreadable(self, made, exc, default))
+            return await arun(self, _steps.unreadable(self, made, exc, default, payload))
 
     async def aset(
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
@@ -476,7 +476,7 @@ class BaseCache(Primitives):
                 return self._decode(payload)
             except UNREADABLE as exc:
                 unread = exc
-        return await arun(self, _steps.fill(self, made, default, seconds, unread))
+        return await arun(self, _steps.fill(self, made, default, seconds, unread, payload))
 
     async def atouch(
         self, key: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
