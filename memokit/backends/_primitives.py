@@ -59,6 +59,7 @@ def is_entry(payload: Any) -> bool:
     """
     return isinstance(payload, bytes | bytearray | memoryview) and payload[:2] == ENTRY_MAGIC
 
+
 # "_get" -> "_aget": the async form of each primitive a step may name.
 _ASYNC = {
     name: "_a" + name[1:]
