@@ -17,6 +17,7 @@ from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
 from .counters import TagsSpec, prepare_counters
 from .exceptions import UnkeyableArgument
 from .freshness import NO_POLICY, TimeoutSpec, check_policy, check_timeout_spec
+from .freshwrappers import wrap_fresh
 from .identity import function_identity, signature_of
 from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
 from .locks import BackendLock, check_lease
@@ -331,6 +332,8 @@ class _Options:
         )
         if binding == "instance":
             state.class_body = _class_body()
+        if self.policy.on_reads:
+            return wrap_fresh(state)  # a hit path that reads the entry's times
         return wrap(state)
 
 

@@ -154,21 +154,19 @@ def check_timeout_spec(timeout: object, name: str) -> TimeoutSpec:
         ) from None
 
 
-class BadTimeout(Exception):
-    """A callable timeout returned something that is not a timeout (a value failure)."""
+def called_timeout(timeout: Callable[[Any], object], value: Any) -> tuple[float | None, str]:
+    """The timeout a callable gives ``value``, and what is wrong with it ("" when nothing).
 
-
-def called_timeout(timeout: Callable[[Any], object], value: Any) -> float | None:
-    """The timeout a callable gives ``value``; raise :class:`BadTimeout` for a bad one.
-
-    The callable's own exceptions propagate: it is the caller's code.
+    A return value that is not a number of seconds or None is a value failure,
+    which the caller reports. The callable's own exceptions propagate: it is the
+    caller's code.
     """
     given = timeout(value)
     if given is None:
-        return None
+        return None, ""
     if isinstance(given, bool) or not isinstance(given, int | float) or math.isnan(given):
-        raise BadTimeout(
+        return 0.0, (
             f"the timeout callable returned {given!r} ({type(given).__name__}), which is "
             f"not a number of seconds or None"
         )
-    return None if given == _NEVER else float(given)
+    return (None if given == _NEVER else float(given)), ""

@@ -1,8 +1,8 @@
 """The hit path of a function with a stale window or early recomputation.
 
 ``@cached(stale=...)`` or ``@cached(early=...)`` makes these classes instead of
-those of :mod:`memokit.wrappers` (chosen at decoration), so the plain hit path
-never looks at an entry's times. Here a valid entry is judged by its own times
+those of :mod:`memokit.wrappers` (:mod:`memokit.decorators` chooses, once), so
+the plain hit path never looks at an entry's times. Here a valid entry is judged by its own times
 (:class:`memokit.entry.Times`, ``time.time()``):
 
 - fresh: served; with ``early``, XFetch may start a background recomputation;
@@ -16,6 +16,7 @@ classes', inherited.
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import Callable
 from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar
@@ -172,3 +173,12 @@ SYNC: Final = _wrapt_classes(FreshCachedFunction)
 ASYNC: Final = _wrapt_classes(AsyncFreshCachedFunction)
 SYNC["class"] = _wrapt_classes(FreshCachedClassMethod)["class"]
 ASYNC["class"] = _wrapt_classes(AsyncFreshCachedClassMethod)["class"]
+
+
+def wrap_fresh(state: CachedState) -> CachedFunction[Any, Any]:
+    """:func:`memokit.wrappers.wrap` for a function whose policy reads entries' times."""
+    classes = ASYNC if inspect.iscoroutinefunction(state.func) else SYNC
+    state.bound_cls = classes["bound"]
+    made: CachedFunction[Any, Any] = classes[state.binding](state.func, state)
+    state.unbound = made
+    return made

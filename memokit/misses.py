@@ -21,7 +21,7 @@ from .counters import aread_entry, entry_value, read_entry
 from .entry import Times, Versions, encode_entry, value_of
 from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
-from .freshness import BadTimeout, called_timeout
+from .freshness import called_timeout
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import JOINED, Shared
 
@@ -101,11 +101,10 @@ def _store_steps(
         if skip:
             seconds: float | None = 0.0  # nothing is stored: the callable is not asked
         else:
-            try:
-                seconds = called_timeout(timeout, value)  # the caller's code: errors propagate
-            except BadTimeout as exc:
+            seconds, problem = called_timeout(timeout, value)  # its errors propagate
+            if problem:
                 state.value_errors += 1
-                cache._not_stored(cache.make_and_validate_key(key, version), str(exc))
+                cache._not_stored(cache.make_and_validate_key(key, version), problem)
                 return value, None
     else:
         seconds = cache._seconds(timeout)

@@ -491,15 +491,7 @@ _ASYNC["class"] = _wrapt_classes(AsyncCachedClassMethod)["class"]
 
 def wrap(state: CachedState) -> _Cached[Any, Any]:
     """Return the unbound cached callable for ``state.func``."""
-    if state.policy.on_reads:
-        # A stale window or early recomputation: a hit path that reads the
-        # entry's times (decided here, so that the plain one never does).
-        from . import freshwrappers
-
-        fresh = freshwrappers.ASYNC if inspect.iscoroutinefunction(state.func) else None
-        classes = fresh if fresh is not None else freshwrappers.SYNC
-    else:
-        classes = _ASYNC if inspect.iscoroutinefunction(state.func) else _SYNC
+    classes = _ASYNC if inspect.iscoroutinefunction(state.func) else _SYNC
     state.bound_cls = classes["bound"]
     # wrapt's FunctionWrapper(wrapped, wrapper): the state rides in the wrapper slot.
     made: _Cached[Any, Any] = classes[state.binding](state.func, state)
