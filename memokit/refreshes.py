@@ -76,13 +76,8 @@ _logged: dict[tuple[Any, ...], None] = {}
 def _claim(slot: tuple[Any, ...], loop: asyncio.AbstractEventLoop | None) -> _Job | None:
     """Reserve a refresh of ``slot``; None when one runs already or none fits."""
     with _lock:
-        if slot in _active:
-            return None
-        # Tasks of a loop closed without running them never end by themselves.
-        for other, job in list(_active.items()):
-            if job.loop is not None and job.loop.is_closed():
-                del _active[other]
-        if len(_active) >= MAX_REFRESHES:
+        _sweep()
+        if slot in _active or len(_active) >= MAX_REFRESHES:
             return None
         job = _active[slot] = _Job(slot, loop)
         return job
@@ -94,9 +89,23 @@ def _release(job: _Job) -> None:
             del _active[job.slot]
 
 
+def _sweep() -> None:
+    """Drop the refreshes of loops closed without running them: they never end by themselves.
+
+    Called holding ``_lock``. A dropped task closes quietly when collected (see :func:`astart`).
+    """
+    for other, job in list(_active.items()):
+        if job.loop is not None and job.loop.is_closed():
+            del _active[other]
+    for task in [task for task in _tasks if task.get_loop().is_closed()]:
+        _tasks.discard(task)
+
+
 def pending() -> int:
     """Refreshes pending or running in this process now."""
-    return len(_active)
+    with _lock:
+        _sweep()
+        return len(_active)
 
 
 # -- the thread pool -------------------------------------------------------------------
@@ -159,8 +168,6 @@ def start(state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any
 def astart(state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any) -> bool:
     """Start a background refresh of a coroutine function's call as a task; False when skipped."""
     loop = asyncio.get_running_loop()
-    for task in [task for task in _tasks if task.get_loop().is_closed()]:
-        _tasks.discard(task)  # dropped: it closes quietly (see below)
     job = _claim((id(state), id(cache), key, state.version), loop)
     if job is None:
         return False
@@ -191,11 +198,9 @@ def _refresh(
     state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, job: _Job
 ) -> None:
     try:
-        _run(_refresh_steps(state, cache, key, args, kwargs))
+        _ended(state, cache, key, _run(_refresh_steps(state, cache, key, args, kwargs)))
     except Exception as exc:
-        _failed(state, cache, key, exc)
-    else:
-        _succeeded(state, key)
+        _failed(state, cache, key, exc, backend=True)
     finally:
         _release(job)
 
@@ -205,19 +210,21 @@ async def _arefresh(
 ) -> None:
     try:
         await _Pause()
-        await _arun(_refresh_steps(state, cache, key, args, kwargs))
+        _ended(state, cache, key, await _arun(_refresh_steps(state, cache, key, args, kwargs)))
     except Exception as exc:
-        _failed(state, cache, key, exc)
-    else:
-        _succeeded(state, key)
+        _failed(state, cache, key, exc, backend=True)
     finally:
         _release(job)
 
 
 def _refresh_steps(
     state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any
-) -> Steps[None]:
-    """Read the versions, run the function, store its result (replacing the entry)."""
+) -> Steps[Exception | None]:
+    """Read the versions, run the function, store its result (replacing the entry).
+
+    Return the function's exception, if it raised: the cache's own failures
+    (reading, locking) raise, as they are the backend's.
+    """
     version = state.version
     lock = state.lock
     token = None
@@ -225,7 +232,7 @@ def _refresh_steps(
         token = uuid.uuid4().hex
         taken = yield _io(cache.add, cache.aadd, lock_key_for(key), token, lock.lease, version)
         if not taken:
-            return  # another process refreshes (or computes) this key
+            return None  # another process refreshes (or computes) this key
     try:
         _, versions = yield _Io(
             partial(read_entry, state, cache, key, args, kwargs),
@@ -233,18 +240,30 @@ def _refresh_steps(
         )
         state.refreshes += 1
         started = time.perf_counter()
-        value = yield _call(state, args, kwargs)
+        try:
+            value = yield _call(state, args, kwargs)
+        except Exception as exc:
+            return exc  # the function's own failure, never the backend's
         took = time.perf_counter() - started
         guard = breaker_for(cache)
         yield from _store_steps(state, cache, key, value, versions, True, guard, took)
+        return None
     finally:
         if token is not None and lock is not None:
             yield _io(lock.release, lock.arelease, cache, key, version, token)
 
 
-def _failed(state: CachedState, cache: BaseCache, key: str, exc: Exception) -> None:
+def _ended(state: CachedState, cache: BaseCache, key: str, error: Exception | None) -> None:
+    if error is None:
+        _succeeded(state, key)
+    else:
+        _failed(state, cache, key, error, backend=False)
+
+
+def _failed(state: CachedState, cache: BaseCache, key: str, exc: Exception, backend: bool) -> None:
+    """Count and log (once per key until a success) a refresh that failed."""
     state.refresh_failures += 1
-    if is_backend_failure(exc):
+    if backend and is_backend_failure(exc):
         _count(state, exc)
         fail_open(breaker_for(cache), exc)
     mark = (id(state), key)

@@ -192,7 +192,8 @@ def test_a_callable_timeout_gets_the_result(cache: BaseCache, clock: Any) -> Non
     assert calls == [1, 2, 2, 3]  # 0: not cached
     one = Entry.read(cache, f.key(1))
     forever = Entry.read(cache, f.key(3))
-    assert one is not None and forever is not None
+    assert one is not None
+    assert forever is not None
     assert one.fresh_until - one.created == 100
     assert forever.fresh_until == math.inf
 
@@ -225,7 +226,8 @@ def test_a_bad_timeout_from_the_callable_is_a_value_failure(cache: BaseCache, ba
         assert f() == 7
     assert not cache.has_key(f.key())  # returned unstored
     info = f.cache_info()
-    assert info.errors.value == 1 and info.errors.backend == 0
+    assert info.errors.value == 1
+    assert info.errors.backend == 0
     assert info.misses == 1
 
 
@@ -285,7 +287,9 @@ def test_xfetch_early_counts_per_tenth_match_the_algorithm() -> None:
     found = []
     for tenth in range(10):
         start = tenth * window / 10
-        moments = [start + (i + 0.5) * window / 10 / calls_per_tenth for i in range(calls_per_tenth)]
+        moments = [
+            start + (i + 0.5) * window / 10 / calls_per_tenth for i in range(calls_per_tenth)
+        ]
         count = sum(policy.due_early(now, times) for now in moments)
         chances = [early_probability(window - now, took, 1.0) for now in moments]
         expected = sum(chances)
@@ -293,7 +297,8 @@ def test_xfetch_early_counts_per_tenth_match_the_algorithm() -> None:
         assert abs(count - expected) <= 3 * max(deviation, 1 / 3), (tenth, count, expected)
         found.append(count)
     # Hardly ever early at first; near expiry, most calls of the last tenth.
-    assert found[0] <= 1 and found[-1] > calls_per_tenth / 2
+    assert found[0] <= 1
+    assert found[-1] > calls_per_tenth / 2
     assert found[5:] == sorted(found[5:])
 
 
@@ -396,10 +401,13 @@ def test_an_entry_of_format_2_reads_as_a_miss(cache: BaseCache) -> None:
             header = struct.pack("<2sBH", b"\x80\xe6", 2, 1) + struct.pack("<q", versions[0])
             old = dumps_after(cache.serializer, header + struct.pack("<d", time.time()), 99)
         cache._set(made, old, None)
-    assert f() == 1 and f() == 1
-    assert g() == 2 and g() == 2
+    assert f() == 1
+    assert f() == 1
+    assert g() == 2
+    assert g() == 2
     entry = Entry.read(cache, f.key())
-    assert entry is not None and entry.value == 1
+    assert entry is not None
+    assert entry.value == 1
 
 
 def test_the_entry_records_its_times(memory: BaseCache, frozen: Any) -> None:
@@ -423,7 +431,12 @@ def test_the_entry_records_its_times(memory: BaseCache, frozen: Any) -> None:
 
 
 def test_cached_property_plain_mode_takes_no_freshness_argument() -> None:
-    for arguments in ({"jitter": 0.1}, {"stale": 5}, {"early": 1.0}, {"timeout": None, "jitter": 0}):
+    for arguments in (
+        {"jitter": 0.1},
+        {"stale": 5},
+        {"early": 1.0},
+        {"timeout": None, "jitter": 0},
+    ):
         with pytest.raises(TypeError, match="never expires"):
             cached_property(**arguments)
 
@@ -432,7 +445,7 @@ def test_cached_property_timed_mode_takes_jitter_and_a_callable_only() -> None:
     for name in ("stale", "early"):
         with pytest.raises(TypeError, match=f"^{name}= needs a cache"):
             cached_property(timeout=5, **{name: 1})
-    with pytest.raises(ValueError, match="^jitter must be"):
+    with pytest.raises(ValueError, match=r"^jitter must be"):
         cached_property(timeout=5, jitter=2)
 
 
@@ -451,7 +464,7 @@ def test_cached_property_timed_mode_with_callable_timeout_and_jitter(frozen: Any
 
     order = Order()
     assert order.total == 3
-    value, deadline = order.__dict__["total"]
+    _value, deadline = order.__dict__["total"]
     assert 15 <= deadline - time.monotonic() <= 30
     frozen.tick(31)
     assert order.total == 3
