@@ -429,3 +429,55 @@ def test_a_stale_method_and_classmethod_refresh(frozen: Any, module_level: Any) 
     assert prices.price("a") in (3, 4)
     assert Prices.rate() in (3, 4)
     assert Prices.price._state.stale_hits == 1
+
+
+class Outage(MemoryCache):
+    """A memory cache whose reads or writes can be taken down."""
+
+    reads_down = False
+    writes_down = False
+
+    def _get(self, key: str) -> Any:
+        if self.reads_down:
+            raise memokit.BackendUnavailable("connection refused")
+        return super()._get(key)
+
+    def _get_many(self, keys: list[str]) -> Any:
+        if self.reads_down:
+            raise memokit.BackendUnavailable("connection refused")
+        return super()._get_many(keys)
+
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        if self.writes_down:
+            raise memokit.BackendUnavailable("connection refused")
+        super()._set(key, payload, timeout)
+
+
+def test_fail_open_is_unchanged_with_a_stale_window(
+    frozen: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = Outage()
+    breaker = memokit.resilience.breaker_for(cache)
+    runs: list[int] = []
+
+    @cached(cache=cache, timeout=10, stale=60, name="fail-open-stale")
+    def f() -> int:
+        runs.append(1)
+        return len(runs)
+
+    try:
+        assert f() == 1
+        frozen.tick(11)
+        cache.writes_down = True  # the refresh computes but cannot store
+        with caplog.at_level(logging.WARNING, logger="memokit"):
+            assert f() == 1
+            settle()
+        assert f._state.refreshes == 1
+        assert f.cache_info().errors.backend == 1  # fed the breaker, as on any call
+        assert breaker.failures
+        cache.writes_down = False
+        cache.reads_down = True
+        frozen.tick(6)  # past the breaker's window: the read fails, the call computes
+        assert f() == 3
+    finally:
+        breaker.reset()
