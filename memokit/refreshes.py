@@ -178,9 +178,15 @@ def astart(state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: An
     task = loop.create_task(coroutine, context=_fresh_context())
     # Cancelled by asyncio.run at shutdown; closed quietly by a loop closed without it.
     task._log_destroy_pending = False  # type: ignore[attr-defined]  # asyncio's own switch
-    _tasks.add(task)
-    task.add_done_callback(_tasks.discard)
+    with _lock:  # loops in other threads add and sweep too
+        _tasks.add(task)
+    task.add_done_callback(_forget)
     return True
+
+
+def _forget(task: asyncio.Task[None]) -> None:
+    with _lock:
+        _tasks.discard(task)
 
 
 _tasks: set[asyncio.Task[None]] = set()
