@@ -261,7 +261,7 @@ def read_entry(
             if type(counter) is not int:
                 counter = _found_counter(cache, single, counter)
                 if counter is None:
-                    counter = run(_create(cache, single, cache._seconds(state.timeout)))
+                    counter = run(_create(cache, single, state.counter_seconds(cache)))
             return found.get(made, MISSING), (counter,)
     else:
         seen = plan.seen
@@ -274,7 +274,7 @@ def read_entry(
     keys = plan.keys(state, key, args, kwargs)
     payload, versions = _split(plan, state, cache, keys, plan.get_many(keys), since)
     if isinstance(versions, list):  # counters to create first
-        seconds = cache._seconds(state.timeout)
+        seconds = state.counter_seconds(cache)
         created = [
             run(_create(cache, made, seconds)) if counter is None else counter
             for counter, made in zip(versions, keys[1:], strict=True)
@@ -296,7 +296,7 @@ async def aread_entry(
     keys = plan.keys(state, key, args, kwargs)
     payload, versions = _split(plan, state, cache, keys, await cache._aget_many(keys), since)
     if isinstance(versions, list):
-        seconds = cache._seconds(state.timeout)
+        seconds = state.counter_seconds(cache)
         created = [
             await arun(_create(cache, made, seconds)) if counter is None else counter
             for counter, made in zip(versions, keys[1:], strict=True)

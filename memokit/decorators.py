@@ -16,10 +16,12 @@ from .backends.base import BaseCache
 from .config import DEFAULT_CACHE_ALIAS, DefaultCacheProxy
 from .counters import TagsSpec, prepare_counters
 from .exceptions import UnkeyableArgument
+from .freshness import NO_POLICY, TimeoutSpec, check_policy, check_timeout_spec
+from .freshwrappers import wrap_fresh
 from .identity import function_identity, signature_of
 from .keybuilders import make_callable_builder, make_key_builder, make_template_builder
 from .locks import BackendLock, check_lease
-from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
+from .timeouts import DEFAULT_TIMEOUT, Timeout
 from .wrappers import (
     AsyncCachedClassMethod,
     AsyncCachedFunction,
@@ -69,6 +71,28 @@ class CachedDecorator(Protocol):
     def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 
 
+class ResultCachedDecorator(Protocol[R]):
+    """What ``cached(timeout=<callable of the result>, ...)`` returns: the result type is fixed."""
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # async classmethods first
+        self, func: Callable[Concatenate[type[O], P], Coroutine[Any, Any, R]], /
+    ) -> AsyncCachedClassMethod[O, P, R]: ...
+
+    @overload
+    def __call__(  # type: ignore[overload-overlap]  # coroutine functions before others
+        self, func: Callable[P, Coroutine[Any, Any, R]], /
+    ) -> AsyncCachedFunction[P, R]: ...
+
+    @overload
+    def __call__(
+        self, func: Callable[Concatenate[type[O], P], R], /
+    ) -> CachedClassMethod[O, P, R]: ...
+
+    @overload
+    def __call__(self, func: Callable[P, R], /) -> CachedFunction[P, R]: ...
+
+
 @overload
 def cached(  # type: ignore[overload-overlap]  # async classmethods first
     func: Callable[Concatenate[type[O], P], Coroutine[Any, Any, T]], /
@@ -92,22 +116,24 @@ def cached(func: Callable[P, R], /) -> CachedFunction[P, R]: ...
 @overload
 def cached(
     *,
-    timeout: Timeout = DEFAULT_TIMEOUT,
+    timeout: Callable[[R], float | None],
     cache: str | BaseCache = DEFAULT_CACHE_ALIAS,
     key: str | Callable[..., str] | None = None,
     version: int | None = None,
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
-    none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    none_timeout: Timeout | Callable[[None], float | None] | _SameAsTimeout = SAME_AS_TIMEOUT,
     lock_lease: float | None = None,
     tags: TagsSpec = (),
     name: str | None = None,
-) -> CachedDecorator: ...
+    stale: float = 0,
+    early: float | None = None,
+    jitter: float = 0,
+) -> ResultCachedDecorator[R]: ...
 
 
+@overload
 def cached(
-    func: Any = None,
-    /,
     *,
     timeout: Timeout = DEFAULT_TIMEOUT,
     cache: str | BaseCache = DEFAULT_CACHE_ALIAS,
@@ -115,16 +141,40 @@ def cached(
     version: int | None = None,
     ignore: Iterable[str] = (),
     unless: Callable[[Any], object] | None = None,
-    none_timeout: Timeout | _SameAsTimeout = SAME_AS_TIMEOUT,
+    none_timeout: Timeout | Callable[[None], float | None] | _SameAsTimeout = SAME_AS_TIMEOUT,
     lock_lease: float | None = None,
     tags: TagsSpec = (),
     name: str | None = None,
+    stale: float = 0,
+    early: float | None = None,
+    jitter: float = 0,
+) -> CachedDecorator: ...
+
+
+def cached(
+    func: Any = None,
+    /,
+    *,
+    timeout: TimeoutSpec = DEFAULT_TIMEOUT,
+    cache: str | BaseCache = DEFAULT_CACHE_ALIAS,
+    key: str | Callable[..., str] | None = None,
+    version: int | None = None,
+    ignore: Iterable[str] = (),
+    unless: Callable[[Any], object] | None = None,
+    none_timeout: TimeoutSpec | _SameAsTimeout = SAME_AS_TIMEOUT,
+    lock_lease: float | None = None,
+    tags: TagsSpec = (),
+    name: str | None = None,
+    stale: float = 0,
+    early: float | None = None,
+    jitter: float = 0,
 ) -> Any:
     """Memoise a function, coroutine function or method in a memokit cache.
 
     Use it bare (``@cached``) or with arguments:
 
-    - ``timeout``: seconds, ``None`` for never, or the cache's default;
+    - ``timeout``: seconds, ``None`` for never, the cache's default, or a
+      callable that takes the result and returns its timeout (seconds or None);
     - ``cache``: an alias (looked up at each call, so configuring later works)
       or a cache instance;
     - ``key``: a template over the arguments (``"user:{user_id}"``) or a callable
@@ -139,7 +189,15 @@ def cached(
       returning tags; ``memokit.invalidate_tags(...)`` drops the entries carrying one;
     - ``name``: the function's identity in its keys and counters, instead of the
       one memokit derives (``module:qualname``); required for a lambda, and the
-      way to name each function a factory makes (``name=f"scale:{factor}"``).
+      way to name each function a factory makes (``name=f"scale:{factor}"``);
+    - ``stale``: seconds an expired entry is still served, at once, while one
+      background refresh recomputes it (stale-while-revalidate);
+    - ``early``: XFetch's beta (1.0 is usual): calls recompute a hot entry in
+      the background before it expires, with a probability that grows near expiry;
+    - ``jitter``: a fraction in [0, 1); each entry's timeout is shortened by a
+      random part of at most that much, so entries made together expire apart.
+
+    See docs/freshness.md for the last three.
 
     A function or argument memokit cannot tell apart from another is refused
     with :class:`~memokit.exceptions.UnkeyableArgument` (see "How a call becomes
@@ -152,6 +210,7 @@ def cached(
     options = _Options(
         timeout, cache, key, version, ignore, unless, none_timeout, lock_lease, tags, name
     )
+    options.policy = check_policy(stale, early, jitter)
     if func is None:
         return options.apply
     return options.apply(func)
@@ -173,15 +232,12 @@ class _Options:
         tags: object = (),
         name: object = None,
     ) -> None:
-        self.timeout: Timeout = (
-            DEFAULT_TIMEOUT if timeout is DEFAULT_TIMEOUT else check_timeout(timeout, "timeout")
-        )
+        self.timeout: TimeoutSpec = check_timeout_spec(timeout, "timeout")
         if none_timeout is SAME_AS_TIMEOUT:
-            self.none_timeout: Timeout = self.timeout
-        elif none_timeout is DEFAULT_TIMEOUT:
-            self.none_timeout = DEFAULT_TIMEOUT
+            self.none_timeout: TimeoutSpec = self.timeout
         else:
-            self.none_timeout = check_timeout(none_timeout, "none_timeout")
+            self.none_timeout = check_timeout_spec(none_timeout, "none_timeout")
+        self.policy = NO_POLICY
         if isinstance(cache, DefaultCacheProxy):
             cache = DEFAULT_CACHE_ALIAS
         # A Django cache served by memokit (memokit.contrib.django.MemokitCache)
@@ -272,9 +328,12 @@ class _Options:
             lock=None if self.lock_lease is None else BackendLock(self.lock_lease),
             counter_names=counter_names,
             tags=tags,
+            policy=self.policy,
         )
         if binding == "instance":
             state.class_body = _class_body()
+        if self.policy.on_reads:
+            return wrap_fresh(state)  # a hit path that reads the entry's times
         return wrap(state)
 
 

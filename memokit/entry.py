@@ -5,8 +5,11 @@ The header is memokit's, the value is the serializer's. An entry records:
 - a format tag, which tells memokit's entries apart from anything else found at
   the key; a payload that is not an entry of this format counts as a miss (the
   entries of an older format too: a deploy that changes the format starts cold);
-- ``created``, the ``time.time()`` at which the value was computed (what
-  stale-while-revalidate needs to judge age);
+- its times (:class:`Times`): ``created``, the ``time.time()`` at which the
+  value was computed; ``fresh_until``, when it stops being fresh;
+  ``stale_until``, when its stale window ends and it stops being served
+  (``inf``: never); and ``took``, how many seconds the computation took (what
+  early recomputation weighs, see :mod:`memokit.freshness`);
 - ``versions``, the tuple of version counters the value was computed under (the
   function's, then its tags', see :mod:`memokit.counters`); an entry whose
   versions differ from the current ones is invalid and counts as a miss;
@@ -16,8 +19,9 @@ A store that serializes (Redis, memcached, SQLite, the filesystem) gets bytes:
 a fixed binary header that memokit encodes itself, then the value as the cache's
 serializer encodes it (:func:`memokit.framing.dumps_after`)::
 
-    b"\\x80\\xe6"  format (1 byte, 2)  count (uint16)
-    versions (count x int64)  created (float64)  value payload
+    b"\\x80\\xe6"  format (1 byte, 3)  count (uint16)
+    versions (count x int64)  created  fresh_until  stale_until  took (4 x float64)
+    value payload
 
 (little-endian). ``b"\\x80\\xe6"`` starts no pickle, no frame (``\\x80\\xe5``)
 and no raw integer. Every serializer serves entries, since it only sees the
@@ -31,7 +35,7 @@ replayed under another header.
 
 A store that keeps Python objects in this process (the memory backend,
 ``Capabilities.keeps_objects``) keeps the entry as a plain tuple
-``(tag, created, versions, value)``, never serialized as a whole: the tag is
+``(tag, times, versions, value)``, never serialized as a whole: the tag is
 :data:`FORMAT` when the value is kept as it is (an immutable one), or
 :data:`ENCODED` when the cache encoded it (``cache._encode``) and each read
 decodes a copy. The hit path then costs a tuple unpacking and a comparison.
@@ -46,12 +50,13 @@ the counters call them rather than repeat them.
 
 from __future__ import annotations
 
+import math
 import struct
 import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Final, TypeAlias
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeAlias
 
 from .backends._primitives import ENTRY_MAGIC, UNREADABLE
 from .backends.base import MISSING, BaseCache
@@ -63,21 +68,37 @@ from .serializers import describe
 if TYPE_CHECKING:
     from .counters import ReadPlan
 
-FORMAT: Final = "mk2"
+FORMAT: Final = "mk3"
 """Tag of an in-process entry whose value is kept as it is; bumped with the layout."""
-ENCODED: Final = "mk2e"
+ENCODED: Final = "mk3e"
 """Tag of an in-process entry whose value the cache encoded (``cache._encode``)."""
 MAGIC: Final = ENTRY_MAGIC
 """The start of every stored (bytes) entry."""
-FORMAT_NUMBER: Final = 2
+FORMAT_NUMBER: Final = 3
 """The format byte of a stored entry; bumped with :data:`FORMAT`."""
 
 _PREFIX: Final = struct.Struct("<2sBH")  # magic, format, number of versions
-_CREATED: Final = struct.Struct("<d")
+_TIMES: Final = struct.Struct("<dddd")  # created, fresh_until, stale_until, took
+_NEVER: Final = math.inf
 _MASK: Final = 2**64 - 1
 _MAX_PREFIXES: Final = 1024
 
 Versions: TypeAlias = tuple[int, ...]
+
+
+class Times(NamedTuple):
+    """When an entry was computed, until when it is fresh and served, and what it cost."""
+
+    created: float
+    """``time.time()`` when the value was computed."""
+    fresh_until: float = _NEVER
+    """``time.time()`` after which the entry is stale (``inf``: never)."""
+    stale_until: float = _NEVER
+    """``time.time()`` after which it is no longer served at all (``inf``: never)."""
+    took: float = 0.0
+    """Seconds the computation took."""
+
+
 Payload: TypeAlias = Any
 """What is stored: a tuple in a store that keeps objects, bytes in any other."""
 
@@ -103,24 +124,31 @@ def _prefix(versions: Versions) -> bytes:
     return prefix
 
 
-def entry_header(created: float, versions: Versions) -> bytes:
+def entry_header(
+    created: float,
+    versions: Versions,
+    fresh_until: float = _NEVER,
+    stale_until: float = _NEVER,
+    took: float = 0.0,
+) -> bytes:
     """The header of a stored entry computed at ``created`` under ``versions``."""
-    return _prefix(versions) + _CREATED.pack(created)
+    return _prefix(versions) + _TIMES.pack(created, fresh_until, stale_until, took)
 
 
 def encode_entry(
-    cache: BaseCache, value: Any, versions: Versions = (), created: float | None = None
+    cache: BaseCache, value: Any, versions: Versions = (), times: Times | float | None = None
 ) -> Payload:
-    """Return what ``cache`` stores for ``value`` computed now (or at ``created``).
+    """Return what ``cache`` stores for ``value`` computed now (or with ``times``).
 
-    Raise what the serializer raises for a value it cannot encode (a
-    ``pickle.PicklingError``).
+    ``times`` may be a bare ``created`` (fresh for ever). Raise what the
+    serializer raises for a value it cannot encode (a ``pickle.PicklingError``).
     """
-    when = time.time() if created is None else created
+    if not isinstance(times, Times):
+        times = Times(time.time() if times is None else times)
     if cache.capabilities.keeps_objects:
         encoded = cache._encode(value)
-        return (FORMAT if encoded is value else ENCODED, when, versions, encoded)
-    return dumps_after(cache.serializer, entry_header(when, versions), value)
+        return (FORMAT if encoded is value else ENCODED, times, versions, encoded)
+    return dumps_after(cache.serializer, entry_header(times.created, versions, *times[1:]), value)
 
 
 def _stored_value(data: Any, versions: Versions, cache: BaseCache) -> Any:
@@ -135,7 +163,7 @@ def _stored_value(data: Any, versions: Versions, cache: BaseCache) -> Any:
     if not data.startswith(prefix):
         # Other versions, an entry of another format (a bare pickle), or not an entry.
         return MISSING
-    return _loads(cache, data, len(prefix) + _CREATED.size)
+    return _loads(cache, data, len(prefix) + _TIMES.size)
 
 
 def _loads(cache: BaseCache, data: bytes, start: int) -> Any:
@@ -152,16 +180,16 @@ def _loads(cache: BaseCache, data: bytes, start: int) -> Any:
         raise UnreadableEntry(f"cannot decode the stored value ({describe(exc)})") from None
 
 
-def _header(data: bytes) -> tuple[float, Versions, int] | None:
-    """``(created, versions, start of the value)`` of a stored entry, or None."""
+def _header(data: bytes) -> tuple[Times, Versions, int] | None:
+    """``(times, versions, start of the value)`` of a stored entry, or None."""
     if len(data) < _PREFIX.size:
         return None
     magic, number, count = _PREFIX.unpack_from(data)
-    start = _PREFIX.size + 8 * count + _CREATED.size
+    start = _PREFIX.size + 8 * count + _TIMES.size
     if magic != MAGIC or number != FORMAT_NUMBER or len(data) < start:
         return None
     versions = struct.unpack_from(f"<{count}q", data, _PREFIX.size)
-    return _CREATED.unpack_from(data, start - _CREATED.size)[0], versions, start
+    return Times._make(_TIMES.unpack_from(data, start - _TIMES.size)), versions, start
 
 
 def valid_value(payload: Payload, versions: Versions, cache: BaseCache) -> Any:
@@ -189,6 +217,40 @@ def valid_value(payload: Payload, versions: Versions, cache: BaseCache) -> Any:
     return _stored_value(payload, versions, cache)
 
 
+def timed_value(payload: Payload, versions: Versions, cache: BaseCache) -> Any:
+    """:func:`valid_value` with the entry's times: ``(value, times)``, or MISSING.
+
+    The hit path of a function with a freshness policy (stale window, early
+    recomputation) reads entries here; the others never look at the times.
+    """
+    if type(payload) is tuple:
+        try:
+            tag, times, stored_versions, value = payload
+        except ValueError:
+            return MISSING
+        if stored_versions != versions or type(times) is not Times:
+            return MISSING
+        if tag == FORMAT:
+            return value, times
+        if tag == ENCODED:
+            return cache._decode(value), times
+        return MISSING
+    if type(payload) is not bytes:
+        if not isinstance(payload, bytearray | memoryview):
+            return MISSING
+        payload = bytes(payload)
+    prefix = _prefixes.get(versions)
+    if prefix is None:
+        prefix = _prefix(versions)
+    if not payload.startswith(prefix):
+        return MISSING
+    start = len(prefix)
+    if len(payload) < start + _TIMES.size:
+        return MISSING
+    times = Times._make(_TIMES.unpack_from(payload, start))
+    return _loads(cache, payload, start + _TIMES.size), times
+
+
 def value_of(payload: Payload, cache: BaseCache) -> Any:
     """Return (a copy of) the value of the entry ``payload``, whose validity was checked."""
     if type(payload) is tuple:
@@ -206,10 +268,21 @@ class Entry:
     value: Any
     created: float
     versions: Versions = ()
+    fresh_until: float = _NEVER
+    """``time.time()`` after which the entry is stale (``inf``: never)."""
+    stale_until: float = _NEVER
+    """``time.time()`` after which it is no longer served (``inf``: never)."""
+    took: float = 0.0
+    """Seconds its computation took."""
+
+    @property
+    def times(self) -> Times:
+        """The entry's times, as its header holds them."""
+        return Times(self.created, self.fresh_until, self.stale_until, self.took)
 
     def to_payload(self, cache: BaseCache) -> Payload:
         """Return what ``cache`` stores for this entry (for ``cache._set``)."""
-        return encode_entry(cache, self.value, self.versions, self.created)
+        return encode_entry(cache, self.value, self.versions, self.times)
 
     @classmethod
     def from_payload(cls, payload: Payload, cache: BaseCache) -> Entry | None:
@@ -219,13 +292,18 @@ class Entry:
         """
         if type(payload) is tuple:
             if len(payload) == 4 and payload[0] in (FORMAT, ENCODED):
-                return cls(value_of(payload, cache), payload[1], payload[2])
+                return cls._of(value_of(payload, cache), payload[1], payload[2])
             return None
         header = _header(payload) if isinstance(payload, bytes) else None
         if header is None:
             return None
-        created, versions, start = header
-        return cls(_loads(cache, payload, start), created, versions)
+        times, versions, start = header
+        return cls._of(_loads(cache, payload, start), times, versions)
+
+    @classmethod
+    def _of(cls, value: Any, times: Times, versions: Versions) -> Entry:
+        created, fresh_until, stale_until, took = times
+        return cls(value, created, versions, fresh_until, stale_until, took)
 
     @classmethod
     def read(cls, cache: BaseCache, key: str, version: int | None = None) -> Entry | None:

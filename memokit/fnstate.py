@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 from .backends.base import BaseCache
 from .config import caches
+from .freshness import NO_POLICY, Policy, TimeoutSpec
 from .resilience import is_value_failure
 from .singleflight import AsyncSingleFlight, SingleFlight
 from .switches import GATE, helper_cache, routed
-from .timeouts import Timeout
+from .timeouts import DEFAULT_TIMEOUT
 
 if TYPE_CHECKING:
     # Typing only: the counters module reads this state (see docs/architecture.md).
@@ -73,6 +74,7 @@ class CachedState:
         "cache",
         "class_body",
         "counter_names",
+        "early_recomputations",
         "errors",
         "fast",
         "flights",
@@ -83,7 +85,11 @@ class CachedState:
         "name",
         "none_timeout",
         "owner",
+        "policy",
+        "refresh_failures",
+        "refreshes",
         "safe_keys",
+        "stale_hits",
         "tags",
         "timeout",
         "unbound",
@@ -99,14 +105,15 @@ class CachedState:
         build: KeyBuilder,
         cache: BaseCache | None,
         alias: str,
-        timeout: Timeout,
-        none_timeout: Timeout,
+        timeout: TimeoutSpec,
+        none_timeout: TimeoutSpec,
         version: int | None,
         unless: Callable[[Any], object] | None,
         safe_keys: bool,
         lock: BackendLock | None = None,
         counter_names: list[str] | None = None,
         tags: TagsBuilder | None = None,
+        policy: Policy = NO_POLICY,
     ) -> None:
         self.func = func
         self.safe_keys = safe_keys  # keys come from the default builder: clean, <= 200
@@ -136,6 +143,12 @@ class CachedState:
         self.misses = 0
         self.errors = 0  # backend failures
         self.value_errors = 0  # value failures (memokit.resilience)
+        # Freshness (memokit.freshness) and its counts.
+        self.policy = policy
+        self.stale_hits = 0  # hits served past the fresh time, within the stale window
+        self.refreshes = 0  # background refreshes that ran the function
+        self.refresh_failures = 0  # background refreshes that failed (the stale value stayed)
+        self.early_recomputations = 0  # fresh hits that started an early recomputation
         # How calls read the current cache (made-key prefixes, primitives);
         # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None
@@ -163,8 +176,19 @@ class CachedState:
         """Callers that computed for themselves because waiting would close a cycle."""
         return self.flights.cycles + self.aflights.cycles
 
-    def timeout_for(self, value: Any) -> Timeout:
+    def timeout_for(self, value: Any) -> TimeoutSpec:
         return self.none_timeout if value is None else self.timeout
+
+    def counter_seconds(self, cache: BaseCache) -> float | None:
+        """Seconds the function's counters live in ``cache``: as long as its entries are kept.
+
+        A callable timeout gives each entry its own; the counters then live for
+        the cache's default timeout (a counter lost earlier costs a miss, never a
+        wrong value).
+        """
+        timeout = self.timeout
+        seconds = cache._seconds(DEFAULT_TIMEOUT if callable(timeout) else timeout)
+        return self.policy.counter_seconds(seconds)
 
 
 def _count(state: CachedState, exc: BaseException) -> None:

@@ -11,15 +11,17 @@ from __future__ import annotations
 
 import inspect
 import pickle
+import time
 from collections.abc import Awaitable, Callable, Generator
 from functools import partial
 from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
 from .counters import aread_entry, entry_value, read_entry
-from .entry import Versions, encode_entry, value_of
+from .entry import Times, Versions, encode_entry, value_of
 from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
+from .freshness import called_timeout
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import JOINED, Shared
 
@@ -37,14 +39,16 @@ def _refuse_awaitable(state: CachedState, value: Any) -> None:
         )
 
 
-def _encode(state: CachedState, cache: BaseCache, value: Any, versions: Versions) -> Any:
+def _encode(
+    state: CachedState, cache: BaseCache, value: Any, versions: Versions, times: Times
+) -> Any:
     """Encode the entry of ``value``; a result the serializer cannot encode is a TypeError.
 
     Such a result is a bug in the caller's code, raised on every backend: the
     dummy backend keeps values as they are, so it is checked with the serializer.
     """
     try:
-        encoded = encode_entry(cache, value, versions)
+        encoded = encode_entry(cache, value, versions, times)
         if not cache.capabilities.stores:
             cache.serializer.dumps(value)
     except pickle.PickleError as exc:
@@ -73,8 +77,12 @@ def _store_steps(
     versions: Versions,
     replace: bool,
     guard: CircuitBreaker | None,
+    took: float = 0.0,
 ) -> Steps[tuple[T, Shared | None]]:
     """Store a computed value with get_or_set semantics, yielding the I/O (see :func:`_run`).
+
+    ``took`` is how long the computation took, recorded in the entry for
+    early recomputation (:mod:`memokit.freshness`).
 
     Return what the caller gets, and the entry as encoded for the store, from
     which each waiter of the flight decodes its own copy (None when nothing was
@@ -88,9 +96,23 @@ def _store_steps(
     version = state.version
     # The predicate is the user's code: its exceptions are not backend errors.
     skip = state.unless is not None and state.unless(value)
+    timeout = state.timeout_for(value)
+    if callable(timeout):
+        if skip:
+            seconds: float | None = 0.0  # nothing is stored: the callable is not asked
+        else:
+            seconds, problem = called_timeout(timeout, value)  # its errors propagate
+            if problem:
+                state.value_errors += 1
+                cache._not_stored(cache.make_and_validate_key(key, version), problem)
+                return value, None
+    else:
+        seconds = cache._seconds(timeout)
+    policy = state.policy
+    times = policy.times(seconds, took)
     # Encoded once, before any I/O: what is stored is what the waiters decode
     # their copies from, and a result no serializer can encode raises here.
-    payload = None if skip else _encode(state, cache, value, versions)
+    payload = None if skip else _encode(state, cache, value, versions, times)
     shared = None
     made = ""
     try:
@@ -99,7 +121,7 @@ def _store_steps(
                 yield _io(cache.delete, cache.adelete, key, version)
             return value, None
         made = cache.make_and_validate_key(key, version)
-        seconds = cache._seconds(state.timeout_for(value))
+        seconds = policy.kept(times, seconds)
         if cache.capabilities.stores:  # the dummy cache encodes nothing
             shared = Shared(payload, _entry_decoder(cache))
         if seconds is not None and seconds <= 0:
@@ -289,12 +311,14 @@ def _lead_steps(
             state.hits += 1
             return found, None
     try:
+        started = time.perf_counter()
         value = yield call
+        took = time.perf_counter() - started
         state.misses += 1
         if guard.open_until and not guard.allow():
             _refuse_awaitable(state, value)
             return value, None  # the breaker opened while the function ran
-        return (yield from _store_steps(state, cache, key, value, versions, replace, guard))
+        return (yield from _store_steps(state, cache, key, value, versions, replace, guard, took))
     finally:
         if token is not None and lock is not None:
             yield _io(lock.release, lock.arelease, cache, key, version, token)
@@ -312,9 +336,11 @@ def _refresh_steps(state: CachedState, key: str, args: Any, kwargs: Any) -> Step
     except Exception as exc:
         _count(state, exc)
         raise
+    started = time.perf_counter()
     value = yield _call(state, args, kwargs)
+    took = time.perf_counter() - started
     state.misses += 1
-    stored, _ = yield from _store_steps(state, cache, key, value, versions, True, None)
+    stored, _ = yield from _store_steps(state, cache, key, value, versions, True, None, took)
     return stored
 
 

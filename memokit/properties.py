@@ -9,11 +9,16 @@ Three modes, chosen by the arguments:
   (never one per class) is held while the value is computed, and dropped
   afterwards, so nothing keeps the instance alive.
 - **timed** (``timeout=60``): the value is kept in ``__dict__`` with a deadline
-  (``time.monotonic()``), and computed again on the first read after it.
+  (``time.monotonic()``), and computed again on the first read after it. The
+  timeout may be a callable of the value, and ``jitter=`` shortens each
+  deadline by a random fraction (see :mod:`memokit.freshness`).
 - **shared** (``cache="default"`` or a cache instance): the value lives in the
   cache under a key built from the instance's declared identity
   (``__cache_key__``), so every process that reads the same object shares it;
-  this mode is ``@cached`` on the getter, with its single flight and fail-open.
+  this mode is ``@cached`` on the getter, with its single flight and fail-open,
+  and takes ``@cached``'s ``stale=``, ``early=`` and ``jitter=``.
+
+The plain mode has no expiry: it takes none of the freshness arguments.
 
 An ``async def`` getter gives an awaitable: ``await obj.attr`` computes once
 (concurrent awaits share one computation), then returns the stored result.
@@ -23,15 +28,20 @@ from __future__ import annotations
 
 import asyncio
 import inspect
+import math
+import random
 import threading
 import time
+import warnings
 from collections.abc import Awaitable, Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, Final, Generic, Protocol, Self, TypeVar, overload
 
 from .backends.base import BaseCache
 from .config import DefaultCacheProxy
-from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
+from .exceptions import ValueNotStoredWarning
+from .freshness import TimeoutSpec, called_timeout, check_policy, check_timeout_spec
+from .timeouts import DEFAULT_TIMEOUT, Timeout
 
 T = TypeVar("T")
 
@@ -115,9 +125,15 @@ class CachedProperty(Generic[T]):
 class TimedCachedProperty(CachedProperty[T]):
     """The timed mode: a data descriptor, so every read checks the deadline."""
 
-    def __init__(self, func: Callable[[Any], Any], timeout: float) -> None:
+    def __init__(
+        self,
+        func: Callable[[Any], Any],
+        timeout: float | Callable[[Any], float | None],
+        jitter: float = 0.0,
+    ) -> None:
         super().__init__(func)
         self.timeout = timeout
+        self.jitter = jitter
 
     def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
         if instance is None:
@@ -132,12 +148,37 @@ class TimedCachedProperty(CachedProperty[T]):
             if value is not _ABSENT:
                 return value
             value = self._compute(instance)
-            stored[name] = (value, time.monotonic() + self.timeout)
+            self._keep(stored, name, value)
             return value
 
     def __set__(self, instance: object, value: T) -> None:
         name = self._name()
-        _instance_dict(instance, name)[name] = (value, time.monotonic() + self.timeout)
+        self._keep(_instance_dict(instance, name), name, value)
+
+    def _keep(self, stored: dict[str, Any], name: str, value: Any) -> None:
+        """Keep ``value`` with its deadline; a timeout of 0 or less keeps nothing."""
+        timeout = self.timeout
+        if callable(timeout):
+            seconds, problem = called_timeout(timeout, value)
+            if problem:
+                # A value failure, as in @cached: reported, the value returned unkept.
+                warnings.warn(
+                    f"cached_property {name!r}: {problem}; the value was not kept",
+                    ValueNotStoredWarning,
+                    stacklevel=4,
+                )
+                stored.pop(name, None)
+                return
+        else:
+            seconds = timeout
+        if seconds is None:
+            seconds = math.inf
+        elif seconds <= 0:
+            stored.pop(name, None)
+            return
+        elif self.jitter:
+            seconds *= 1.0 - self.jitter * random.random()
+        stored[name] = (value, time.monotonic() + seconds)
 
     def __delete__(self, instance: object) -> None:
         if not self.invalidate(instance):
@@ -155,12 +196,20 @@ class SharedCachedProperty(CachedProperty[T]):
     """The shared mode: the value lives in a cache, keyed by the instance's identity."""
 
     def __init__(
-        self, func: Callable[[Any], Any], timeout: Timeout, cache: str | BaseCache
+        self,
+        func: Callable[[Any], Any],
+        timeout: TimeoutSpec,
+        cache: str | BaseCache,
+        stale: float = 0,
+        early: float | None = None,
+        jitter: float = 0,
     ) -> None:
         from .decorators import cached  # decorators imports nothing from here
 
         super().__init__(func)
-        self.cached: Any = cached(timeout=timeout, cache=cache)(func)
+        self.cached: Any = cached(
+            timeout=timeout, cache=cache, stale=stale, early=early, jitter=jitter
+        )(func)
 
     def __get__(self, instance: object, owner: type[Any] | None = None) -> Any:
         if instance is None:
@@ -333,7 +382,12 @@ def cached_property(func: Callable[[Any], T], /) -> CachedProperty[T]: ...
 
 @overload
 def cached_property(
-    *, timeout: Timeout = DEFAULT_TIMEOUT, cache: str | BaseCache | None = None
+    *,
+    timeout: Timeout | Callable[[Any], float | None] = DEFAULT_TIMEOUT,
+    cache: str | BaseCache | None = None,
+    stale: float | None = None,
+    early: float | None = None,
+    jitter: float | None = None,
 ) -> _PropertyDecorator: ...
 
 
@@ -341,41 +395,73 @@ def cached_property(
     func: Any = None,
     /,
     *,
-    timeout: Timeout = DEFAULT_TIMEOUT,
+    timeout: Timeout | Callable[[Any], float | None] = DEFAULT_TIMEOUT,
     cache: str | BaseCache | None = None,
+    stale: float | None = None,
+    early: float | None = None,
+    jitter: float | None = None,
 ) -> Any:
     """Compute a property once per instance; optionally for ``timeout`` seconds or in a cache.
 
     - bare, or without arguments: kept in the instance's ``__dict__`` for its life;
     - ``timeout``: seconds after which the next read computes again (``None``:
-      never, the default);
+      never, the default), or a callable that takes the value and returns them;
     - ``cache``: an alias or a cache instance; the value is kept there under the
       instance's ``__cache_key__()``, shared by every process, for ``timeout``
-      (default: the cache's ``TIMEOUT``).
+      (default: the cache's ``TIMEOUT``);
+    - ``jitter`` (with a timeout), ``stale`` and ``early`` (with ``cache``): as
+      for ``@cached`` (docs/freshness.md).
 
     ``del obj.attr`` and ``Class.attr.invalidate(obj)`` forget the value.
     """
-    if timeout is not DEFAULT_TIMEOUT:
-        timeout = check_timeout(timeout, "timeout")
+    spec = check_timeout_spec(timeout, "timeout")
     if cache is not None and not isinstance(cache, str | BaseCache | DefaultCacheProxy):
         raise TypeError(
             f"cache must be None (keep the value on the instance), an alias such as "
             f"'default' or a memokit cache instance, not {cache!r}"
         )
+    plain = cache is None and (spec is DEFAULT_TIMEOUT or spec is None)
+    _refuse_freshness(plain, cache is None, stale, early, jitter)
+    policy = check_policy(stale or 0, early, jitter or 0)
 
     def apply(getter: Callable[[Any], Any]) -> CachedProperty[Any]:
         made: CachedProperty[Any]
         if cache is not None:
-            made = SharedCachedProperty(getter, timeout, cache)
-        elif timeout is DEFAULT_TIMEOUT or timeout is None:
+            made = SharedCachedProperty(
+                getter, spec, cache, policy.stale, policy.early, policy.jitter
+            )
+        elif spec is DEFAULT_TIMEOUT or spec is None:
             made = CachedProperty(getter)
         else:
-            made = TimedCachedProperty(getter, float(timeout))
+            made = TimedCachedProperty(
+                getter, spec if callable(spec) else float(spec), policy.jitter
+            )
         return made
 
     if func is None:
         return apply
     return apply(func)
+
+
+def _refuse_freshness(
+    plain: bool, local: bool, stale: object, early: object, jitter: object
+) -> None:
+    """Refuse the freshness arguments a mode has no use for, naming them."""
+    passed = (("stale", stale), ("early", early), ("jitter", jitter))
+    given = [name for name, value in passed if value is not None]
+    if plain:
+        if given:
+            names = "=, ".join(given)
+            raise TypeError(
+                f"cached_property without timeout or cache never expires, so {names}= has "
+                f"nothing to act on; give a timeout (per instance) or a cache (shared)"
+            )
+    elif local and (stale is not None or early is not None):
+        name = "stale" if stale is not None else "early"
+        raise TypeError(
+            f"{name}= needs a cache: a value kept on the instance is recomputed on the read "
+            f"that finds it expired; use cached_property(cache='default', {name}=...)"
+        )
 
 
 class _PropertyDecorator(Protocol):

@@ -108,3 +108,47 @@ async def check_methods() -> None:
     assert_type(Service.helper.key(1), str)
     service.method("no")  # type: ignore[arg-type]
     Service.factory("no")  # type: ignore[arg-type]
+
+
+# -- freshness (docs/freshness.md) ----------------------------------------------------
+
+
+def _minutes_by_size(result: list[int]) -> float | None:
+    return 60.0 if result else None
+
+
+@cached(timeout=_minutes_by_size, stale=30, early=1.0, jitter=0.1)
+def by_size(a: int) -> list[int]:
+    return [a]
+
+
+@cached(timeout=lambda result: 5.0, stale=10)
+async def with_lambda_timeout(a: int) -> str:
+    return str(a)
+
+
+@cached(timeout=_minutes_by_size)
+async def async_by_size(a: int) -> list[int]:
+    return [a]
+
+
+@cached(timeout=300, stale=60, early=1.0, jitter=0.1, none_timeout=lambda none: 5.0)
+def with_policy(a: int) -> int | None:
+    return a
+
+
+async def check_freshness() -> None:
+    assert_type(by_size(1), list[int])
+    assert_type(by_size.key(1), str)
+    assert_type(with_policy(1), int | None)
+    assert_type(await async_by_size(1), list[int])
+    await with_lambda_timeout(1)
+
+
+# The callable timeout gets the result: one for another type is refused.
+@cached(timeout=_minutes_by_size)  # type: ignore[arg-type]
+def wrong_result(a: int) -> str:
+    return ""
+
+
+cached(stale="60")  # type: ignore[call-overload]

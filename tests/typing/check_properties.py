@@ -48,3 +48,21 @@ assert_type(Order.total.invalidate(order), bool)
 
 async def read() -> bytes:
     return await order.remote
+
+
+class Timed:
+    def __cache_key__(self) -> int:
+        return 1
+
+    @cached_property(timeout=lambda value: 60.0, jitter=0.1)
+    def rate(self) -> float:
+        return 1.0
+
+    @cached_property(cache="default", timeout=300, stale=60, early=1.0, jitter=0.1)
+    def shared(self) -> list[str]:
+        return []
+
+
+timed = Timed()
+assert_type(timed.rate, float)
+assert_type(timed.shared, list[str])
