@@ -169,3 +169,26 @@ def test_expiring_section_measures_the_issue_18_targets(tmp_path: Path) -> None:
     page = (out / "bench.md").read_text(encoding="utf-8")
     assert "## Hot key expiring" in page
     assert "| memokit @cached (memory), no stale window *(memokit)* | threads | 1 |" in page
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_freshness_timeline_script_draws_the_picture(tmp_path: Path) -> None:
+    # docs/freshness.md's picture is drawn by a script, as the benchmark plots are.
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib missing (pip install -e '.[bench]')")
+    out = tmp_path / "timeline.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "freshness_timeline.py"), f"--out={out}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    committed = (ROOT / "docs" / "freshness-timeline.png").read_bytes()
+    assert _png_size(out.read_bytes()) == _png_size(committed)
