@@ -338,7 +338,7 @@ def run(config: Config) -> dict[str, Any]:
     enabled = gc.isenabled()
     gc.disable()  # as timeit does: a collection is nobody's latency
     try:
-        for trial in range(config.stampede_trials):
+        for trial in range(config.expiring_trials):
             for c in ready:
                 run_trial = _thread_trial if c.mode == THREADS else _task_trial
                 trials[c.name].append(_summary(run_trial(c, 1_000 + trial)))
