@@ -4,7 +4,7 @@ Every trial of a candidate: one call computes the entry (its body sleeps 50 ms),
 then 50 callers (threads; asyncio tasks for the coroutine candidates) call the
 function on that key over and over, with a short pause between calls, from a
 common start until a fixed end. The entry turns stale ``FRESH_S`` after it was
-made, about a third of the way in; the run ends before a value made at that
+made, halfway through; the run ends before a value made at that
 expiry could itself expire, so every trial holds exactly one expiry.
 
 Every call's latency is kept with the time it started. The calls that started
@@ -36,7 +36,7 @@ from .timing import Config
 CALLERS = 50
 BODY_S = 0.05
 FRESH_S = 0.15
-"""Seconds the entry is fresh: it expires about a third of the way into the run."""
+"""Seconds the entry is fresh: it expires halfway through the run."""
 STALE_S = 10.0
 """The stale window of the candidates that have one: longer than the run."""
 END_S = 0.3
@@ -103,7 +103,7 @@ def _dogpile(background: bool) -> Callable[[Callable[..., Any]], Any]:
     # The memory backend never drops a value: past expiration_time it is the old value
     # that dogpile serves while one caller regenerates.
     region = make_region(**options).configure("dogpile.cache.memory", expiration_time=FRESH_S)
-    return region.cache_on_arguments()  # type: ignore[no-any-return]
+    return region.cache_on_arguments()
 
 
 class _Cashews:
