@@ -17,7 +17,16 @@ from . import env, report, targets
 from .sections import BY_NAME, SECTIONS, Context
 from .timing import Config
 
-PEERS = {"cachetools", "cachelib", "diskcache", "dogpile", "django", "redis", "pymemcache"}
+PEERS = {
+    "cachetools",
+    "cachelib",
+    "diskcache",
+    "dogpile",
+    "django",
+    "redis",
+    "pymemcache",
+    "cashews",
+}
 
 
 def _parser() -> argparse.ArgumentParser:

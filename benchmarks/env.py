@@ -20,6 +20,7 @@ PACKAGES = (
     "cachelib",
     "diskcache",
     "dogpile.cache",
+    "cashews",
     "django",
     "redis",
     "hiredis",

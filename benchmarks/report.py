@@ -145,6 +145,54 @@ def _stampede_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _us(us: float) -> str:
+    return f"{us / 1e3:.3g} ms" if us >= 1e3 else f"{us:.3g} µs"
+
+
+def _expiring_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        f"{result['callers']} callers call one memoised function on one key, each pausing "
+        f"{result['pause_ms']:g} ms between calls; its body sleeps {result['body_ms']:.0f} ms. "
+        f"The entry is fresh for {result['fresh_ms']:.0f} ms, so it expires about halfway "
+        f"through each {result['run_ms']:.0f} ms run. *Plain*: the median latency of the calls "
+        "made before the expiry; *while refreshed*: of those made from the expiry until the "
+        "function's next run has ended. The worst caller's latency is the largest of all "
+        "trials; stale windows are longer than the run.",
+        "",
+        *_header(
+            [
+                "candidate",
+                "callers are",
+                "function runs per trial",
+                "worst caller",
+                f"callers over {result['limit_ms']:g} ms",
+                "median, plain",
+                "median, while refreshed",
+                "refreshed ÷ plain",
+                "all right",
+            ]
+        ),
+    ]
+    for r in result["results"]:
+        lines.append(
+            _row(
+                [
+                    f"{r['name']} *({r['role']})*",
+                    r["mode"],
+                    ", ".join(map(str, r["runs"])),
+                    f"{r['max_ms']:.3g} ms",
+                    f"{r['callers_over_limit']} of {result['callers']}",
+                    _us(r["plain_median_us"]),
+                    _us(r["expiring_median_us"]),
+                    f"{r['ratio']:,.0f}x" if r["ratio"] >= 1000 else _ratio(r["ratio"]),
+                    "yes" if r["all_correct"] else "**no**",
+                ]
+            )
+        )
+    lines += [f"\n_Not measured: {s['name']}: {s['reason']}._" for s in result["skipped"]]
+    return lines
+
+
 def _footprint_table(result: dict[str, Any]) -> list[str]:
     ref = next((r for r in result["results"] if r["role"] == "django"), None)
     lines = [
@@ -193,7 +241,7 @@ def _targets_table(targets: list[dict[str, Any]]) -> list[str]:
             measured, met = "-", t["note"]
         else:
             measured = (
-                _ratio(t["measured"]) if t["unit"] == "x" else f"{t['measured']:g} {t['unit']}"
+                _ratio(t["measured"]) if t["unit"] == "x" else f"{t['measured']:.3g} {t['unit']}"
             )
             met = "**met**" if t["met"] else "**not met**"
         lines.append(_row([f"#{t['issue']}", t["section"], t["what"], measured, met]))
@@ -347,6 +395,8 @@ def render(data: dict[str, Any], page: Path) -> None:
             ]
         elif kind == "stampede":
             lines += _stampede_table(result)
+        elif kind == "expiring":
+            lines += _expiring_table(result)
         elif kind == "footprint":
             lines += _footprint_table(result)
         elif kind == "payloads":

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import decorators, footprint, ops, payloads, threads
+from . import decorators, expiring, footprint, ops, payloads, threads
 from .stores import SERVERS
 from .timing import Config
 
@@ -116,6 +116,12 @@ SECTIONS = [
         "Cold-key stampede",
         feature_missing("cached", 7),
         lambda ctx: decorators.run_stampede(ctx.config),
+    ),
+    Section(
+        "expiring",
+        "Hot key expiring",
+        feature_missing("cached", 7),
+        lambda ctx: expiring.run(ctx.config),
     ),
     Section(
         "payloads",

@@ -31,14 +31,15 @@ class Config:
     thread_repeats: int
     stampede_trials: int
     footprint_entries: int
+    expiring_trials: int = 1  # about 0.5 s per trial and candidate
 
     @classmethod
     def full(cls) -> Config:
-        return cls(7, 0.1, 1.0, 3, 3, 100_000)
+        return cls(7, 0.1, 1.0, 3, 3, 100_000, 2)
 
     @classmethod
     def quick(cls) -> Config:
-        return cls(3, 0.02, 0.25, 1, 1, 100_000)
+        return cls(3, 0.02, 0.25, 1, 1, 100_000, 1)
 
 
 @dataclass

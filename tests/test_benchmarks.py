@@ -133,3 +133,62 @@ def test_payloads_section_measures_the_issue_17_targets(tmp_path: Path) -> None:
     assert len(rows) == 14
     assert all(t["measured"] is not None for t in rows), rows
     assert "Stored size of the 64 KiB value" in (out / "bench.md").read_text(encoding="utf-8")
+
+
+def test_expiring_section_measures_the_issue_18_targets(tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    result = _harness(
+        tmp_path,
+        "expiring",
+        "--quick",
+        f"--json={out / 'run.json'}",
+        f"--page={out / 'bench.md'}",
+        peers=False,
+    )
+    assert result.returncode == 0, result.stderr
+    data = json.loads((out / "run.json").read_text(encoding="utf-8"))
+    section = data["sections"]["expiring"]
+    assert section["status"] == "ok", section
+    found = section["result"]
+    ran = {r["name"]: r for r in found["results"]}
+    skipped = {s["name"]: s["reason"] for s in found["skipped"]}
+    assert len(ran) + len(skipped) == 6
+    # Today's memokit, without a stale window, always runs: single flight, one run.
+    today = ran["memokit @cached (memory), no stale window"]
+    assert today["runs"] == [1]
+    assert today["all_correct"]
+    assert today["plain_median_us"] > 0
+    swr = "memokit @cached(stale=) (memory)"
+    rows = [t for t in data["targets"] if t["issue"] == 18]
+    assert len(rows) == 3
+    if swr in skipped:
+        assert "takes no stale= yet" in skipped[swr]
+        assert all(t["note"].startswith("not measured: memokit.cached") for t in rows), rows
+    else:
+        assert all(t["measured"] is not None for t in rows), rows
+    page = (out / "bench.md").read_text(encoding="utf-8")
+    assert "## Hot key expiring" in page
+    assert "| memokit @cached (memory), no stale window *(memokit)* | threads | 1 |" in page
+
+
+def _png_size(data: bytes) -> tuple[int, int]:
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+
+
+def test_freshness_timeline_script_draws_the_picture(tmp_path: Path) -> None:
+    # docs/freshness.md's picture is drawn by a script, as the benchmark plots are.
+    if importlib.util.find_spec("matplotlib") is None:
+        pytest.skip("matplotlib missing (pip install -e '.[bench]')")
+    out = tmp_path / "timeline.png"
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "freshness_timeline.py"), f"--out={out}"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=tmp_path,
+    )
+    assert result.returncode == 0, result.stderr
+    committed = (ROOT / "docs" / "freshness-timeline.png").read_bytes()
+    assert _png_size(out.read_bytes()) == _png_size(committed)
