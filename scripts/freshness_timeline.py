@@ -20,11 +20,14 @@ is the same at every run.
 from __future__ import annotations
 
 import argparse
-import math
 import random
 import sys
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The picture draws memokit's own formula, so the two cannot drift apart.
+from memokit.freshness import early_probability
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "docs" / "freshness-timeline.png"
@@ -42,15 +45,6 @@ STALE_COLOUR = "#e89a28"
 EXPIRED_COLOUR = "#c8c8c8"
 WAIT_COLOUR = "#d04040"
 REFRESH_COLOUR = "#3070c0"
-
-
-def early_probability(gap: float, took: float, early: float) -> float:
-    """XFetch's chance that one call recomputes ``gap`` seconds before the expiry.
-
-    A call recomputes when ``now - took * early * ln(u) >= expiry`` for a uniform
-    ``u`` in (0, 1], that is with probability ``exp(-gap / (took * early))``.
-    """
-    return 1.0 if gap <= 0 else math.exp(-gap / (took * early))
 
 
 def jittered(timeout: float, jitter: float, draws: int, seed: int = 18) -> list[float]:
