@@ -9,7 +9,9 @@ what they are for, and the nav rule is held on the real ``docs/`` without mkdocs
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
+import tomllib
 from pathlib import Path
 from types import ModuleType
 
@@ -116,3 +118,19 @@ def test_a_site_of_local_files_passes(check_site: ModuleType, tmp_path: Path) ->
         encoding="utf-8",
     )
     assert check_site.external_loads(tmp_path) == []
+
+
+def test_readme_and_home_page_state_the_supported_pythons() -> None:
+    with (ROOT / "pyproject.toml").open("rb") as f:
+        project = tomllib.load(f)["project"]
+    assert project["requires-python"] == ">=3.11"  # else update the sentence below
+    tested = [
+        c.rsplit(" ", 1)[1]
+        for c in project["classifiers"]
+        if re.fullmatch(r"Programming Language :: Python :: 3\.\d+", c)
+    ]
+    listed = ", ".join(tested[:-1]) + f" and {tested[-1]}"
+    for page in (ROOT / "README.md", ROOT / "docs" / "index.md"):
+        text = " ".join(page.read_text(encoding="utf-8").split())
+        assert "Python 3.11 or later" in text, page
+        assert listed in text, (page, listed)
