@@ -134,3 +134,15 @@ def test_readme_and_home_page_state_the_supported_pythons() -> None:
         text = " ".join(page.read_text(encoding="utf-8").split())
         assert "Python 3.11 or later" in text, page
         assert listed in text, (page, listed)
+
+
+def test_sphinx_role_names_are_dropped_from_the_reference() -> None:
+    spec = importlib.util.spec_from_file_location("hooks", ROOT / "scripts/mkdocs_hooks.py")
+    assert spec is not None
+    assert spec.loader is not None
+    hooks = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(hooks)
+    html = "<p>See :func:<code>cached</code> and :class:<code>CacheInfo</code>; a :b:c.</p>"
+    assert hooks.on_page_content(html) == (
+        "<p>See <code>cached</code> and <code>CacheInfo</code>; a :b:c.</p>"
+    )
