@@ -102,7 +102,7 @@ def nav_pages(mkdocs_yml: str) -> set[str]:
     match = re.search(r"^nav:\s*\n((?:[ \t]+.*\n|[ \t]*\n)*)", mkdocs_yml, re.MULTILINE)
     if match is None:
         return set()
-    return set(re.findall(r"^[ \t]*-\s*(?:[^\n:]*:\s*)?(\S+\.md)\s*$", match[1], re.MULTILINE))
+    return set(re.findall(r"^[ \t]*-\s*(?:.*:\s*)?['\"]?([^\s'\"]+\.md)['\"]?\s*$", match[1], re.M))
 
 
 def pages_missing_from_nav(docs: Path, mkdocs_yml: Path) -> list[str]:

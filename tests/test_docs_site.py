@@ -60,10 +60,16 @@ def test_nav_is_read_up_to_the_next_top_level_key(check_site: ModuleType) -> Non
         "      - Deep: guides/deep.md\n"
         "\n"
         "      - bare.md\n"
+        "      - 'Reference: the API': \"reference/api.md\"\n"
         "theme:\n"
         "  custom: other.md\n"
     )
-    assert check_site.nav_pages(text) == {"index.md", "guides/deep.md", "bare.md"}
+    assert check_site.nav_pages(text) == {
+        "index.md",
+        "guides/deep.md",
+        "bare.md",
+        "reference/api.md",
+    }
     assert check_site.nav_pages("site_name: x\n") == set()
 
 
