@@ -1,4 +1,12 @@
-"""Command line: ``python -m benchmarks [SECTION ...] [--quick] [--list]``."""
+"""Command line: ``python -m benchmarks [SECTION ...] [--quick] [--list] [--update-docs]``.
+
+Where a run writes (``--json`` and ``--page`` override either):
+
+- every section, ``--update-docs``: the tracked results, ``benchmarks/results/benchmarks.json``
+  and ``docs/benchmarks.md`` with its plots in ``docs/benchmarks/``;
+- every section: ``benchmarks/results/latest.json`` and ``latest.md`` (not tracked);
+- named sections: ``benchmarks/results/partial.json`` and ``partial.md`` (not tracked).
+"""
 
 from __future__ import annotations
 
@@ -32,11 +40,18 @@ PEERS = {
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Benchmark memokit beside its peers; write JSON and docs/benchmarks.md.",
+        description="Benchmark memokit beside its peers; write the results as JSON and Markdown "
+        "(benchmarks/results/latest.*, or docs/benchmarks.md with --update-docs).",
     )
     p.add_argument("sections", nargs="*", metavar="SECTION", help="sections to run (default: all)")
     p.add_argument("--quick", action="store_true", help="a short run (under 2 minutes)")
     p.add_argument("--list", action="store_true", help="list the sections and whether they run")
+    p.add_argument(
+        "--update-docs",
+        action="store_true",
+        help="write the tracked results: benchmarks/results/benchmarks.json and "
+        "docs/benchmarks.md with its plots (a run of every section only)",
+    )
     p.add_argument("--json", type=Path, help="where to write the raw results")
     p.add_argument("--page", type=Path, help="where to write the Markdown page")
     p.add_argument("--render", type=Path, metavar="JSON", help="only re-render a page from JSON")
@@ -79,6 +94,18 @@ def _run_sections(names: list[str], config: Config) -> dict[str, dict[str, Any]]
     return out
 
 
+def _outputs(args: argparse.Namespace) -> tuple[Path, Path]:
+    """Where this run writes its JSON and its page (see the module's docstring)."""
+    results_dir = env.ROOT / "benchmarks" / "results"
+    if args.sections:
+        json_path, page = results_dir / "partial.json", results_dir / "partial.md"
+    elif args.update_docs:
+        json_path, page = results_dir / "benchmarks.json", env.ROOT / "docs" / "benchmarks.md"
+    else:
+        json_path, page = results_dir / "latest.json", results_dir / "latest.md"
+    return args.json or json_path, args.page or page
+
+
 def main(argv: list[str]) -> int:
     args = _parser().parse_args(argv)
     unknown = [s for s in args.sections if s not in BY_NAME]
@@ -91,12 +118,12 @@ def main(argv: list[str]) -> int:
             reason = s.missing()
             print(f"{s.name:<16}{s.title}" + (f"  [skipped: {reason}]" if reason else ""))
         return 0
-    partial = bool(args.sections)
-    results_dir = env.ROOT / "benchmarks" / "results"
-    json_path = args.json or results_dir / ("partial.json" if partial else "benchmarks.json")
-    page = args.page or (
-        results_dir / "partial.md" if partial else env.ROOT / "docs" / "benchmarks.md"
-    )
+    if args.update_docs and args.sections:
+        _parser().error(
+            "--update-docs writes the tracked results, which need a run of every section: "
+            "leave out the section names, or leave out --update-docs"
+        )
+    json_path, page = _outputs(args)
     if args.render:
         data = json.loads(args.render.read_text(encoding="utf-8"))
         report.render(data, page)
@@ -127,6 +154,8 @@ def main(argv: list[str]) -> int:
     json_path.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     report.render(data, page)
     print(f"wrote {json_path} and {page} in {meta['seconds']} s")
+    if not args.update_docs and args.json is None and args.page is None:
+        print("docs/benchmarks.md is unchanged; --update-docs writes the run there")
     failed = [n for n, s in sections.items() if s["status"] == "error"]
     if failed:
         print(f"sections that failed: {', '.join(failed)}", file=sys.stderr)

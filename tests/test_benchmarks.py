@@ -9,6 +9,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -192,3 +193,60 @@ def test_freshness_timeline_script_draws_the_picture(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     committed = (ROOT / "docs" / "freshness-timeline.png").read_bytes()
     assert _png_size(out.read_bytes()) == _png_size(committed)
+
+
+def _tree_copy(tmp_path: Path) -> Path:
+    """The harness in tmp_path/benchmarks: its results and docs land under tmp_path."""
+    shutil.copytree(
+        ROOT / "benchmarks",
+        tmp_path / "benchmarks",
+        ignore=shutil.ignore_patterns("__pycache__", "results"),
+    )
+    return tmp_path
+
+
+def _render(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    # The committed results, re-rendered: the same choice of paths as a whole run. Only
+    # the sections without a plot, so that matplotlib is not imported (5 s a render).
+    data = json.loads((ROOT / "benchmarks/results/benchmarks.json").read_text(encoding="utf-8"))
+    data["sections"] = {k: v for k, v in data["sections"].items() if k == "hits"}
+    saved = tmp_path / "saved.json"
+    saved.write_text(json.dumps(data), encoding="utf-8")
+    env = {**os.environ, "PYTHONPATH": str(Path(memokit.__file__).resolve().parent.parent)}
+    return subprocess.run(
+        [sys.executable, "-m", "benchmarks", "--render", str(saved), *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+        cwd=_tree_copy(tmp_path),
+        env=env,
+    )
+
+
+def test_a_whole_run_leaves_the_tracked_docs_alone(tmp_path: Path) -> None:
+    # The README's `python -m benchmarks --quick` rewrote docs/benchmarks.md and the
+    # committed JSON; only --update-docs may.
+    result = _render(tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert not (tmp_path / "docs").exists()
+    page = tmp_path / "benchmarks" / "results" / "latest.md"
+    assert f"wrote {page}" in result.stdout
+    assert "## Memoised hits" in page.read_text(encoding="utf-8")
+
+
+def test_update_docs_writes_the_tracked_page(tmp_path: Path) -> None:
+    result = _render(tmp_path, "--update-docs")
+    assert result.returncode == 0, result.stderr
+    page = tmp_path / "docs" / "benchmarks.md"
+    assert f"wrote {page}" in result.stdout
+    assert "## Memoised hits" in page.read_text(encoding="utf-8")
+    assert not (tmp_path / "benchmarks" / "results" / "latest.md").exists()
+
+
+def test_update_docs_needs_every_section(tmp_path: Path) -> None:
+    result = _harness(tmp_path, "memory", "--update-docs", peers=False)
+    assert result.returncode == 2
+    assert "--update-docs writes the tracked results, which need a run of every section" in (
+        result.stderr
+    )

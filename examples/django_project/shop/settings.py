@@ -2,7 +2,9 @@
 
 SECRET_KEY = "example-only-not-secret"  # noqa: S105 - an example project's key
 DEBUG = False
-ALLOWED_HOSTS = ["testserver", "localhost"]
+# DEBUG is False, so Django serves only these hosts: the addresses `manage.py runserver`
+# answers on (127.0.0.1, its default, and localhost) and the test client's "testserver".
+ALLOWED_HOSTS = ["127.0.0.1", "localhost", "[::1]", "testserver"]
 ROOT_URLCONF = "shop.urls"
 INSTALLED_APPS: list[str] = []
 DATABASES: dict[str, dict[str, str]] = {}  # the example needs no database

@@ -16,6 +16,10 @@ class CachedViewsTests(SimpleTestCase):
         cache.clear()
         views.builds.clear()
 
+    def test_index_lists_the_pages(self) -> None:
+        response = self.client.get("/", headers={"host": "127.0.0.1:8000"})  # runserver's
+        self.assertContains(response, '<a href="/prices/tea/">')
+
     def test_django_cache_is_memokit(self) -> None:
         self.assertIsInstance(caches["default"], MemokitCache)
         self.assertIsInstance(cache.memokit, memokit.MemoryCache)

@@ -14,6 +14,21 @@ builds: dict[str, int] = {}
 """How often each report was computed; the tests read it to see cache hits."""
 
 
+def index(request: HttpRequest) -> HttpResponse:
+    """What `manage.py runserver` shows first: the example's pages."""
+    links = "".join(
+        f'<li><a href="{url}">{url}</a>: {what}</li>'
+        for url, what in (
+            ("/report/north/", "computed once a minute, through django.core.cache"),
+            ("/async-report/north/", "the same entry, from an async view"),
+            ("/visits/", "an atomic counter"),
+            ("/page/", "a whole response cached by cache_page"),
+            ("/prices/tea/", "a memokit @cached function in the cache CACHES configures"),
+        )
+    )
+    return HttpResponse(f"<h1>memokit in a Django project</h1><ul>{links}</ul>")
+
+
 def build_report(region: str) -> dict[str, Any]:
     """Stand-in for an expensive computation (a slow query, a remote call)."""
     builds[region] = builds.get(region, 0) + 1
