@@ -96,8 +96,24 @@ def display(servers: list[str]) -> str:
     return ";".join(redact(url) for url in servers)
 
 
+# What a URL's credentials cannot hold raw: LOCATION splits servers at ';' and ',',
+# and masking (memokit._secrets) ends a URL's credentials at either and at a blank.
+_UNSPLITTABLE = re.compile(r"[\s;,]")
+
+
 def check_servers(servers: list[str], secrets: tuple[str, ...]) -> None:
     """Raise ``ImproperlyConfigured`` for a URL redis-py cannot read, never quoting a secret."""
+    for url in servers:
+        _, sep, rest = url.partition("://")
+        userinfo = (rest if sep else url).rpartition("@")[0]
+        # A piece without a scheme holding an "@" is what followed a ';' or ',' in the
+        # credentials of the URL before it. Nothing is quoted: each piece holds a part.
+        if userinfo and (not sep or _UNSPLITTABLE.search(userinfo)):
+            raise ImproperlyConfigured(
+                "LOCATION: a ';', ',' or blank in a Redis username or password must be "
+                "percent-encoded (LOCATION lists servers separated by ';' or ','), for "
+                "example with urllib.parse.quote(password, safe='')"
+            )
     for url in servers:
         scheme, _, rest = url.partition("://")
         # An "@" past the address means a raw "/", "?" or "#" in the credentials

@@ -198,6 +198,19 @@ def test_an_unreadable_url_is_refused_without_quoting_the_secret(secret: str) ->
     assert not _leaks(_chain(raised.value), secret), _chain(raised.value)
 
 
+@pytest.mark.parametrize("secret", ["Qx7k;Wv3p", "Qx7k,Wv3p", "Qx7k Wv3p", "Qx7k\tWv3p"])
+@pytest.mark.parametrize("listed", [False, True], ids=["str", "list"])
+def test_a_raw_separator_or_blank_in_a_password_is_refused_without_quoting_it(
+    secret: str, listed: bool
+) -> None:
+    # A ';' or ',' splits a str LOCATION into servers, and neither it nor a blank can
+    # stand in a URL's credentials for masking: they showed the password, or half of it.
+    url = f"redis://app:{secret}@h:1/0"
+    with pytest.raises(ImproperlyConfigured, match="percent-encoded") as raised:
+        memokit.create_cache({"BACKEND": "redis", "LOCATION": [url] if listed else url})
+    assert not _leaks(_chain(raised.value), secret), _chain(raised.value)
+
+
 def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -> None:
     # The session server has no user "app": redis-py's AUTH error must not quote the password.
     for settings in (
