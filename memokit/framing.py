@@ -446,7 +446,11 @@ def build_serializer(
         signer = None
     else:
         if serializer not in (None, "signed-pickle"):
-            shown = serializer if isinstance(serializer, str) else type(serializer).__name__
+            if isinstance(serializer, str):
+                shown = serializer
+            else:  # a class (instantiated later) or an instance: its class's name
+                cls = serializer if isinstance(serializer, type) else type(serializer)
+                shown = cls.__name__
             raise ImproperlyConfigured(
                 f"OPTIONS['SECRET'] is set, but SERIALIZER {shown!r} does not sign: use "
                 f"SERIALIZER 'signed-pickle' (or leave SERIALIZER out) to sign with SECRET, "

@@ -101,6 +101,10 @@ def test_a_custom_serializer_stays_unframed_unless_compressed(tmp_path: Path) ->
             {"SECRET": SECRET, "SERIALIZER": JSONSerializer()},
             r"SECRET.*SERIALIZER 'JSONSerializer' does not sign",
         ),
+        (
+            {"SECRET": SECRET, "SERIALIZER": JSONSerializer},  # a class is instantiated
+            r"SECRET.*SERIALIZER 'JSONSerializer' does not sign",
+        ),
         ({"SECRET": "short"}, r"SECRET must be at least 32 bytes, not 5.*token_hex"),
         ({"SECRET": 12345}, r"SECRET must be a str or bytes, not a int"),
         ({"SECRET": SECRET, "OLD_SECRETS": OLD}, r"OLD_SECRETS must be a list of secrets"),
