@@ -40,11 +40,13 @@ from . import serializers
 from .exceptions import ImproperlyConfigured, UnreadableEntry
 from .serializers import (
     FRAME_MAGIC,
+    UNPICKLING_ERRORS,
     JSONSerializer,
     MsgpackSerializer,
     PickleSerializer,
     Serializer,
     get_serializer,
+    unpickling_failed,
 )
 
 MIN_SECRET_BYTES: Final = 32
@@ -233,8 +235,8 @@ class FramedSerializer:
         self.compress_min_size = compress_min_size
         # What an uncompressed frame of this kind starts with: loads' common case.
         self._plain_lead = FRAME_MAGIC + kind + b"-"
-        # Plain pickle reads from a view of the payload (no copy of the body); any
-        # failure is left to the serializer's own loads, which says what it was.
+        # Plain pickle reads from a view of the payload (no copy of the body), failing
+        # as its own loads would.
         self._reads_views = type(inner) is PickleSerializer
 
     def dumps(self, value: Any, header: bytes = b"") -> bytes:
@@ -277,10 +279,12 @@ class FramedSerializer:
                 outer.update(inner.digest())
                 if hmac.compare_digest(outer.digest(), view[end:]):
                     if self._reads_views:
+                        # What PickleSerializer.loads does, from a view; once: a failed
+                        # unpickling is never run again (its reconstructors would rerun).
                         try:
                             return pickle.loads(view[body:end])  # noqa: S301 - signed by SECRET
-                        except Exception:  # noqa: S110 - the serializer says what failed
-                            pass
+                        except UNPICKLING_ERRORS as exc:
+                            raise unpickling_failed(exc) from None
                     return self.inner.loads(data[body:end])
         return self._loads(data, start)
 

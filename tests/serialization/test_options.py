@@ -207,6 +207,35 @@ def test_rotation_reads_old_secrets_and_misses_unknown_ones(tmp_path: Path) -> N
     assert build(tmp_path, SECRET=SECRET).get("by-old") == {"v": 3}
 
 
+_rebuilds: list[str] = []
+
+
+def _rebuild_failing(label: str) -> None:
+    _rebuilds.append(label)
+    raise ValueError("cannot rebuild")
+
+
+class RebuildFails:
+    """Its unpickling runs ``_rebuild_failing``, which fails: a value whose class changed."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_rebuild_failing, ("ran",))
+
+
+@pytest.mark.parametrize("options", [{}, {"SECRET": SECRET}], ids=["pickle", "signed-pickle"])
+def test_a_value_that_fails_to_unpickle_is_unpickled_once(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    # Signed pickle's fast read tried a view of the payload, then on failure unpickled
+    # it again through the serializer (for its message): every reconstructor ran twice.
+    cache = build(tmp_path, **options)
+    cache.set("k", RebuildFails())
+    _rebuilds.clear()
+    with pytest.warns(memokit.CorruptEntryWarning, match=r"cannot unpickle.*ValueError"):
+        assert cache.get("k", "miss") == "miss"
+    assert _rebuilds == ["ran"]
+
+
 def test_a_signed_frame_that_was_tampered_with_is_never_unpickled() -> None:
     serializer = build_serializer("signed-pickle", secret=SECRET)
     frame = bytearray(serializer.dumps({"a": 1}))
