@@ -239,6 +239,9 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
         {"BACKEND": "redis", "LOCATION": "redis://h:1", "OPTIONS": [("password", "Qx7kWv3p")]},
         {"BACKEND": "redis", "LOCATION": "redis://:Qx7kWv3p@[::1"},
         {"BACKEND": "memcached", "LOCATION": "app:Qx7k@Wv3p@127.0.0.1:11211"},
+        # LOCATION splits servers at ';' and ','; the piece before held a part.
+        {"BACKEND": "memcached", "LOCATION": "app:Qx7k;Wv3p@127.0.0.1:11211"},
+        {"BACKEND": "memcached", "LOCATION": "h:1,app:Qx7k,Wv3p@127.0.0.1:11211"},
         {"BACKEND": "memcached", "LOCATION": "127.0.0.1:11211", "OPTIONS": ["token=Qx7kWv3p"]},
         {"BACKEND": "memory", "OPTIONS": [("SECRET", "Qx7k" * 8), ("OLD_SECRETS", ["Wv3p"])]},
         {"BACKEND": "sqlite", "LOCATION": ":memory:", "OPTIONS": {"API_KEY": "Qx7kWv3p", "x": 1}},
@@ -248,6 +251,8 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
         "redis-options",
         "redis-bad-ipv6",
         "memcached-location",
+        "memcached-location-semicolon",
+        "memcached-location-comma",
         "memcached-options",
         "memory-secret",
         "sqlite-unknown-key",
