@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from memokit import BaseCache, UnsupportedValue, cached, cached_property
+from memokit import BaseCache, CorruptEntryWarning, UnsupportedValue, cached, cached_property
 from memokit.framing import FramedSerializer
 
 CacheFactory = Any
@@ -251,3 +251,39 @@ def test_waiters_of_one_flight_each_decode_their_own_copy(cache: BaseCache) -> N
         caller.join(10)
     assert results == [[{"i": 1}]] * 3
     assert len({id(result) for result in results}) == 3
+
+
+def test_rotation_reads_old_secrets_and_misses_unknown_ones(make_cache: CacheFactory) -> None:
+    # Off the axis: signing only. A value and a decorated entry signed with an old
+    # secret are read; signed with a secret the reader does not know, each is a miss.
+    old, new, unknown = SECRET, "rotated-secret-" + "n" * 40, "unknown-secret-" + "u" * 40
+    reader = make_cache(OPTIONS={"SECRET": new, "OLD_SECRETS": [old]})
+    if not cache_signs(reader):
+        pytest.skip("a SECRET alone does not sign a store only this process writes")
+    computed: list[str] = []
+
+    def decorated(cache: BaseCache, name: str) -> Any:
+        @cached(cache=cache, name=f"rotation-{name}")
+        def report() -> dict[str, str]:
+            computed.append(name)
+            return {"by": name}
+
+        return report
+
+    for name, secret in (("old", old), ("unknown", unknown)):
+        writer = make_cache(OPTIONS={"SECRET": secret})
+        writer.set(name, [name])
+        assert decorated(writer, name)() == {"by": name}
+    computed.clear()
+    assert reader.get("old") == ["old"]
+    assert decorated(reader, "old")() == {"by": "old"}
+    assert computed == []  # read, not computed again
+    with pytest.warns(CorruptEntryWarning, match="signature does not match"):
+        assert reader.get("unknown", "miss") == "miss"
+    with pytest.warns(CorruptEntryWarning, match="signature does not match"):
+        assert decorated(reader, "unknown")() == {"by": "unknown"}
+    assert computed == ["unknown"]
+
+
+def cache_signs(cache: BaseCache) -> bool:
+    return isinstance(cache.serializer, FramedSerializer) and cache.serializer.signer is not None
