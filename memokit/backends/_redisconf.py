@@ -109,10 +109,11 @@ def check_servers(servers: list[str], secrets: tuple[str, ...]) -> None:
         # A piece without a scheme holding an "@" is what followed a ';' or ',' in the
         # credentials of the URL before it. Nothing is quoted: each piece holds a part.
         if userinfo and (not sep or _UNSPLITTABLE.search(userinfo)):
+            missing = "" if sep else "a server holds an '@' but no scheme (redis://); "
             raise ImproperlyConfigured(
-                "LOCATION: a ';', ',' or blank in a Redis username or password must be "
-                "percent-encoded (LOCATION lists servers separated by ';' or ','), for "
-                "example with urllib.parse.quote(password, safe='')"
+                f"LOCATION: {missing}a ';', ',' or blank in a Redis username or password must "
+                f"be percent-encoded (LOCATION lists servers separated by ';' or ','), for "
+                f"example with urllib.parse.quote(password, safe='')"
             )
     for url in servers:
         scheme, _, rest = url.partition("://")

@@ -238,6 +238,7 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
         {"BACKEND": "redis", "LOCATION": ["redis://:Qx7k@Wv3p@h:1", 5]},
         {"BACKEND": "redis", "LOCATION": "redis://h:1", "OPTIONS": [("password", "Qx7kWv3p")]},
         {"BACKEND": "redis", "LOCATION": "redis://:Qx7kWv3p@[::1"},
+        {"BACKEND": "redis", "LOCATION": "redis://h:1;app:Qx7kWv3p@h:2"},  # no scheme
         {"BACKEND": "memcached", "LOCATION": "app:Qx7k@Wv3p@127.0.0.1:11211"},
         # LOCATION splits servers at ';' and ','; the piece before held a part.
         {"BACKEND": "memcached", "LOCATION": "app:Qx7k;Wv3p@127.0.0.1:11211"},
@@ -250,6 +251,7 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
         "redis-location",
         "redis-options",
         "redis-bad-ipv6",
+        "redis-no-scheme",
         "memcached-location",
         "memcached-location-semicolon",
         "memcached-location-comma",
