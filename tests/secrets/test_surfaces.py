@@ -200,12 +200,15 @@ def test_an_unreadable_url_is_refused_without_quoting_the_secret(secret: str) ->
 
 @pytest.mark.parametrize("secret", ["Qx7k;Wv3p", "Qx7k,Wv3p", "Qx7k Wv3p", "Qx7k\tWv3p"])
 @pytest.mark.parametrize("listed", [False, True], ids=["str", "list"])
+@pytest.mark.parametrize(
+    "template", ["redis://app:{}@h:1/0", "redis://h:1/0?password={}"], ids=["userinfo", "query"]
+)
 def test_a_raw_separator_or_blank_in_a_password_is_refused_without_quoting_it(
-    secret: str, listed: bool
+    secret: str, listed: bool, template: str
 ) -> None:
     # A ';' or ',' splits a str LOCATION into servers, and neither it nor a blank can
-    # stand in a URL's credentials for masking: they showed the password, or half of it.
-    url = f"redis://app:{secret}@h:1/0"
+    # stand in a URL's password for masking: they showed the password, or half of it.
+    url = template.format(secret)
     with pytest.raises(ImproperlyConfigured, match="percent-encoded") as raised:
         memokit.create_cache({"BACKEND": "redis", "LOCATION": [url] if listed else url})
     assert not _leaks(_chain(raised.value), secret), _chain(raised.value)
