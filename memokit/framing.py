@@ -366,7 +366,16 @@ def _secret(value: object, name: str) -> bytes:
     # Never put the value itself in a message: it is a secret, and a wrong one is
     # often another secret pasted in the wrong place.
     if isinstance(value, str):
-        value = value.encode()
+        try:
+            # surrogateescape: os.environ gives bytes that are not UTF-8 as lone
+            # surrogates, which this turns back into those bytes.
+            value = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise ImproperlyConfigured(
+                f"{name} is a str that UTF-8 cannot encode (it holds a lone surrogate); "
+                f"give it as bytes, or make one with "
+                f"python -c 'import secrets; print(secrets.token_hex(32))'"
+            ) from None
     if not isinstance(value, bytes):
         raise ImproperlyConfigured(
             f"{name} must be a str or bytes, not a {type(value).__name__}; make one with "

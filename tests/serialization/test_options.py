@@ -107,6 +107,11 @@ def test_a_custom_serializer_stays_unframed_unless_compressed(tmp_path: Path) ->
         ),
         ({"SECRET": "short"}, r"SECRET must be at least 32 bytes, not 5.*token_hex"),
         ({"SECRET": 12345}, r"SECRET must be a str or bytes, not a int"),
+        ({"SECRET": "\ud800" + "k" * 40}, r"SECRET is a str that UTF-8 cannot encode.*bytes"),
+        (
+            {"SECRET": SECRET, "OLD_SECRETS": ["\ud800" + "k" * 40]},
+            r"OLD_SECRETS\[0\] is a str that UTF-8 cannot encode",
+        ),
         ({"SECRET": SECRET, "OLD_SECRETS": OLD}, r"OLD_SECRETS must be a list of secrets"),
         ({"SECRET": SECRET, "OLD_SECRETS": [OLD, "tiny"]}, r"OLD_SECRETS\[1\] must be at least"),
         ({"OLD_SECRETS": [OLD]}, r"OLD_SECRETS'\] without OPTIONS\['SECRET'\]"),
@@ -163,6 +168,13 @@ def test_a_secret_never_shows_in_repr_errors_or_warnings(
     for line in shown:
         for needle in needles:
             assert needle not in line, line
+
+
+def test_a_secret_from_the_environment_with_bytes_not_utf8_is_those_bytes(tmp_path: Path) -> None:
+    # os.environ gives bytes that are not UTF-8 as lone surrogates (surrogateescape).
+    raw = b"\xff\xfe" + b"k" * 40
+    build(tmp_path, SECRET=raw.decode("utf-8", "surrogateescape")).set("k", [1])
+    assert build(tmp_path, SECRET=raw).get("k") == [1]
 
 
 def test_the_django_adapter_never_signs_with_djangos_secret_key(tmp_path: Path) -> None:
