@@ -132,7 +132,7 @@ def _patterns(secrets: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ..
     repr would), that spelling and the pattern finding it; built once per cache."""
     forms: set[str] = set()
     for secret in secrets:
-        forms |= {secret, quote(secret, safe=""), quote(secret), repr(secret)[1:-1]}
+        forms |= {secret, _quoted(secret, ""), _quoted(secret, "/"), repr(secret)[1:-1]}
         forms.add(secret.encode("utf-8", "backslashreplace").decode("ascii", "backslashreplace"))
     found = []
     for form in sorted(form for form in forms if form):
@@ -141,6 +141,15 @@ def _patterns(secrets: tuple[str, ...]) -> tuple[tuple[str, re.Pattern[str]], ..
             pattern = rf"(?<![A-Za-z0-9]){pattern}(?![A-Za-z0-9])"
         found.append((form, re.compile(pattern)))
     return tuple(found)
+
+
+def _quoted(secret: str, safe: str) -> str:
+    """``secret`` percent-encoded, whatever it holds: a lone surrogate (from bytes that
+    are not UTF-8, by surrogateescape, or any other) must not make masking fail."""
+    try:
+        return quote(secret, safe=safe, errors="surrogateescape")
+    except UnicodeEncodeError:
+        return quote(secret, safe=safe, errors="surrogatepass")
 
 
 def _scrubbed(value: object) -> object:

@@ -40,11 +40,13 @@ from . import serializers
 from .exceptions import ImproperlyConfigured, UnreadableEntry
 from .serializers import (
     FRAME_MAGIC,
+    UNPICKLING_ERRORS,
     JSONSerializer,
     MsgpackSerializer,
     PickleSerializer,
     Serializer,
     get_serializer,
+    unpickling_failed,
 )
 
 MIN_SECRET_BYTES: Final = 32
@@ -233,8 +235,8 @@ class FramedSerializer:
         self.compress_min_size = compress_min_size
         # What an uncompressed frame of this kind starts with: loads' common case.
         self._plain_lead = FRAME_MAGIC + kind + b"-"
-        # Plain pickle reads from a view of the payload (no copy of the body); any
-        # failure is left to the serializer's own loads, which says what it was.
+        # Plain pickle reads from a view of the payload (no copy of the body), failing
+        # as its own loads would.
         self._reads_views = type(inner) is PickleSerializer
 
     def dumps(self, value: Any, header: bytes = b"") -> bytes:
@@ -277,10 +279,12 @@ class FramedSerializer:
                 outer.update(inner.digest())
                 if hmac.compare_digest(outer.digest(), view[end:]):
                     if self._reads_views:
+                        # What PickleSerializer.loads does, from a view; once: a failed
+                        # unpickling is never run again (its reconstructors would rerun).
                         try:
                             return pickle.loads(view[body:end])  # noqa: S301 - signed by SECRET
-                        except Exception:  # noqa: S110 - the serializer says what failed
-                            pass
+                        except UNPICKLING_ERRORS as exc:
+                            raise unpickling_failed(exc) from None
                     return self.inner.loads(data[body:end])
         return self._loads(data, start)
 
@@ -362,7 +366,16 @@ def _secret(value: object, name: str) -> bytes:
     # Never put the value itself in a message: it is a secret, and a wrong one is
     # often another secret pasted in the wrong place.
     if isinstance(value, str):
-        value = value.encode()
+        try:
+            # surrogateescape: os.environ gives bytes that are not UTF-8 as lone
+            # surrogates, which this turns back into those bytes.
+            value = value.encode("utf-8", "surrogateescape")
+        except UnicodeEncodeError:
+            raise ImproperlyConfigured(
+                f"{name} is a str that UTF-8 cannot encode (it holds a lone surrogate); "
+                f"give it as bytes, or make one with "
+                f"python -c 'import secrets; print(secrets.token_hex(32))'"
+            ) from None
     if not isinstance(value, bytes):
         raise ImproperlyConfigured(
             f"{name} must be a str or bytes, not a {type(value).__name__}; make one with "
@@ -446,7 +459,11 @@ def build_serializer(
         signer = None
     else:
         if serializer not in (None, "signed-pickle"):
-            shown = serializer if isinstance(serializer, str) else type(serializer).__name__
+            if isinstance(serializer, str):
+                shown = serializer
+            else:  # a class (instantiated later) or an instance: its class's name
+                cls = serializer if isinstance(serializer, type) else type(serializer)
+                shown = cls.__name__
             raise ImproperlyConfigured(
                 f"OPTIONS['SECRET'] is set, but SERIALIZER {shown!r} does not sign: use "
                 f"SERIALIZER 'signed-pickle' (or leave SERIALIZER out) to sign with SECRET, "

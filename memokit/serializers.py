@@ -70,28 +70,37 @@ class PickleSerializer:
         """
         try:
             return pickle.loads(data)  # noqa: S301 - pickle trusts the store, as documented above
-        except (
-            pickle.UnpicklingError,
-            EOFError,
-            AttributeError,
-            ImportError,
-            IndexError,
-            KeyError,
-            TypeError,
-            ValueError,
-        ) as exc:
+        except UNPICKLING_ERRORS as exc:
             if _frame_readers and isinstance(data, bytes) and data[:2] == FRAME_MAGIC:
                 # A framed payload (compressed pickle, or another serializer's): only
                 # here, after pickle refused it, so plain pickle's hit path pays nothing.
                 return _frame_readers[0](data)
-            # Damaged bytes, or a class that moved or vanished since the value was stored;
-            # one type lets the cache tell an unreadable entry from a bug. The message
-            # names the error's type only: pickle's messages can quote the stored bytes.
             # from None: the cause's message (e.g. int()'s, pickle's) can quote the stored bytes.
-            raise UnreadableEntry(f"cannot unpickle the stored value ({describe(exc)})") from None
+            raise unpickling_failed(exc) from None
 
     def __repr__(self) -> str:
         return f"PickleSerializer(protocol={self.protocol})"
+
+
+UNPICKLING_ERRORS: tuple[type[Exception], ...] = (
+    pickle.UnpicklingError,
+    EOFError,
+    AttributeError,
+    ImportError,
+    IndexError,
+    KeyError,
+    TypeError,
+    ValueError,
+)
+"""What ``pickle.loads`` raises for damaged bytes, or for a class that moved or vanished
+since the value was stored."""
+
+
+def unpickling_failed(exc: Exception) -> UnreadableEntry:
+    """The error for a payload ``pickle.loads`` refused with ``exc`` (one of
+    :data:`UNPICKLING_ERRORS`): one type lets the cache tell an unreadable entry from
+    a bug. It names the error's type only: pickle's messages can quote the stored bytes."""
+    return UnreadableEntry(f"cannot unpickle the stored value ({describe(exc)})")
 
 
 _frame_readers: list[Callable[[bytes], Any]] = []

@@ -96,8 +96,30 @@ def display(servers: list[str]) -> str:
     return ";".join(redact(url) for url in servers)
 
 
+# What a Redis URL cannot hold raw: LOCATION splits servers at ';' and ',', and
+# masking (memokit._secrets) ends a password, in the userinfo or the query, at
+# either and at a blank.
+_UNSPLITTABLE = re.compile(r"[\s;,]")
+
+
 def check_servers(servers: list[str], secrets: tuple[str, ...]) -> None:
     """Raise ``ImproperlyConfigured`` for a URL redis-py cannot read, never quoting a secret."""
+    # First every server, quoting none: the pieces of a password split at a ';' or ','
+    # are in two servers, the second of which has no scheme.
+    for url in servers:
+        if "://" not in url and (len(servers) > 1 or "@" in url):
+            raise ImproperlyConfigured(
+                "LOCATION: a server has no scheme: write each as a URL such as "
+                "'redis://host:6379/0' (or rediss://, unix://), separated by ';' or ','; a "
+                "';', ',' or blank in a password must be percent-encoded, for example with "
+                "urllib.parse.quote(password, safe='')"
+            )
+        if _UNSPLITTABLE.search(url):
+            raise ImproperlyConfigured(
+                "LOCATION: a ';', ',' or blank in a Redis URL (in a password, say) must be "
+                "percent-encoded (LOCATION lists servers separated by ';' or ','), for example "
+                "with urllib.parse.quote(password, safe='')"
+            )
     for url in servers:
         scheme, _, rest = url.partition("://")
         # An "@" past the address means a raw "/", "?" or "#" in the credentials

@@ -166,7 +166,8 @@ class MemcachedCache(BaseCache):
             "socket_module": DeadlineSocketModule(),
             **options,
         }
-        specs = []
+        # Every server first: a ';' or ',' in credentials splits them, and the piece
+        # before the one with the "@" holds part of them (it must not be quoted).
         for server in servers:
             if "@" in server:
                 raise ImproperlyConfigured(
@@ -175,6 +176,8 @@ class MemcachedCache(BaseCache):
                     f"(pymemcache) has none: give 'host:port' (for example '127.0.0.1:11211') "
                     f"or 'unix:/path/to/socket', and keep the server on a trusted network"
                 )
+        specs = []
+        for server in servers:
             try:
                 specs.append(normalize_server_spec(server))
             except ValueError as exc:

@@ -18,7 +18,14 @@ from typing import Any
 
 import pytest
 
-from memokit import BaseCache, UnsupportedValue, cached, cached_property
+from memokit import (
+    BaseCache,
+    CorruptEntryWarning,
+    UnsupportedValue,
+    cached,
+    cached_property,
+    invalidate_tags,
+)
 from memokit.framing import FramedSerializer
 
 CacheFactory = Any
@@ -35,6 +42,9 @@ def _axis() -> list[Any]:
         ("signed-pickle", {"SERIALIZER": "signed-pickle", "SECRET": SECRET}),
         ("json", {"SERIALIZER": "json"}),
         ("msgpack", {"SERIALIZER": "msgpack"}),
+        # A dotted path (or an instance) is a custom serializer to memokit: stored
+        # unframed, or framed as a custom kind when compressed; integers not raw.
+        ("custom-json", {"SERIALIZER": "memokit.serializers.JSONSerializer"}),
     ]:
         params.append(pytest.param((name, options), id=name))
         for codec in ("zlib", "zstd"):
@@ -179,7 +189,7 @@ def test_integers_count_under_every_serializer(cache: BaseCache) -> None:
 def test_a_value_the_format_would_change_is_refused(
     cache: BaseCache, serializer: tuple[str, Any]
 ) -> None:
-    if serializer[0] not in ("json", "msgpack"):
+    if serializer[0] not in ("json", "msgpack", "custom-json"):
         pytest.skip("pickle stores tuples as they are")
     cache.set("key", [1])
     with pytest.raises(UnsupportedValue, match="'tuple' object"):
@@ -200,6 +210,33 @@ def test_decorated_calls_hit(cache: BaseCache) -> None:
 
     assert report(1) == report(1) == {"n": 1, "rows": [{"i": i} for i in range(20)]}
     assert calls == [1]
+
+
+def test_decorated_calls_are_invalidated_and_awaited(cache: BaseCache) -> None:
+    # The versions in the header are memokit's whatever the serializer: invalidating
+    # a call or a tag misses once, on sync and async functions alike.
+    calls: list[str] = []
+
+    @cached(cache=cache, name="axis-sync", tags=("axis:{n}",))
+    def rows(n: int) -> list[dict[str, int]]:
+        calls.append("sync")
+        return [{"n": n}]
+
+    @cached(cache=cache, name="axis-async", tags=("axis:{n}",))
+    async def arows(n: int) -> list[dict[str, int]]:
+        calls.append("async")
+        return [{"n": n}]
+
+    async def both() -> list[Any]:
+        return [rows(1), await arows(1)]
+
+    assert asyncio.run(both()) == asyncio.run(both()) == [[{"n": 1}]] * 2
+    rows.invalidate(1)
+    asyncio.run(both())
+    invalidate_tags("axis:1", cache=cache)
+    asyncio.run(both())
+    asyncio.run(both())
+    assert calls == ["sync", "async", "sync", "sync", "async"]
 
 
 def test_shared_cached_property_hits(cache: BaseCache, module_level: Any) -> None:
@@ -248,3 +285,39 @@ def test_waiters_of_one_flight_each_decode_their_own_copy(cache: BaseCache) -> N
         caller.join(10)
     assert results == [[{"i": 1}]] * 3
     assert len({id(result) for result in results}) == 3
+
+
+def test_rotation_reads_old_secrets_and_misses_unknown_ones(make_cache: CacheFactory) -> None:
+    # Off the axis: signing only. A value and a decorated entry signed with an old
+    # secret are read; signed with a secret the reader does not know, each is a miss.
+    old, new, unknown = SECRET, "rotated-secret-" + "n" * 40, "unknown-secret-" + "u" * 40
+    reader = make_cache(OPTIONS={"SECRET": new, "OLD_SECRETS": [old]})
+    if not cache_signs(reader):
+        pytest.skip("a SECRET alone does not sign a store only this process writes")
+    computed: list[str] = []
+
+    def decorated(cache: BaseCache, name: str) -> Any:
+        @cached(cache=cache, name=f"rotation-{name}")
+        def report() -> dict[str, str]:
+            computed.append(name)
+            return {"by": name}
+
+        return report
+
+    for name, secret in (("old", old), ("unknown", unknown)):
+        writer = make_cache(OPTIONS={"SECRET": secret})
+        writer.set(name, [name])
+        assert decorated(writer, name)() == {"by": name}
+    computed.clear()
+    assert reader.get("old") == ["old"]
+    assert decorated(reader, "old")() == {"by": "old"}
+    assert computed == []  # read, not computed again
+    with pytest.warns(CorruptEntryWarning, match="signature does not match"):
+        assert reader.get("unknown", "miss") == "miss"
+    with pytest.warns(CorruptEntryWarning, match="signature does not match"):
+        assert decorated(reader, "unknown")() == {"by": "unknown"}
+    assert computed == ["unknown"]
+
+
+def cache_signs(cache: BaseCache) -> bool:
+    return isinstance(cache.serializer, FramedSerializer) and cache.serializer.signer is not None

@@ -151,3 +151,15 @@ def test_an_exception_chain_is_masked_in_place() -> None:
 def test_overlapping_secrets_are_masked_as_one() -> None:
     assert redact("a Qx7k@Wv3p b", ["Qx7k@Wv", "7k@Wv3p"]) == "a *** b"
     assert redact("Qx7k and Wv3p", ["Qx7k", "Wv3p"]) == "*** and ***"
+
+
+@pytest.mark.parametrize(
+    "secret",
+    [f"Qx7k{chr(0xDCFF)}Wv3p", f"Qx7k{chr(0xD800)}Wv3p"],
+    ids=["escaped-byte", "lone-surrogate"],
+)
+def test_a_secret_holding_a_lone_surrogate_is_masked(secret: str) -> None:
+    # os.environ gives bytes that are not UTF-8 as lone surrogates: masking raised
+    # UnicodeEncodeError (percent-encoding the secret), in place of the error it masked.
+    text = redact(f"AUTH failed for {secret!r}, that is {secret}", [secret])
+    assert not leaked(text, secret), text

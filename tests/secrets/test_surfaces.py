@@ -198,6 +198,22 @@ def test_an_unreadable_url_is_refused_without_quoting_the_secret(secret: str) ->
     assert not _leaks(_chain(raised.value), secret), _chain(raised.value)
 
 
+@pytest.mark.parametrize("secret", ["Qx7k;Wv3p", "Qx7k,Wv3p", "Qx7k Wv3p", "Qx7k\tWv3p"])
+@pytest.mark.parametrize("listed", [False, True], ids=["str", "list"])
+@pytest.mark.parametrize(
+    "template", ["redis://app:{}@h:1/0", "redis://h:1/0?password={}"], ids=["userinfo", "query"]
+)
+def test_a_raw_separator_or_blank_in_a_password_is_refused_without_quoting_it(
+    secret: str, listed: bool, template: str
+) -> None:
+    # A ';' or ',' splits a str LOCATION into servers, and neither it nor a blank can
+    # stand in a URL's password for masking: they showed the password, or half of it.
+    url = template.format(secret)
+    with pytest.raises(ImproperlyConfigured, match="percent-encoded") as raised:
+        memokit.create_cache({"BACKEND": "redis", "LOCATION": [url] if listed else url})
+    assert not _leaks(_chain(raised.value), secret), _chain(raised.value)
+
+
 def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -> None:
     # The session server has no user "app": redis-py's AUTH error must not quote the password.
     for settings in (
@@ -225,7 +241,11 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
         {"BACKEND": "redis", "LOCATION": ["redis://:Qx7k@Wv3p@h:1", 5]},
         {"BACKEND": "redis", "LOCATION": "redis://h:1", "OPTIONS": [("password", "Qx7kWv3p")]},
         {"BACKEND": "redis", "LOCATION": "redis://:Qx7kWv3p@[::1"},
+        {"BACKEND": "redis", "LOCATION": "redis://h:1;app:Qx7kWv3p@h:2"},  # no scheme
         {"BACKEND": "memcached", "LOCATION": "app:Qx7k@Wv3p@127.0.0.1:11211"},
+        # LOCATION splits servers at ';' and ','; the piece before held a part.
+        {"BACKEND": "memcached", "LOCATION": "app:Qx7k;Wv3p@127.0.0.1:11211"},
+        {"BACKEND": "memcached", "LOCATION": "h:1,app:Qx7k,Wv3p@127.0.0.1:11211"},
         {"BACKEND": "memcached", "LOCATION": "127.0.0.1:11211", "OPTIONS": ["token=Qx7kWv3p"]},
         {"BACKEND": "memory", "OPTIONS": [("SECRET", "Qx7k" * 8), ("OLD_SECRETS", ["Wv3p"])]},
         {"BACKEND": "sqlite", "LOCATION": ":memory:", "OPTIONS": {"API_KEY": "Qx7kWv3p", "x": 1}},
@@ -234,7 +254,10 @@ def test_a_password_the_server_does_not_expect_is_not_shown(redis_server: Any) -
         "redis-location",
         "redis-options",
         "redis-bad-ipv6",
+        "redis-no-scheme",
         "memcached-location",
+        "memcached-location-semicolon",
+        "memcached-location-comma",
         "memcached-options",
         "memory-secret",
         "sqlite-unknown-key",

@@ -101,8 +101,17 @@ def test_a_custom_serializer_stays_unframed_unless_compressed(tmp_path: Path) ->
             {"SECRET": SECRET, "SERIALIZER": JSONSerializer()},
             r"SECRET.*SERIALIZER 'JSONSerializer' does not sign",
         ),
+        (
+            {"SECRET": SECRET, "SERIALIZER": JSONSerializer},  # a class is instantiated
+            r"SECRET.*SERIALIZER 'JSONSerializer' does not sign",
+        ),
         ({"SECRET": "short"}, r"SECRET must be at least 32 bytes, not 5.*token_hex"),
         ({"SECRET": 12345}, r"SECRET must be a str or bytes, not a int"),
+        ({"SECRET": "\ud800" + "k" * 40}, r"SECRET is a str that UTF-8 cannot encode.*bytes"),
+        (
+            {"SECRET": SECRET, "OLD_SECRETS": ["\ud800" + "k" * 40]},
+            r"OLD_SECRETS\[0\] is a str that UTF-8 cannot encode",
+        ),
         ({"SECRET": SECRET, "OLD_SECRETS": OLD}, r"OLD_SECRETS must be a list of secrets"),
         ({"SECRET": SECRET, "OLD_SECRETS": [OLD, "tiny"]}, r"OLD_SECRETS\[1\] must be at least"),
         ({"OLD_SECRETS": [OLD]}, r"OLD_SECRETS'\] without OPTIONS\['SECRET'\]"),
@@ -161,6 +170,13 @@ def test_a_secret_never_shows_in_repr_errors_or_warnings(
             assert needle not in line, line
 
 
+def test_a_secret_from_the_environment_with_bytes_not_utf8_is_those_bytes(tmp_path: Path) -> None:
+    # os.environ gives bytes that are not UTF-8 as lone surrogates (surrogateescape).
+    raw = b"\xff\xfe" + b"k" * 40
+    build(tmp_path, SECRET=raw.decode("utf-8", "surrogateescape")).set("k", [1])
+    assert build(tmp_path, SECRET=raw).get("k") == [1]
+
+
 def test_the_django_adapter_never_signs_with_djangos_secret_key(tmp_path: Path) -> None:
     pytest.importorskip("django")
     # Django's settings are process-wide: a child process of its own configures them.
@@ -201,6 +217,35 @@ def test_rotation_reads_old_secrets_and_misses_unknown_ones(tmp_path: Path) -> N
     # Rewritten under the new secret: a reader without the old one reads it too.
     rotated.set("by-old", {"v": 3})
     assert build(tmp_path, SECRET=SECRET).get("by-old") == {"v": 3}
+
+
+_rebuilds: list[str] = []
+
+
+def _rebuild_failing(label: str) -> None:
+    _rebuilds.append(label)
+    raise ValueError("cannot rebuild")
+
+
+class RebuildFails:
+    """Its unpickling runs ``_rebuild_failing``, which fails: a value whose class changed."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (_rebuild_failing, ("ran",))
+
+
+@pytest.mark.parametrize("options", [{}, {"SECRET": SECRET}], ids=["pickle", "signed-pickle"])
+def test_a_value_that_fails_to_unpickle_is_unpickled_once(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    # Signed pickle's fast read tried a view of the payload, then on failure unpickled
+    # it again through the serializer (for its message): every reconstructor ran twice.
+    cache = build(tmp_path, **options)
+    cache.set("k", RebuildFails())
+    _rebuilds.clear()
+    with pytest.warns(memokit.CorruptEntryWarning, match=r"cannot unpickle.*ValueError"):
+        assert cache.get("k", "miss") == "miss"
+    assert _rebuilds == ["ran"]
 
 
 def test_a_signed_frame_that_was_tampered_with_is_never_unpickled() -> None:
