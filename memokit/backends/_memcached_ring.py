@@ -145,7 +145,9 @@ class Ring(HashClient):  # type: ignore[misc]
     def _by_server(self, keys: Iterable[Any]) -> dict[Any, list[Any]]:
         batches: defaultdict[Any, list[Any]] = defaultdict(list)
         for key in keys:
-            batches[self._get_client(key).server].append(key)
+            # Never None here: only HashClient's ignore_exc with no server left gives None.
+            client: Any = self._get_client(key)
+            batches[client.server].append(key)
         return batches
 
     def _client_of(self, server: Any) -> Any:
