@@ -56,6 +56,14 @@ class BackendUnavailable(BackendError):
     """The backend could not be reached at all."""
 
 
+class NodeUnavailable(BackendUnavailable):
+    """One server of several could not be reached; the others still serve their keys.
+
+    The backend skips that server for the breaker window on its own, so a decorated
+    call that fails open on it leaves the cache's circuit breaker closed.
+    """
+
+
 class ValueFailure(MemokitError):
     """One entry or value is the problem, not the backend: it concerns that key only.
 

@@ -21,6 +21,11 @@ Two kinds of failure are told apart everywhere:
   breaker, the entry counts as a miss and the next computation replaces it, and
   it is reported once per key and window (:func:`report_value_failure`).
 
+A backend failure confined to one server of several
+(:class:`memokit.NodeUnavailable`, a memcached pool's server that is down) fails
+open too, but leaves the breaker alone: the backend skips that server for the
+breaker window itself, and the other servers' keys keep being cached.
+
 Everything else propagates: the function's own exceptions, bad arguments, a
 result the serializer cannot encode (``TypeError`` naming the function), an
 invalid key, a missing alias, and any other bug. Explicit invalidation never
@@ -43,7 +48,13 @@ from typing import Any, Final
 
 from .backends import _reports
 from .backends.base import BaseCache, _caller_stacklevel
-from .exceptions import BackendError, CorruptEntryWarning, ValueFailure, ValueFailureWarning
+from .exceptions import (
+    BackendError,
+    CorruptEntryWarning,
+    NodeUnavailable,
+    ValueFailure,
+    ValueFailureWarning,
+)
 from .switches import trouble
 
 logger = logging.getLogger("memokit")
@@ -302,14 +313,16 @@ def configure_breaker(
 def fail_open(breaker: CircuitBreaker, exc: BaseException) -> bool:
     """Decide for a failed backend operation: True to go on without the cache.
 
-    Records a backend failure in the breaker; a value failure goes on without
-    touching it. The caller re-raises on False.
+    Records a backend failure in the breaker; a value failure, or a failure of one
+    server of several (``NodeUnavailable``), goes on without touching it. The
+    caller re-raises on False.
     """
     if is_value_failure(exc):
         return True
     if not is_backend_failure(exc) or not breaker.settings.fail_open:
         return False
-    breaker.record_failure(exc)
+    if not isinstance(exc, NodeUnavailable):  # one server: the backend skips it on its own
+        breaker.record_failure(exc)
     return True
 
 

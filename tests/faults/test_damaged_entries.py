@@ -88,10 +88,11 @@ class Damager:
 
             self.raw = redis.Redis.from_url(cache._servers[0])  # type: ignore[attr-defined]
         elif self.kind == "MemcachedCache":
-            from pymemcache.client.base import Client
+            from pymemcache.client.hash import HashClient
 
-            host, port = cache.location.rsplit(":", 1)
-            self.raw = Client((host, int(port)), connect_timeout=2, timeout=2)
+            # One server or a pool: keys go where the cache's own hashing puts them.
+            specs = cache._specs  # type: ignore[attr-defined]
+            self.raw = HashClient(specs, connect_timeout=2, timeout=2, default_noreply=False)
         elif self.kind == "SQLiteCache":
             self.raw = sqlite3.connect(cache._path, isolation_level=None)  # type: ignore[attr-defined]
 

@@ -70,10 +70,11 @@ def plant(cache: BaseCache, made: str, data: bytes, scratch: Path) -> None:
         with redis.Redis.from_url(cache._servers[0]) as raw:  # type: ignore[attr-defined]
             raw.set(made, data)
     elif kind == "MemcachedCache":
-        from pymemcache.client.base import Client
+        from pymemcache.client.hash import HashClient
 
-        host, port = str(cache.location).rsplit(":", 1)
-        client = Client((host, int(port)), connect_timeout=2, timeout=2)
+        # One server or a pool: keys go where the cache's own hashing puts them.
+        specs = cache._specs  # type: ignore[attr-defined]
+        client = HashClient(specs, connect_timeout=2, timeout=2, default_noreply=False)
         try:
             client.set(made, data, noreply=False)
         finally:
