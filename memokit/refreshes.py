@@ -8,6 +8,10 @@ once. The refresh runs the function and stores its result, replacing the entry:
   not refreshed twice. With ``lock_lease=`` the refresh also takes the key's
   lock in the backend (:mod:`memokit.locks`) without waiting: a refresh that
   finds it taken is skipped, another process is computing the value.
+- **once per entry**: a refresh asked for by a caller that read an entry which
+  has been replaced since (a refresh of this or another process ended between
+  that caller's read and its request) is skipped: it would recompute a value
+  just computed.
 - **bounded**: at most :data:`MAX_REFRESHES` refreshes are pending or running
   in a process, sync and async together; a refresh that does not fit is
   skipped, and the stale value is served (a later call asks again).
@@ -41,8 +45,9 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any, Final
 
-from .backends.base import BaseCache
+from .backends.base import MISSING, UNREADABLE, BaseCache
 from .counters import aread_entry, read_entry
+from .entry import timed_value
 from .fnstate import CachedState, _count
 from .locks import lock_key_for
 from .misses import Steps, _arun, _call, _Io, _io, _run, _store_steps
@@ -155,23 +160,30 @@ def _fresh_context() -> contextvars.Context:
     return context
 
 
-def start(state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any) -> bool:
-    """Start a background refresh of a sync function's call; False when skipped."""
+def start(
+    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, seen: float
+) -> bool:
+    """Start a background refresh of a sync function's call; False when skipped.
+
+    ``seen`` is the ``created`` time of the entry the caller read.
+    """
     job = _claim((id(state), id(cache), key, state.version), None)
     if job is None:
         return False
     context = _fresh_context()
-    _pool.submit(partial(context.run, _refresh, state, cache, key, args, kwargs, job))
+    _pool.submit(partial(context.run, _refresh, state, cache, key, args, kwargs, seen, job))
     return True
 
 
-def astart(state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any) -> bool:
+def astart(
+    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, seen: float
+) -> bool:
     """Start a background refresh of a coroutine function's call as a task; False when skipped."""
     loop = asyncio.get_running_loop()
     job = _claim((id(state), id(cache), key, state.version), loop)
     if job is None:
         return False
-    coroutine = _arefresh(state, cache, key, args, kwargs, job)
+    coroutine = _arefresh(state, cache, key, args, kwargs, seen, job)
     # Started here, up to its first pause: a loop closed before the task ran
     # then finds a started coroutine, which closes without "never awaited".
     coroutine.send(None)
@@ -201,10 +213,16 @@ class _Pause:
 
 
 def _refresh(
-    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, job: _Job
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    seen: float,
+    job: _Job,
 ) -> None:
     try:
-        _ended(state, cache, key, _run(_refresh_steps(state, cache, key, args, kwargs)))
+        _ended(state, cache, key, _run(_refresh_steps(state, cache, key, args, kwargs, seen)))
     except Exception as exc:
         _failed(state, cache, key, exc, backend=True)
     finally:
@@ -212,11 +230,18 @@ def _refresh(
 
 
 async def _arefresh(
-    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, job: _Job
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    seen: float,
+    job: _Job,
 ) -> None:
     try:
         await _Pause()
-        _ended(state, cache, key, await _arun(_refresh_steps(state, cache, key, args, kwargs)))
+        steps = _refresh_steps(state, cache, key, args, kwargs, seen)
+        _ended(state, cache, key, await _arun(steps))
     except Exception as exc:
         _failed(state, cache, key, exc, backend=True)
     finally:
@@ -224,9 +249,12 @@ async def _arefresh(
 
 
 def _refresh_steps(
-    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any
+    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, seen: float
 ) -> Steps[Exception | None]:
     """Read the versions, run the function, store its result (replacing the entry).
+
+    Skipped when the entry read is no longer the one made at ``seen``: it was
+    refreshed since the caller read it.
 
     Return the function's exception, if it raised: the cache's own failures
     (reading, locking) raise, as they are the backend's.
@@ -240,10 +268,12 @@ def _refresh_steps(
         if not taken:
             return None  # another process refreshes (or computes) this key
     try:
-        _, versions = yield _Io(
+        payload, versions = yield _Io(
             partial(read_entry, state, cache, key, args, kwargs),
             partial(aread_entry, state, cache, key, args, kwargs),
         )
+        if _replaced(payload, versions, cache, seen):
+            return None
         state.refreshes += 1
         started = time.perf_counter()
         try:
@@ -257,6 +287,15 @@ def _refresh_steps(
     finally:
         if token is not None and lock is not None:
             yield _io(lock.release, lock.arelease, cache, key, version, token)
+
+
+def _replaced(payload: Any, versions: Any, cache: BaseCache, seen: float) -> bool:
+    """Whether ``payload`` is a valid entry other than the one made at ``seen``."""
+    try:
+        found = timed_value(payload, versions, cache)
+    except UNREADABLE:
+        return False  # damaged: the refresh replaces it
+    return found is not MISSING and found[1].created != seen
 
 
 def _ended(state: CachedState, cache: BaseCache, key: str, error: Exception | None) -> None:

@@ -1,0 +1,164 @@
+"""Background refreshes against the calls around them: late readers, a failed store, the pool.
+
+The review of issue 18 found these; each test holds a caller or a refresh at a
+chosen step, so none depends on the scheduler.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import freezegun
+import pytest
+from freezegun import freeze_time
+
+from memokit import MemoryCache, cached
+from memokit.refreshes import pending
+
+WAIT = 10.0  # seconds a test waits at most for something that takes milliseconds
+
+
+@pytest.fixture
+def frozen() -> Iterator[Any]:
+    """Frozen time, in the refresh threads too (freezegun skips `threading` frames)."""
+    saved = list(freezegun.config.settings.default_ignore_list)
+    freezegun.configure(
+        default_ignore_list=[name for name in saved if name not in ("threading", "queue")]
+    )
+    try:
+        with freeze_time("2026-01-01", real_asyncio=True) as frozen:
+            yield frozen
+    finally:
+        freezegun.configure(default_ignore_list=saved)
+
+
+@pytest.fixture(autouse=True)
+def no_refresh_left() -> Iterator[None]:
+    yield
+    settle()
+
+
+def settle() -> None:
+    for _ in range(int(WAIT / 0.005)):
+        if pending() == 0:
+            return
+        time.sleep(0.005)
+    raise AssertionError("a background refresh never ended")
+
+
+async def asettle() -> None:
+    for _ in range(int(WAIT / 0.005)):
+        if pending() == 0:
+            return
+        await asyncio.sleep(0.005)
+    raise AssertionError("a background refresh never ended")
+
+
+class Held(MemoryCache):
+    """A memory cache that holds one caller right after its read, as if it were preempted."""
+
+    def __init__(self) -> None:
+        super().__init__(f"held-{uuid.uuid4().hex}")  # a store of its own
+        self.held: object = None  # the thread or task to hold
+        self.read = threading.Event()
+        self.go = threading.Event()
+        self.aread: asyncio.Event | None = None
+        self.ago: asyncio.Event | None = None
+
+    def _hold(self) -> None:
+        if threading.current_thread() is self.held:
+            self.read.set()
+            assert self.go.wait(WAIT)
+
+    async def _ahold(self) -> None:
+        if self.aread is not None and self.ago is not None and asyncio.current_task() is self.held:
+            self.aread.set()
+            await asyncio.wait_for(self.ago.wait(), WAIT)
+
+    def _get(self, key: str) -> Any:
+        found = super()._get(key)
+        self._hold()
+        return found
+
+    def _get_many(self, keys: list[str]) -> Any:
+        found = super()._get_many(keys)
+        self._hold()
+        return found
+
+    async def _aget(self, key: str) -> Any:
+        found = await super()._aget(key)
+        await self._ahold()
+        return found
+
+    async def _aget_many(self, keys: list[str]) -> Any:
+        found = await super()._aget_many(keys)
+        await self._ahold()
+        return found
+
+
+@pytest.mark.parametrize("lock_lease", [None, 30])
+def test_a_caller_that_read_the_entry_before_its_refresh_ended_refreshes_it_no_more(
+    frozen: Any, lock_lease: int | None
+) -> None:
+    # Exactly one refresh per expiry: a caller that read the stale entry, then
+    # lost the processor until the refresh had stored, must not refresh again.
+    cache = Held()
+    runs: list[int] = []
+
+    @cached(cache=cache, timeout=10, stale=60, lock_lease=lock_lease, name="late-reader")
+    def f() -> int:
+        runs.append(1)
+        return len(runs)
+
+    assert f() == 1
+    frozen.tick(11)
+    got: list[int] = []
+    late = threading.Thread(target=lambda: got.append(f()))
+    cache.held = late
+    late.start()
+    assert cache.read.wait(WAIT)  # it has read the stale entry
+    assert f() == 1  # a stale hit: the refresh starts, and ends
+    settle()
+    assert runs == [1, 1]
+    cache.go.set()
+    late.join(WAIT)
+    settle()
+    assert got == [1]  # served what it read, at once
+    assert runs == [1, 1]
+    assert f._state.refreshes == 1
+    assert f() == 2
+
+
+def test_a_task_that_read_the_entry_before_its_refresh_ended_refreshes_it_no_more(
+    frozen: Any,
+) -> None:
+    cache = Held()
+    runs: list[int] = []
+
+    @cached(cache=cache, timeout=10, stale=60, name="late-reader-async")
+    async def f() -> int:
+        runs.append(1)
+        return len(runs)
+
+    async def scenario() -> list[int]:
+        cache.aread, cache.ago = asyncio.Event(), asyncio.Event()
+        first = await f()
+        frozen.tick(11)
+        late = asyncio.ensure_future(f())
+        cache.held = late
+        await asyncio.wait_for(cache.aread.wait(), WAIT)
+        stale = await f()
+        await asettle()
+        cache.ago.set()
+        held = await late
+        await asettle()
+        return [first, stale, held, await f()]
+
+    assert asyncio.run(scenario()) == [1, 1, 1, 2]
+    assert runs == [1, 1]
+    assert f._state.refreshes == 1
