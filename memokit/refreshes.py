@@ -256,8 +256,9 @@ def _refresh_steps(
     Skipped when the entry read is no longer the one made at ``seen``: it was
     refreshed since the caller read it.
 
-    Return the function's exception, if it raised: the cache's own failures
-    (reading, locking) raise, as they are the backend's.
+    Return the function's exception, if it raised, or the backend's when the
+    value could not be stored: the cache's other failures (reading, locking)
+    raise, as they are the backend's.
     """
     version = state.version
     lock = state.lock
@@ -282,7 +283,17 @@ def _refresh_steps(
             return exc  # the function's own failure, never the backend's
         took = time.perf_counter() - started
         guard = breaker_for(cache)
-        yield from _store_steps(state, cache, key, value, versions, True, guard, took)
+        try:
+            # Unguarded: a value that could not be stored is a failed refresh (the
+            # stale value stays), whether or not calls fail open.
+            yield from _store_steps(state, cache, key, value, versions, True, None, took)
+        except Exception as exc:
+            if not is_backend_failure(exc):
+                raise
+            fail_open(guard, exc)  # counted by _store_steps; this feeds the breaker
+            return exc
+        if guard.failures:
+            guard.record_success()
         return None
     finally:
         if token is not None and lock is not None:

@@ -7,6 +7,7 @@ chosen step, so none depends on the scheduler.
 from __future__ import annotations
 
 import asyncio
+import logging
 import threading
 import time
 import uuid
@@ -17,6 +18,7 @@ import freezegun
 import pytest
 from freezegun import freeze_time
 
+import memokit
 from memokit import MemoryCache, cached
 from memokit.refreshes import pending
 
@@ -162,3 +164,46 @@ def test_a_task_that_read_the_entry_before_its_refresh_ended_refreshes_it_no_mor
     assert asyncio.run(scenario()) == [1, 1, 1, 2]
     assert runs == [1, 1]
     assert f._state.refreshes == 1
+
+
+class Outage(MemoryCache):
+    """A memory cache whose writes can be taken down."""
+
+    writes_down = False
+
+    def __init__(self) -> None:
+        super().__init__(f"outage-{uuid.uuid4().hex}")
+
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        if self.writes_down:
+            raise memokit.BackendUnavailable("connection refused")
+        super()._set(key, payload, timeout)
+
+
+@pytest.mark.parametrize("fail_open", [True, False])
+def test_a_refresh_that_cannot_store_is_a_failed_refresh_counted_once(
+    frozen: Any, caplog: pytest.LogCaptureFixture, fail_open: bool
+) -> None:
+    cache = Outage()
+    memokit.configure_breaker(fail_open=fail_open, cache=cache)
+    breaker = memokit.resilience.breaker_for(cache)
+
+    @cached(cache=cache, timeout=10, stale=60, name=f"unstored-refresh-{fail_open}")
+    def f() -> int:
+        return 1
+
+    try:
+        assert f() == 1
+        frozen.tick(11)
+        cache.writes_down = True
+        with caplog.at_level(logging.WARNING, logger="memokit"):
+            assert f() == 1  # the stale value, at once
+            settle()
+        state = f._state
+        assert (state.refreshes, state.refresh_failures) == (1, 1)
+        assert f.cache_info().errors.backend == 1  # one failed write, counted once
+        logged = [r for r in caplog.records if "background refresh" in r.getMessage()]
+        assert len(logged) == 1
+        assert bool(breaker.failures) is fail_open  # fed the breaker when failing open
+    finally:
+        breaker.reset()
