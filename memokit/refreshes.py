@@ -125,17 +125,27 @@ class _Pool:
         self.threads = 0
         self.idle = 0
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``; False when it cannot run (no thread could be started for it)."""
         with self.ready:
             self.queue.append(job)
             if self.idle:
                 self.ready.notify()
-                return
+                return True
             if self.threads >= MAX_REFRESHES:
-                return  # a busy worker takes it next
+                return True  # a busy worker takes it next
             self.threads += 1
         worker = threading.Thread(target=self._work, name="memokit-refresh", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:  # at interpreter shutdown (3.12+), or past a thread limit
+            with self.ready:
+                self.threads -= 1
+                if job not in self.queue:
+                    return True  # a busy worker took it meanwhile
+                self.queue.remove(job)
+            return False
+        return True
 
     def _work(self) -> None:
         while True:
@@ -171,7 +181,9 @@ def start(
     if job is None:
         return False
     context = _fresh_context()
-    _pool.submit(partial(context.run, _refresh, state, cache, key, args, kwargs, seen, job))
+    if not _pool.submit(partial(context.run, _refresh, state, cache, key, args, kwargs, seen, job)):
+        _release(job)  # skipped: the caller is served the stale value all the same
+        return False
     return True
 
 

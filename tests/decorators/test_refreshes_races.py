@@ -19,7 +19,7 @@ import pytest
 from freezegun import freeze_time
 
 import memokit
-from memokit import MemoryCache, cached
+from memokit import MemoryCache, cached, refreshes
 from memokit.refreshes import pending
 
 WAIT = 10.0  # seconds a test waits at most for something that takes milliseconds
@@ -207,3 +207,32 @@ def test_a_refresh_that_cannot_store_is_a_failed_refresh_counted_once(
         assert bool(breaker.failures) is fail_open  # fed the breaker when failing open
     finally:
         breaker.reset()
+
+
+def test_a_refresh_that_cannot_start_a_thread_is_skipped_and_the_caller_served(
+    frozen: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = MemoryCache(f"no-thread-{uuid.uuid4().hex}")
+    runs: list[int] = []
+
+    @cached(cache=cache, timeout=10, stale=60, name="no-thread")
+    def f() -> int:
+        runs.append(1)
+        return len(runs)
+
+    assert f() == 1
+    frozen.tick(11)
+    with monkeypatch.context() as patch:
+        patch.setattr(refreshes, "_pool", refreshes._Pool())  # no worker started yet
+
+        def refuse(self: threading.Thread) -> None:
+            raise RuntimeError("can't create new thread at interpreter shutdown")
+
+        patch.setattr(threading.Thread, "start", refuse)
+        assert f() == 1  # the stale value, and no error: the refresh is skipped
+        assert pending() == 0
+        assert not refreshes._pool.queue
+        assert refreshes._pool.threads == 0
+    assert f() == 1  # a later stale hit refreshes
+    settle()
+    assert f() == 2
