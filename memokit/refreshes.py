@@ -235,7 +235,7 @@ def _refresh(
 ) -> None:
     try:
         _ended(state, cache, key, _run(_refresh_steps(state, cache, key, args, kwargs, seen)))
-    except Exception as exc:
+    except BaseException as exc:  # SystemExit too: it would end a pool worker for good
         _failed(state, cache, key, exc, backend=True)
     finally:
         _release(job)
@@ -328,7 +328,9 @@ def _ended(state: CachedState, cache: BaseCache, key: str, error: Exception | No
         _failed(state, cache, key, error, backend=False)
 
 
-def _failed(state: CachedState, cache: BaseCache, key: str, exc: Exception, backend: bool) -> None:
+def _failed(
+    state: CachedState, cache: BaseCache, key: str, exc: BaseException, backend: bool
+) -> None:
     """Count and log (once per key until a success) a refresh that failed."""
     state.refresh_failures += 1
     if backend and is_backend_failure(exc):

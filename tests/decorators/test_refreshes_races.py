@@ -236,3 +236,29 @@ def test_a_refresh_that_cannot_start_a_thread_is_skipped_and_the_caller_served(
     assert f() == 1  # a later stale hit refreshes
     settle()
     assert f() == 2
+
+
+def test_a_refresh_that_raises_a_base_exception_keeps_the_pool_working(
+    frozen: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(refreshes, "MAX_REFRESHES", 1)
+    monkeypatch.setattr(refreshes, "_pool", refreshes._Pool())
+    cache = MemoryCache(f"base-exception-{uuid.uuid4().hex}")
+    leave = [False]
+
+    @cached(cache=cache, timeout=10, stale=60, name="base-exception")
+    def f() -> int:
+        if leave[0]:
+            raise SystemExit("the function left")  # ends a thread quietly, unless caught
+        return 1
+
+    f()
+    frozen.tick(11)
+    leave[0] = True
+    assert f() == 1
+    settle()
+    assert f._state.refresh_failures == 1
+    leave[0] = False
+    assert f() == 1  # the one worker's place is still there: this refresh runs
+    settle()
+    assert f._state.refreshes == 2
