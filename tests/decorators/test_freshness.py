@@ -449,6 +449,23 @@ def test_cached_property_timed_mode_takes_jitter_and_a_callable_only() -> None:
         cached_property(timeout=5, jitter=2)
 
 
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"cache": "default", "stale": ""}, "stale"),
+        ({"cache": "default", "stale": False}, "stale"),
+        ({"cache": "default", "jitter": []}, "jitter"),
+        ({"timeout": 5, "jitter": ""}, "jitter"),
+        ({"timeout": 5, "jitter": False}, "jitter"),
+    ],
+)
+def test_cached_property_refuses_a_bad_argument_that_looks_false(
+    arguments: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{named} must be"):
+        cached_property(**arguments)
+
+
 def test_cached_property_timed_mode_with_callable_timeout_and_jitter(frozen: Any) -> None:
     class Order:
         computed = 0
