@@ -162,11 +162,12 @@ def called_timeout(timeout: Callable[[Any], object], value: Any) -> tuple[float 
     caller's code.
     """
     given = timeout(value)
-    if given is None:
-        return None, ""
-    if isinstance(given, bool) or not isinstance(given, int | float) or math.isnan(given):
+    try:
+        # What timeout= itself accepts: any real number (not a bool, not NaN), or None.
+        seconds = check_timeout(given, "timeout", ValueError)
+    except ValueError:
         return 0.0, (
             f"the timeout callable returned {given!r} ({type(given).__name__}), which is "
             f"not a number of seconds or None"
         )
-    return (None if given == _NEVER else float(given)), ""
+    return (None if seconds is None else float(seconds)), ""

@@ -13,6 +13,7 @@ import random
 import struct
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import freezegun
@@ -229,6 +230,19 @@ def test_a_bad_timeout_from_the_callable_is_a_value_failure(cache: BaseCache, ba
     assert info.errors.value == 1
     assert info.errors.backend == 0
     assert info.misses == 1
+
+
+def test_a_callable_timeout_may_return_what_a_timeout_argument_may(memory: BaseCache) -> None:
+    # Any real number, as for timeout= itself (a Fraction, numpy's floats), not only float.
+    @cached(cache=memory, timeout=lambda result: Fraction(120))
+    def f() -> int:
+        return 7
+
+    assert f() == 7
+    entry = Entry.read(memory, f.key())
+    assert entry is not None
+    assert entry.fresh_until - entry.created == 120
+    assert f.cache_info().errors.value == 0
 
 
 def test_the_timeout_callables_own_error_propagates(memory: BaseCache) -> None:
