@@ -85,10 +85,17 @@ class Policy:
         return fresh
 
     def counter_seconds(self, seconds: float | None) -> float | None:
-        """Seconds the function's counters are kept: at least as long as its entries."""
-        if seconds is None or seconds <= 0 or self.stale <= 0:
+        """Seconds the function's counters are kept: for ever, under a policy.
+
+        A counter that expires makes every entry stored under it invalid at
+        once, however recently refreshed or jittered: the crowd of callers
+        these policies exist to avoid. A policy's counters are kept without
+        expiry (as those of a function whose entries never expire); a store
+        may still evict one, which costs misses, never a wrong value.
+        """
+        if seconds is None or seconds <= 0 or not (self.on_reads or self.jitter):
             return seconds
-        return seconds + self.stale + MARGIN
+        return None
 
     def due_early(self, now: float, times: Times) -> bool:
         """XFetch: whether this call recomputes a fresh entry early."""

@@ -262,3 +262,35 @@ def test_a_refresh_that_raises_a_base_exception_keeps_the_pool_working(
     assert f() == 1  # the one worker's place is still there: this refresh runs
     settle()
     assert f._state.refreshes == 2
+
+
+@pytest.mark.parametrize(
+    ("policy", "made_at", "read_at"),
+    [({"stale": 60}, 65, 72), ({"early": 1.0}, 9, 11), ({"jitter": 0.5}, 9, 11)],
+    ids=["stale", "early", "jitter"],
+)
+def test_a_counter_expiring_never_invalidates_a_fresh_functions_entries_at_once(
+    make_cache: Any, clock: Any, policy: dict[str, float], made_at: float, read_at: float
+) -> None:
+    # The function's counter used to live `timeout` (+ `stale` + 1) s from its
+    # creation, however often its entries were renewed: when it expired, every
+    # entry was invalid at once, refreshed or jittered alike, and every caller of
+    # every key recomputed together: the crowd these policies are there to avoid.
+    cache = make_cache()
+    if not cache.capabilities.local_clock:
+        pytest.skip(
+            "a server's clock: the frozen backends run the same code without a minute of sleep"
+        )
+    runs: list[int] = []
+
+    @cached(cache=cache, timeout=10, name=f"counter-outlives-{made_at}", **policy)  # type: ignore[call-overload]
+    def f(x: int) -> int:
+        runs.append(x)
+        return x
+
+    f(1)  # t = 0: makes the function's counter
+    clock.advance(made_at)
+    f.refresh(2)  # a later entry, still fresh at read_at
+    clock.advance(read_at - made_at)
+    assert f(2) == 2
+    assert runs == [1, 2]  # served from its entry, not recomputed
