@@ -85,10 +85,17 @@ class Policy:
         return fresh
 
     def counter_seconds(self, seconds: float | None) -> float | None:
-        """Seconds the function's counters are kept: at least as long as its entries."""
-        if seconds is None or seconds <= 0 or self.stale <= 0:
+        """Seconds the function's counters are kept: for ever, under a policy.
+
+        A counter that expires makes every entry stored under it invalid at
+        once, however recently refreshed or jittered: the crowd of callers
+        these policies exist to avoid. A policy's counters are kept without
+        expiry (as those of a function whose entries never expire); a store
+        may still evict one, which costs misses, never a wrong value.
+        """
+        if seconds is None or seconds <= 0 or not (self.on_reads or self.jitter):
             return seconds
-        return seconds + self.stale + MARGIN
+        return None
 
     def due_early(self, now: float, times: Times) -> bool:
         """XFetch: whether this call recomputes a fresh entry early."""
@@ -162,11 +169,12 @@ def called_timeout(timeout: Callable[[Any], object], value: Any) -> tuple[float 
     caller's code.
     """
     given = timeout(value)
-    if given is None:
-        return None, ""
-    if isinstance(given, bool) or not isinstance(given, int | float) or math.isnan(given):
+    try:
+        # What timeout= itself accepts: any real number (not a bool, not NaN), or None.
+        seconds = check_timeout(given, "timeout", ValueError)
+    except ValueError:
         return 0.0, (
             f"the timeout callable returned {given!r} ({type(given).__name__}), which is "
             f"not a number of seconds or None"
         )
-    return (None if given == _NEVER else float(given)), ""
+    return (None if seconds is None else float(seconds)), ""

@@ -43,7 +43,7 @@ R = TypeVar("R")
 T = TypeVar("T")
 O = TypeVar("O")  # noqa: E741 - the owner class of a classmethod
 
-Start = Callable[[CachedState, BaseCache, str, Any, Any], bool]
+Start = Callable[[CachedState, BaseCache, str, Any, Any, float], bool]
 
 
 def _served(
@@ -71,14 +71,14 @@ def _served(
         if (
             policy.early is not None
             and policy.due_early(now, times)
-            and begin(state, cache, key, args, kwargs)
+            and begin(state, cache, key, args, kwargs, times.created)
         ):
             state.early_recomputations += 1
         return value
     if now < times.stale_until:
         state.hits += 1
         state.stale_hits += 1
-        begin(state, cache, key, args, kwargs)
+        begin(state, cache, key, args, kwargs, times.created)
         return value
     return MISSING  # past its window: the store may not have dropped it yet
 

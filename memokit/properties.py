@@ -422,7 +422,8 @@ def cached_property(
         )
     plain = cache is None and (spec is DEFAULT_TIMEOUT or spec is None)
     _refuse_freshness(plain, cache is None, stale, early, jitter)
-    policy = check_policy(stale or 0, early, jitter or 0)
+    # ``is None``, not ``or``: a bad value that looks false ("", False) must raise too.
+    policy = check_policy(0 if stale is None else stale, early, 0 if jitter is None else jitter)
 
     def apply(getter: Callable[[Any], Any]) -> CachedProperty[Any]:
         made: CachedProperty[Any]

@@ -8,6 +8,10 @@ once. The refresh runs the function and stores its result, replacing the entry:
   not refreshed twice. With ``lock_lease=`` the refresh also takes the key's
   lock in the backend (:mod:`memokit.locks`) without waiting: a refresh that
   finds it taken is skipped, another process is computing the value.
+- **once per entry**: a refresh asked for by a caller that read an entry which
+  has been replaced since (a refresh of this or another process ended between
+  that caller's read and its request) is skipped: it would recompute a value
+  just computed.
 - **bounded**: at most :data:`MAX_REFRESHES` refreshes are pending or running
   in a process, sync and async together; a refresh that does not fit is
   skipped, and the stale value is served (a later call asks again).
@@ -41,8 +45,9 @@ from collections.abc import Callable, Generator
 from functools import partial
 from typing import Any, Final
 
-from .backends.base import BaseCache
+from .backends.base import MISSING, UNREADABLE, BaseCache
 from .counters import aread_entry, read_entry
+from .entry import timed_value
 from .fnstate import CachedState, _count
 from .locks import lock_key_for
 from .misses import Steps, _arun, _call, _Io, _io, _run, _store_steps
@@ -120,17 +125,27 @@ class _Pool:
         self.threads = 0
         self.idle = 0
 
-    def submit(self, job: Callable[[], None]) -> None:
+    def submit(self, job: Callable[[], None]) -> bool:
+        """Queue ``job``; False when it cannot run (no thread could be started for it)."""
         with self.ready:
             self.queue.append(job)
             if self.idle:
                 self.ready.notify()
-                return
+                return True
             if self.threads >= MAX_REFRESHES:
-                return  # a busy worker takes it next
+                return True  # a busy worker takes it next
             self.threads += 1
         worker = threading.Thread(target=self._work, name="memokit-refresh", daemon=True)
-        worker.start()
+        try:
+            worker.start()
+        except RuntimeError:  # at interpreter shutdown (3.12+), or past a thread limit
+            with self.ready:
+                self.threads -= 1
+                if job not in self.queue:
+                    return True  # a busy worker took it meanwhile
+                self.queue.remove(job)
+            return False
+        return True
 
     def _work(self) -> None:
         while True:
@@ -155,23 +170,32 @@ def _fresh_context() -> contextvars.Context:
     return context
 
 
-def start(state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any) -> bool:
-    """Start a background refresh of a sync function's call; False when skipped."""
+def start(
+    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, seen: float
+) -> bool:
+    """Start a background refresh of a sync function's call; False when skipped.
+
+    ``seen`` is the ``created`` time of the entry the caller read.
+    """
     job = _claim((id(state), id(cache), key, state.version), None)
     if job is None:
         return False
     context = _fresh_context()
-    _pool.submit(partial(context.run, _refresh, state, cache, key, args, kwargs, job))
+    if not _pool.submit(partial(context.run, _refresh, state, cache, key, args, kwargs, seen, job)):
+        _release(job)  # skipped: the caller is served the stale value all the same
+        return False
     return True
 
 
-def astart(state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any) -> bool:
+def astart(
+    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, seen: float
+) -> bool:
     """Start a background refresh of a coroutine function's call as a task; False when skipped."""
     loop = asyncio.get_running_loop()
     job = _claim((id(state), id(cache), key, state.version), loop)
     if job is None:
         return False
-    coroutine = _arefresh(state, cache, key, args, kwargs, job)
+    coroutine = _arefresh(state, cache, key, args, kwargs, seen, job)
     # Started here, up to its first pause: a loop closed before the task ran
     # then finds a started coroutine, which closes without "never awaited".
     coroutine.send(None)
@@ -201,22 +225,35 @@ class _Pause:
 
 
 def _refresh(
-    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, job: _Job
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    seen: float,
+    job: _Job,
 ) -> None:
     try:
-        _ended(state, cache, key, _run(_refresh_steps(state, cache, key, args, kwargs)))
-    except Exception as exc:
+        _ended(state, cache, key, _run(_refresh_steps(state, cache, key, args, kwargs, seen)))
+    except BaseException as exc:  # SystemExit too: it would end a pool worker for good
         _failed(state, cache, key, exc, backend=True)
     finally:
         _release(job)
 
 
 async def _arefresh(
-    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, job: _Job
+    state: CachedState,
+    cache: BaseCache,
+    key: str,
+    args: Any,
+    kwargs: Any,
+    seen: float,
+    job: _Job,
 ) -> None:
     try:
         await _Pause()
-        _ended(state, cache, key, await _arun(_refresh_steps(state, cache, key, args, kwargs)))
+        steps = _refresh_steps(state, cache, key, args, kwargs, seen)
+        _ended(state, cache, key, await _arun(steps))
     except Exception as exc:
         _failed(state, cache, key, exc, backend=True)
     finally:
@@ -224,12 +261,16 @@ async def _arefresh(
 
 
 def _refresh_steps(
-    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any
+    state: CachedState, cache: BaseCache, key: str, args: Any, kwargs: Any, seen: float
 ) -> Steps[Exception | None]:
     """Read the versions, run the function, store its result (replacing the entry).
 
-    Return the function's exception, if it raised: the cache's own failures
-    (reading, locking) raise, as they are the backend's.
+    Skipped when the entry read is no longer the one made at ``seen``: it was
+    refreshed since the caller read it.
+
+    Return the function's exception, if it raised, or the backend's when the
+    value could not be stored: the cache's other failures (reading, locking)
+    raise, as they are the backend's.
     """
     version = state.version
     lock = state.lock
@@ -240,10 +281,12 @@ def _refresh_steps(
         if not taken:
             return None  # another process refreshes (or computes) this key
     try:
-        _, versions = yield _Io(
+        payload, versions = yield _Io(
             partial(read_entry, state, cache, key, args, kwargs),
             partial(aread_entry, state, cache, key, args, kwargs),
         )
+        if _replaced(payload, versions, cache, seen):
+            return None
         state.refreshes += 1
         started = time.perf_counter()
         try:
@@ -252,11 +295,30 @@ def _refresh_steps(
             return exc  # the function's own failure, never the backend's
         took = time.perf_counter() - started
         guard = breaker_for(cache)
-        yield from _store_steps(state, cache, key, value, versions, True, guard, took)
+        try:
+            # Unguarded: a value that could not be stored is a failed refresh (the
+            # stale value stays), whether or not calls fail open.
+            yield from _store_steps(state, cache, key, value, versions, True, None, took)
+        except Exception as exc:
+            if not is_backend_failure(exc):
+                raise
+            fail_open(guard, exc)  # counted by _store_steps; this feeds the breaker
+            return exc
+        if guard.failures:
+            guard.record_success()
         return None
     finally:
         if token is not None and lock is not None:
             yield _io(lock.release, lock.arelease, cache, key, version, token)
+
+
+def _replaced(payload: Any, versions: Any, cache: BaseCache, seen: float) -> bool:
+    """Whether ``payload`` is a valid entry other than the one made at ``seen``."""
+    try:
+        found = timed_value(payload, versions, cache)
+    except UNREADABLE:
+        return False  # damaged: the refresh replaces it
+    return found is not MISSING and found[1].created != seen
 
 
 def _ended(state: CachedState, cache: BaseCache, key: str, error: Exception | None) -> None:
@@ -266,7 +328,9 @@ def _ended(state: CachedState, cache: BaseCache, key: str, error: Exception | No
         _failed(state, cache, key, error, backend=False)
 
 
-def _failed(state: CachedState, cache: BaseCache, key: str, exc: Exception, backend: bool) -> None:
+def _failed(
+    state: CachedState, cache: BaseCache, key: str, exc: BaseException, backend: bool
+) -> None:
     """Count and log (once per key until a success) a refresh that failed."""
     state.refresh_failures += 1
     if backend and is_backend_failure(exc):

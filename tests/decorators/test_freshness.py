@@ -13,6 +13,7 @@ import random
 import struct
 import time
 from collections.abc import Iterator
+from fractions import Fraction
 from typing import Any
 
 import freezegun
@@ -231,6 +232,19 @@ def test_a_bad_timeout_from_the_callable_is_a_value_failure(cache: BaseCache, ba
     assert info.misses == 1
 
 
+def test_a_callable_timeout_may_return_what_a_timeout_argument_may(memory: BaseCache) -> None:
+    # Any real number, as for timeout= itself (a Fraction, numpy's floats), not only float.
+    @cached(cache=memory, timeout=lambda result: Fraction(120))
+    def f() -> int:
+        return 7
+
+    assert f() == 7
+    entry = Entry.read(memory, f.key())
+    assert entry is not None
+    assert entry.fresh_until - entry.created == 120
+    assert f.cache_info().errors.value == 0
+
+
 def test_the_timeout_callables_own_error_propagates(memory: BaseCache) -> None:
     def ttl(result: int) -> float:
         raise LookupError("no rule for it")
@@ -447,6 +461,23 @@ def test_cached_property_timed_mode_takes_jitter_and_a_callable_only() -> None:
             cached_property(timeout=5, **{name: 1})
     with pytest.raises(ValueError, match=r"^jitter must be"):
         cached_property(timeout=5, jitter=2)
+
+
+@pytest.mark.parametrize(
+    ("arguments", "named"),
+    [
+        ({"cache": "default", "stale": ""}, "stale"),
+        ({"cache": "default", "stale": False}, "stale"),
+        ({"cache": "default", "jitter": []}, "jitter"),
+        ({"timeout": 5, "jitter": ""}, "jitter"),
+        ({"timeout": 5, "jitter": False}, "jitter"),
+    ],
+)
+def test_cached_property_refuses_a_bad_argument_that_looks_false(
+    arguments: dict[str, Any], named: str
+) -> None:
+    with pytest.raises(ValueError, match=f"^{named} must be"):
+        cached_property(**arguments)
 
 
 def test_cached_property_timed_mode_with_callable_timeout_and_jitter(frozen: Any) -> None:
