@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import atexit
 import hashlib
+import importlib
 import logging
 import math
 import os
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any, Final
 from . import stats_hooks
 from .backends.base import BaseCache
 from .config import caches
-from .exceptions import NotShareable
+from .exceptions import ImproperlyConfigured, NotShareable
 from .fnstate import _BUCKETS, CachedState, ErrorCounts
 from .stats_hooks import BOUNDS, MetricsHook, add_hook, hooks, remove_hook
 
@@ -571,6 +572,16 @@ async def ashared_stats(cache: BaseCache | str) -> dict[str, Stats]:
 # -- metrics adapters ------------------------------------------------------------------
 
 
+def _require(module: str, extra: str) -> None:
+    try:
+        importlib.import_module(module)
+    except ImportError as exc:
+        raise ImproperlyConfigured(
+            f"exporting statistics this way needs the {module.partition('.')[0]!r} package, "
+            f"which is not installed; install it with: pip install 'memokit[{extra}]'"
+        ) from exc
+
+
 def use_prometheus(registry: Any = None, namespace: str = "memokit") -> PrometheusMetrics:
     """Export statistics to the Prometheus client (``pip install 'memokit[prometheus]'``).
 
@@ -578,6 +589,7 @@ def use_prometheus(registry: Any = None, namespace: str = "memokit") -> Promethe
     reads this process's statistics at each scrape, and a hook that counts breaker
     openings and refresh failures. Return it (``.close()`` undoes both).
     """
+    _require("prometheus_client", "prometheus")
     from .stats_prometheus import PrometheusMetrics
 
     made = PrometheusMetrics(process_stats, registry=registry, namespace=namespace)
@@ -593,6 +605,7 @@ def use_opentelemetry(meter_provider: Any = None) -> OpenTelemetryMetrics:
     comes from ``meter_provider`` (default: the global one). Return the hook
     (``.close()`` stops its events).
     """
+    _require("opentelemetry.metrics", "otel")
     from .stats_otel import OpenTelemetryMetrics
 
     made = OpenTelemetryMetrics(process_stats, meter_provider=meter_provider)
