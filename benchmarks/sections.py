@@ -121,7 +121,7 @@ SECTIONS = [
         "stats",
         "Statistics on the hit path",
         feature_missing("stats", 20),
-        lambda ctx: decorators.run_stats(ctx.config),
+        lambda ctx: decorators.run_stats(ctx.config, ctx.workdir),
     ),
     Section(
         "payloads",

@@ -58,7 +58,7 @@ from .proxies import (
     _state_of,
 )
 from .resilience import CircuitBreaker
-from .stats import Stats, aflush, flush, register, stats_of
+from .stats import Stats, aflush, flush, rearm, register, stats_of
 from .switches import GATE
 
 __all__ = [
@@ -316,7 +316,9 @@ class CachedFunction(_Cached[P, R]):
             return stored  # type: ignore[no-any-return]  # the stored R
         replace = payload is not MISSING
         value: R = _miss(state, cache, breaker, key, args, kwargs, versions, replace, since)
-        if state.due and monotonic() >= state.due:
+        if not state.due:
+            rearm(state)  # its cache may share now (memokit.stats)
+        elif monotonic() >= state.due:
             flush(state)
         return value
 
@@ -400,7 +402,9 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
             return stored  # type: ignore[no-any-return]  # the stored T
         replace = payload is not MISSING
         value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace, since)
-        if state.due and monotonic() >= state.due:
+        if not state.due:
+            rearm(state)  # its cache may share now (memokit.stats)
+        elif monotonic() >= state.due:
             await aflush(state)
         return value
 

@@ -252,3 +252,37 @@ def test_a_cleared_store_gets_the_function_registered_again(tmp_path: Path) -> N
     stats.flush(f._state)
     assert stats.shared_stats(cache)["tests:cleared"].misses == 1  # counted since the clear
     cache.close()
+
+
+def test_hits_read_the_clock_only_where_counts_can_be_shared(tmp_path: Path) -> None:
+    # The hit path tests state.due alone while it is 0.0: a memory cache's hits
+    # never pay for reading the clock.
+    memory = memokit.create_cache({"BACKEND": "memory", "LOCATION": "stats-clock"})
+    stats.configure_stats(share=True)
+
+    @memokit.cached(cache=memory)
+    def local(x: int) -> int:
+        return x
+
+    assert local._state.due == 0.0
+    where = str(tmp_path / "alias.db")
+    memokit.configure({"default": {"BACKEND": "memory"}})
+    try:
+
+        @memokit.cached(name="tests:by-alias")
+        def by_alias(x: int) -> int:
+            return x
+
+        # Behind an alias the cache is not built at decoration: the first flush tells.
+        assert by_alias._state.due > 0
+        by_alias(1)
+        stats.flush(by_alias._state)
+        assert by_alias._state.due == 0.0
+        memokit.configure({"default": {"BACKEND": "sqlite", "LOCATION": where}})
+        by_alias(1)  # a miss in the new store: its flushes are on again
+        assert by_alias._state.due > 0
+        stats.flush(by_alias._state)
+        totals = stats.shared_stats("default")["tests:by-alias"]
+        assert totals.misses == 2  # the memory store's miss, kept until it could be shared
+    finally:
+        memokit.configure({"default": {"BACKEND": "memory"}})
