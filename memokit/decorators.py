@@ -330,6 +330,8 @@ class _Options:
             tags=tags,
             policy=self.policy,
         )
+        if identity is not None:
+            state.identity = identity  # what statistics are shared under (memokit.stats)
         if binding == "instance":
             state.class_body = _class_body()
         if self.policy.on_reads:

@@ -9,13 +9,14 @@ is cached on it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from .backends.base import BaseCache
 from .config import caches
 from .freshness import NO_POLICY, Policy, TimeoutSpec
 from .resilience import is_value_failure
 from .singleflight import AsyncSingleFlight, SingleFlight
+from .stats_hooks import BOUNDS
 from .switches import GATE, helper_cache, routed
 from .timeouts import DEFAULT_TIMEOUT
 
@@ -26,6 +27,9 @@ if TYPE_CHECKING:
     from .locks import BackendLock
 
 T = TypeVar("T")
+
+_BUCKETS: Final = len(BOUNDS) + 1
+"""Buckets of the compute-time histogram: one per bound, and one above."""
 
 
 class ErrorCounts(int):
@@ -66,6 +70,7 @@ class CachedState:
     """What every binding of one decorated function shares: settings and counters."""
 
     __slots__ = (
+        "__weakref__",
         "aflights",
         "alias",
         "binding",
@@ -73,13 +78,19 @@ class CachedState:
         "build",
         "cache",
         "class_body",
+        "compute_buckets",
+        "compute_count",
+        "compute_ns",
         "counter_names",
+        "due",
         "early_recomputations",
         "errors",
         "fast",
         "flights",
+        "flushed",
         "func",
         "hits",
+        "identity",
         "lock",
         "misses",
         "name",
@@ -149,6 +160,15 @@ class CachedState:
         self.refreshes = 0  # background refreshes that ran the function
         self.refresh_failures = 0  # background refreshes that failed (the stale value stayed)
         self.early_recomputations = 0  # fresh hits that started an early recomputation
+        # Statistics (memokit.stats): compute time on the miss path, and sharing.
+        self.identity = f"{getattr(func, '__module__', None)}:{getattr(func, '__qualname__', func)}"
+        self.compute_count = 0
+        self.compute_ns = 0
+        self.compute_buckets = [0] * _BUCKETS
+        # time.monotonic() of the next flush of shared totals; 0.0 while not shared,
+        # so the hit path tests one float (memokit.wrappers).
+        self.due = 0.0
+        self.flushed: dict[str, int] = {}  # the totals already added to the shared ones
         # How calls read the current cache (made-key prefixes, primitives);
         # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None

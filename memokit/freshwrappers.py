@@ -19,6 +19,7 @@ from __future__ import annotations
 import inspect
 import time
 from collections.abc import Callable
+from time import monotonic
 from typing import Any, Concatenate, Final, Generic, ParamSpec, TypeVar
 
 from .backends.base import MISSING, UNREADABLE, BaseCache
@@ -30,6 +31,7 @@ from .misses import _amiss, _guarded, _miss, _read_failed
 from .proxies import _bound_of, _state_of
 from .refreshes import astart, start
 from .resilience import CircuitBreaker
+from .stats import aflush, flush, rearm
 from .switches import GATE
 from .wrappers import (
     AsyncCachedFunction,
@@ -113,9 +115,15 @@ class FreshCachedFunction(CachedFunction[P, R]):
             breaker.record_success()
         stored = _served(state, cache, key, args, kwargs, payload, versions, start)
         if stored is not MISSING:
+            if state.due and monotonic() >= state.due:  # shared statistics (memokit.stats)
+                flush(state)
             return stored  # type: ignore[no-any-return]  # the stored R
         replace = payload is not MISSING
         value: R = _miss(state, cache, breaker, key, args, kwargs, versions, replace, since)
+        if not state.due:
+            rearm(state)  # its cache may share now (memokit.stats)
+        elif monotonic() >= state.due:
+            flush(state)
         return value
 
 
@@ -149,9 +157,15 @@ class AsyncFreshCachedFunction(AsyncCachedFunction[P, T]):
             breaker.record_success()
         stored = _served(state, cache, key, args, kwargs, payload, versions, astart)
         if stored is not MISSING:
+            if state.due and monotonic() >= state.due:  # shared statistics (memokit.stats)
+                await aflush(state)
             return stored  # type: ignore[no-any-return]  # the stored T
         replace = payload is not MISSING
         value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace, since)
+        if not state.due:
+            rearm(state)  # its cache may share now (memokit.stats)
+        elif monotonic() >= state.due:
+            await aflush(state)
         return value
 
 

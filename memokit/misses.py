@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import inspect
 import pickle
-import time
 from collections.abc import Awaitable, Callable, Generator
 from functools import partial
+from time import perf_counter_ns
 from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
@@ -24,6 +24,7 @@ from .fnstate import CachedState, _count
 from .freshness import called_timeout
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import JOINED, Shared
+from .stats import record_compute
 
 T = TypeVar("T")
 
@@ -279,8 +280,10 @@ def _lead_steps(
     """What the leader of a flight does, yielding its I/O (see :func:`_run`)."""
     call = _call(state, args, kwargs)
     if cache is None:
+        started = perf_counter_ns()
         value = yield call
         state.misses += 1
+        record_compute(state, started)
         _refuse_awaitable(state, value)
         return value, None
     guard = breaker if breaker is not None else breaker_for(cache)
@@ -311,10 +314,11 @@ def _lead_steps(
             state.hits += 1
             return found, None
     try:
-        started = time.perf_counter()
+        started = perf_counter_ns()
         value = yield call
-        took = time.perf_counter() - started
+        took = (perf_counter_ns() - started) / 1e9
         state.misses += 1
+        record_compute(state, started)
         if guard.open_until and not guard.allow():
             _refuse_awaitable(state, value)
             return value, None  # the breaker opened while the function ran
@@ -336,10 +340,11 @@ def _refresh_steps(state: CachedState, key: str, args: Any, kwargs: Any) -> Step
     except Exception as exc:
         _count(state, exc)
         raise
-    started = time.perf_counter()
+    started = perf_counter_ns()
     value = yield _call(state, args, kwargs)
-    took = time.perf_counter() - started
+    took = (perf_counter_ns() - started) / 1e9
     state.misses += 1
+    record_compute(state, started)
     stored, _ = yield from _store_steps(state, cache, key, value, versions, True, None, took)
     return stored
 

@@ -53,6 +53,8 @@ from .locks import lock_key_for
 from .misses import Steps, _arun, _call, _Io, _io, _run, _store_steps
 from .resilience import breaker_for, fail_open, is_backend_failure
 from .singleflight import _leading
+from .stats import refresh_failed
+from .stats_hooks import refresh_failed_extra
 
 logger = logging.getLogger("memokit")
 
@@ -331,8 +333,9 @@ def _ended(state: CachedState, cache: BaseCache, key: str, error: Exception | No
 def _failed(
     state: CachedState, cache: BaseCache, key: str, exc: BaseException, backend: bool
 ) -> None:
-    """Count and log (once per key until a success) a refresh that failed."""
-    state.refresh_failures += 1
+    """Count and log (once per key until a success) a refresh that failed; the
+    metrics hooks hear of every one (memokit.stats)."""
+    refresh_failed(state, exc, log=False)
     if backend and is_backend_failure(exc):
         _count(state, exc)
         fail_open(breaker_for(cache), exc)
@@ -351,6 +354,7 @@ def _failed(
         key,
         type(exc).__name__,
         exc,
+        extra=refresh_failed_extra(state.identity),
     )
 
 

@@ -17,6 +17,7 @@ import pytest
 from freezegun import freeze_time
 
 import memokit
+import memokit.stats
 from memokit import BaseCache, MemoryCache, cached, refreshes
 from memokit.locks import lock_key_for
 from memokit.refreshes import pending
@@ -128,11 +129,21 @@ release: asyncio.Event
 
 
 def test_a_failed_refresh_keeps_the_stale_value_logs_once_and_counts(
-    frozen: Any, caplog: pytest.LogCaptureFixture
+    frozen: Any, caplog: pytest.LogCaptureFixture, request: pytest.FixtureRequest
 ) -> None:
     cache = MemoryCache()
     broken = [False]
     runs: list[int] = []
+
+    class Hook(memokit.stats.MetricsHook):
+        def __init__(self) -> None:
+            self.failed: list[tuple[str, type[BaseException]]] = []
+
+        def refresh_failed(self, function: str, error: BaseException) -> None:
+            self.failed.append((function, type(error)))
+
+    hook = memokit.stats.add_hook(Hook())
+    request.addfinalizer(lambda: memokit.stats.remove_hook(hook))
 
     @cached(cache=cache, timeout=10, stale=30, name="failing-refresh")
     def f() -> int:
@@ -150,9 +161,15 @@ def test_a_failed_refresh_keeps_the_stale_value_logs_once_and_counts(
             settle()
     state = f._state
     assert (state.stale_hits, state.refreshes, state.refresh_failures) == (3, 3, 3)
+    assert (f.stats().stale_hits, f.stats().refresh_failures) == (3, 3)
     logged = [r for r in caplog.records if "background refresh" in r.getMessage()]
     assert len(logged) == 1
     assert "failing-refresh" in logged[0].getMessage()
+    # One log record (named for log pipelines, memokit.stats), every failure to the hooks.
+    assert [r for r in caplog.records if getattr(r, "memokit_event", None)] == logged
+    assert logged[0].memokit_event == "refresh_failed"
+    assert logged[0].memokit_function == "failing-refresh"
+    assert hook.failed == [("failing-refresh", ConnectionRefusedError)] * 3
     # The function's failure is no backend failure: no breaker, no error counted.
     assert f.cache_info().errors == 0
     assert not memokit.resilience.breaker_for(cache).failures
