@@ -63,7 +63,8 @@ def info(session: Session) -> int:
     out = session.out
     aliases: list[dict[str, Any]] = []
     failed = False
-    for alias in caches:
+    chosen = [session.cache()[0]] if session.options["alias"] else list(caches)
+    for alias in chosen:
         cache = caches[alias]
         try:
             count: int | None = cache.entry_count()

@@ -51,7 +51,7 @@ class Session:
     def cache(self) -> tuple[str, BaseCache]:
         """The alias ``--alias`` names (``default``) and its cache."""
         self.load()
-        alias: str = self.options["alias"]
+        alias: str = self.options["alias"] or "default"
         if alias not in caches:
             raise SettingsError(
                 f"--alias {alias!r} is not configured; configured aliases: {', '.join(caches)}"
@@ -71,7 +71,7 @@ def common(command: F) -> F:
             "--django-settings",
             help="A Django settings module (or DJANGO_SETTINGS_MODULE).",
         ),
-        click.option("--alias", default="default", show_default=True, help="The cache alias."),
+        click.option("--alias", help="The cache alias ('default'; info: every alias)."),
         click.option("--json", "as_json", is_flag=True, help="Print JSON instead of a table."),
     ]
     for option in reversed(options):

@@ -73,6 +73,12 @@ def clean_env(**extra: str) -> dict[str, str]:
     return env
 
 
+@pytest.fixture
+def cli_env() -> Callable[..., dict[str, str]]:
+    """``cli_env(NAME=value)``: the environment without the command line's settings, plus these."""
+    return clean_env
+
+
 @dataclass
 class Result:
     code: int
