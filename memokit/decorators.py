@@ -273,6 +273,8 @@ class _Options:
             counter_names=counter_names,
             tags=tags,
         )
+        if identity is not None:
+            state.identity = identity  # what statistics are shared under (memokit.stats)
         if binding == "instance":
             state.class_body = _class_body()
         return wrap(state)

@@ -102,6 +102,13 @@ class ServerNotFound(MemokitError, RuntimeError):
     """
 
 
+class NotShareable(MemokitError, ValueError):
+    """Statistics cannot be shared through this cache: the memory and dummy backends.
+
+    Raised by :func:`memokit.stats.shared_stats`; the message names the backends that can.
+    """
+
+
 class _MissingPackage(ImproperlyConfigured):
     """The backend exists, but the client library it needs is not installed.
 

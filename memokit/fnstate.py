@@ -9,12 +9,13 @@ is cached on it.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, TypeVar
 
 from .backends.base import BaseCache
 from .config import caches
 from .resilience import is_value_failure
 from .singleflight import AsyncSingleFlight, SingleFlight
+from .stats_hooks import BOUNDS
 from .switches import GATE, helper_cache, routed
 from .timeouts import Timeout
 
@@ -25,6 +26,9 @@ if TYPE_CHECKING:
     from .locks import BackendLock
 
 T = TypeVar("T")
+
+_BUCKETS: Final = len(BOUNDS) + 1
+"""Buckets of the compute-time histogram: one per bound, and one above."""
 
 
 class ErrorCounts(int):
@@ -65,6 +69,7 @@ class CachedState:
     """What every binding of one decorated function shares: settings and counters."""
 
     __slots__ = (
+        "__weakref__",
         "aflights",
         "alias",
         "binding",
@@ -72,18 +77,28 @@ class CachedState:
         "build",
         "cache",
         "class_body",
+        "compute_buckets",
+        "compute_count",
+        "compute_ns",
         "counter_names",
+        "due",
+        "early_recomputations",
         "errors",
         "fast",
         "flights",
+        "flushed",
         "func",
         "hits",
+        "identity",
         "lock",
         "misses",
         "name",
         "none_timeout",
         "owner",
+        "refresh_failures",
+        "refreshes",
         "safe_keys",
+        "stale_hits",
         "tags",
         "timeout",
         "unbound",
@@ -136,6 +151,20 @@ class CachedState:
         self.misses = 0
         self.errors = 0  # backend failures
         self.value_errors = 0  # value failures (memokit.resilience)
+        # Freshness policies count here (stale hits served, refreshes ahead of expiry).
+        self.stale_hits = 0
+        self.refreshes = 0
+        self.refresh_failures = 0
+        self.early_recomputations = 0
+        # Statistics (memokit.stats): compute time on the miss path, and sharing.
+        self.identity = f"{getattr(func, '__module__', None)}:{getattr(func, '__qualname__', func)}"
+        self.compute_count = 0
+        self.compute_ns = 0
+        self.compute_buckets = [0] * _BUCKETS
+        # time.monotonic() of the next flush of shared totals; 0.0 while not shared,
+        # so the hit path tests one float (memokit.wrappers).
+        self.due = 0.0
+        self.flushed: dict[str, int] = {}  # the totals already added to the shared ones
         # How calls read the current cache (made-key prefixes, primitives);
         # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None

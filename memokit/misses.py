@@ -13,6 +13,7 @@ import inspect
 import pickle
 from collections.abc import Awaitable, Callable, Generator
 from functools import partial
+from time import perf_counter_ns
 from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
@@ -22,6 +23,7 @@ from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
 from .resilience import CircuitBreaker, breaker_for, fail_open
 from .singleflight import JOINED, Shared
+from .stats import record_compute
 
 T = TypeVar("T")
 
@@ -257,8 +259,10 @@ def _lead_steps(
     """What the leader of a flight does, yielding its I/O (see :func:`_run`)."""
     call = _call(state, args, kwargs)
     if cache is None:
+        started = perf_counter_ns()
         value = yield call
         state.misses += 1
+        record_compute(state, started)
         _refuse_awaitable(state, value)
         return value, None
     guard = breaker if breaker is not None else breaker_for(cache)
@@ -289,8 +293,10 @@ def _lead_steps(
             state.hits += 1
             return found, None
     try:
+        started = perf_counter_ns()
         value = yield call
         state.misses += 1
+        record_compute(state, started)
         if guard.open_until and not guard.allow():
             _refuse_awaitable(state, value)
             return value, None  # the breaker opened while the function ran
@@ -312,8 +318,10 @@ def _refresh_steps(state: CachedState, key: str, args: Any, kwargs: Any) -> Step
     except Exception as exc:
         _count(state, exc)
         raise
+    started = perf_counter_ns()
     value = yield _call(state, args, kwargs)
     state.misses += 1
+    record_compute(state, started)
     stored, _ = yield from _store_steps(state, cache, key, value, versions, True, None)
     return stored
 

@@ -31,6 +31,8 @@ from typing import Any, Final, Generic, Protocol, Self, TypeVar, overload
 
 from .backends.base import BaseCache
 from .config import DefaultCacheProxy
+from .fnstate import CacheInfo
+from .stats import Stats
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
 
 T = TypeVar("T")
@@ -175,6 +177,16 @@ class SharedCachedProperty(CachedProperty[T]):
 
     def __delete__(self, instance: object) -> None:
         self.invalidate(instance)
+
+    def cache_info(self) -> CacheInfo:
+        """Hits, misses and errors of this property, over every instance (this process)."""
+        info: CacheInfo = self.cached.cache_info()
+        return info
+
+    def stats(self) -> Stats:
+        """Statistics of this property over every instance, as ``@cached``'s ``stats()``."""
+        found: Stats = self.cached.stats()
+        return found
 
     def invalidate(self, instance: object) -> bool:
         """Drop the shared value of ``instance`` from the cache; return whether there was one.

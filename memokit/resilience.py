@@ -41,6 +41,7 @@ import weakref
 from dataclasses import dataclass
 from typing import Any, Final
 
+from . import stats_hooks
 from .backends import _reports
 from .backends.base import BaseCache, _caller_stacklevel
 from .exceptions import BackendError, CorruptEntryWarning, ValueFailure, ValueFailureWarning
@@ -121,7 +122,8 @@ class CircuitBreaker:
     Open (``open_until`` in the future): calls skip the backend and compute. When
     the window has passed, the first call probes the backend while the others
     keep skipping it; a success closes the breaker, a failure opens it for
-    another window. One warning is logged per opening.
+    another window. One warning is logged per opening (an event of
+    :mod:`memokit.stats_hooks`).
     """
 
     __slots__ = (
@@ -195,14 +197,7 @@ class CircuitBreaker:
                 return
             self._quiet_until = now + settings.window
             self.opened += 1
-        logger.warning(
-            "memokit: cache %s failed (%s: %s); decorated calls compute their values and "
-            "skip this cache for %.3g s, then probe it again",
-            self._name,
-            type(exc).__name__,
-            exc,
-            settings.window,
-        )
+        stats_hooks.breaker_opened(self._name, exc, settings.window)
 
     def record_success(self) -> None:
         """The backend answered: close the breaker."""
@@ -213,7 +208,7 @@ class CircuitBreaker:
             self.failures = 0
             self.open_until = 0.0
         if reopened:
-            logger.warning("memokit: cache %s answers again; caching resumes", self._name)
+            stats_hooks.breaker_closed(self._name)
 
     def reset(self) -> None:
         """Close the breaker and forget past failures (for tests and operations)."""

@@ -14,7 +14,7 @@ own ``__call__``, the hit path, rather than wrapt's generic call into a wrapper
 function (about 0.8 µs a call). Binding makes a ``wrapt.BoundFunctionWrapper``
 subclass: on an instance like a method (in wrapt's own ``__get__``), on a
 ``@classmethod`` the class, on a ``@staticmethod`` nothing. The helpers
-(``key``, ``invalidate``, ``refresh`` ...) bind the same way, so
+(``key``, ``invalidate``, ``refresh``, ``cache_info``, ``stats`` ...) bind the same way, so
 ``obj.method.invalidate(3)`` drops the entry of ``obj.method(3)``. The
 per-function :class:`CachedState` travels as wrapt's ``wrapper`` slot, which
 wrapt never calls here, and the bound target as its ``instance`` slot.
@@ -27,6 +27,7 @@ import inspect
 import sys
 import types
 from collections.abc import Callable, Coroutine
+from time import monotonic
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -57,6 +58,7 @@ from .proxies import (
     _state_of,
 )
 from .resilience import CircuitBreaker
+from .stats import Stats, aflush, flush, register, stats_of
 from .switches import GATE
 
 __all__ = [
@@ -216,6 +218,10 @@ class _Cached(Generic[P, R]):
         state = self._state
         return CacheInfo(state.hits, state.misses, ErrorCounts(state.errors, state.value_errors))
 
+    def stats(self) -> Stats:
+        """Return this process's statistics: counts, errors by kind, compute time, sharing."""
+        return stats_of(self._state)
+
     def __repr__(self) -> str:
         state = self._state
         where = repr(state.cache) if state.cache is not None else repr(state.alias)
@@ -305,9 +311,13 @@ class CachedFunction(_Cached[P, R]):
             stored = _unreadable(state, cache, key, exc)
         if stored is not MISSING:
             state.hits += 1
+            if state.due and monotonic() >= state.due:  # shared statistics (memokit.stats)
+                flush(state)
             return stored  # type: ignore[no-any-return]  # the stored R
         replace = payload is not MISSING
         value: R = _miss(state, cache, breaker, key, args, kwargs, versions, replace, since)
+        if state.due and monotonic() >= state.due:
+            flush(state)
         return value
 
     def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
@@ -385,9 +395,13 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
             stored = _unreadable(state, cache, key, exc)
         if stored is not MISSING:
             state.hits += 1
+            if state.due and monotonic() >= state.due:  # shared statistics (memokit.stats)
+                await aflush(state)
             return stored  # type: ignore[no-any-return]  # the stored T
         replace = payload is not MISSING
         value: T = await _amiss(state, cache, breaker, key, args, kwargs, versions, replace, since)
+        if state.due and monotonic() >= state.due:
+            await aflush(state)
         return value
 
     async def invalidate(self, *args: P.args, **kwargs: P.kwargs) -> bool:
@@ -496,6 +510,7 @@ def wrap(state: CachedState) -> _Cached[Any, Any]:
     # wrapt's FunctionWrapper(wrapped, wrapper): the state rides in the wrapper slot.
     made: _Cached[Any, Any] = classes[state.binding](state.func, state)
     state.unbound = made
+    register(state)
     return made
 
 
