@@ -40,9 +40,11 @@ WORKER = """
 import json, sys
 
 import memokit
+import memokit.stats
 import cachesettings
 
 memokit.configure(cachesettings.CACHES)
+memokit.stats.configure_stats(share=True)
 import shop
 
 print("ready", flush=True)
@@ -52,6 +54,9 @@ for line in sys.stdin:
         answer = {"value": shop.price(int(argument))}
     elif command == "stock":
         answer = {"value": shop.stock(argument)}
+    elif command == "flush":
+        memokit.stats.flush_all()
+        answer = {"value": None}
     elif command == "set":
         memokit.cache.set(argument, {"stored": argument})
         answer = {"value": None}

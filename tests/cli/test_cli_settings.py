@@ -42,6 +42,8 @@ def _sqlite(project: Path) -> dict[str, Any]:
         (("inspect", "shop:price", "1", "2", "--settings", "cachesettings"), "positional"),
         (("inspect", "shop", "--settings", "cachesettings"), "is not a function path"),
         (("invalidate", "--settings", "cachesettings"), "give one of: FUNCTION"),
+        (("stats", "--settings", "memsettings"), "keeps its data in this process"),
+        (("stats", "--json", "--watch", "--settings", "cachesettings"), "--watch redraws"),
         (("clear", "--batch", "-1", "--settings", "cachesettings"), "Invalid value"),
     ],
 )
@@ -56,6 +58,7 @@ def test_bad_usage_and_settings_exit_2_naming_the_fix(
     (project / "badsettings.py").write_text(
         f"CACHES = {{'default': {{'BACKEND': 'sqlit', 'OPTIONS': {{'SECRET': {SIGNING!r}}}}}}}\n"
     )
+    (project / "memsettings.py").write_text("CACHES = {'default': {'BACKEND': 'memory'}}\n")
     result = run(*args)
     assert result.code == 2, (result.out, result.err)
     assert says in result.err

@@ -120,13 +120,19 @@ def test_what_another_process_stored_is_read_and_invalidated_at_once(
     assert back.json()["version"] == back.json()["before"] - 1
 
 
-def test_info_and_clear_never_import_the_application(
-    store: tuple[dict[str, Any], str], run: Run, worker: Callable[[], Worker], project: Path
+def test_info_stats_and_clear_never_import_the_application(
+    store: tuple[dict[str, Any], str],
+    run: Run,
+    worker: Callable[[], Worker],
+    project: Path,
+    cli_env: Callable[..., dict[str, str]],
 ) -> None:
     _, url = store
     app = worker()
-    app.ask("price 1")
-    app.ask("price 2")
+    for n in (1, 2, 1, 1):
+        app.ask(f"price {n}")
+    app.ask("stock pear")
+    app.ask("flush")
     # The application cannot be imported: info and clear do not need it.
     (project / "shop.py").write_text("raise RuntimeError('application code imported')\n")
     by_url = ("--url", url)
@@ -140,11 +146,26 @@ def test_info_and_clear_never_import_the_application(
     if alias["backend"] == "MemcachedCache":
         assert alias["entries"] is None  # memcached cannot tell
     else:
-        assert alias["entries"] >= 2
+        assert alias["entries"] >= 3
     table = run("info", *by_url)
     assert table.code == 0, table.err
     assert "default" in table.out
     assert alias["backend"] in table.out
+
+    # The other process's functions, with their hit ratios. Its totals are signed:
+    # the command line reads them with the same SECRET (MEMOKIT_SECRET, beside a URL).
+    signed = cli_env(MEMOKIT_SECRET=SECRET, COLUMNS="200")
+    shared = run("stats", *by_url, "--json", env=signed)
+    assert shared.code == 0, shared.err
+    functions = {f["function"]: f for f in shared.json()["functions"]}
+    assert set(functions) == {"shop:price", "shop:stock"}
+    assert (functions["shop:price"]["hits"], functions["shop:price"]["misses"]) == (2, 2)
+    assert functions["shop:price"]["hit_ratio"] == 0.5
+    assert functions["shop:stock"]["hit_ratio"] == 0.0
+    drawn = run("stats", *by_url, env=signed)
+    assert drawn.code == 0, drawn.err
+    assert "shop:price" in drawn.out
+    assert "50.0%" in drawn.out
 
     # clear asks; "n" (or no answer) keeps everything.
     declined = run("clear", *by_url, stdin="n\n")
@@ -157,7 +178,7 @@ def test_info_and_clear_never_import_the_application(
     assert cleared.code == 0, cleared.err
     assert "Remove" not in cleared.err
     if alias["entries"] is not None:
-        assert cleared.json()["removed"] >= 2
+        assert cleared.json()["removed"] >= 3
     assert app.ask("price 1")["computed"]["price"] == 3  # gone for the other process too
 
 

@@ -93,3 +93,27 @@ def test_clear_yes_over_20000_entries_shows_progress_and_a_final_count(
     assert states[-1] == "20,000", pane
     assert "Cleared 20,000 entries from 'default'" in pane, pane
     assert "Remove" not in pane  # --yes asks nothing
+
+
+def test_stats_shows_the_other_process_functions_and_hit_ratios(
+    terminal: Terminal,
+    project: Path,
+    write_settings: Callable[..., None],
+    worker: Callable[[], Any],
+) -> None:
+    write_settings({"BACKEND": "sqlite", "LOCATION": str(project / "stats.sqlite3")})
+    app = worker()
+    for _ in range(4):
+        app.ask("price 7")  # 1 miss, 3 hits: 75.0%
+    app.ask("stock fig")
+    app.ask("stock fig")  # 1 miss, 1 hit: 50.0%
+    app.ask("flush")
+    for args in (("stats",), ("stats", "--watch", "--times", "2", "--interval", "0.2")):
+        pane = terminal(*args, "--settings", "cachesettings")
+        assert _exit_code(pane) == 0, pane
+        assert "memokit stats: 'default' (SQLiteCache), all processes" in pane, pane
+        assert "hit ratio" in pane, pane
+        rows = {line.split()[1]: line for line in pane.splitlines() if "shop:" in line}
+        assert set(rows) == {"shop:price", "shop:stock"}, pane
+        assert "75.0%" in rows["shop:price"], pane
+        assert "50.0%" in rows["shop:stock"], pane
