@@ -118,6 +118,12 @@ SECTIONS = [
         lambda ctx: decorators.run_stampede(ctx.config),
     ),
     Section(
+        "stats",
+        "Statistics on the hit path",
+        feature_missing("stats", 20),
+        lambda ctx: decorators.run_stats(ctx.config),
+    ),
+    Section(
         "payloads",
         "Payloads: signing and compression",
         lambda: backend_missing("redis") or backend_missing("sqlite"),

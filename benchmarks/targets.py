@@ -133,6 +133,9 @@ TARGETS = [
     ),
     # Issue 14: the fork guard may cost SQLite get at most 5% (1.44x the raw SELECT before).
     Target(14, "sqlite", "get ≤ 1.51x the raw SELECT (5% over 1.44x)", 1.512, ratio("get_hit")),
+    # Issue 20: statistics on (shared: the hit reads the clock) against off.
+    Target(20, "stats", "positional hit with statistics on ≤ 1.03x off", 1.03, ratio("positional")),
+    Target(20, "stats", "keyword hit with statistics on ≤ 1.03x off", 1.03, ratio("keyword")),
     # Issue 17: signing and compression, each against the same cache without it.
     *(
         Target(

@@ -53,13 +53,11 @@ __all__ = [
     "add_hook",
     "ashared_stats",
     "configure_stats",
-    "flush",
+    "flush_all",
     "hooks",
     "process_stats",
-    "refresh_failed",
     "remove_hook",
     "shared_stats",
-    "stats_of",
     "stats_settings",
     "use_opentelemetry",
     "use_prometheus",
@@ -378,7 +376,7 @@ _Op = tuple[Callable[..., Any], Callable[..., Awaitable[Any]], tuple[Any, ...], 
 _Steps = Generator[_Op, Any, None]
 
 
-def _flush_steps(state: CachedState, c: BaseCache, registered: set[str]) -> _Steps:
+def _flush_steps(state: CachedState, c: BaseCache) -> _Steps:
     """Add ``state``'s unflushed counts to the shared totals, yielding each cache call."""
     totals = _totals(state)
     flushed = state.flushed
@@ -387,14 +385,12 @@ def _flush_steps(state: CachedState, c: BaseCache, registered: set[str]) -> _Ste
         return
     fn = _fn_key(state.identity)
     forever: dict[str, Any] = {"timeout": None}
-    if state.identity not in registered:
-        get, add, incr = (c.get, c.aget), (c.add, c.aadd), (c.incr, c.aincr)
-        if (yield (*get, (fn,), {})) is None:
-            yield (*add, (f"{PREFIX}n", 0), forever)
-            slot = yield (*incr, (f"{PREFIX}n",), {})
-            yield (c.set, c.aset, (f"{PREFIX}slot:{slot}", state.identity), forever)
-            yield (*add, (fn, slot), forever)
-        registered.add(state.identity)
+    # Registered at each flush, not once per process: a clear() forgets registrations.
+    if (yield (c.get, c.aget, (fn,), {})) is None:
+        yield (c.add, c.aadd, (f"{PREFIX}n", 0), forever)
+        slot = yield (c.incr, c.aincr, (f"{PREFIX}n",), {})
+        yield (c.set, c.aset, (f"{PREFIX}slot:{slot}", state.identity), forever)
+        yield (c.add, c.aadd, (fn, slot), forever)
     for field, delta in deltas.items():
         key = f"{fn}:{field}"
         try:
@@ -403,9 +399,6 @@ def _flush_steps(state: CachedState, c: BaseCache, registered: set[str]) -> _Ste
             if not (yield (c.add, c.aadd, (key, delta), forever)):
                 yield (c.incr, c.aincr, (key, delta), {})  # another process added it meanwhile
         flushed[field] = flushed.get(field, 0) + delta
-
-
-_registered: weakref.WeakKeyDictionary[BaseCache, set[str]] = weakref.WeakKeyDictionary()
 
 
 def _target(state: CachedState) -> BaseCache | None:
@@ -456,13 +449,13 @@ def flush(state: CachedState) -> None:
 
     Never raises: a failing backend leaves the counts for the next flush.
     """
-    _schedule(state)
     if not _flushing.acquire(blocking=False):
-        return  # another thread is flushing; this function's turn comes next interval
+        return  # another flush is under way: this function tries again at its next call
     try:
+        _schedule(state)
         cache = _target(state)
         if cache is not None:
-            _run(_flush_steps(state, cache, _registered.setdefault(cache, set())))
+            _run(_flush_steps(state, cache))
     except Exception as exc:
         logger.debug("memokit: statistics of %s not shared this time: %r", state.identity, exc)
     finally:
@@ -471,14 +464,13 @@ def flush(state: CachedState) -> None:
 
 async def aflush(state: CachedState) -> None:
     """The async twin of :func:`flush`."""
-    _schedule(state)
     if not _flushing.acquire(blocking=False):
         return
     try:
+        _schedule(state)
         cache = _target(state)
         if cache is not None:
-            _registered_names = _registered.setdefault(cache, set())
-            await _arun(_flush_steps(state, cache, _registered_names))
+            await _arun(_flush_steps(state, cache))
     except Exception as exc:
         logger.debug("memokit: statistics of %s not shared this time: %r", state.identity, exc)
     finally:

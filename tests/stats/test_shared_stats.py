@@ -225,3 +225,22 @@ def test_the_dummy_backend_cannot_share() -> None:
     assert "stores nothing" in f.stats().sharing
     with pytest.raises(NotShareable):
         stats.shared_stats(dummy)
+
+
+def test_a_cleared_store_gets_the_function_registered_again(tmp_path: Path) -> None:
+    cache = memokit.create_cache({"BACKEND": "sqlite", "LOCATION": str(tmp_path / "c.db")})
+
+    @memokit.cached(cache=cache, name="tests:cleared")
+    def f(x: int) -> int:
+        return x
+
+    stats.configure_stats(share=True)
+    f(1)
+    stats.flush_all()
+    assert stats.shared_stats(cache)["tests:cleared"].misses == 1
+    cache.clear()
+    assert stats.shared_stats(cache) == {}
+    f(1)
+    stats.flush_all()
+    assert stats.shared_stats(cache)["tests:cleared"].misses == 1  # counted since the clear
+    cache.close()
