@@ -1,9 +1,9 @@
 """Where the command line finds the cache settings, and how it turns them into caches.
 
-Four sources, each a flag with an environment variable; the first given wins, in
-this order: a backend URL (``--url``, ``MEMOKIT_URL``), a Python path
-(``--settings``, ``MEMOKIT_SETTINGS``), a Django project's settings
-(``--django-settings``, ``DJANGO_SETTINGS_MODULE``). Each is turned into a
+Three sources, each a flag with an environment variable: one flag, or else the
+first environment variable set, in this order: a backend URL (``--url``,
+``MEMOKIT_URL``), a Python path (``--settings``, ``MEMOKIT_SETTINGS``), a Django
+project's settings (``--django-settings``, ``DJANGO_SETTINGS_MODULE``). Each is turned into a
 ``CACHES`` mapping and given to :func:`memokit.configure`, so that a decorated
 function imported afterwards (``inspect``, ``invalidate``) finds its alias there.
 """
@@ -51,16 +51,17 @@ class Loaded:
     notes: list[str] = field(default_factory=list)
     """What was left out (a Django alias served by another backend)."""
 
-    def show(self, value: object) -> str:
-        """``value`` as text fit to print: every secret of these settings masked."""
-        return redact(value, self.secrets)
-
 
 def load(url: str | None, settings: str | None, django_settings: str | None) -> Loaded:
     """Find the settings (flags or environment) and configure memokit with them."""
-    url = url or os.environ.get("MEMOKIT_URL") or None
-    settings = settings or os.environ.get("MEMOKIT_SETTINGS") or None
-    django_settings = django_settings or os.environ.get("DJANGO_SETTINGS_MODULE") or None
+    flags = {"--url": url, "--settings": settings, "--django-settings": django_settings}
+    given = [flag for flag, value in flags.items() if value]
+    if len(given) > 1:
+        raise SettingsError(f"give one of {', '.join(given)}, not several")
+    if not given:  # the environment, in the same order
+        url = os.environ.get("MEMOKIT_URL") or None
+        settings = None if url else os.environ.get("MEMOKIT_SETTINGS") or None
+        django_settings = os.environ.get("DJANGO_SETTINGS_MODULE") or None
     if url is not None:
         loaded = _from_url(url)
     elif settings is not None:

@@ -30,6 +30,7 @@ def _sqlite(project: Path) -> dict[str, Any]:
     [
         (("info",), "no cache settings: give --url"),
         (("info", "--url", "ftp://host/x"), "unknown scheme 'ftp'; use one of: redis://"),
+        (("info", "--url", "sqlite:///x", "--settings", "s"), "give one of --url, --settings"),
         (("info", "--url", "sqlite://relative.db"), "give an absolute path, as sqlite:///"),
         (("info", "--url", "localhost:6379"), "is not a backend URL"),
         (("info", "--url", "sqlite:///tmp/x.db?VERSION=two"), "VERSION='two' is not a number"),
@@ -86,6 +87,7 @@ def test_settings_from_every_source(
         ((), {"MEMOKIT_SETTINGS": "cachesettings"}),
         (("--url", f"sqlite://{location}"), {}),
         ((), {"MEMOKIT_URL": f"sqlite://{location}", "MEMOKIT_SETTINGS": "no_such_module"}),
+        (("--settings", "cachesettings"), {"MEMOKIT_URL": "ftp://ignored"}),  # a flag first
     ]
     for args, env in sources:
         result = run("info", *args, "--json", env=cli_env(**env))
