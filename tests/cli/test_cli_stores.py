@@ -38,10 +38,12 @@ def _memcached(request: pytest.FixtureRequest, project: Path) -> tuple[dict[str,
     return {"BACKEND": "memcached", "LOCATION": server.url}, f"memcached://{server.url}"
 
 
+# The server stores are slow-marked: the quick runs (the Pythons after the first) cover
+# the command line on SQLite, and the full run on all three, within the time budget.
 STORES = [
     pytest.param(_sqlite, id="sqlite"),
-    pytest.param(_redis, id="redis", marks=pytest.mark.server),
-    pytest.param(_memcached, id="memcached", marks=pytest.mark.server),
+    pytest.param(_redis, id="redis", marks=[pytest.mark.server, pytest.mark.slow]),
+    pytest.param(_memcached, id="memcached", marks=[pytest.mark.server, pytest.mark.slow]),
 ]
 
 
