@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..exceptions import (
@@ -87,6 +87,8 @@ class BaseCache(Primitives):
     - payloads and timeouts: ``_encode``, ``_decode``, ``_seconds``
     - value-failure reports: ``_unreadable``, ``_not_stored``
     - made keys: ``_plain_key_prefix`` (the prefix made keys are a concatenation of)
+    - the command line's ``info`` and ``clear`` (``memokit.cli``): ``_count``,
+      ``_clear_some`` (optional primitives: an entry count, clearing in batches), ``_clear``
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities()
@@ -385,31 +387,6 @@ class BaseCache(Primitives):
     def clear(self) -> None:
         """Remove every entry of the store, whatever its prefix or version (as Django)."""
         self._clear()
-
-    def entry_count(self) -> int | None:
-        """How many entries the store holds (expired ones not yet removed included), or
-        None when the backend cannot tell. Not part of Django's API (``memokit info``)."""
-        return self._count()
-
-    def clear_in_batches(self, batch: int = 1000) -> Iterator[int]:
-        """Clear the store as :meth:`clear` does, ``batch`` entries at a time where the
-        backend can; yield the running number removed after each batch.
-
-        A backend that can only clear at once clears and yields nothing. Not part of
-        Django's API (``memokit clear`` shows progress with it).
-        """
-        if type(batch) is not int or batch < 1:
-            raise ValueError(f"batch must be a positive int, not {batch!r}")
-        removed = 0
-        while True:
-            done = self._clear_some(batch)
-            if done is None:
-                self._clear()
-                return
-            if done == 0:
-                return
-            removed += done
-            yield removed
 
     def close(self, **kwargs: Any) -> None:
         """Release connections or handles; the cache can still be used afterwards."""

@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime
 import math
 import time
+from collections.abc import Iterator
 from typing import Any
 
 import click
@@ -67,7 +68,7 @@ def info(session: Session) -> int:
     for alias in chosen:
         cache = caches[alias]
         try:
-            count: int | None = cache.entry_count()
+            count: int | None = cache._count()
             problem = None
         except FAILURES as exc:
             count, problem, failed = None, f"{type(exc).__name__}: {exc}", True
@@ -183,6 +184,7 @@ def inspect(
 
     Imports the function's module. Exit 1 when no valid entry is stored for the call.
     """
+    session.no_alias(function)
     session.load()
     fn = load_function(function)
     args, kwargs = parse_arguments(arguments, args_json, kwargs_json)
@@ -262,6 +264,8 @@ def invalidate(
     if (delta != 1 or back) and namespace is None:
         raise SettingsError("--delta and --back go with --namespace only")
     out = session.out
+    if function is not None or (namespace is not None and ":" in namespace):
+        session.no_alias(function or namespace or "")
     alias, cache = session.cache()
     if tags:
         invalidate_tags(*tags, cache=cache)
@@ -314,7 +318,7 @@ def clear(session: Session, yes: bool, batch: int) -> int:
     """Remove every entry of an alias's store (asks first; --yes for scripts)."""
     out = session.out
     alias, cache = session.cache()
-    total = cache.entry_count()
+    total = cache._count()
     where = f"{alias!r} ({type(cache).__name__} at {out.show(cache.location) or 'memory'})"
     size = "every entry" if total is None else f"all {total:,} entries"
     if not yes and not click.confirm(f"Remove {size} of {where}?", default=False, err=True):
@@ -335,7 +339,7 @@ def _purge(out: Output, cache: BaseCache, step: int, total: int | None) -> int |
     """Clear ``cache`` in steps, showing progress; the number removed (None: not counted)."""
     removed: int | None = None
     if out.as_json or not out.console.is_terminal:
-        for removed in cache.clear_in_batches(step):
+        for removed in _clear_in_batches(cache, step):
             out.line(_progress_text(removed, total))
         return removed if removed is not None else total
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
@@ -343,10 +347,25 @@ def _purge(out: Output, cache: BaseCache, step: int, total: int | None) -> int |
     columns = (TextColumn("clearing"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, console=out.console) as progress:
         task = progress.add_task("clear", total=total)
-        for removed in cache.clear_in_batches(step):
+        for removed in _clear_in_batches(cache, step):
             progress.update(task, completed=removed)
             progress.console.print(_progress_text(removed, total), markup=False)
     return removed if removed is not None else total
+
+
+def _clear_in_batches(cache: BaseCache, batch: int) -> Iterator[int]:
+    """Clear ``cache`` as ``clear()`` does, ``batch`` entries at a time where the backend
+    can; yield the running number removed (nothing, where it clears at once)."""
+    removed = 0
+    while True:
+        done = cache._clear_some(batch)
+        if done is None:
+            cache._clear()
+            return
+        if done == 0:
+            return
+        removed += done
+        yield removed
 
 
 def _progress_text(removed: int, total: int | None) -> str:

@@ -44,6 +44,14 @@ class Session:
             self._loaded = loaded
         return self._loaded
 
+    def no_alias(self, function: str) -> None:
+        """Refuse ``--alias`` beside a function: it uses the cache it was decorated with."""
+        if self.options["alias"]:
+            raise SettingsError(
+                f"--alias does not go with a function: {function} uses the cache it was "
+                f"decorated with; drop --alias"
+            )
+
     def source(self) -> str:
         """Where the settings came from, for messages."""
         return self._loaded.source if self._loaded is not None else "not loaded"

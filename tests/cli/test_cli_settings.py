@@ -43,6 +43,10 @@ def _sqlite(project: Path) -> dict[str, Any]:
         (("inspect", "shop:price", "1", "2", "--settings", "cachesettings"), "positional"),
         (("inspect", "shop", "--settings", "cachesettings"), "is not a function path"),
         (("invalidate", "--settings", "cachesettings"), "give one of: FUNCTION"),
+        (
+            ("inspect", "shop:price", "1", "--alias", "default", "--settings", "cachesettings"),
+            "--alias does not go with a function",
+        ),
         (("stats", "--settings", "memsettings"), "keeps its data in this process"),
         (("stats", "--json", "--watch", "--settings", "cachesettings"), "--watch redraws"),
         (("clear", "--batch", "-1", "--settings", "cachesettings"), "Invalid value"),

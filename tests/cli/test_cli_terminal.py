@@ -83,7 +83,7 @@ def test_clear_yes_over_20000_entries_shows_progress_and_a_final_count(
     try:
         for start in range(0, 20_000, 5_000):
             cache.set_many({f"key-{n}": n for n in range(start, start + 5_000)}, timeout=None)
-        assert cache.entry_count() == 20_000
+        assert cache._count() == 20_000
     finally:
         cache.close()
     pane = terminal("clear", "--yes", "--url", f"sqlite://{path}")
