@@ -83,9 +83,10 @@ def test_opentelemetry_instruments_read_stats_at_collection() -> None:
     provider = MeterProvider(metric_readers=[reader])
     exporter = stats.use_opentelemetry(provider)
     try:
-        _counted("tests.adapters:otel")
+        f = _counted("tests.adapters:otel")  # alive until read: statistics of live functions
         CircuitBreaker("flaky-otel", BreakerSettings(window=60)).record_failure(TimeoutError("t"))
         data = reader.get_metrics_data()
+        assert f.stats().misses == 2
     finally:
         exporter.close()
         provider.shutdown()

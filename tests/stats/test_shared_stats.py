@@ -7,6 +7,7 @@ freezegun moves the flush interval's clock, which is ours (time.monotonic).
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -53,6 +54,13 @@ CHILD = textwrap.dedent(
 )
 
 
+@pytest.fixture(autouse=True)
+def _no_leftover_functions() -> None:
+    # configure_stats(share=True) schedules every live decorated function: those of
+    # finished tests, whose stores are closed, must be gone first.
+    gc.collect()
+
+
 def _child(config: dict[str, object], mode: str, tmp_path: Path) -> int:
     script = tmp_path / "child.py"
     script.write_text(CHILD)
@@ -87,7 +95,7 @@ def test_another_process_totals_are_read_back(make_cache: object, tmp_path: Path
     assert price.stats().shared
     assert "every 10 s" in price.stats().sharing
     _child(config, "exit", tmp_path)  # flushes at exit
-    stats.flush_all()  # what this process counted, as at its exit
+    stats.flush(price._state)  # what this process counted, as at its exit
     totals = stats.shared_stats(cache)
     assert set(totals) == {"statsapp:price"}
     found = totals["statsapp:price"]
@@ -179,13 +187,13 @@ def test_a_forked_child_does_not_count_its_parents_calls(tmp_path: Path) -> None
         code = 1
         try:
             f(1)
-            stats.flush_all()
+            stats.flush(f._state)
             code = 0
         finally:
             os._exit(code)
     _, status = os.waitpid(pid, 0)
     assert os.waitstatus_to_exitcode(status) == 0
-    stats.flush_all()
+    stats.flush(f._state)
     found = stats.shared_stats(cache)["tests:fork"]
     assert (found.misses, found.hits) == (1, 3)
     cache.close()
@@ -206,9 +214,9 @@ def test_a_failing_backend_keeps_counts_for_later(tmp_path: Path) -> None:
         raise OSError("disk full")
 
     cache.incr = broken  # type: ignore[method-assign]
-    stats.flush_all()  # does not raise
+    stats.flush(f._state)  # does not raise
     cache.incr = real_incr  # type: ignore[method-assign]
-    stats.flush_all()
+    stats.flush(f._state)
     assert stats.shared_stats(cache)["tests:failing"].misses == 1
     cache.close()
 
@@ -236,11 +244,11 @@ def test_a_cleared_store_gets_the_function_registered_again(tmp_path: Path) -> N
 
     stats.configure_stats(share=True)
     f(1)
-    stats.flush_all()
+    stats.flush(f._state)
     assert stats.shared_stats(cache)["tests:cleared"].misses == 1
     cache.clear()
     assert stats.shared_stats(cache) == {}
     f(1)
-    stats.flush_all()
+    stats.flush(f._state)
     assert stats.shared_stats(cache)["tests:cleared"].misses == 1  # counted since the clear
     cache.close()
