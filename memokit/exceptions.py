@@ -126,3 +126,11 @@ class _MissingPackage(ImproperlyConfigured):
 
 class _Unnamed(Exception):
     """A class that cannot be known by its name; caught when choosing its encoder (private)."""
+
+
+class _CommandUsage(ImproperlyConfigured):
+    """The command line's bad usage or settings (exit 2); the message names the fix (private)."""
+
+
+class _CommandFailed(MemokitError):
+    """The command line's operation failed (exit 1); the message says why (private)."""

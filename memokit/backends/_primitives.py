@@ -156,6 +156,19 @@ class Primitives(abc.ABC):
     def _clear(self) -> None:
         """Remove every entry of the store, whatever its prefix or version."""
 
+    def _count(self) -> int | None:
+        """How many entries the store holds (expired ones not yet removed included);
+        None when the backend cannot tell. For ``memokit info`` only, never a call path."""
+        return None
+
+    def _clear_some(self, limit: int) -> int | None:
+        """Remove up to ``limit`` entries of the store; return how many (0: it is empty).
+
+        None when the backend can only clear at once (``_clear``). The command line's
+        ``clear`` calls it until it returns 0, to show progress on a long purge.
+        """
+        return None
+
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         found = {}
         for key in keys:

@@ -97,6 +97,7 @@ class Sql:
         self.purge_all = f"DELETE FROM {t} WHERE expires <= ?"
         self.cull = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} ORDER BY expires LIMIT ?)"
         self.clear = f"DELETE FROM {t}"
+        self.clear_some = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} LIMIT ?)"
 
 
 def too_large(exc: sqlite3.DataError) -> ValueTooLarge:

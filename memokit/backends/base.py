@@ -87,6 +87,8 @@ class BaseCache(Primitives):
     - payloads and timeouts: ``_encode``, ``_decode``, ``_seconds``
     - value-failure reports: ``_unreadable``, ``_not_stored``
     - made keys: ``_plain_key_prefix`` (the prefix made keys are a concatenation of)
+    - the command line's ``info`` and ``clear`` (``memokit.cli``): ``_count``,
+      ``_clear_some`` (optional primitives: an entry count, clearing in batches), ``_clear``
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities()

@@ -44,3 +44,6 @@ class DummyCache(BaseCache):
 
     def _clear(self) -> None:
         return None
+
+    def _count(self) -> int:
+        return 0

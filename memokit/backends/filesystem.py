@@ -444,6 +444,19 @@ class FileSystemCache(CullsByCount, BaseCache):
             shared.added = 0
             shared.deleted = 0
 
+    def _count(self) -> int:
+        return sum(name.endswith(SUFFIX) for name in self._directory().names())
+
+    def _clear_some(self, limit: int) -> int:
+        shared = self._directory()
+        with shared.locked(self.lock_timeout):
+            names = [name for name in shared.names() if name.endswith(SUFFIX)][:limit]
+            removed = sum(_unlink(shared, name) for name in names)
+            shared.deleted += removed
+        if not names:
+            self._clear()  # the leftovers of crashed writers, and the counts, as clear() does
+        return removed
+
 
 def _read_all(fd: int, size: int) -> bytes:
     """Read the file from its start to its end (``size``: its size when it was opened)."""

@@ -263,3 +263,7 @@ class MemoryCache(CullsByCount, BaseCache):
     def _clear(self) -> None:
         with self._lock:
             self._data.clear()
+
+    def _count(self) -> int:
+        with self._lock:
+            return len(self._data)

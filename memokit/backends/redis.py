@@ -26,6 +26,7 @@ value: redis-py's pipeline errors echo the command, which is cut out.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import os
 import random
@@ -374,6 +375,20 @@ class RedisCache(BaseCache):
     def _clear(self) -> None:
         try:
             self._primary.flushdb()
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _count(self) -> int:
+        try:
+            return int(self._primary.dbsize())
+        except redis.RedisError as exc:
+            self._fail(exc)
+
+    def _clear_some(self, limit: int) -> int:
+        # clear() is FLUSHDB: every key of the database, whoever wrote it.
+        try:
+            keys = list(itertools.islice(self._primary.scan_iter(count=limit), limit))
+            return int(self._primary.delete(*keys)) if keys else 0
         except redis.RedisError as exc:
             self._fail(exc)
 

@@ -532,3 +532,19 @@ class SQLiteCache(CullsByCount, BaseCache):
             state.conn.execute(self._sql.clear)  # type: ignore[union-attr]
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
+
+    def _count(self) -> int:
+        state = self._enter()
+        try:
+            row = state.conn.execute(self._sql.count).fetchone()  # type: ignore[union-attr]
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
+        return int(row[0]) if row is not None else 0
+
+    def _clear_some(self, limit: int) -> int:
+        state = self._enter()
+        try:
+            cursor = state.conn.execute(self._sql.clear_some, (limit,))  # type: ignore[union-attr]
+            return int(cursor.rowcount)
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
