@@ -77,6 +77,14 @@ def _memcached(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return str(server.url)
 
 
+def _redis_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # A cluster has only database 0: each test starts on emptied primaries.
+    cluster = request.getfixturevalue("redis_cluster")
+    for node in cluster.primaries():
+        node.client.flushdb()
+    return ",".join(cluster.urls[:2])
+
+
 BACKENDS = [
     pytest.param(BackendSpec("memory", _unique), id="memory"),
     pytest.param(BackendSpec("filesystem", _directory), id="filesystem"),
@@ -88,6 +96,11 @@ BACKENDS = [
         BackendSpec("memcached", _memcached, real_clock=True),
         id="memcached",
         marks=pytest.mark.server,
+    ),
+    pytest.param(
+        BackendSpec("redis-cluster", _redis_cluster, real_clock=True),
+        id="redis-cluster",
+        marks=[pytest.mark.server, pytest.mark.cluster],
     ),
 ]
 """Every backend that stores data; each runs the whole conformance suite."""
@@ -241,6 +254,38 @@ def _server(kind: str) -> Iterator[Any]:
 def redis_server() -> Iterator[Any]:
     """A real redis-server on a free loopback port, for the whole session."""
     yield from _server("redis-server")
+
+
+def _topology(start: Callable[[], Any]) -> Iterator[Any]:
+    from memokit.testing import ServerNotFound
+
+    try:
+        context = start()
+        running = context.__enter__()
+    except ServerNotFound as exc:
+        if os.environ.get("MEMOKIT_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"MEMOKIT_REQUIRE_SERVERS=1 but {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield running
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A six-node Redis Cluster (three primaries, three replicas), for the whole session."""
+    from memokit.testing import redis_cluster
+
+    yield from _topology(redis_cluster)
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[Any]:
+    """One primary, two replicas and three sentinels, for the whole session."""
+    from memokit.testing import redis_sentinel
+
+    yield from _topology(redis_sentinel)
 
 
 @pytest.fixture(scope="session")
