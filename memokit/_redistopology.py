@@ -92,7 +92,17 @@ def _binary(name: str) -> str:
 
 
 def _server_args(binary: str, port: int) -> list[str]:
-    return [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+    # A replica's first sync starts at once (the default waits 5 s for more replicas).
+    return [
+        binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+        "--repl-diskless-sync-delay", "0",
+    ]  # fmt: skip
+
+
+def _synced(nodes: list[RedisNode]) -> bool:
+    """Whether every replica among ``nodes`` has finished its sync with its primary."""
+    infos = [n.client.info("replication") for n in nodes]
+    return all(i.get("master_link_status") == "up" for i in infos if i["role"] == "slave")
 
 
 @dataclass
@@ -124,6 +134,22 @@ class RedisCluster:
             return len(self.primaries()) == 3
 
         _wait(ready, "the cluster was not ok", timeout)
+
+    def wait_synced(self, timeout: float = 20.0) -> None:
+        """Wait until every primary has a replica that finished its sync (WAIT 1 answers,
+        and the replica may be promoted)."""
+
+        def ready() -> bool:
+            primaries = self.primaries()
+            linked = all(n.client.info("replication")["connected_slaves"] == 1 for n in primaries)
+            # Clients learn replicas from CLUSTER SLOTS: every node must list them there.
+            listed = all(
+                all(len(row) >= 4 for row in n.client.execute_command("CLUSTER SLOTS"))
+                for n in self.alive()
+            )
+            return linked and listed and _synced(self.alive())
+
+        _wait(ready, "the replicas did not sync", timeout)
 
 
 @contextlib.contextmanager
@@ -165,15 +191,11 @@ def redis_cluster() -> Iterator[RedisCluster]:
                 timeout=60,
             )
             cluster.wait_ok()
-            # Every replica linked to its primary, so that WAIT 1 can be answered.
-            _wait(
-                lambda: all(
-                    n.client.info("replication")["connected_slaves"] == 1
-                    for n in cluster.primaries()
-                ),
-                "the replicas did not connect",
-                20,
-            )
+            for node in cluster.primaries():
+                # CLUSTER SLOTS leaves out a replica at offset 0 (no write replicated
+                # yet), and clients learn replicas from it: one write per primary.
+                node.client.execute_command("FLUSHALL")
+            cluster.wait_synced()
             yield cluster
         finally:
             for node in nodes:
@@ -234,8 +256,11 @@ def redis_sentinel(service: str = "memokit") -> Iterator[RedisSentinelSet]:
             for node in servers:
                 node.start()
             _wait(
-                lambda: servers[0].client.info("replication")["connected_slaves"] == 2,
-                "the replicas did not connect",
+                lambda: (
+                    servers[0].client.info("replication")["connected_slaves"] == 2
+                    and _synced(servers)
+                ),
+                "the replicas did not sync",
                 20,
             )
             for node in sentinels:

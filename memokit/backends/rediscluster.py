@@ -24,6 +24,7 @@ cluster has promoted a replica and the client has read the new slot map.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import os
@@ -36,15 +37,18 @@ import redis
 import redis.asyncio
 import redis.asyncio.cluster
 import redis.cluster
+from redis.asyncio.cluster import PipelineCommand
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisClusterException
+from redis.crc import key_slot
+from redis.exceptions import MovedError, RedisClusterException
 from redis.retry import Retry
 
 from .._secrets import redact
 from ..counterkeys import FUNCTION_COUNTER
-from ..exceptions import BackendUnavailable, ImproperlyConfigured
+from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
 from ..keyencoding import KEY_FORMAT
 from ._redisconf import GET_OR_ADD_SCRIPT, INCR_SCRIPT, PERSIST_SCRIPT, milliseconds, scrub
+from ._rediswait import ARun, Run, pipeline_runner
 from ._remote import keeps_cancellation
 from .base import MISSING, Capabilities
 from .redis import RedisCache, _AsyncSide
@@ -199,6 +203,7 @@ class RedisClusterCache(RedisCache):
     def _use_pools(self, pools: list[redis.ConnectionPool]) -> None:
         # The pools were built to check the OPTIONS (no I/O). A cluster client
         # reads the slot map when it is made, so it is made at the first command.
+        self._seeds()  # a LOCATION the cluster client cannot use raises now
         self._made: tuple[Any, dict[str, Any]] | None = None
         self._making = threading.Lock()
         self._replicas = []
@@ -245,6 +250,68 @@ class RedisClusterCache(RedisCache):
     @property
     def _persist_script(self) -> Any:  # type: ignore[override]  # made on first use
         return self._client()[1]["persist"]
+
+    # -- counter bumps: on the owning node, WAIT 1 when its slot has a replica ----
+
+    def _counter_target(self, key: str) -> tuple[Run, str, int]:
+        wire = wire_key(key)
+        manager = self._cluster.nodes_manager
+        slot = key_slot(wire.encode())
+        try:
+            node = manager.get_node_from_slot(slot)
+        except RedisClusterException as exc:
+            raise BackendUnavailable(f"Redis Cluster {self._display}: {exc}") from None
+        replicas = 1 if len(manager.slots_cache.get(slot, ())) > 1 else 0
+        return pipeline_runner(node.redis_connection), wire, replicas
+
+    async def _acounter_target(self, key: str) -> tuple[ARun, str, int]:
+        client = await self._acluster()
+        await client.initialize()  # the slot map, once per client
+        wire = wire_key(key)
+        slot = key_slot(wire.encode())
+        manager = client.nodes_manager
+        try:
+            node = manager.get_node_from_slot(slot)
+        except RedisClusterException as exc:
+            raise BackendUnavailable(f"Redis Cluster {self._display}: {exc}") from None
+        replicas = 1 if len(manager.slots_cache.get(slot, ())) > 1 else 0
+
+        async def run(commands: list[tuple[Any, ...]]) -> list[Any]:
+            queued = [PipelineCommand(i, *command) for i, command in enumerate(commands)]
+            await node.execute_pipeline(queued)
+            return [command.result for command in queued]
+
+        return run, wire, replicas
+
+    # A bump sent on a stale slot map (a failover moved the slot, the old primary is
+    # gone) is sent once more after the map is read again. Unlike ``incr()``, which
+    # is never retried, a counter that moved twice invalidates the same entries.
+    _STALE_MAP: Final = (MovedError, redis.ConnectionError)
+
+    def _incr_counter(self, key: str, delta: int) -> Any:
+        try:
+            return super()._incr_counter(key, delta)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, self._STALE_MAP):
+                raise
+        self._forget_slots()
+        return super()._incr_counter(key, delta)
+
+    async def _aincr_counter(self, key: str, delta: int) -> Any:
+        try:
+            return await super()._aincr_counter(key, delta)
+        except BackendError as exc:
+            if not isinstance(exc.__cause__, self._STALE_MAP):
+                raise
+        client = await self._acluster()
+        with contextlib.suppress(Exception):
+            await client.nodes_manager.initialize()
+        return await super()._aincr_counter(key, delta)
+
+    def _forget_slots(self) -> None:
+        # The next command reads the slot map again (as redis-py does on its errors).
+        with contextlib.suppress(Exception):
+            self._cluster.nodes_manager.initialize()
 
     def _fail(self, exc: Exception) -> NoReturn:
         if isinstance(exc, _TOPOLOGY_ERRORS):
