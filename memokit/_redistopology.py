@@ -227,6 +227,23 @@ class RedisSentinelSet:
         port = self.primary_port()
         return next(n for n in self.servers if n.port == port)
 
+    def wait_synced(self, timeout: float = 30.0) -> None:
+        """Wait until the primary has two synced replicas and every sentinel knows them."""
+
+        def ready() -> bool:
+            primary = self.primary()
+            if primary.client.info("replication")["connected_slaves"] != 2:
+                return False
+            if not _synced(self.servers):
+                return False
+            return all(
+                s.client.sentinel_master(self.service)["num-slaves"] >= 2
+                and s.client.sentinel_master(self.service)["port"] == primary.port
+                for s in self.sentinels
+            )
+
+        _wait(ready, "the Sentinel set did not settle", timeout)
+
 
 @contextlib.contextmanager
 def redis_sentinel(service: str = "memokit") -> Iterator[RedisSentinelSet]:
@@ -267,13 +284,12 @@ def redis_sentinel(service: str = "memokit") -> Iterator[RedisSentinelSet]:
                 node.start()
             _wait(
                 lambda: all(
-                    s.client.sentinel_master(service)["num-other-sentinels"] == 2
-                    and s.client.sentinel_master(service)["num-slaves"] == 2
-                    for s in sentinels
+                    s.client.sentinel_master(service)["num-other-sentinels"] == 2 for s in sentinels
                 ),
                 "the sentinels did not find each other",
                 20,
             )
+            found.wait_synced()
             yield found
         finally:
             for node in [*sentinels, *servers]:

@@ -85,6 +85,12 @@ def _redis_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return ",".join(cluster.urls[:2])
 
 
+def _redis_sentinel(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    found = request.getfixturevalue("redis_sentinel")
+    found.primary().client.flushdb()
+    return ",".join(found.urls)
+
+
 BACKENDS = [
     pytest.param(BackendSpec("memory", _unique), id="memory"),
     pytest.param(BackendSpec("filesystem", _directory), id="filesystem"),
@@ -100,6 +106,18 @@ BACKENDS = [
     pytest.param(
         BackendSpec("redis-cluster", _redis_cluster, real_clock=True),
         id="redis-cluster",
+        marks=[pytest.mark.server, pytest.mark.cluster],
+    ),
+    pytest.param(
+        # Reads on the primary: the contract reads its own writes at once, which a
+        # replica may not have yet (test_redis_sentinel.py reads from replicas).
+        BackendSpec(
+            "redis-sentinel",
+            _redis_sentinel,
+            settings={"OPTIONS": {"SERVICE_NAME": "memokit", "READ_FROM_REPLICAS": False}},
+            real_clock=True,
+        ),
+        id="redis-sentinel",
         marks=[pytest.mark.server, pytest.mark.cluster],
     ),
 ]

@@ -246,3 +246,117 @@ def test_cluster_failover_under_load_never_undoes_an_invalidation(
         primary.start()  # back as a replica of the promoted node
         redis_cluster.wait_ok()
         redis_cluster.wait_synced()
+
+
+# -- Sentinel ------------------------------------------------------------------------
+
+
+@pytest.fixture
+def sentinel_cache(redis_sentinel: Any) -> Iterator[BaseCache]:
+    redis_sentinel.primary().client.flushdb()
+    cache = memokit.create_cache(
+        {
+            "BACKEND": "redis-sentinel",
+            "LOCATION": redis_sentinel.urls,
+            "OPTIONS": {
+                "SERVICE_NAME": redis_sentinel.service,
+                "socket_timeout": 0.5,
+                "socket_connect_timeout": 0.3,
+            },
+        }
+    )
+    memokit.configure_breaker(window=0.2, cache=cache)
+    try:
+        yield cache
+    finally:
+        cache.close()
+
+
+@pytest.mark.cluster
+def test_sentinel_bumps_wait_for_a_replica(redis_sentinel: Any, sentinel_cache: BaseCache) -> None:
+    @cached(cache=sentinel_cache, tags="sentinel-tag")
+    def f() -> int:
+        return 1
+
+    f()
+    primary = redis_sentinel.primary()
+    before = _waits([primary.client])
+    f.invalidate_all()
+    assert _waits([primary.client]) == before + 1
+
+    async def main() -> None:
+        await memokit.ainvalidate_tags("sentinel-tag", cache=sentinel_cache)
+
+    import asyncio
+
+    asyncio.run(main())
+    assert _waits([primary.client]) == before + 2
+
+
+@pytest.mark.cluster
+def test_sentinel_reads_go_to_replicas(redis_sentinel: Any, sentinel_cache: BaseCache) -> None:
+    sentinel_cache.set("k", "v")
+    primary = redis_sentinel.primary()
+    replicas = [n for n in redis_sentinel.servers if n is not primary]
+    _until(lambda: all(r.client.exists(":1:k") for r in replicas), 5, "replicated")
+    primary.client.config_resetstat()
+    for _ in range(10):
+        assert sentinel_cache.get("k") == "v"
+    assert "cmdstat_get" not in primary.client.info("commandstats")
+
+
+@pytest.mark.cluster
+def test_sentinel_failover_under_load_never_undoes_an_invalidation(
+    redis_sentinel: Any, sentinel_cache: BaseCache
+) -> None:
+    generation = [1]
+    invalidated = [1]
+
+    @cached(cache=sentinel_cache)
+    def value(n: int) -> int:
+        return n * 100 + generation[0]
+
+    for n in range(20):
+        assert value(n) == n * 100 + 1
+    primary = redis_sentinel.primary()
+    try:
+        with Load(value, lambda: invalidated[0]) as load:
+            time.sleep(0.2)
+            generation[0] = 2
+            value.invalidate_all()  # returned: a replica holds the bump
+            primary.kill()  # at once
+            invalidated[0] = 2
+            _until(lambda: redis_sentinel.primary_port() != primary.port, 20, "a failover")
+            _until(lambda: sentinel_cache.get("probe", 0) == 0, 20, "the new primary answered")
+            answered = load.answers
+            _until(lambda: load.answers > answered + 50, 20, "calls went on")
+        assert load.errors == []
+        assert load.wrong == []
+        for n in range(20):
+            assert value(n) == n * 100 + 2  # old entries never come back
+        generation[0] = 3
+        value.invalidate_all()  # after the failover, through the same cache: no restart
+        assert [value(n) for n in range(20)] == [n * 100 + 3 for n in range(20)]
+    finally:
+        primary.start()  # the sentinels make it a replica of the new primary
+        redis_sentinel.wait_synced()
+
+
+@pytest.mark.parametrize("name", [None, "", 3])
+def test_sentinel_needs_a_service_name(name: Any) -> None:
+    options = {} if name is None else {"SERVICE_NAME": name}
+    with pytest.raises(memokit.ImproperlyConfigured, match="SERVICE_NAME"):
+        memokit.create_cache(
+            {"BACKEND": "redis-sentinel", "LOCATION": "redis://127.0.0.1:26379", "OPTIONS": options}
+        )
+
+
+def test_sentinel_locations_are_redis_urls() -> None:
+    with pytest.raises(memokit.ImproperlyConfigured, match="redis://host:port"):
+        memokit.create_cache(
+            {
+                "BACKEND": "redis-sentinel",
+                "LOCATION": "rediss://127.0.0.1:26379",
+                "OPTIONS": {"SERVICE_NAME": "mymaster"},
+            }
+        )
