@@ -169,6 +169,20 @@ TARGETS = [
             ),
         )
     ),
+    Target(
+        21,
+        "cluster",
+        "decorated hit ≤ 1.2x a single server",
+        1.2,
+        between("decorated_hit", "cluster", "single server"),
+    ),
+    Target(
+        21,
+        "cluster",
+        "get_many(100) ≤ 1.5x a single server",
+        1.5,
+        between("get_many_100", "cluster", "single server"),
+    ),  # fmt: skip
 ]
 
 
