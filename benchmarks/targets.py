@@ -182,7 +182,7 @@ TARGETS = [
         "get_many(100) ≤ 1.5x a single server",
         1.5,
         between("get_many_100", "cluster", "single server"),
-    ),  # fmt: skip
+    ),
 ]
 
 

@@ -87,7 +87,10 @@ class RedisNode:
 def _binary(name: str) -> str:
     found = shutil.which(name)
     if found is None:
-        raise ServerNotFound(f"{name} not found on PATH; install it with: apt-get install {name}")
+        package = {"redis-cli": "redis-tools"}.get(name, name)
+        raise ServerNotFound(
+            f"{name} not found on PATH; install it with: apt-get install {package}"
+        )
     return found
 
 

@@ -131,12 +131,16 @@ CacheFactory = Callable[..., BaseCache]
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``slow`` the tests that move a server's clock (they sleep for real).
+    """Mark ``slow`` the tests that move a server's clock (they sleep for real), and give
+    each test on the Redis Cluster or Sentinel set (marker ``cluster``) a 60 s limit.
 
     They check the server's expiry, which no Python version changes: the full run
     (3.11) has them, the quick runs of the other Pythons (``-m "not slow"``) do not.
     """
     for item in items:
+        if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
+            # A deployment that stops answering must fail its test, not hang the run.
+            item.add_marker(pytest.mark.timeout(60))
         spec = getattr(getattr(item, "callspec", None), "params", {}).get("make_cache")
         if (
             isinstance(spec, BackendSpec)
