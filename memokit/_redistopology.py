@@ -254,10 +254,15 @@ def redis_sentinel(service: str = "memokit") -> Iterator[RedisSentinelSet]:
     binary = _binary("redis-server")
     with tempfile.TemporaryDirectory(prefix="memokit-sentinel-") as tmp:
         primary_port = _free_port()
-        servers = [RedisNode(primary_port, _server_args(binary, primary_port))]
+        # --dir: a replica writes the RDB of its sync to disk, never in the caller's
+        # working directory.
+        servers = [RedisNode(primary_port, [*_server_args(binary, primary_port), "--dir", tmp])]
         for _ in range(2):
             port = _free_port()
-            args = [*_server_args(binary, port), "--replicaof", "127.0.0.1", str(primary_port)]
+            args = [
+                *_server_args(binary, port), "--dir", tmp,
+                "--replicaof", "127.0.0.1", str(primary_port),
+            ]  # fmt: skip
             servers.append(RedisNode(port, args))
         sentinels = []
         for i in range(3):
