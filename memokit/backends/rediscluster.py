@@ -40,7 +40,13 @@ import redis.cluster
 from redis.asyncio.cluster import PipelineCommand
 from redis.backoff import NoBackoff
 from redis.crc import key_slot
-from redis.exceptions import MovedError, RedisClusterException
+from redis.exceptions import (
+    AskError,
+    ClusterError,
+    MovedError,
+    RedisClusterException,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from .._secrets import redact
@@ -145,9 +151,9 @@ def _no_retry() -> Retry:
 
 _TOPOLOGY_ERRORS = (
     RedisClusterException,
-    redis.exceptions.ClusterError,
-    redis.exceptions.TryAgainError,
-    redis.exceptions.AskError,  # and MOVED: a slot that moved since the map was read
+    ClusterError,
+    TryAgainError,
+    AskError,  # and MOVED: a slot that moved since the map was read
 )
 """What a cluster answers while a slot has no primary (failing over, not yet covered)."""
 

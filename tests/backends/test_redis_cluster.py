@@ -239,3 +239,22 @@ def test_a_cluster_that_cannot_be_reached_fails_open() -> None:
 def test_a_unix_socket_location_is_refused() -> None:
     with pytest.raises(memokit.ImproperlyConfigured, match="redis://host:port"):
         memokit.create_cache({"BACKEND": "redis-cluster", "LOCATION": "unix:///tmp/r.sock"})
+
+
+def test_a_key_template_spreads_a_hot_functions_entries_over_the_nodes(
+    cluster_cache: BaseCache,
+) -> None:
+    @cached(cache=cluster_cache, key="price:{sku}")
+    def price(sku: str) -> int:
+        return len(sku)
+
+    @cached(cache=cluster_cache)
+    def plain(sku: str) -> int:
+        return len(sku)
+
+    skus = [f"sku-{i}" for i in range(30)]
+    assert [price(s) for s in skus] == [plain(s) for s in skus]
+    spread = [cluster_cache.make_key(price.key(s)) for s in skus]
+    together = [cluster_cache.make_key(plain.key(s)) for s in skus]
+    assert _nodes_of(cluster_cache, spread) == 3
+    assert _nodes_of(cluster_cache, together) == 1
