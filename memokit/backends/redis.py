@@ -53,7 +53,7 @@ from ._redisconf import (
     INCR_SCRIPT,
     OWNED,
     PERSIST_SCRIPT,
-    REFUSED,
+    check_client_options,
     check_servers,
     display,
     known_secrets,
@@ -63,9 +63,9 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
+from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
-    check_seconds,
     keeps_cancellation,
     parameter_names,
     refused_options,
@@ -110,7 +110,7 @@ async def _disconnect_at_shutdown(clients: list[redis.asyncio.Redis]) -> AsyncGe
             await client.connection_pool.disconnect()
 
 
-class RedisCache(BaseCache):
+class RedisCache(WaitedCounters, BaseCache):
     """A cache on one Redis server (plus optional read replicas)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -141,7 +141,7 @@ class RedisCache(BaseCache):
         self._servers = servers
         self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
-        self._client_options = self._check_client_options(client_options)
+        self._client_options = check_client_options(client_options, _TIMEOUTS)
         self._raw_ints = raw_ints_safe(self.serializer)
         self._display = self.location
         self._refusal_quiet_until = 0.0
@@ -198,19 +198,6 @@ class RedisCache(BaseCache):
         own, client = split_options(cls.__name__, options, OWNED)
         own["client_options"] = client
         return own
-
-    @staticmethod
-    def _check_client_options(options: Mapping[str, Any]) -> dict[str, Any]:
-        checked = dict(options)
-        for name in checked:
-            if name.lower() in REFUSED:
-                raise ImproperlyConfigured(
-                    f"OPTIONS[{name!r}] is not accepted by the Redis backend: "
-                    f"{REFUSED[name.lower()]}"
-                )
-        for name, default in _TIMEOUTS.items():
-            checked[name] = check_seconds(checked.get(name, default), name)
-        return checked
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={self._display!r})"
