@@ -32,13 +32,12 @@ import os
 import random
 import threading
 import time
-from collections.abc import AsyncGenerator, Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping
 from typing import Any, ClassVar, Final, NoReturn, Unpack
 
 import redis
 import redis.asyncio
-from redis.commands.core import AsyncScript, Script
+from redis.commands.core import Script
 from redis.exceptions import WatchError
 
 from .._secrets import redact
@@ -48,6 +47,7 @@ from ..serializers import describe
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
 from ._deadline import with_deadlines
+from ._redisasync import AsyncSide, disconnect_at_shutdown
 from ._redisconf import (
     GET_OR_ADD_SCRIPT,
     INCR_SCRIPT,
@@ -86,28 +86,6 @@ _TIMEOUTS = {
     "socket_connect_timeout": DEFAULT_SOCKET_CONNECT_TIMEOUT,
     "socket_timeout": DEFAULT_SOCKET_TIMEOUT,
 }
-
-
-@dataclass
-class _AsyncSide:
-    """The async clients and scripts of one event loop."""
-
-    primary: redis.asyncio.Redis
-    replicas: list[redis.asyncio.Redis]
-    incr: AsyncScript
-    get_or_add: AsyncScript
-    persist: AsyncScript
-    guard: AsyncGenerator[None, None]
-
-
-async def _disconnect_at_shutdown(clients: list[redis.asyncio.Redis]) -> AsyncGenerator[None, None]:
-    # asyncio.run() closes every live async generator before it closes the loop;
-    # this one uses that moment to close the loop's connections cleanly.
-    try:
-        yield
-    finally:
-        for client in clients:
-            await client.connection_pool.disconnect()
 
 
 class RedisCache(WaitedCounters, BaseCache):
@@ -168,7 +146,7 @@ class RedisCache(WaitedCounters, BaseCache):
                 f"LOCATION/OPTIONS for Redis {self._display}: {redact(str(exc), self._secrets)}"
             ) from None
         self._use_pools(pools)
-        self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], _AsyncSide] = {}
+        self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], AsyncSide] = {}
         self._async_lock = threading.Lock()
         renew_in_children(self)
 
@@ -426,7 +404,7 @@ class RedisCache(WaitedCounters, BaseCache):
 
     # -- async: redis.asyncio, one pool per event loop -----------------------------
 
-    async def _side(self) -> _AsyncSide:
+    async def _side(self) -> AsyncSide:
         loop = asyncio.get_running_loop()
         ident = (os.getpid(), loop)
         side = self._async_sides.get(ident)
@@ -435,10 +413,10 @@ class RedisCache(WaitedCounters, BaseCache):
         clients = [
             redis.asyncio.Redis.from_url(url, **self._client_options) for url in self._servers
         ]
-        guard = _disconnect_at_shutdown(clients)
+        guard = disconnect_at_shutdown(clients)
         await guard.__anext__()
         primary = clients[0]
-        side = _AsyncSide(
+        side = AsyncSide(
             primary=primary,
             replicas=clients[1:],
             incr=primary.register_script(INCR_SCRIPT),
@@ -453,7 +431,7 @@ class RedisCache(WaitedCounters, BaseCache):
             self._async_sides[ident] = side
         return side
 
-    def _areader(self, side: _AsyncSide) -> redis.asyncio.Redis:
+    def _areader(self, side: AsyncSide) -> redis.asyncio.Redis:
         if side.replicas and self._read_from_replicas:
             return random.choice(side.replicas)
         return side.primary
@@ -573,7 +551,7 @@ class RedisCache(WaitedCounters, BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
 
-    async def _aincr_in_python(self, side: _AsyncSide, key: str, delta: int | float) -> Any:
+    async def _aincr_in_python(self, side: AsyncSide, key: str, delta: int | float) -> Any:
         async with side.primary.pipeline(transaction=True) as pipe:
             while True:
                 try:

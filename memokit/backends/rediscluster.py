@@ -53,11 +53,12 @@ from .._secrets import redact
 from ..counterkeys import FUNCTION_COUNTER
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
 from ..keyencoding import KEY_FORMAT
+from ._redisasync import AsyncSide
 from ._redisconf import GET_OR_ADD_SCRIPT, INCR_SCRIPT, PERSIST_SCRIPT, milliseconds, scrub
 from ._rediswait import ARun, Run, pipeline_runner
 from ._remote import keeps_cancellation
 from .base import MISSING, Capabilities
-from .redis import RedisCache, _AsyncSide
+from .redis import RedisCache
 
 # The entry part of a made key: "k2:" at its start or after a separator.
 _ENTRY_START: Final = re.compile(rf"(?:^|[^0-9A-Za-z])k{KEY_FORMAT}:").search
@@ -432,7 +433,7 @@ class RedisClusterCache(RedisCache):
 
     # -- async: one cluster client per event loop, nodes' pipelines concurrently ---
 
-    async def _side(self) -> _AsyncSide:
+    async def _side(self) -> AsyncSide:
         loop = asyncio.get_running_loop()
         ident = (os.getpid(), loop)
         side = self._async_sides.get(ident)
@@ -444,7 +445,7 @@ class RedisClusterCache(RedisCache):
         )
         guard = _close_at_shutdown(client)
         await guard.__anext__()
-        side = _AsyncSide(
+        side = AsyncSide(
             primary=client,  # type: ignore[arg-type]  # the same commands, routed by slot
             replicas=[],
             incr=client.register_script(INCR_SCRIPT),
@@ -526,7 +527,7 @@ class RedisClusterCache(RedisCache):
         except _ERRORS as exc:
             self._fail(exc)
 
-    async def _aincr_in_python(self, side: _AsyncSide, key: str, delta: int | float) -> Any:
+    async def _aincr_in_python(self, side: AsyncSide, key: str, delta: int | float) -> Any:
         client = side.primary
         swap = client.register_script(_SWAP_SCRIPT)
         while True:

@@ -32,10 +32,11 @@ import redis.sentinel
 
 from ..exceptions import ImproperlyConfigured
 from ._deadline import with_deadlines
+from ._redisasync import AsyncSide, disconnect_at_shutdown
 from ._redisconf import GET_OR_ADD_SCRIPT, INCR_SCRIPT, OWNED, PERSIST_SCRIPT
 from ._rediswait import ARun, Run, apipeline_runner, pipeline_runner
 from ._remote import split_options
-from .redis import RedisCache, _AsyncSide, _disconnect_at_shutdown
+from .redis import RedisCache
 
 _OWNED: frozenset[str] = OWNED | {"SERVICE_NAME"}
 # redis-py leaves these unannotated.
@@ -135,7 +136,7 @@ class RedisSentinelCache(RedisCache):
 
     # -- async: one Sentinel client per event loop ---------------------------------
 
-    async def _side(self) -> _AsyncSide:
+    async def _side(self) -> AsyncSide:
         loop = asyncio.get_running_loop()
         ident = (os.getpid(), loop)
         side = self._async_sides.get(ident)
@@ -148,9 +149,9 @@ class RedisSentinelCache(RedisCache):
         )
         primary = manager.master_for(self._service)
         replicas = [manager.slave_for(self._service)] if self._read_from_replicas else []
-        guard = _disconnect_at_shutdown([primary, *replicas, *manager.sentinels])
+        guard = disconnect_at_shutdown([primary, *replicas, *manager.sentinels])
         await guard.__anext__()
-        side = _AsyncSide(
+        side = AsyncSide(
             primary=primary,
             replicas=replicas,
             incr=primary.register_script(INCR_SCRIPT),
