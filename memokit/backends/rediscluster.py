@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import functools
 import hashlib
+import itertools
 import os
 import re
 import threading
@@ -414,6 +415,37 @@ class RedisClusterCache(RedisCache):
             self._cluster.flushdb(target_nodes=redis.cluster.RedisCluster.PRIMARIES)
         except _ERRORS as exc:
             self._fail(exc)
+
+    def _count(self) -> int:
+        # DBSIZE on every primary (a replica holds the same keys), summed.
+        try:
+            sizes = [
+                self._cluster.get_redis_connection(node).dbsize()
+                for node in self._cluster.get_primaries()
+            ]
+        except _ERRORS as exc:
+            self._fail(exc)
+        return sum(int(size) for size in sizes)
+
+    def _clear_some(self, limit: int) -> int:
+        # clear() flushes every primary: so do these batches, a primary at a time. A
+        # key is deleted on its own node, each in its own DEL (one multi-key DEL may not
+        # cross slots), all of one node's in one pipeline.
+        removed = 0
+        try:
+            for node in self._cluster.get_primaries():
+                client = self._cluster.get_redis_connection(node)
+                keys = list(itertools.islice(client.scan_iter(count=limit), limit - removed))
+                if keys:
+                    with client.pipeline(transaction=False) as pipe:
+                        for key in keys:
+                            pipe.delete(key)
+                        removed += sum(int(n) for n in pipe.execute())
+                if removed >= limit:
+                    break
+        except _ERRORS as exc:
+            self._fail(exc)
+        return removed
 
     def _incr_in_python(self, key: str, delta: int | float) -> Any:
         while True:
