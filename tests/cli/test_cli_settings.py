@@ -183,3 +183,18 @@ def test_without_the_cli_extra_the_install_line_and_exit_2(
     assert done.returncode == 2
     assert "pip install 'memokit[cli]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("scheme", "name"), [("sqlite", "typo.sqlite3"), ("file", "typo-dir")])
+def test_a_url_to_a_store_that_does_not_exist_is_refused_not_created(
+    scheme: str, name: str, run: Run, project: Path
+) -> None:
+    # A mistyped path must not read as an empty cache (exit 0, 0 entries), nor leave
+    # a new store behind.
+    missing = project / "nowhere" / name
+    for args in (("info",), ("stats",), ("get", "k"), ("clear", "--yes")):
+        result = run(*args, "--url", f"{scheme}://{missing}")
+        assert result.code == 2, (args, result.out, result.err)
+        assert f"no {'SQLite database' if scheme == 'sqlite' else 'directory'} at" in result.err
+        assert str(missing) in result.err
+        assert not (project / "nowhere").exists(), args
