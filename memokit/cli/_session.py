@@ -56,15 +56,38 @@ class Session:
         """Where the settings came from, for messages."""
         return self._loaded.source if self._loaded is not None else "not loaded"
 
-    def cache(self) -> tuple[str, BaseCache]:
-        """The alias ``--alias`` names (``default``) and its cache."""
+    def cache(self, reach: bool = True) -> tuple[str, BaseCache]:
+        """The alias ``--alias`` names (``default``) and its cache; with ``reach``, one
+        whose entries another process can see (see :func:`reachable`)."""
         self.load()
         alias: str = self.options["alias"] or "default"
         if alias not in caches:
             raise SettingsError(
                 f"--alias {alias!r} is not configured; configured aliases: {', '.join(caches)}"
             )
+        if reach:
+            reachable(f"--alias {alias!r}", caches[alias])
         return alias, caches[alias]
+
+
+def out_of_reach(cache: BaseCache) -> str | None:
+    """Why the command line cannot see ``cache``'s entries, or None when it can."""
+    if not cache.capabilities.stores:
+        return f"{cache!r} stores nothing"
+    if not cache.capabilities.cross_process:
+        return f"{cache!r} keeps its entries in each process"
+    return None
+
+
+def reachable(where: str, cache: BaseCache) -> None:
+    """Refuse a cache whose entries live in the application's own processes: read or
+    changed from the command line's process, it would show or change nothing of theirs."""
+    why = out_of_reach(cache)
+    if why is not None:
+        raise SettingsError(
+            f"{where}: {why}, out of the command line's reach; operate it from the "
+            f"application, or use a filesystem, SQLite, Redis or Memcached cache"
+        )
 
 
 def common(command: F) -> F:

@@ -198,3 +198,37 @@ def test_a_url_to_a_store_that_does_not_exist_is_refused_not_created(
         assert f"no {'SQLite database' if scheme == 'sqlite' else 'directory'} at" in result.err
         assert str(missing) in result.err
         assert not (project / "nowhere").exists(), args
+
+
+def test_a_store_of_the_application_processes_own_memory_is_out_of_reach(
+    run: Run, project: Path
+) -> None:
+    # The command line's own memory cache is not the application's: counting or
+    # clearing it would report 0 entries and a done clear while nothing changed.
+    (project / "memsettings.py").write_text(
+        "CACHES = {'default': {'BACKEND': 'memory'}, 'off': {'BACKEND': 'dummy'}}\n"
+    )
+    (project / "memshop.py").write_text(
+        "import memokit\n\n@memokit.cached\ndef price(n):\n    return n\n"
+    )
+    info = run("info", "--settings", "memsettings", "--json")
+    assert info.code == 0, info.err
+    aliases = {a["alias"]: a for a in info.json()["aliases"]}
+    assert aliases["default"]["entries"] is None
+    assert any("'default'" in n and "in each process" in n for n in info.json()["notes"])
+    table = run("info", "--settings", "memsettings")
+    assert "not counted" in table.out
+    for args, says in [
+        (("clear", "--yes"), "keeps its entries in each process"),
+        (("clear", "--yes", "--alias", "off"), "stores nothing"),
+        (("get", "k"), "keeps its entries in each process"),
+        (("invalidate", "--tag", "t"), "keeps its entries in each process"),
+        (("invalidate", "memshop:price", "1"), "memshop:price: MemoryCache"),
+        (("invalidate", "memshop:price", "--all"), "memshop:price: MemoryCache"),
+        (("invalidate", "--namespace", "memshop:price"), "memshop:price: MemoryCache"),
+        (("inspect", "memshop:price", "1"), "memshop:price: MemoryCache"),
+    ]:
+        result = run(*args, "--settings", "memsettings")
+        assert result.code == 2, (args, result.out, result.err)
+        assert says in result.err, (args, result.err)
+        assert "out of the command line's reach" in result.err
