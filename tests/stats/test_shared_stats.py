@@ -319,3 +319,28 @@ def test_hits_read_the_clock_only_where_counts_can_be_shared(tmp_path: Path) -> 
         assert totals.misses == 2  # the memory store's miss, kept until it could be shared
     finally:
         memokit.configure({"default": {"BACKEND": "memory"}})
+
+
+def test_sharing_starts_no_thread(tmp_path: Path) -> None:
+    # The counts travel from the call path only: no thread is started, by configuring,
+    # by calls, by a flush due, or by flush_all() (as at exit).
+    import threading
+
+    before = set(threading.enumerate())
+    cache = memokit.create_cache({"BACKEND": "sqlite", "LOCATION": str(tmp_path / "t.db")})
+
+    @memokit.cached(cache=cache, name="tests:threadless")
+    def f(x: int) -> int:
+        return x
+
+    with freeze_time() as frozen:
+        stats.configure_stats(share=True, flush_interval=10)
+        f(1)
+        f(1)
+        frozen.tick(11)
+        f(1)  # flushes
+        f(2)
+        stats.flush_all()
+        assert set(threading.enumerate()) == before
+    assert stats.shared_stats(cache)["tests:threadless"].calls == 4
+    cache.close()
