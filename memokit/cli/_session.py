@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,7 +11,12 @@ import click
 
 from memokit.backends.base import BaseCache
 from memokit.config import caches
-from memokit.exceptions import ImproperlyConfigured, MemokitError, _CommandFailed
+from memokit.exceptions import (
+    CorruptEntryWarning,
+    ImproperlyConfigured,
+    MemokitError,
+    _CommandFailed,
+)
 
 from . import _settings
 from ._output import Output
@@ -118,7 +124,22 @@ def runs(body: Callable[..., int | None]) -> Callable[..., None]:
         keys = ("url", "settings", "django_settings", "alias", "as_json")
         session = Session({key: options.pop(key) for key in keys})
         try:
-            code = body(session, **options) or 0
+            with warnings.catch_warnings():
+                # Raised where it is reported, before the plain API removes the entry it
+                # cannot read: a look from the command line changes nothing it cannot read.
+                warnings.simplefilter("error", CorruptEntryWarning)
+                code = body(session, **options) or 0
+        except CorruptEntryWarning as exc:
+            # The report ends with what the plain API would do next ("...; it counts as
+            # a miss and is removed"), which the raise prevented.
+            told = str(exc)
+            told = told.rpartition("); ")[0] + ")" if "); " in told else told
+            session.out.error(
+                f"{told}; nothing was removed. Entries written with a SECRET (or another "
+                f"SERIALIZER) are read with the same settings: give them in the settings, "
+                f"or MEMOKIT_SECRET beside --url"
+            )
+            code = 1
         except SettingsError as exc:
             session.out.error(str(exc))
             code = 2

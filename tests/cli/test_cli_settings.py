@@ -232,3 +232,35 @@ def test_a_store_of_the_application_processes_own_memory_is_out_of_reach(
         assert result.code == 2, (args, result.out, result.err)
         assert says in result.err, (args, result.err)
         assert "out of the command line's reach" in result.err
+
+
+def test_reading_without_the_entries_secret_removes_nothing(
+    run: Run,
+    project: Path,
+    worker: Callable[[], Any],
+    write_settings: Callable[..., None],
+    cli_env: Callable[..., Any],
+) -> None:
+    # A look from the command line opened without the store's SECRET: the signed
+    # entries cannot be read. It must say so (naming SECRET) and leave them alone; the
+    # plain API's read of an unreadable entry removes it, and a removed statistics
+    # slot hid the function from `stats` for good.
+    write_settings(_sqlite(project))
+    app = worker()
+    app.ask("price 3")
+    app.ask("price 3")
+    app.ask("flush")
+    app.ask("set note")  # a signed plain entry: {"stored": "note"}
+    url = ("--url", f"sqlite://{project / 'c.sqlite3'}")
+    for args in (("stats",), ("stats", "--json"), ("get", "note")):
+        result = run(*args, *url)
+        assert result.code == 1, (args, result.out, result.err)
+        assert "SECRET" in result.err, (args, result.err)
+        assert "Traceback" not in result.err
+    signed = run("stats", *url, "--json", env=cli_env(MEMOKIT_SECRET=SIGNING))
+    assert signed.code == 0, signed.err
+    functions = {f["function"]: f for f in signed.json()["functions"]}
+    assert functions["shop:price"]["hits"] == 1
+    got = run("get", "note", *url, "--json", env=cli_env(MEMOKIT_SECRET=SIGNING))
+    assert got.code == 0, got.err
+    assert got.json()["value"] == "{'stored': 'note'}"
