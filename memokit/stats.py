@@ -412,12 +412,22 @@ def _flush_steps(state: CachedState, c: BaseCache) -> _Steps:
         return
     fn = _fn_key(state.identity)
     forever: dict[str, Any] = {"timeout": None}
-    # Registered at each flush, not once per process: a clear() forgets registrations.
-    if (yield (c.get, c.aget, (fn,), {})) is None:
+    # Registered at each flush, not once per process: a clear() forgets registrations,
+    # and an eviction (Memcached) may drop the slot or the slot count alone, which would
+    # hide the function from every reader for good.
+    registered = yield (c.get, c.aget, (fn,), {})
+    known = False
+    if type(registered) is int:
+        slot_key = f"{PREFIX}slot:{registered}"
+        found = yield (c.get_many, c.aget_many, ([f"{PREFIX}n", slot_key],), {})
+        count = found.get(f"{PREFIX}n")
+        known = type(count) is int and count >= registered
+        known = known and found.get(slot_key) == state.identity
+    if not known:
         yield (c.add, c.aadd, (f"{PREFIX}n", 0), forever)
         slot = yield (c.incr, c.aincr, (f"{PREFIX}n",), {})
         yield (c.set, c.aset, (f"{PREFIX}slot:{slot}", state.identity), forever)
-        yield (c.add, c.aadd, (fn, slot), forever)
+        yield (c.set, c.aset, (fn, slot), forever)
     for field, delta in deltas.items():
         key = f"{fn}:{field}"
         try:
