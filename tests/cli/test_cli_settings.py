@@ -264,3 +264,24 @@ def test_reading_without_the_entries_secret_removes_nothing(
     got = run("get", "note", *url, "--json", env=cli_env(MEMOKIT_SECRET=SIGNING))
     assert got.code == 0, got.err
     assert got.json()["value"] == "{'stored': 'note'}"
+
+
+def test_keys_and_values_are_shown_as_they_are(run: Run, project: Path) -> None:
+    # rich reads ":name:" as an emoji and "[...]" as markup: a key of module `memo`
+    # showed as "k2📝...", and a value holding "[/bold]" ended get with a traceback.
+    import memokit
+
+    location = project / "shown.sqlite3"
+    cache: Any = memokit.create_cache({"BACKEND": "sqlite", "LOCATION": str(location)})
+    value = "ok :thumbs_up: [bold]x[/bold] and a stray [/i]"
+    cache.set("k2:memo:f(i1)", value)
+    cache.close()
+    url = ("--url", f"sqlite://{location}")
+    as_json = run("get", "k2:memo:f(i1)", *url, "--json")
+    assert as_json.code == 0, as_json.err
+    assert as_json.json()["made_key"] == ":1:k2:memo:f(i1)"
+    assert as_json.json()["value"] == repr(value)
+    table = run("get", "k2:memo:f(i1)", *url)
+    assert table.code == 0, table.err
+    assert ":1:k2:memo:f(i1)" in table.out
+    assert repr(value) in table.out
