@@ -412,12 +412,22 @@ def _flush_steps(state: CachedState, c: BaseCache) -> _Steps:
         return
     fn = _fn_key(state.identity)
     forever: dict[str, Any] = {"timeout": None}
-    # Registered at each flush, not once per process: a clear() forgets registrations.
-    if (yield (c.get, c.aget, (fn,), {})) is None:
+    # Registered at each flush, not once per process: a clear() forgets registrations,
+    # and an eviction (Memcached) may drop the slot or the slot count alone, which would
+    # hide the function from every reader for good.
+    registered = yield (c.get, c.aget, (fn,), {})
+    known = False
+    if type(registered) is int:
+        slot_key = f"{PREFIX}slot:{registered}"
+        found = yield (c.get_many, c.aget_many, ([f"{PREFIX}n", slot_key],), {})
+        count = found.get(f"{PREFIX}n")
+        known = type(count) is int and count >= registered
+        known = known and found.get(slot_key) == state.identity
+    if not known:
         yield (c.add, c.aadd, (f"{PREFIX}n", 0), forever)
         slot = yield (c.incr, c.aincr, (f"{PREFIX}n",), {})
         yield (c.set, c.aset, (f"{PREFIX}slot:{slot}", state.identity), forever)
-        yield (c.add, c.aadd, (fn, slot), forever)
+        yield (c.set, c.aset, (fn, slot), forever)
     for field, delta in deltas.items():
         key = f"{fn}:{field}"
         try:
@@ -607,12 +617,19 @@ def use_prometheus(registry: Any = None, namespace: str = "memokit") -> Promethe
 
     Registers a collector in ``registry`` (default: the client's global one) that
     reads this process's statistics at each scrape, and a hook that counts breaker
-    openings and refresh failures. Return it (``.close()`` undoes both).
+    openings and refresh failures. Return it (``.close()`` undoes both); called again
+    for the same registry and namespace, return the one already made.
     """
     _require("prometheus_client", "prometheus")
+    from prometheus_client import REGISTRY
+
     from .stats_prometheus import PrometheusMetrics
 
-    made = PrometheusMetrics(process_stats, registry=registry, namespace=namespace)
+    target = REGISTRY if registry is None else registry
+    for made in hooks():  # configured twice: one exporter, or every count would show twice
+        if isinstance(made, PrometheusMetrics) and made.exports_to(target, namespace):
+            return made
+    made = PrometheusMetrics(process_stats, registry=target, namespace=namespace)
     add_hook(made)
     return made
 
@@ -623,11 +640,18 @@ def use_opentelemetry(meter_provider: Any = None) -> OpenTelemetryMetrics:
     Observable counters read this process's statistics at each collection; compute
     time is a histogram, breaker openings and refresh failures counters. The meter
     comes from ``meter_provider`` (default: the global one). Return the hook
-    (``.close()`` stops its events).
+    (``.close()`` stops its events and its counts); called again for the same
+    provider, return the one already made.
     """
     _require("opentelemetry.metrics", "otel")
+    from opentelemetry import metrics
+
     from .stats_otel import OpenTelemetryMetrics
 
-    made = OpenTelemetryMetrics(process_stats, meter_provider=meter_provider)
+    provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
+    for made in hooks():  # configured twice: one set of instruments, each count once
+        if isinstance(made, OpenTelemetryMetrics) and made.provider is provider:
+            return made
+    made = OpenTelemetryMetrics(process_stats, meter_provider=provider)
     add_hook(made)
     return made

@@ -40,8 +40,11 @@ class OpenTelemetryMetrics(MetricsHook):
         meter_provider: metrics.MeterProvider | None = None,
     ) -> None:
         provider = metrics.get_meter_provider() if meter_provider is None else meter_provider
+        self.provider = provider
+        """The meter provider of the instruments."""
         meter = provider.get_meter("memokit", __version__)
         self._read = read
+        self._closed = False
         for name, doc in _COUNTERS:
             meter.create_observable_counter(
                 f"memokit.{name}", callbacks=[self._observer(name)], unit="{call}", description=doc
@@ -62,6 +65,8 @@ class OpenTelemetryMetrics(MetricsHook):
         self, name: str
     ) -> Callable[[metrics.CallbackOptions], Iterable[metrics.Observation]]:
         def observe(options: metrics.CallbackOptions) -> Iterable[metrics.Observation]:
+            if self._closed:  # an instrument outlives its hook: it observes nothing then
+                return []
             return [
                 metrics.Observation(getattr(stats, name), {"function": function})
                 for function, stats in self._read().items()
@@ -79,5 +84,7 @@ class OpenTelemetryMetrics(MetricsHook):
         self._failed.add(1, {"function": function})
 
     def close(self) -> None:
-        """Stop receiving events (the observable counters stay with their meter)."""
+        """Stop receiving events and observing counts (the instruments stay with their
+        meter, empty: OpenTelemetry cannot remove an instrument)."""
+        self._closed = True
         remove_hook(self)

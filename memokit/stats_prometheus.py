@@ -95,6 +95,10 @@ class PrometheusMetrics(MetricsHook, Collector):
         with self._lock:
             self._failed[function] = self._failed.get(function, 0) + 1
 
+    def exports_to(self, registry: CollectorRegistry, namespace: str) -> bool:
+        """Whether this collector serves ``registry`` under ``namespace``."""
+        return self._registry is registry and self._namespace == namespace
+
     def close(self) -> None:
         """Unregister the collector and stop receiving events."""
         remove_hook(self)

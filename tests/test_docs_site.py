@@ -152,3 +152,25 @@ def test_sphinx_role_names_are_dropped_from_the_reference() -> None:
     assert hooks.on_page_content(html) == (
         "<p>See <code>cached</code> and <code>CacheInfo</code>; a :b:c.</p>"
     )
+
+
+def test_every_module_the_guides_import_has_a_reference_page() -> None:
+    # A guide that says `from memokit import stats` sends readers to a module whose
+    # signatures and docstrings the API reference must show (::: memokit.stats).
+    guides = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    text = "\n".join(p.read_text(encoding="utf-8") for p in guides)
+    imported = set(re.findall(r"^\s*from (memokit(?:\.\w+)+) import ", text, re.M))
+    imported |= {
+        f"memokit.{name}"
+        for name in re.findall(r"^\s*from memokit import (\w+)", text, re.M)
+        if (ROOT / "memokit" / f"{name}.py").is_file()
+    }
+    reference = "\n".join(
+        p.read_text(encoding="utf-8") for p in (ROOT / "docs" / "reference").glob("*.md")
+    )
+    documented = set(re.findall(r"^::: ([\w.]+)", reference, re.M))
+    assert imported, "the pattern no longer finds the guides' imports"
+    missing = sorted(
+        m for m in imported if not any(d == m or d.startswith(m + ".") for d in documented)
+    )
+    assert missing == [], f"add a docs/reference page with '::: <module>' for: {missing}"

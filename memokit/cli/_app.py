@@ -31,7 +31,7 @@ from memokit.invalidation import (
 from memokit.invalidation import invalidate as invalidate_call
 
 from ._output import Output, value_text
-from ._session import FAILURES, Session, common, runs
+from ._session import FAILURES, Session, common, out_of_reach, reachable, runs
 from ._settings import SettingsError
 from ._stats import stats
 from ._targets import call_key, describe_call, load_function, parse_arguments
@@ -64,14 +64,20 @@ def info(session: Session) -> int:
     out = session.out
     aliases: list[dict[str, Any]] = []
     failed = False
-    chosen = [session.cache()[0]] if session.options["alias"] else list(caches)
+    notes = list(loaded.notes)
+    chosen = [session.cache(reach=False)[0]] if session.options["alias"] else list(caches)
     for alias in chosen:
         cache = caches[alias]
-        try:
-            count: int | None = cache._count()
-            problem = None
-        except FAILURES as exc:
-            count, problem, failed = None, f"{type(exc).__name__}: {exc}", True
+        count: int | None = None
+        problem = None
+        apart = out_of_reach(cache)
+        if apart is not None:  # this process's own empty store: its count would mislead
+            notes.append(f"alias {alias!r}: {apart}; the command line cannot count them")
+        else:
+            try:
+                count = cache._count()
+            except FAILURES as exc:
+                problem, failed = f"{type(exc).__name__}: {exc}", True
         described = {
             "alias": alias,
             "backend": type(cache).__name__,
@@ -84,7 +90,7 @@ def info(session: Session) -> int:
         }
         aliases.append(described)
     if out.as_json:
-        out.json({"settings": loaded.source, "aliases": aliases, "notes": loaded.notes})
+        out.json({"settings": loaded.source, "aliases": aliases, "notes": notes})
     else:
         out.table(
             f"memokit {__version__}: caches from {loaded.source}",
@@ -105,7 +111,7 @@ def info(session: Session) -> int:
             out.line(f"{a['alias']}: {', '.join(a['capabilities'])}")
             if a["error"]:
                 out.line(f"{a['alias']}: {a['error']}", style="red")
-        for note in loaded.notes:
+        for note in notes:
             out.line(f"note: {note}")
     return 1 if failed else 0
 
@@ -191,6 +197,7 @@ def inspect(
     key = call_key(fn, function, args, kwargs)
     state = fn._state
     cache = state.target()
+    reachable(function, cache)
     made = cache.make_key(key, state.version)
     payload, versions = read_entry(state, cache, key, args, kwargs)
     value = entry_value(state, cache, made, payload, versions)
@@ -266,7 +273,13 @@ def invalidate(
     out = session.out
     if function is not None or (namespace is not None and ":" in namespace):
         session.no_alias(function or namespace or "")
-    alias, cache = session.cache()
+    alias, cache = session.cache(reach=False)  # a function's own cache is checked below
+    if function is not None:
+        reachable(function, load_function(function)._state.target())
+    elif ":" in (namespace or ""):
+        reachable(namespace or "", load_function(namespace or "")._state.target())
+    else:
+        reachable(f"--alias {alias!r}", cache)
     if tags:
         invalidate_tags(*tags, cache=cache)
         document: dict[str, Any] = {"alias": alias, "tags": list(tags), "invalidated": True}

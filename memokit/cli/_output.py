@@ -27,8 +27,11 @@ class Output:
     def __init__(self, as_json: bool, secrets: Sequence[str] = ()) -> None:
         self.as_json = as_json
         self.secrets = list(secrets)
-        self.console = Console(highlight=False, soft_wrap=False)
-        self.errors = Console(stderr=True, highlight=False)
+        # Keys, values and messages are shown as they are: rich would read ":memo:" in
+        # a key as an emoji and "[/b]" in a value as markup (a stray one raises).
+        plain: dict[str, Any] = {"highlight": False, "markup": False, "emoji": False}
+        self.console = Console(soft_wrap=False, **plain)
+        self.errors = Console(stderr=True, **plain)
 
     def show(self, value: object) -> str:
         """``value`` as text, secrets masked."""

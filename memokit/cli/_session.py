@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import warnings
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -10,7 +11,12 @@ import click
 
 from memokit.backends.base import BaseCache
 from memokit.config import caches
-from memokit.exceptions import ImproperlyConfigured, MemokitError, _CommandFailed
+from memokit.exceptions import (
+    CorruptEntryWarning,
+    ImproperlyConfigured,
+    MemokitError,
+    _CommandFailed,
+)
 
 from . import _settings
 from ._output import Output
@@ -56,15 +62,38 @@ class Session:
         """Where the settings came from, for messages."""
         return self._loaded.source if self._loaded is not None else "not loaded"
 
-    def cache(self) -> tuple[str, BaseCache]:
-        """The alias ``--alias`` names (``default``) and its cache."""
+    def cache(self, reach: bool = True) -> tuple[str, BaseCache]:
+        """The alias ``--alias`` names (``default``) and its cache; with ``reach``, one
+        whose entries another process can see (see :func:`reachable`)."""
         self.load()
         alias: str = self.options["alias"] or "default"
         if alias not in caches:
             raise SettingsError(
                 f"--alias {alias!r} is not configured; configured aliases: {', '.join(caches)}"
             )
+        if reach:
+            reachable(f"--alias {alias!r}", caches[alias])
         return alias, caches[alias]
+
+
+def out_of_reach(cache: BaseCache) -> str | None:
+    """Why the command line cannot see ``cache``'s entries, or None when it can."""
+    if not cache.capabilities.stores:
+        return f"{cache!r} stores nothing"
+    if not cache.capabilities.cross_process:
+        return f"{cache!r} keeps its entries in each process"
+    return None
+
+
+def reachable(where: str, cache: BaseCache) -> None:
+    """Refuse a cache whose entries live in the application's own processes: read or
+    changed from the command line's process, it would show or change nothing of theirs."""
+    why = out_of_reach(cache)
+    if why is not None:
+        raise SettingsError(
+            f"{where}: {why}, out of the command line's reach; operate it from the "
+            f"application, or use a filesystem, SQLite, Redis or Memcached cache"
+        )
 
 
 def common(command: F) -> F:
@@ -95,7 +124,22 @@ def runs(body: Callable[..., int | None]) -> Callable[..., None]:
         keys = ("url", "settings", "django_settings", "alias", "as_json")
         session = Session({key: options.pop(key) for key in keys})
         try:
-            code = body(session, **options) or 0
+            with warnings.catch_warnings():
+                # Raised where it is reported, before the plain API removes the entry it
+                # cannot read: a look from the command line changes nothing it cannot read.
+                warnings.simplefilter("error", CorruptEntryWarning)
+                code = body(session, **options) or 0
+        except CorruptEntryWarning as exc:
+            # The report ends with what the plain API would do next ("...; it counts as
+            # a miss and is removed"), which the raise prevented.
+            told = str(exc)
+            told = told.rpartition("); ")[0] + ")" if "); " in told else told
+            session.out.error(
+                f"{told}; nothing was removed. Entries written with a SECRET (or another "
+                f"SERIALIZER) are read with the same settings: give them in the settings, "
+                f"or MEMOKIT_SECRET beside --url"
+            )
+            code = 1
         except SettingsError as exc:
             session.out.error(str(exc))
             code = 2

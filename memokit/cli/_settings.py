@@ -135,6 +135,14 @@ def _from_url(url: str) -> Loaded:
                 f"{where}: give an absolute path, as {scheme}:///path/to/"
                 f"{'cache.sqlite3' if scheme == 'sqlite' else 'directory'} (three slashes)"
             )
+        # Opening a store creates it: a mistyped path would read as an empty cache.
+        exists = os.path.isfile if scheme == "sqlite" else os.path.isdir
+        if not exists(location):
+            kind = "SQLite database" if scheme == "sqlite" else "directory"
+            raise SettingsError(
+                f"{where}: no {kind} at {location}; check the path (the command line "
+                f"opens an existing store, it creates none)"
+            )
     else:
         raise SettingsError(f"{where}: unknown scheme {scheme!r}; use one of: {forms}")
     entry: dict[str, Any] = {"BACKEND": backend, "LOCATION": location, **settings}

@@ -112,7 +112,7 @@ def stats(session: Session, watch: bool, interval: float, times: int | None) -> 
         raise SettingsError("--watch redraws a table; for JSON, run stats --json repeatedly")
     if times is not None and not watch:
         raise SettingsError("--times goes with --watch")
-    alias, cache = session.cache()
+    alias, cache = session.cache(reach=False)  # shared_stats() says why not, below
     try:
         found = shared_stats(cache)
     except NotShareable as exc:  # a configuration matter: the message names the fix

@@ -183,3 +183,105 @@ def test_without_the_cli_extra_the_install_line_and_exit_2(
     assert done.returncode == 2
     assert "pip install 'memokit[cli]'" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(("scheme", "name"), [("sqlite", "typo.sqlite3"), ("file", "typo-dir")])
+def test_a_url_to_a_store_that_does_not_exist_is_refused_not_created(
+    scheme: str, name: str, run: Run, project: Path
+) -> None:
+    # A mistyped path must not read as an empty cache (exit 0, 0 entries), nor leave
+    # a new store behind.
+    missing = project / "nowhere" / name
+    for args in (("info",), ("stats",), ("get", "k"), ("clear", "--yes")):
+        result = run(*args, "--url", f"{scheme}://{missing}")
+        assert result.code == 2, (args, result.out, result.err)
+        assert f"no {'SQLite database' if scheme == 'sqlite' else 'directory'} at" in result.err
+        assert str(missing) in result.err
+        assert not (project / "nowhere").exists(), args
+
+
+def test_a_store_of_the_application_processes_own_memory_is_out_of_reach(
+    run: Run, project: Path
+) -> None:
+    # The command line's own memory cache is not the application's: counting or
+    # clearing it would report 0 entries and a done clear while nothing changed.
+    (project / "memsettings.py").write_text(
+        "CACHES = {'default': {'BACKEND': 'memory'}, 'off': {'BACKEND': 'dummy'}}\n"
+    )
+    (project / "memshop.py").write_text(
+        "import memokit\n\n@memokit.cached\ndef price(n):\n    return n\n"
+    )
+    info = run("info", "--settings", "memsettings", "--json")
+    assert info.code == 0, info.err
+    aliases = {a["alias"]: a for a in info.json()["aliases"]}
+    assert aliases["default"]["entries"] is None
+    assert any("'default'" in n and "in each process" in n for n in info.json()["notes"])
+    table = run("info", "--settings", "memsettings")
+    assert "not counted" in table.out
+    for args, says in [
+        (("clear", "--yes"), "keeps its entries in each process"),
+        (("clear", "--yes", "--alias", "off"), "stores nothing"),
+        (("get", "k"), "keeps its entries in each process"),
+        (("invalidate", "--tag", "t"), "keeps its entries in each process"),
+        (("invalidate", "memshop:price", "1"), "memshop:price: MemoryCache"),
+        (("invalidate", "memshop:price", "--all"), "memshop:price: MemoryCache"),
+        (("invalidate", "--namespace", "memshop:price"), "memshop:price: MemoryCache"),
+        (("inspect", "memshop:price", "1"), "memshop:price: MemoryCache"),
+    ]:
+        result = run(*args, "--settings", "memsettings")
+        assert result.code == 2, (args, result.out, result.err)
+        assert says in result.err, (args, result.err)
+        assert "out of the command line's reach" in result.err
+
+
+def test_reading_without_the_entries_secret_removes_nothing(
+    run: Run,
+    project: Path,
+    worker: Callable[[], Any],
+    write_settings: Callable[..., None],
+    cli_env: Callable[..., Any],
+) -> None:
+    # A look from the command line opened without the store's SECRET: the signed
+    # entries cannot be read. It must say so (naming SECRET) and leave them alone; the
+    # plain API's read of an unreadable entry removes it, and a removed statistics
+    # slot hid the function from `stats` for good.
+    write_settings(_sqlite(project))
+    app = worker()
+    app.ask("price 3")
+    app.ask("price 3")
+    app.ask("flush")
+    app.ask("set note")  # a signed plain entry: {"stored": "note"}
+    url = ("--url", f"sqlite://{project / 'c.sqlite3'}")
+    for args in (("stats",), ("stats", "--json"), ("get", "note")):
+        result = run(*args, *url)
+        assert result.code == 1, (args, result.out, result.err)
+        assert "SECRET" in result.err, (args, result.err)
+        assert "Traceback" not in result.err
+    signed = run("stats", *url, "--json", env=cli_env(MEMOKIT_SECRET=SIGNING))
+    assert signed.code == 0, signed.err
+    functions = {f["function"]: f for f in signed.json()["functions"]}
+    assert functions["shop:price"]["hits"] == 1
+    got = run("get", "note", *url, "--json", env=cli_env(MEMOKIT_SECRET=SIGNING))
+    assert got.code == 0, got.err
+    assert got.json()["value"] == "{'stored': 'note'}"
+
+
+def test_keys_and_values_are_shown_as_they_are(run: Run, project: Path) -> None:
+    # rich reads ":name:" as an emoji and "[...]" as markup: a key of module `memo`
+    # showed as "k2📝...", and a value holding "[/bold]" ended get with a traceback.
+    import memokit
+
+    location = project / "shown.sqlite3"
+    cache: Any = memokit.create_cache({"BACKEND": "sqlite", "LOCATION": str(location)})
+    value = "ok :thumbs_up: [bold]x[/bold] and a stray [/i]"
+    cache.set("k2:memo:f(i1)", value)
+    cache.close()
+    url = ("--url", f"sqlite://{location}")
+    as_json = run("get", "k2:memo:f(i1)", *url, "--json")
+    assert as_json.code == 0, as_json.err
+    assert as_json.json()["made_key"] == ":1:k2:memo:f(i1)"
+    assert as_json.json()["value"] == repr(value)
+    table = run("get", "k2:memo:f(i1)", *url)
+    assert table.code == 0, table.err
+    assert ":1:k2:memo:f(i1)" in table.out
+    assert repr(value) in table.out

@@ -104,3 +104,51 @@ def test_opentelemetry_instruments_read_stats_at_collection() -> None:
     duration = points["memokit.compute.duration"]["tests.adapters:otel"]
     assert duration.count == 2  # type: ignore[attr-defined]
     assert points["memokit.breaker.openings"]["flaky-otel"].value == 1  # type: ignore[attr-defined]
+
+
+def test_configuring_an_exporter_twice_exports_each_count_once() -> None:
+    # A second use_...() call (an app factory run twice, a re-imported module) returned
+    # a second exporter: each count appeared twice, and a sum over them doubled.
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    f = _counted("tests.adapters:twice")
+    registry = CollectorRegistry()
+    first = stats.use_prometheus(registry)
+    try:
+        assert stats.use_prometheus(registry) is first
+        scraped = generate_latest(registry).decode()
+        assert scraped.count('memokit_hits_total{function="tests.adapters:twice"}') == 1
+        assert stats.hooks().count(first) == 1
+    finally:
+        first.close()
+    again = stats.use_prometheus(registry)  # closed: a new one
+    assert again is not first
+    again.close()
+    other = CollectorRegistry()
+    elsewhere = stats.use_prometheus(other)  # another registry: its own exporter
+    assert elsewhere is not first
+    elsewhere.close()
+
+    reader = InMemoryMetricReader()
+    provider = MeterProvider(metric_readers=[reader])
+    otel = stats.use_opentelemetry(provider)
+    try:
+        assert stats.use_opentelemetry(provider) is otel
+        data = reader.get_metrics_data()
+    finally:
+        otel.close()
+        provider.shutdown()
+    assert data is not None
+    hits = [
+        point.value  # type: ignore[union-attr]
+        for resource in data.resource_metrics
+        for scope in resource.scope_metrics
+        for metric in scope.metrics
+        if metric.name == "memokit.hits"
+        for point in metric.data.data_points
+        if dict(point.attributes or {}).get("function") == "tests.adapters:twice"
+    ]
+    assert hits == [1]
+    assert f.stats().hits == 1

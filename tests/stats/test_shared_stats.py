@@ -287,6 +287,27 @@ def test_a_cleared_store_gets_the_function_registered_again(tmp_path: Path) -> N
     cache.close()
 
 
+@pytest.mark.parametrize("lost", ["memokit.stats:slot:1", "memokit.stats:n"])
+def test_a_lost_registration_entry_is_made_again(lost: str, tmp_path: Path) -> None:
+    # Memcached evicts any entry; a lost slot (or slot count) hid the function from
+    # every reader for good, while its counters went on growing unseen.
+    cache = memokit.create_cache({"BACKEND": "sqlite", "LOCATION": str(tmp_path / "l.db")})
+
+    @memokit.cached(cache=cache, name="tests:evicted")
+    def f(x: int) -> int:
+        return x
+
+    stats.configure_stats(share=True)
+    f(1)
+    stats.flush(f._state)
+    assert stats.shared_stats(cache)["tests:evicted"].misses == 1
+    cache.delete(lost)  # as an eviction would
+    f(1)
+    stats.flush(f._state)
+    assert stats.shared_stats(cache)["tests:evicted"].calls == 2
+    cache.close()
+
+
 def test_hits_read_the_clock_only_where_counts_can_be_shared(tmp_path: Path) -> None:
     # The hit path tests state.due alone while it is 0.0: a memory cache's hits
     # never pay for reading the clock.
@@ -319,3 +340,28 @@ def test_hits_read_the_clock_only_where_counts_can_be_shared(tmp_path: Path) -> 
         assert totals.misses == 2  # the memory store's miss, kept until it could be shared
     finally:
         memokit.configure({"default": {"BACKEND": "memory"}})
+
+
+def test_sharing_starts_no_thread(tmp_path: Path) -> None:
+    # The counts travel from the call path only: no thread is started, by configuring,
+    # by calls, by a flush due, or by flush_all() (as at exit).
+    import threading
+
+    before = set(threading.enumerate())
+    cache = memokit.create_cache({"BACKEND": "sqlite", "LOCATION": str(tmp_path / "t.db")})
+
+    @memokit.cached(cache=cache, name="tests:threadless")
+    def f(x: int) -> int:
+        return x
+
+    with freeze_time() as frozen:
+        stats.configure_stats(share=True, flush_interval=10)
+        f(1)
+        f(1)
+        frozen.tick(11)
+        f(1)  # flushes
+        f(2)
+        stats.flush_all()
+        assert set(threading.enumerate()) == before
+    assert stats.shared_stats(cache)["tests:threadless"].calls == 4
+    cache.close()
