@@ -37,6 +37,7 @@ import asyncio
 import collections
 import contextvars
 import logging
+import math
 import os
 import threading
 import time
@@ -113,6 +114,34 @@ def pending() -> int:
     with _lock:
         _sweep()
         return len(_active)
+
+
+_POLL: Final = 0.005
+
+
+def wait_idle(timeout: float = 10.0) -> None:
+    """Block until no background refresh is pending in this process (for tests).
+
+    Raise ``TimeoutError`` after ``timeout`` seconds: a refresh that never ends is
+    a bug to see, not to wait on.
+    """
+    # Counted in sleeps, not read off a clock: a test's frozen clock must not stop it.
+    for _ in range(math.ceil(timeout / _POLL)):
+        if not pending():
+            return
+        time.sleep(_POLL)
+    if pending():
+        raise TimeoutError(f"a background refresh was still pending after {timeout} s")
+
+
+async def await_idle(timeout: float = 10.0) -> None:
+    """The async twin of :func:`wait_idle`: lets the loop run the refresh tasks."""
+    for _ in range(math.ceil(timeout / _POLL)):
+        if not pending():
+            return
+        await asyncio.sleep(_POLL)
+    if pending():
+        raise TimeoutError(f"a background refresh was still pending after {timeout} s")
 
 
 # -- the thread pool -------------------------------------------------------------------

@@ -12,13 +12,10 @@ import pickle
 import random
 import struct
 import time
-from collections.abc import Iterator
 from fractions import Fraction
 from typing import Any
 
-import freezegun
 import pytest
-from freezegun import freeze_time
 
 import memokit
 from memokit import BaseCache, Entry, MemoryCache, cached, cached_property
@@ -27,7 +24,7 @@ from memokit.exceptions import ValueNotStoredWarning
 from memokit.fnstate import CachedState
 from memokit.framing import dumps_after
 from memokit.freshness import NO_POLICY, Policy, early_probability
-from memokit.refreshes import pending
+from memokit.refreshes import pending, wait_idle
 
 
 def counts(f: Any) -> dict[str, int]:
@@ -39,29 +36,6 @@ def counts(f: Any) -> dict[str, int]:
         "refresh_failures": state.refresh_failures,
         "early_recomputations": state.early_recomputations,
     }
-
-
-def settle() -> None:
-    """Wait (bounded) until no background refresh is pending."""
-    for _ in range(1000):
-        if pending() == 0:
-            return
-        time.sleep(0.005)
-    raise AssertionError("a background refresh never ended")
-
-
-@pytest.fixture
-def frozen() -> Iterator[Any]:
-    """Frozen time, in the refresh threads too (freezegun skips `threading` frames)."""
-    saved = list(freezegun.config.settings.default_ignore_list)
-    freezegun.configure(
-        default_ignore_list=[name for name in saved if name not in ("threading", "queue")]
-    )
-    try:
-        with freeze_time("2026-01-01", real_asyncio=True) as frozen:
-            yield frozen
-    finally:
-        freezegun.configure(default_ignore_list=saved)
 
 
 @pytest.fixture
@@ -352,7 +326,7 @@ def test_an_early_recomputation_runs_in_the_background_once(memory: BaseCache, f
     frozen.tick(50)  # ten seconds before expiry: a draw of 1 - 1e-12 comes due
     policy.random = lambda: 1 - 1e-12
     assert f() == 1  # the caller still gets the fresh value at once
-    settle()
+    wait_idle()
     assert runs == [1, 1]
     assert counts(f) == {
         "stale_hits": 0,
@@ -527,6 +501,6 @@ def test_cached_property_shared_mode_serves_stale(frozen: Any, module_level: Any
     policy.random = lambda: 0.0
     frozen.tick(15)
     assert account.balance == 1  # stale, refreshed in the background
-    settle()
+    wait_idle()
     assert account.balance == 2
     assert counts(prop.cached)["stale_hits"] == 1

@@ -14,7 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 from memokit import BaseCache, Entry, cached
-from memokit.refreshes import pending
+from memokit.refreshes import await_idle, wait_idle
 
 FRESH, STALE, EXPIRED = "fresh", "stale", "expired"
 
@@ -33,14 +33,6 @@ def judged(cache: BaseCache, f: Any, call: Callable[[], Any]) -> tuple[Any, str]
     after = time.time()
     assert phase(entry, before) == phase(entry, after), "a call straddled a phase boundary"
     return value, phase(entry, before)
-
-
-def settle() -> None:
-    for _ in range(2000):
-        if pending() == 0:
-            return
-        time.sleep(0.005)
-    raise AssertionError("a background refresh never ended")
 
 
 class Body:
@@ -76,7 +68,7 @@ def test_fresh_stale_expired(make_cache: Any, clock: Any) -> None:
     value, now = judged(cache, f, f)
     assert (value, now) == (1, STALE)  # served at once; one refresh in the background
     assert f._state.stale_hits == 1
-    settle()
+    wait_idle()
     assert f_body.runs == 2
     assert f._state.refreshes == 1
     value, now = judged(cache, f, f)
@@ -102,12 +94,6 @@ def test_fresh_stale_expired_async(make_cache: Any, clock: Any) -> None:
     async def call() -> int:
         return await f()
 
-    async def settled() -> None:
-        for _ in range(2000):
-            if pending() == 0:
-                return
-            await asyncio.sleep(0.005)
-
     async def scenario() -> list[tuple[int, str]]:
         seen = [(await call(), "")]
         entry = Entry.read(cache, f.key())
@@ -117,7 +103,7 @@ def test_fresh_stale_expired_async(make_cache: Any, clock: Any) -> None:
         entry = Entry.read(cache, f.key())
         before = time.time()
         seen.append((await call(), phase(entry, before)))
-        await settled()
+        await await_idle()
         seen.append((await call(), ""))
         clock.advance(3.5)
         entry = Entry.read(cache, f.key())

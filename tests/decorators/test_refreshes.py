@@ -12,53 +12,44 @@ import warnings
 from collections.abc import Iterator
 from typing import Any
 
-import freezegun
 import pytest
-from freezegun import freeze_time
 
 import memokit
 import memokit.stats
 from memokit import BaseCache, MemoryCache, cached, refreshes
 from memokit.locks import lock_key_for
-from memokit.refreshes import pending
+from memokit.refreshes import await_idle, pending, wait_idle
 
 WAIT = 10.0  # seconds a test waits at most for something that takes milliseconds
-
-
-@pytest.fixture
-def frozen() -> Iterator[Any]:
-    """Frozen time, in the refresh threads too (freezegun skips `threading` frames)."""
-    saved = list(freezegun.config.settings.default_ignore_list)
-    freezegun.configure(
-        default_ignore_list=[name for name in saved if name not in ("threading", "queue")]
-    )
-    try:
-        with freeze_time("2026-01-01", real_asyncio=True) as frozen:
-            yield frozen
-    finally:
-        freezegun.configure(default_ignore_list=saved)
 
 
 @pytest.fixture(autouse=True)
 def no_refresh_left() -> Iterator[None]:
     yield
-    settle()
+    wait_idle()
 
 
-def settle() -> None:
-    for _ in range(int(WAIT / 0.005)):
-        if pending() == 0:
-            return
-        time.sleep(0.005)
-    raise AssertionError("a background refresh never ended")
+def test_wait_idle_waits_for_a_refresh_and_gives_up_after_its_timeout(frozen: Any) -> None:
+    cache = MemoryCache()
+    release = threading.Event()
+    runs: list[int] = []
 
+    @cached(cache=cache, timeout=10, stale=60, name="held-refresh")
+    def f() -> int:
+        if runs:
+            assert release.wait(WAIT)
+        runs.append(1)
+        return len(runs)
 
-async def asettle() -> None:
-    for _ in range(int(WAIT / 0.005)):
-        if pending() == 0:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("a background refresh never ended")
+    f()
+    frozen.tick(11)
+    assert f() == 1  # stale; its refresh is held
+    with pytest.raises(TimeoutError, match=r"still pending after 0\.05 s"):
+        wait_idle(timeout=0.05)
+    release.set()
+    wait_idle()
+    assert pending() == 0
+    assert f() == 2
 
 
 def test_one_refresh_under_50_threads(frozen: Any) -> None:
@@ -91,7 +82,7 @@ def test_one_refresh_under_50_threads(frozen: Any) -> None:
     assert got == [1] * 50
     assert len(runs) == 1
     release.set()
-    settle()
+    wait_idle()
     assert runs == [1, 1]
     state = f._state
     assert (state.stale_hits, state.refreshes, state.refresh_failures) == (50, 1, 0)
@@ -117,7 +108,7 @@ def test_one_refresh_under_50_tasks(frozen: Any) -> None:
         got = await asyncio.gather(*(f() for _ in range(50)))
         assert len(runs) == 1  # the refresh waits; the callers did not
         release.set()
-        await asettle()
+        await await_idle()
         return [*got, await f()]
 
     assert asyncio.run(scenario()) == [1] * 50 + [2]
@@ -158,7 +149,7 @@ def test_a_failed_refresh_keeps_the_stale_value_logs_once_and_counts(
     with caplog.at_level(logging.WARNING, logger="memokit"):
         for _ in range(3):
             assert f() == 1  # stale, and each stale hit may try again
-            settle()
+            wait_idle()
     state = f._state
     assert (state.stale_hits, state.refreshes, state.refresh_failures) == (3, 3, 3)
     assert (f.stats().stale_hits, f.stats().refresh_failures) == (3, 3)
@@ -199,7 +190,7 @@ def test_a_refresh_that_succeeds_after_failing_logs_again_on_the_next_failure(
             outcome[0] = step
             frozen.tick(11)
             f()
-            settle()
+            wait_idle()
     logged = [r for r in caplog.records if "background refresh" in r.getMessage()]
     assert len(logged) == 2
 
@@ -235,7 +226,7 @@ def test_invalidation_during_the_stale_window_on_every_backend(cache: BaseCache)
     time.sleep(0.02)  # stale now, by the entry's times
     f.invalidate()
     assert f() == 2
-    settle()
+    wait_idle()
     assert f._state.stale_hits == 0
 
 
@@ -260,11 +251,11 @@ def test_a_refresh_that_does_not_fit_is_skipped(
     assert f(2) == 22  # no room: skipped, the stale value served
     assert f._state.stale_hits == 2
     release.set()
-    settle()
+    wait_idle()
     assert runs == [1, 2, 1]
     assert f._state.refreshes == 1
     assert f(2) == 22  # still stale: this time its refresh fits
-    settle()
+    wait_idle()
     assert f(2) == 24
 
 
@@ -280,7 +271,7 @@ def test_the_pool_is_daemon_threads_started_as_needed(frozen: Any) -> None:
     frozen.tick(11)
     for x in range(3):
         f(x)
-    settle()
+    wait_idle()
     workers = [t for t in threading.enumerate() if t.name == "memokit-refresh"]
     assert workers
     assert all(t.daemon for t in workers)
@@ -303,12 +294,12 @@ def test_with_lock_lease_a_key_another_process_computes_is_not_refreshed(
     # Another process holds the key's lock: it is computing the value.
     assert cache.add(lock_key_for(f.key()), "theirs", 30)
     assert f() == 1
-    settle()
+    wait_idle()
     assert runs == [1]
     assert f._state.refreshes == 0
     cache.delete(lock_key_for(f.key()))
     assert f() == 1
-    settle()
+    wait_idle()
     assert runs == [1, 1]
     assert cache.get(lock_key_for(f.key())) is None  # released after the refresh
 
@@ -441,7 +432,7 @@ def test_a_stale_method_and_classmethod_refresh(frozen: Any, module_level: Any) 
     assert (prices.price("a"), Prices.rate()) == (1, 2)
     frozen.tick(11)
     assert (prices.price("a"), Prices.rate()) == (1, 2)
-    settle()
+    wait_idle()
     assert sorted(runs) == ["a", "a", "rate", "rate"]
     assert prices.price("a") in (3, 4)
     assert Prices.rate() in (3, 4)
@@ -488,7 +479,7 @@ def test_fail_open_is_unchanged_with_a_stale_window(
         cache.writes_down = True  # the refresh computes but cannot store
         with caplog.at_level(logging.WARNING, logger="memokit"):
             assert f() == 1
-            settle()
+            wait_idle()
         assert f._state.refreshes == 1
         assert f.cache_info().errors.backend == 1  # fed the breaker, as on any call
         assert breaker.failures

@@ -9,56 +9,23 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
-import freezegun
 import pytest
-from freezegun import freeze_time
 
 import memokit
 from memokit import MemoryCache, cached, refreshes
-from memokit.refreshes import pending
+from memokit.refreshes import await_idle, pending, wait_idle
 
 WAIT = 10.0  # seconds a test waits at most for something that takes milliseconds
-
-
-@pytest.fixture
-def frozen() -> Iterator[Any]:
-    """Frozen time, in the refresh threads too (freezegun skips `threading` frames)."""
-    saved = list(freezegun.config.settings.default_ignore_list)
-    freezegun.configure(
-        default_ignore_list=[name for name in saved if name not in ("threading", "queue")]
-    )
-    try:
-        with freeze_time("2026-01-01", real_asyncio=True) as frozen:
-            yield frozen
-    finally:
-        freezegun.configure(default_ignore_list=saved)
 
 
 @pytest.fixture(autouse=True)
 def no_refresh_left() -> Iterator[None]:
     yield
-    settle()
-
-
-def settle() -> None:
-    for _ in range(int(WAIT / 0.005)):
-        if pending() == 0:
-            return
-        time.sleep(0.005)
-    raise AssertionError("a background refresh never ended")
-
-
-async def asettle() -> None:
-    for _ in range(int(WAIT / 0.005)):
-        if pending() == 0:
-            return
-        await asyncio.sleep(0.005)
-    raise AssertionError("a background refresh never ended")
+    wait_idle()
 
 
 class Held(MemoryCache):
@@ -125,11 +92,11 @@ def test_a_caller_that_read_the_entry_before_its_refresh_ended_refreshes_it_no_m
     late.start()
     assert cache.read.wait(WAIT)  # it has read the stale entry
     assert f() == 1  # a stale hit: the refresh starts, and ends
-    settle()
+    wait_idle()
     assert runs == [1, 1]
     cache.go.set()
     late.join(WAIT)
-    settle()
+    wait_idle()
     assert got == [1]  # served what it read, at once
     assert runs == [1, 1]
     assert f._state.refreshes == 1
@@ -155,10 +122,10 @@ def test_a_task_that_read_the_entry_before_its_refresh_ended_refreshes_it_no_mor
         cache.held = late
         await asyncio.wait_for(cache.aread.wait(), WAIT)
         stale = await f()
-        await asettle()
+        await await_idle()
         cache.ago.set()
         held = await late
-        await asettle()
+        await await_idle()
         return [first, stale, held, await f()]
 
     assert asyncio.run(scenario()) == [1, 1, 1, 2]
@@ -198,7 +165,7 @@ def test_a_refresh_that_cannot_store_is_a_failed_refresh_counted_once(
         cache.writes_down = True
         with caplog.at_level(logging.WARNING, logger="memokit"):
             assert f() == 1  # the stale value, at once
-            settle()
+            wait_idle()
         state = f._state
         assert (state.refreshes, state.refresh_failures) == (1, 1)
         assert f.cache_info().errors.backend == 1  # one failed write, counted once
@@ -234,7 +201,7 @@ def test_a_refresh_that_cannot_start_a_thread_is_skipped_and_the_caller_served(
         assert not refreshes._pool.queue
         assert refreshes._pool.threads == 0
     assert f() == 1  # a later stale hit refreshes
-    settle()
+    wait_idle()
     assert f() == 2
 
 
@@ -256,11 +223,11 @@ def test_a_refresh_that_raises_a_base_exception_keeps_the_pool_working(
     frozen.tick(11)
     leave[0] = True
     assert f() == 1
-    settle()
+    wait_idle()
     assert f._state.refresh_failures == 1
     leave[0] = False
     assert f() == 1  # the one worker's place is still there: this refresh runs
-    settle()
+    wait_idle()
     assert f._state.refreshes == 2
 
 
