@@ -34,7 +34,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from typing import Any, Final
+from typing import Any, Final, cast
 
 from .entry import Times
 from .timeouts import DEFAULT_TIMEOUT, Timeout, check_timeout
@@ -150,7 +150,8 @@ def check_timeout_spec(timeout: object, name: str) -> TimeoutSpec:
     if timeout is DEFAULT_TIMEOUT:
         return DEFAULT_TIMEOUT
     if callable(timeout) and not isinstance(timeout, type):
-        return timeout
+        # What it returns is checked at each call (called_timeout): a value failure.
+        return cast("Callable[[Any], float | None]", timeout)
     try:
         return check_timeout(timeout, name)
     except TypeError:

@@ -212,7 +212,11 @@ def start(
     if job is None:
         return False
     context = _fresh_context()
-    if not _pool.submit(partial(context.run, _refresh, state, cache, key, args, kwargs, seen, job)):
+
+    def run() -> None:
+        context.run(_refresh, state, cache, key, args, kwargs, seen, job)
+
+    if not _pool.submit(run):
         _release(job)  # skipped: the caller is served the stale value all the same
         return False
     return True
