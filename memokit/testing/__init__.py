@@ -35,12 +35,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._secrets import redact_exception, secrets_in
-from .backends import memory
-from .backends.memory import MemoryCache
-from .exceptions import ImproperlyConfigured
-from .exceptions import ServerNotFound as ServerNotFound  # re-exported: its old home
-from .switches import use_cache
+from .._secrets import redact_exception, secrets_in
+from ..backends import memory
+from ..backends.memory import MemoryCache
+from ..exceptions import ImproperlyConfigured
+from ..exceptions import ServerNotFound as ServerNotFound  # re-exported: its old home
+from ..switches import use_cache
 
 INSTALL_HINTS = {
     "redis-server": "apt-get install redis-server",
