@@ -102,7 +102,9 @@ def pytest_collect_file(file_path: Path, parent: pytest.Collector) -> pytest.Col
     """Run the suite beside the ``conftest.py`` that declares ``memokit_backend``."""
     if file_path.name != "conftest.py" or not _declares_a_backend(file_path, parent.config):
         return None
-    nodeid = f"{parent.nodeid}/{SUITE_NAME}" if parent.nodeid else SUITE_NAME
+    # The rootdir's own node id is "." (pytest 9) or "" (pytest 8).
+    base = parent.nodeid.strip(".")
+    nodeid = f"{base}/{SUITE_NAME}" if base else SUITE_NAME
     return ContractSuite.from_parent(parent, name=SUITE_NAME, path=SUITE_DIR, nodeid=nodeid)
 
 
