@@ -234,6 +234,18 @@ def _payloads_table(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _cluster_table(result: dict[str, Any]) -> list[str]:
+    lines = _header(["operation", "single server", "cluster", "cluster ÷ single"])
+    for group in result["groups"]:
+        single, cluster = (r["median"] for r in group["results"])
+        lines.append(_row([group["op"], fmt_ns(single), fmt_ns(cluster), _ratio(cluster / single)]))
+    return [
+        "A six-node Redis Cluster (three primaries) beside one redis-server, same run.",
+        "",
+        *lines,
+    ]
+
+
 def _targets_table(targets: list[dict[str, Any]]) -> list[str]:
     lines = _header(["issue", "section", "target", "measured", "met"])
     for t in targets:
@@ -401,6 +413,8 @@ def render(data: dict[str, Any], page: Path) -> None:
             lines += _footprint_table(result)
         elif kind == "payloads":
             lines += _payloads_table(result)
+        elif kind == "cluster":
+            lines += _cluster_table(result)
         lines.append("")
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import decorators, expiring, footprint, ops, payloads, threads
+from . import cluster, decorators, expiring, footprint, ops, payloads, threads
 from .stores import SERVERS
 from .timing import Config
 
@@ -134,6 +134,16 @@ SECTIONS = [
         "Payloads: signing and compression",
         lambda: backend_missing("redis") or backend_missing("sqlite"),
         lambda ctx: payloads.run(ctx.config, ctx.workdir, ctx.server("redis-server")),
+    ),
+    Section(
+        "cluster",
+        "Redis Cluster beside a single server",
+        lambda: (
+            backend_missing("redis-cluster")
+            or backend_missing("redis")
+            or (None if shutil.which("redis-cli") else "redis-cli is not installed")
+        ),
+        lambda ctx: cluster.run(ctx.config, ctx.server("redis-server")),
     ),
     Section(
         "footprint",

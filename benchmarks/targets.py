@@ -220,6 +220,20 @@ TARGETS = [
         2.0,
         hot_key("ratio"),
     ),
+    Target(
+        21,
+        "cluster",
+        "decorated hit ≤ 1.2x a single server",
+        1.2,
+        between("decorated_hit", "cluster", "single server"),
+    ),
+    Target(
+        21,
+        "cluster",
+        "get_many(100) ≤ 1.5x a single server",
+        1.5,
+        between("get_many_100", "cluster", "single server"),
+    ),
 ]
 
 

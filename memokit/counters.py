@@ -418,7 +418,7 @@ def _bump(cache: BaseCache, name: str, delta: int) -> Steps[int]:
     seconds = cache._seconds(cache.default_timeout)
     for _ in range(3):
         try:
-            result = yield cache._incr, cache._aincr, (made, delta)
+            result = yield cache._incr_counter, cache._aincr_counter, (made, delta)
         except _NOT_A_COUNTER as exc:
             # Not a counter (damaged, overwritten by hand): start afresh.
             if not isinstance(exc, TypeError):

@@ -18,6 +18,11 @@ KeyFunc: TypeAlias = Callable[[Any, str, Any], str]
 V = TypeVar("V", bound=Callable[..., Any])
 
 MEMCACHE_MAX_KEY_LENGTH = 250
+HASH_TAG_LENGTH: Final = 10
+"""What a Redis Cluster cache puts before each made key: ``{`` + 8 hex digits + ``}``,
+a hash tag choosing the key's slot. It counts against the 250 characters above: the
+50 that ``MAX_KEY_LENGTH`` leaves hold the tag, the version and a ``KEY_PREFIX`` of
+up to 37 characters there."""
 _BAD_CHARACTER = re.compile(r"[\x00-\x20\x7f]").search
 
 

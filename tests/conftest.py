@@ -15,7 +15,7 @@ import contextlib
 import itertools
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +83,20 @@ def _memcached_pool(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return ";".join(server.url for server in servers)
 
 
+def _redis_cluster(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    # A cluster has only database 0: each test starts on emptied primaries.
+    cluster = request.getfixturevalue("redis_cluster")
+    for node in cluster.primaries():
+        node.client.flushdb()
+    return ",".join(cluster.urls[:2])
+
+
+def _redis_sentinel(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    found = request.getfixturevalue("redis_sentinel")
+    found.primary().client.flushdb()
+    return ",".join(found.urls)
+
+
 BACKENDS = [
     pytest.param(BackendSpec("memory", _unique), id="memory"),
     pytest.param(BackendSpec("filesystem", _directory), id="filesystem"),
@@ -103,11 +117,39 @@ BACKENDS = [
         id="memcached-pool",
         marks=pytest.mark.server,
     ),
+    pytest.param(
+        BackendSpec("redis-cluster", _redis_cluster, real_clock=True),
+        id="redis-cluster",
+        marks=[pytest.mark.server, pytest.mark.cluster],
+    ),
+    pytest.param(
+        # Reads on the primary: the contract reads its own writes at once, which a
+        # replica may not have yet (test_redis_sentinel.py reads from replicas).
+        BackendSpec(
+            "redis-sentinel",
+            _redis_sentinel,
+            settings={"OPTIONS": {"SERVICE_NAME": "memokit", "READ_FROM_REPLICAS": False}},
+            real_clock=True,
+        ),
+        id="redis-sentinel",
+        marks=[pytest.mark.server, pytest.mark.cluster],
+    ),
 ]
 """Every backend that stores data; each runs the whole conformance suite."""
 
 ALL_BACKENDS = [*BACKENDS, pytest.param(BackendSpec("dummy", _unique), id="dummy")]
 """Also the dummy backend, for what it shares with the others (API shape, key checks)."""
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Give each test on the Redis Cluster or Sentinel set (marker ``cluster``) a 60 s limit.
+
+    (The conformance kit marks ``slow`` the tests that move a server's clock.)
+    """
+    for item in items:
+        if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
+            # A deployment that stops answering must fail its test, not hang the run.
+            item.add_marker(pytest.mark.timeout(60))
 
 
 @pytest.fixture(params=BACKENDS)
@@ -143,6 +185,38 @@ def _server(kind: str) -> Iterator[Any]:
 def redis_server() -> Iterator[Any]:
     """A real redis-server on a free loopback port, for the whole session."""
     yield from _server("redis-server")
+
+
+def _topology(start: Callable[[], Any]) -> Iterator[Any]:
+    from memokit.testing import ServerNotFound
+
+    try:
+        context = start()
+        running = context.__enter__()
+    except ServerNotFound as exc:
+        if os.environ.get("MEMOKIT_REQUIRE_SERVERS") == "1":
+            pytest.fail(f"MEMOKIT_REQUIRE_SERVERS=1 but {exc}")
+        pytest.skip(str(exc))
+    try:
+        yield running
+    finally:
+        context.__exit__(None, None, None)
+
+
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[Any]:
+    """A six-node Redis Cluster (three primaries, three replicas), for the whole session."""
+    from memokit.testing import redis_cluster
+
+    yield from _topology(redis_cluster)
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[Any]:
+    """One primary, two replicas and three sentinels, for the whole session."""
+    from memokit.testing import redis_sentinel
+
+    yield from _topology(redis_sentinel)
 
 
 @pytest.fixture(scope="session")

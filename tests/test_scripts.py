@@ -105,4 +105,4 @@ def test_test_script_says_what_it_installs(tmp_path: Path) -> None:
         "scripts/test: installing the [test,dev,bench] extras",
         "stand-in: -m pip install -q dist/memokit-0-py3-none-any.whl[test,dev,bench]",
     )
-    assert "stand-in pytest: -m not (chaos or faults or slow or stress)" in out
+    assert "stand-in pytest: -m not (chaos or faults or slow or stress or cluster)" in out

@@ -10,6 +10,8 @@ BACKENDS: dict[str, str] = {
     "memcached": "memokit.backends.memcached.MemcachedCache",
     "memory": "memokit.backends.memory.MemoryCache",
     "redis": "memokit.backends.redis.RedisCache",
+    "redis-cluster": "memokit.backends.rediscluster.RedisClusterCache",
+    "redis-sentinel": "memokit.backends.redissentinel.RedisSentinelCache",
     "sqlite": "memokit.backends.sqlite.SQLiteCache",
 }
 """Short names accepted as ``BACKEND``, mapped to the class they name."""

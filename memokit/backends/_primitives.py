@@ -152,6 +152,15 @@ class Primitives(abc.ABC):
         A value that cannot be added to raises ``TypeError``, whatever the store says.
         """
 
+    def _incr_counter(self, key: str, delta: int) -> Any:
+        """``_incr`` of an invalidation counter (``memokit.counters``).
+
+        A store with replicas returns only once a replica holds the change, so that
+        a failover cannot undo an invalidation, and raises ``BackendError`` when none
+        acknowledges it in time. The default is ``_incr``: no replicas.
+        """
+        return self._incr(key, delta)
+
     @abc.abstractmethod
     def _clear(self) -> None:
         """Remove every entry of the store, whatever its prefix or version."""
@@ -221,6 +230,9 @@ class Primitives(abc.ABC):
 
     async def _aincr(self, key: str, delta: int | float) -> Any:
         return await self._run(self._incr, key, delta)
+
+    async def _aincr_counter(self, key: str, delta: int) -> Any:
+        return await self._aincr(key, delta)  # a backend with replicas overrides both
 
     async def _aclear(self) -> None:
         await self._run(self._clear)

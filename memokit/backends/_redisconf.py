@@ -20,6 +20,7 @@ from redis.connection import parse_url
 from .._secrets import redact, redact_exception, secrets_in
 from ..exceptions import ImproperlyConfigured
 from ..framing import PAYLOAD_OPTIONS
+from ._remote import check_seconds
 
 LATEST_EXPIRY: Final = 2**62 / 1000
 """The latest expiry sent as ``PX`` (seconds since the epoch), well inside Redis's
@@ -147,3 +148,35 @@ def scrub(exc: Exception, secrets: tuple[str, ...]) -> str:
     # The cause is chained to memokit's error: it must not carry a value or secret either.
     redact_exception(exc, secrets)
     return redact(_PIPELINE_COMMAND.sub(r"\1 \2", str(exc)), secrets)
+
+
+def check_client_options(
+    options: Mapping[str, Any], timeouts: Mapping[str, float]
+) -> dict[str, Any]:
+    """The client OPTIONS, refusing those memokit cannot keep its promises with, and the
+    socket timeouts (``timeouts``: name and default) checked finite."""
+    checked = dict(options)
+    for name in checked:
+        if name.lower() in REFUSED:
+            raise ImproperlyConfigured(
+                f"OPTIONS[{name!r}] is not accepted by the Redis backend: {REFUSED[name.lower()]}"
+            )
+    for name, default in timeouts.items():
+        checked[name] = check_seconds(checked.get(name, default), name)
+    return checked
+
+
+def queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:
+    """Queue a ``set_many`` on ``pipe``: one ``MSET`` without expiry, else a ``SET`` per key."""
+    if px is None:
+        pipe.mset(items)
+    else:
+        for key, payload in items.items():
+            pipe.set(key, payload, px=px)
+
+
+def refused_keys(items: dict[str, Any], px: int | None, replies: list[Any]) -> list[str]:
+    """The keys whose command the server refused (an error in its reply)."""
+    if px is None:  # one MSET: all or nothing
+        return list(items) if isinstance(replies[0], Exception) else []
+    return [key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)]

@@ -83,7 +83,8 @@ class BaseCache(Primitives):
 
     - reads: ``_get``, ``_get_many``, ``_aget``, ``_aget_many``
     - writes: ``_set``, ``_add``, ``_delete``, ``_incr``, ``_aset``, ``_aadd``,
-      ``_adelete``, ``_aincr``, ``_add_or_get``, ``_aadd_or_get``
+      ``_adelete``, ``_aincr``, ``_add_or_get``, ``_aadd_or_get``, ``_incr_counter``,
+      ``_aincr_counter``
     - payloads and timeouts: ``_encode``, ``_decode``, ``_seconds``
     - value-failure reports: ``_unreadable``, ``_not_stored``
     - made keys: ``_plain_key_prefix`` (the prefix made keys are a concatenation of)

@@ -53,19 +53,21 @@ from ._redisconf import (
     INCR_SCRIPT,
     OWNED,
     PERSIST_SCRIPT,
-    REFUSED,
+    check_client_options,
     check_servers,
     display,
     known_secrets,
     milliseconds,
+    queue_sets,
+    refused_keys,
     scrub,
 )
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
+from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
-    check_seconds,
     keeps_cancellation,
     parameter_names,
     refused_options,
@@ -110,7 +112,7 @@ async def _disconnect_at_shutdown(clients: list[redis.asyncio.Redis]) -> AsyncGe
             await client.connection_pool.disconnect()
 
 
-class RedisCache(BaseCache):
+class RedisCache(WaitedCounters, BaseCache):
     """A cache on one Redis server (plus optional read replicas)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -141,7 +143,7 @@ class RedisCache(BaseCache):
         self._servers = servers
         self._read_from_replicas = check_flag(read_from_replicas, "READ_FROM_REPLICAS")
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
-        self._client_options = self._check_client_options(client_options)
+        self._client_options = check_client_options(client_options, _TIMEOUTS)
         self._raw_ints = raw_ints_safe(self.serializer)
         self._display = self.location
         self._refusal_quiet_until = 0.0
@@ -198,19 +200,6 @@ class RedisCache(BaseCache):
         own, client = split_options(cls.__name__, options, OWNED)
         own["client_options"] = client
         return own
-
-    @staticmethod
-    def _check_client_options(options: Mapping[str, Any]) -> dict[str, Any]:
-        checked = dict(options)
-        for name in checked:
-            if name.lower() in REFUSED:
-                raise ImproperlyConfigured(
-                    f"OPTIONS[{name!r}] is not accepted by the Redis backend: "
-                    f"{REFUSED[name.lower()]}"
-                )
-        for name, default in _TIMEOUTS.items():
-            checked[name] = check_seconds(checked.get(name, default), name)
-        return checked
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(location={self._display!r})"
@@ -297,9 +286,9 @@ class RedisCache(BaseCache):
         px = milliseconds(timeout)
         try:
             with self._primary.pipeline(transaction=False) as pipe:
-                self._queue_sets(pipe, items, px)
+                queue_sets(pipe, items, px)
                 replies = pipe.execute(raise_on_error=False)
-            failed = self._refused(items, px, replies)
+            failed = refused_keys(items, px, replies)
             if failed:
                 # As memcached: an old value never survives a failed update.
                 self._primary.delete(*failed)
@@ -307,23 +296,6 @@ class RedisCache(BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
         return failed
-
-    @staticmethod
-    def _queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:
-        if px is None:
-            pipe.mset(items)
-        else:
-            for key, payload in items.items():
-                pipe.set(key, payload, px=px)
-
-    @staticmethod
-    def _refused(items: dict[str, Any], px: int | None, replies: list[Any]) -> list[str]:
-        """The keys whose command the server refused (an error in its reply)."""
-        if px is None:  # one MSET: all or nothing
-            return list(items) if isinstance(replies[0], Exception) else []
-        return [
-            key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)
-        ]
 
     def _log_refusal(self, replies: list[Any]) -> None:
         # A refused SET (OOM over maxmemory, READONLY) is the server's condition, not
@@ -518,9 +490,9 @@ class RedisCache(BaseCache):
         px = milliseconds(timeout)
         try:
             async with side.primary.pipeline(transaction=False) as pipe:
-                self._queue_sets(pipe, items, px)
+                queue_sets(pipe, items, px)
                 replies = await pipe.execute(raise_on_error=False)
-            failed = self._refused(items, px, replies)
+            failed = refused_keys(items, px, replies)
             if failed:
                 await side.primary.delete(*failed)
                 self._log_refusal(replies)

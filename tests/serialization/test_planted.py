@@ -69,6 +69,10 @@ def plant(cache: BaseCache, made: str, data: bytes, scratch: Path) -> None:
 
         with redis.Redis.from_url(cache._servers[0]) as raw:  # type: ignore[attr-defined]
             raw.set(made, data)
+    elif kind in ("RedisClusterCache", "RedisSentinelCache"):
+        # Raw bytes through the backend's own primitive: it sends them as they are,
+        # to the node (and with the hash tag) a reader uses.
+        cache._set(made, data, None)
     elif kind == "MemcachedCache":
         from pymemcache.client.hash import HashClient
 
