@@ -1,43 +1,27 @@
 """Fixtures shared by the whole suite.
 
-The conformance suite (``tests/contract``) runs against every backend listed in
-``BACKENDS``. Adding a backend adds one ``BackendSpec`` entry here; no test
-names a backend, they read ``cache.capabilities`` instead.
+The conformance suite is memokit's conformance kit (``memokit.testing.contract``,
+enabled in pyproject's pytest ``addopts``): it runs here, as
+``tests/memokit_contract/``, against every backend listed in ``BACKENDS``, which
+``memokit_backend`` declares to it. Adding a backend adds one ``BackendSpec``
+entry here; no test names a backend, they read ``cache.capabilities`` instead.
+The kit also gives every test here ``make_cache``, ``make_any_cache``, ``cache``,
+``clock`` and ``module_level``.
 """
 
 from __future__ import annotations
 
 import contextlib
 import itertools
-import math
 import os
-import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import freezegun
 import pytest
-from freezegun import freeze_time
 
-import memokit
-from memokit import BaseCache
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """How to build caches of one backend that share one fresh store per test."""
-
-    backend: str
-    location: Callable[[pytest.FixtureRequest, Path], str]
-    """Return a LOCATION that no other test uses."""
-    settings: dict[str, Any] = field(default_factory=dict)
-    """Extra CACHES settings (a server's OPTIONS, for example)."""
-    real_clock: bool = False
-    """Expiry runs on the server's clock: a test that moves time sleeps for real."""
+from memokit.testing.contract import BackendSpec
 
 
 def _unique(request: pytest.FixtureRequest, tmp_path: Path) -> str:
@@ -157,138 +141,29 @@ ALL_BACKENDS = [*BACKENDS, pytest.param(BackendSpec("dummy", _unique), id="dummy
 """Also the dummy backend, for what it shares with the others (API shape, key checks)."""
 
 
-CacheFactory = Callable[..., BaseCache]
-
-
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """Mark ``slow`` the tests that move a server's clock (they sleep for real), and give
-    each test on the Redis Cluster or Sentinel set (marker ``cluster``) a 60 s limit.
+    """Give each test on the Redis Cluster or Sentinel set (marker ``cluster``) a 60 s limit.
 
-    They check the server's expiry, which no Python version changes: the full run
-    (3.11) has them, the quick runs of the other Pythons (``-m "not slow"``) do not.
+    (The conformance kit marks ``slow`` the tests that move a server's clock.)
     """
     for item in items:
         if item.get_closest_marker("cluster") and not item.get_closest_marker("timeout"):
             # A deployment that stops answering must fail its test, not hang the run.
             item.add_marker(pytest.mark.timeout(60))
-        spec = getattr(getattr(item, "callspec", None), "params", {}).get("make_cache")
-        if (
-            isinstance(spec, BackendSpec)
-            and spec.real_clock
-            and "clock" in getattr(item, "fixturenames", ())
-        ):
-            item.add_marker(pytest.mark.slow)
-
-
-def _factory(
-    spec: BackendSpec, request: pytest.FixtureRequest, tmp_path: Path
-) -> Iterator[CacheFactory]:
-    location = spec.location(request, tmp_path)
-    made: list[BaseCache] = []
-
-    def make(**settings: Any) -> BaseCache:
-        options = {**spec.settings.get("OPTIONS", {}), **settings.pop("OPTIONS", {})}
-        config = {**spec.settings, **settings, "BACKEND": spec.backend, "LOCATION": location}
-        config["OPTIONS"] = options
-        cache = memokit.create_cache(config)
-        made.append(cache)
-        make.config = config  # type: ignore[attr-defined]  # for tests that start processes
-        return cache
-
-    yield make
-    if made:
-        made[0].clear()
-    for cache in made:
-        cache.close()
 
 
 @pytest.fixture(params=BACKENDS)
-def make_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CacheFactory]:
-    """Build caches (with extra CACHES settings) that share this test's store."""
-    yield from _factory(request.param, request, tmp_path)
+def memokit_backend(request: pytest.FixtureRequest) -> BackendSpec:
+    """memokit's backends, declared to the conformance kit: it runs the contract on each."""
+    spec: BackendSpec = request.param
+    return spec
 
 
 @pytest.fixture(params=ALL_BACKENDS)
-def make_any_cache(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[CacheFactory]:
-    """Like ``make_cache``, over the dummy backend too."""
-    yield from _factory(request.param, request, tmp_path)
-
-
-@pytest.fixture
-def cache(make_cache: CacheFactory) -> BaseCache:
-    """A cache with default settings on a fresh store."""
-    return make_cache()
-
-
-class Clock:
-    """Moves time forward: frozen time where the clock is ours, real sleep otherwise.
-
-    memcached counts whole seconds on a timer of its own, which a busy machine can
-    fire late; a test that only slept would then read the entry before the server
-    saw the time pass (a CI run once found a 4 s entry alive after 5 s). So where
-    the server tells its time, ``advance`` also waits until the server's clock has
-    moved on by the whole seconds slept.
-    """
-
-    def __init__(self, frozen: Any | None, server_seconds: Callable[[], int] | None = None) -> None:
-        self._frozen = frozen
-        self._server_seconds = server_seconds
-
-    def advance(self, seconds: float) -> None:
-        if self._frozen is not None:
-            self._frozen.tick(seconds)
-            return
-        start = self._server_seconds() if self._server_seconds is not None else None
-        time.sleep(seconds)
-        if self._server_seconds is None or start is None:
-            return
-        target = start + math.ceil(seconds)
-        deadline = time.monotonic() + 10
-        while self._server_seconds() < target:
-            # Ten seconds late is no longer a slow timer but a stuck server.
-            assert time.monotonic() < deadline, "the server's clock stopped"
-            time.sleep(0.005)
-
-
-@contextlib.contextmanager
-def _memcached_seconds(cache: BaseCache) -> Iterator[Callable[[], int]]:
-    from pymemcache.client.base import Client
-
-    # The first server of the location: the tests run one memcached.
-    host, _, port = str(cache.location).split(";")[0].split(",")[0].rpartition(":")
-    client = Client((host, int(port)), connect_timeout=2, timeout=2)
-    try:
-        yield lambda: int(client.stats()[b"time"])
-    finally:
-        client.close()
-
-
-@pytest.fixture
-def clock(make_cache: CacheFactory) -> Iterator[Clock]:
-    """A clock for the backend: freezegun when it computes expiry in this process."""
-    cache = make_cache()
-    if cache.capabilities.local_clock:
-        # freezegun hands the real time to calls made under a `threading` frame by
-        # default; the async twins of blocking backends run in worker threads, and
-        # those must see the frozen clock too.
-        saved = list(freezegun.config.settings.default_ignore_list)
-        freezegun.configure(
-            default_ignore_list=[name for name in saved if name not in ("threading", "queue")]
-        )
-        try:
-            with freeze_time(real_asyncio=True) as frozen:
-                yield Clock(frozen)
-        finally:
-            freezegun.configure(default_ignore_list=saved)
-    elif type(cache).__name__ == "MemcachedCache":
-        if ";" in str(cache.location):
-            # Each server of a pool expires entries on its own clock, as one server
-            # does: the memcached run checks that; the pool's run spares the sleeps.
-            pytest.skip("a memcached pool's expiry is each server's own (see the memcached run)")
-        with _memcached_seconds(cache) as seconds:
-            yield Clock(None, seconds)
-    else:
-        yield Clock(None)
+def memokit_any_backend(request: pytest.FixtureRequest) -> BackendSpec:
+    """What ``make_any_cache`` runs on: the backends above and the dummy."""
+    spec: BackendSpec = request.param
+    return spec
 
 
 def _server(kind: str) -> Iterator[Any]:
@@ -362,28 +237,3 @@ def memcached_pool() -> Iterator[list[Any]]:
     with contextlib.ExitStack() as stack:
         servers = contextlib.contextmanager(_server)
         yield [stack.enter_context(servers("memcached")) for _ in range(3)]
-
-
-_runtime_serials = itertools.count()
-
-
-@pytest.fixture
-def module_level() -> Iterator[Callable[[type[Any]], type[Any]]]:
-    """Give classes made inside a test a module-level name of their own.
-
-    Keys refuse classes made at run time (every run makes another class with the
-    same qualified name); a test's class gets a name that leads back to it, for
-    the length of the test.
-    """
-    named: list[tuple[Any, str]] = []
-
-    def name(cls: type[Any]) -> type[Any]:
-        cls.__qualname__ = f"{cls.__name__}_{next(_runtime_serials)}"
-        module = sys.modules[cls.__module__]
-        setattr(module, cls.__qualname__, cls)
-        named.append((module, cls.__qualname__))
-        return cls
-
-    yield name
-    for module, qualname in named:
-        delattr(module, qualname)

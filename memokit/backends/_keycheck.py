@@ -10,7 +10,14 @@ import warnings
 from ..exceptions import CacheKeyWarning, InvalidCacheKey
 from ..keys import memcache_key_warnings
 
-_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_PACKAGE_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+# The conformance kit's tests (memokit/testing/) call caches as a user would: a
+# warning points at their line, as at any caller's.
+_TESTING_DIR = os.path.join(_PACKAGE_DIR, "testing") + os.sep
+
+
+def _inside_memokit(filename: str) -> bool:
+    return filename.startswith(_PACKAGE_DIR) and not filename.startswith(_TESTING_DIR)
 
 
 def _caller_stacklevel() -> int:
@@ -20,7 +27,7 @@ def _caller_stacklevel() -> int:
     frame = sys._getframe(1)
     level = 1
     while frame is not None and (
-        frame.f_code.co_filename.startswith(_PACKAGE_DIR)
+        _inside_memokit(frame.f_code.co_filename)
         or frame.f_code.co_filename.startswith("<frozen")
         or "asyncio" in frame.f_code.co_filename
     ):

@@ -164,3 +164,19 @@ def check_client_options(
     for name, default in timeouts.items():
         checked[name] = check_seconds(checked.get(name, default), name)
     return checked
+
+
+def queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:
+    """Queue a ``set_many`` on ``pipe``: one ``MSET`` without expiry, else a ``SET`` per key."""
+    if px is None:
+        pipe.mset(items)
+    else:
+        for key, payload in items.items():
+            pipe.set(key, payload, px=px)
+
+
+def refused_keys(items: dict[str, Any], px: int | None, replies: list[Any]) -> list[str]:
+    """The keys whose command the server refused (an error in its reply)."""
+    if px is None:  # one MSET: all or nothing
+        return list(items) if isinstance(replies[0], Exception) else []
+    return [key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)]

@@ -58,6 +58,8 @@ from ._redisconf import (
     display,
     known_secrets,
     milliseconds,
+    queue_sets,
+    refused_keys,
     scrub,
 )
 from ._redisconf import (
@@ -262,9 +264,9 @@ class RedisCache(WaitedCounters, BaseCache):
         px = milliseconds(timeout)
         try:
             with self._primary.pipeline(transaction=False) as pipe:
-                self._queue_sets(pipe, items, px)
+                queue_sets(pipe, items, px)
                 replies = pipe.execute(raise_on_error=False)
-            failed = self._refused(items, px, replies)
+            failed = refused_keys(items, px, replies)
             if failed:
                 # As memcached: an old value never survives a failed update.
                 self._primary.delete(*failed)
@@ -272,23 +274,6 @@ class RedisCache(WaitedCounters, BaseCache):
         except redis.RedisError as exc:
             self._fail(exc)
         return failed
-
-    @staticmethod
-    def _queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:
-        if px is None:
-            pipe.mset(items)
-        else:
-            for key, payload in items.items():
-                pipe.set(key, payload, px=px)
-
-    @staticmethod
-    def _refused(items: dict[str, Any], px: int | None, replies: list[Any]) -> list[str]:
-        """The keys whose command the server refused (an error in its reply)."""
-        if px is None:  # one MSET: all or nothing
-            return list(items) if isinstance(replies[0], Exception) else []
-        return [
-            key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)
-        ]
 
     def _log_refusal(self, replies: list[Any]) -> None:
         # A refused SET (OOM over maxmemory, READONLY) is the server's condition, not
@@ -483,9 +468,9 @@ class RedisCache(WaitedCounters, BaseCache):
         px = milliseconds(timeout)
         try:
             async with side.primary.pipeline(transaction=False) as pipe:
-                self._queue_sets(pipe, items, px)
+                queue_sets(pipe, items, px)
                 replies = await pipe.execute(raise_on_error=False)
-            failed = self._refused(items, px, replies)
+            failed = refused_keys(items, px, replies)
             if failed:
                 await side.primary.delete(*failed)
                 self._log_refusal(replies)

