@@ -65,6 +65,14 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
+from ._redistracking import (
+    Listener,
+    Tracker,
+    Tracking,
+    check_within,
+    connection_factory,
+    tracked_prefixes,
+)
 from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
@@ -150,6 +158,8 @@ class RedisCache(WaitedCounters, BaseCache):
         self._use_pools(pools)
         self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], AsyncSide] = {}
         self._async_lock = threading.Lock()
+        self._tracker: Tracker | None = None
+        self._tracker_lock = threading.Lock()
         renew_in_children(self)
 
     def _new_pool(self, url: str) -> redis.ConnectionPool:
@@ -171,6 +181,7 @@ class RedisCache(WaitedCounters, BaseCache):
         self._use_pools([self._new_pool(url) for url in self._servers])
         self._async_lock = threading.Lock()  # may have been held at the fork too
         self._async_sides = {}
+        self._tracker_lock = threading.Lock()  # the tracker renews itself (_redistracking.py)
 
     @classmethod
     def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -383,9 +394,30 @@ class RedisCache(WaitedCounters, BaseCache):
         return MISSING if current is None else current
 
     def close(self, **kwargs: Any) -> None:
-        """Close the pooled connections; the next call opens new ones."""
+        """Close the pooled connections; the next call opens new ones. Invalidation
+        tracking stops too, until its listener's ``revive()``."""
         for client in (self._primary, *self._replicas):
             client.connection_pool.disconnect()
+        if self._tracker is not None:
+            self._tracker.close()
+
+    def track_invalidations(self, listener: Listener, *, within: float = 1.0) -> Tracking | None:
+        """Tell ``listener`` of every change to this cache's keys, by any client, within
+        milliseconds (Redis 6+ client tracking; docs/tiers.md); None where the deployment
+        cannot. One connection and daemon thread per instance, however many listeners;
+        a connection silent for ``within`` seconds counts as lost."""
+        within = check_within(within)
+        with self._tracker_lock:
+            if self._tracker is None:
+                self._tracker = Tracker(
+                    connection_factory(self._primary.connection_pool),
+                    tracked_prefixes(
+                        self.key_prefix, self._plain_key_prefix(self.version, 1) is not None
+                    ),
+                    self._display,
+                    self._secrets,
+                )
+        return self._tracker.subscribe(listener, within)
 
     # -- async: redis.asyncio, one pool per event loop -----------------------------
 
