@@ -87,10 +87,6 @@ class Listener(Protocol):
         """Drop every local copy."""
 
 
-class _Lost(Exception):
-    """The tracking connection is gone or silent."""
-
-
 class Tracking:
     """One listener's subscription; from ``RedisCache.track_invalidations``."""
 
@@ -288,7 +284,7 @@ class Tracker:
             delay = FIRST_BACKOFF
             try:
                 self._listen(conn, stop)
-            except (redis.RedisError, OSError, _Lost) as exc:
+            except (redis.RedisError, OSError) as exc:
                 if not stop.is_set():
                     _log.warning(
                         "memokit: invalidation tracking on Redis %s lost (%s); connecting again",
@@ -348,10 +344,10 @@ class Tracker:
                 continue
             now = time.monotonic()
             if waiting is not None and now - waiting > beat:
-                raise _Lost(f"no reply to PING within {beat:.3f}s")
+                raise redis.ConnectionError(f"no reply to PING within {beat:.3f}s")
             if waiting is None and now >= next_ping:
                 if self._check is not None and not self._check(conn):
-                    raise _Lost("the sentinels name another primary")
+                    raise redis.ConnectionError("the sentinels name another primary")
                 beat = max(self._within() / 3, 0.005)  # a listener may have come since
                 waiting = now
                 next_ping = now + beat
