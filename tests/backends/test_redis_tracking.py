@@ -335,3 +335,23 @@ def test_sentinel_tracking_follows_a_failover(redis_sentinel: Any) -> None:
     finally:
         cache.close()
         redis_sentinel.wait_synced()
+
+
+def test_a_refused_connection_is_logged_once_without_its_secret(
+    redis_server: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    cache = RedisCache(
+        f"redis://user:tr4ck-s3cret@127.0.0.1:{redis_server.port}/7", key_prefix="trk-secret"
+    )
+    try:
+        listener = Recorder()
+        assert cache.track_invalidations(listener) is not None
+        _until(lambda: any("tracking" in r.getMessage() for r in caplog.records), 5, "a warning")
+        time.sleep(0.2)  # several attempts, one warning
+        warned = [r for r in caplog.records if "tracking" in r.getMessage()]
+        assert len(warned) == 1
+        assert "tr4ck-s3cret" not in warned[0].getMessage()
+        assert "***" in warned[0].getMessage()
+        assert not listener.assisted
+    finally:
+        cache.close()
