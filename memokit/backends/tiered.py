@@ -27,7 +27,7 @@ from ..keys import KeyFunc
 from ..serializers import Serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _steps
-from ._primitives import MISSING, UNREADABLE, run
+from ._primitives import MISSING, UNREADABLE, arun, run
 from ._tierstore import NOT_KEPT, TierSettings, TierStore
 from .base import BaseCache, Capabilities
 from .memory import _is_immutable
@@ -275,9 +275,22 @@ class TieredCache(BaseCache):
         """Async ``get``; the tier one answer as in ``get``."""
         made = self.make_and_validate_key(key, version)
         slot = self.tier.lookup(made)
-        if slot is not None and slot.kept is not NOT_KEPT:
-            return slot.kept
-        return await super().aget(key, default, version)
+        if slot is None:
+            payload = await self._aget(made)
+            if payload is MISSING:
+                return default
+        else:
+            kept = slot.kept
+            if kept is not NOT_KEPT:
+                return kept
+            payload = slot.payload
+        try:
+            value = self._decode(payload)
+        except UNREADABLE as exc:
+            return await arun(self, _steps.unreadable(self, made, exc, default, payload))
+        if slot is not None and _is_immutable(value):
+            slot.kept = value
+        return value
 
     # -- writes: the second tier first, then this process's copy ------------------
 
