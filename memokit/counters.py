@@ -157,6 +157,7 @@ class ReadPlan:
         "seen",
         "single",
         "static_keys",
+        "tier",
         "version",
     )
 
@@ -167,6 +168,10 @@ class ReadPlan:
         self.version = cache.version
         self.get = cache._get
         self.get_many = cache._get_many
+        # Tier one (memokit.backends.tiered): a read it answers alone is a tier hit.
+        self.tier: Callable[[list[str]], dict[str, Any] | None] | None = getattr(
+            cache, "local_many", None
+        )
         # A store no other process sees (the memory backend) changes its counters
         # only through this process's invalidations, which move ``epoch``: the
         # counters read are kept, with the epoch they were read at, until then.
@@ -256,7 +261,7 @@ def read_entry(
             # A shared store, one counter, a made key by concatenation: every hit
             # on such a store comes here, so this is _split's first case inlined.
             made = plan.entry_prefix + key  # type: ignore[operator]  # set whenever single is
-            found = plan.get_many([made, single])
+            found = _tier_read(plan, state, [made, single]) or plan.get_many([made, single])
             counter = found.get(single, MISSING)
             if type(counter) is not int:
                 counter = _found_counter(cache, single, counter)
@@ -272,7 +277,8 @@ def read_entry(
             return plan.get(made), seen[1]
     since = epoch  # read before the counters: a later invalidation moves it
     keys = plan.keys(state, key, args, kwargs)
-    payload, versions = _split(plan, state, cache, keys, plan.get_many(keys), since)
+    found = _tier_read(plan, state, keys) or plan.get_many(keys)
+    payload, versions = _split(plan, state, cache, keys, found, since)
     if isinstance(versions, list):  # counters to create first
         seconds = state.counter_seconds(cache)
         created = [
@@ -294,7 +300,8 @@ async def aread_entry(
         return await cache._aget(made), seen[1]
     since = epoch
     keys = plan.keys(state, key, args, kwargs)
-    payload, versions = _split(plan, state, cache, keys, await cache._aget_many(keys), since)
+    found = _tier_read(plan, state, keys) or await cache._aget_many(keys)
+    payload, versions = _split(plan, state, cache, keys, found, since)
     if isinstance(versions, list):
         seconds = state.counter_seconds(cache)
         created = [
@@ -303,6 +310,17 @@ async def aread_entry(
         ]
         versions = _remember(plan, since, created)
     return payload, versions
+
+
+def _tier_read(plan: ReadPlan, state: CachedState, keys: list[str]) -> dict[str, Any] | None:
+    """What tier one answers alone for ``keys`` (counted as a tier hit), or None."""
+    tier = plan.tier
+    if tier is None:
+        return None
+    found = tier(keys)
+    if found is not None:
+        state.tier_hits += 1
+    return found
 
 
 def _split(

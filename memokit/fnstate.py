@@ -102,6 +102,7 @@ class CachedState:
         "safe_keys",
         "stale_hits",
         "tags",
+        "tier_hits",
         "timeout",
         "unbound",
         "unless",
@@ -154,6 +155,7 @@ class CachedState:
         self.misses = 0
         self.errors = 0  # backend failures
         self.value_errors = 0  # value failures (memokit.resilience)
+        self.tier_hits = 0  # reads tier one answered alone (memokit.backends.tiered)
         # Freshness (memokit.freshness) and its counts.
         self.policy = policy
         self.stale_hits = 0  # hits served past the fresh time, within the stale window

@@ -1,0 +1,302 @@
+"""Tier one of a tiered cache: an LRU of encoded payloads in this process.
+
+The store keeps what the second tier returned (encoded payloads, so the byte
+bound counts what is held) and, per key, when that payload was last known to be
+the second tier's: ``checked``, a ``time.monotonic()`` taken *before* the read
+or write that produced it was sent. A slot is served while it is younger than
+the coherence bound (or at any age while ``assisted``, when every change is
+pushed), and never past the expiry this process gave it.
+
+A fill is kept only if nothing changed the key since the read began: every
+forget or local write moves the generation of the key's stripe (and
+``forget_all`` the store's epoch), and a fill made under an older generation
+is dropped. So a push of an invalidation (``forget``) that lands between a
+second-tier read and its fill wins.
+
+Every locked section is a few dict operations; nothing is decoded or encoded
+under the lock.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import sys
+import threading
+import weakref
+from collections import OrderedDict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from time import monotonic
+from typing import Any, Final
+
+from ..exceptions import ImproperlyConfigured
+from ._primitives import MISSING
+
+__all__ = ["NOT_KEPT", "Slot", "TierSettings", "TierStore"]
+
+_STRIPES: Final = 1024
+_MASK: Final = _STRIPES - 1
+DEFAULT_MAX_ENTRIES: Final = 10_000
+DEFAULT_MAX_BYTES: Final = 64 * 1024 * 1024
+DEFAULT_BOUND: Final = 1.0
+_NAMES: Final = ("MAX_ENTRIES", "MAX_BYTES", "BOUND")
+
+
+class _NotKept:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "NOT_KEPT"
+
+
+NOT_KEPT: Final = _NotKept()
+"""A slot's ``kept`` before a decoded immutable value is kept beside its payload."""
+
+
+@dataclass(frozen=True)
+class TierSettings:
+    """The ``TIER`` setting of one alias, checked."""
+
+    max_entries: int = DEFAULT_MAX_ENTRIES
+    """Slots kept at most; the least recently used go first."""
+    max_bytes: int = DEFAULT_MAX_BYTES
+    """Bytes of payloads and keys kept at most; the least recently used go first."""
+    bound: float = DEFAULT_BOUND
+    """Seconds after which a slot is re-checked with the second tier."""
+
+    @classmethod
+    def parse(cls, tier: Any) -> TierSettings:
+        """Check a ``TIER`` setting (a mapping, ``True`` for the defaults); raise naming the fix."""
+        if tier is True:
+            return cls()
+        if not isinstance(tier, Mapping):
+            raise ImproperlyConfigured(
+                f"TIER must be a mapping such as {{'MAX_ENTRIES': 10000, 'MAX_BYTES': 64 << 20, "
+                f"'BOUND': 1.0}} (or True for those defaults), not a {type(tier).__name__}"
+            )
+        unknown = [name for name in tier if not (isinstance(name, str) and name in _NAMES)]
+        if unknown:
+            raise ImproperlyConfigured(
+                f"TIER has unknown option(s) {', '.join(map(repr, unknown))}; "
+                f"known options: {', '.join(_NAMES)}"
+            )
+        max_entries = tier.get("MAX_ENTRIES", DEFAULT_MAX_ENTRIES)
+        if type(max_entries) is not int or max_entries < 1:
+            raise ImproperlyConfigured(
+                f"TIER['MAX_ENTRIES'] must be an int >= 1 (slots kept in this process), "
+                f"not {max_entries!r}; e.g. 10000"
+            )
+        max_bytes = tier.get("MAX_BYTES", DEFAULT_MAX_BYTES)
+        if type(max_bytes) is not int or max_bytes < 1:
+            raise ImproperlyConfigured(
+                f"TIER['MAX_BYTES'] must be an int >= 1 (bytes of payloads kept in this "
+                f"process), not {max_bytes!r}; e.g. 64 * 1024 * 1024"
+            )
+        bound = tier.get("BOUND", DEFAULT_BOUND)
+        if type(bound) not in (int, float) or not math.isfinite(bound) or not 0 < bound <= 3600:
+            raise ImproperlyConfigured(
+                f"TIER['BOUND'] must be a number of seconds > 0 and <= 3600 (how stale tier "
+                f"one may be), not {bound!r}; e.g. 1.0"
+            )
+        return cls(max_entries, max_bytes, float(bound))
+
+
+class Slot:
+    """One key's payload in tier one."""
+
+    __slots__ = ("checked", "expires", "kept", "payload", "size")
+
+    def __init__(self, payload: Any, checked: float, expires: float, size: int) -> None:
+        self.payload = payload
+        self.checked = checked
+        """``monotonic()`` before the read or write that showed the payload current."""
+        self.expires = expires
+        """``monotonic()`` when this process's own write said it expires (inf: unknown)."""
+        self.size = size
+        self.kept: Any = NOT_KEPT
+        """The decoded value when it is immutable (read without decoding again)."""
+
+
+def _size(key: str, payload: Any) -> int:
+    if isinstance(payload, bytes | bytearray | memoryview):
+        return len(key) + len(payload)
+    return len(key) + sys.getsizeof(payload)
+
+
+_stores: weakref.WeakSet[TierStore] = weakref.WeakSet()
+
+
+class TierStore:
+    """An LRU of slots bounded by count and bytes, with fills guarded by generations."""
+
+    def __init__(self, settings: TierSettings) -> None:
+        self.max_entries = settings.max_entries
+        self.max_bytes = settings.max_bytes
+        self.bound = settings.bound
+        self.data: OrderedDict[str, Slot] = OrderedDict()  # least recently used first
+        self.bytes = 0
+        self.lock = threading.Lock()
+        self.epoch = 0
+        self.stripes = [0] * _STRIPES
+        self.assisted = False
+        """While True every change is pushed (``forget``): no slot needs a re-check."""
+        self.hits = 0
+        """Reads answered here, without a second-tier round trip (this process)."""
+        _stores.add(self)
+
+    # -- reads ---------------------------------------------------------------------
+
+    def lookup(self, key: str) -> Slot | None:
+        """The slot of ``key`` if it may be served now (marked recently used), else None."""
+        now = monotonic()
+        with self.lock:
+            slot = self.data.get(key)
+            if slot is None:
+                return None
+            if now >= slot.expires:
+                self._drop(key)
+                return None
+            if not self.assisted and now - slot.checked >= self.bound:
+                return None
+            self.data.move_to_end(key)
+            self.hits += 1
+            return slot
+
+    def split(self, keys: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
+        """``(payloads served here, keys to read from the second tier)``."""
+        found: dict[str, Any] = {}
+        rest: list[str] = []
+        now = monotonic()
+        data = self.data
+        bound = math.inf if self.assisted else self.bound
+        with self.lock:
+            for key in keys:
+                slot = data.get(key)
+                if slot is None or now - slot.checked >= bound:
+                    rest.append(key)
+                elif now >= slot.expires:
+                    self._drop(key)
+                    rest.append(key)
+                else:
+                    data.move_to_end(key)
+                    found[key] = slot.payload
+            self.hits += len(found)
+        return found, rest
+
+    # -- the generation guard -----------------------------------------------------
+
+    def token(self, key: str) -> tuple[int, int]:
+        """What a fill of ``key`` must still find to be kept; take it before the read."""
+        return self.epoch, self.stripes[hash(key) & _MASK]
+
+    def fill(self, key: str, payload: Any, started: float, token: tuple[int, int]) -> None:
+        """Keep ``payload`` read from the second tier (read sent at ``started``), unless
+        ``key`` changed since ``token`` was taken; a missing payload drops the slot."""
+        with self.lock:
+            if token[0] != self.epoch or token[1] != self.stripes[hash(key) & _MASK]:
+                return
+            if payload is MISSING:
+                self._drop(key)
+            else:
+                self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
+
+    def fill_many(
+        self,
+        found: Mapping[str, Any],
+        keys: list[str],
+        started: float,
+        tokens: list[tuple[int, int]],
+    ) -> None:
+        """:meth:`fill` of each of ``keys`` with what ``found`` holds for it."""
+        with self.lock:
+            epoch = self.epoch
+            stripes = self.stripes
+            for key, token in zip(keys, tokens, strict=True):
+                if token[0] != epoch or token[1] != stripes[hash(key) & _MASK]:
+                    continue
+                payload = found.get(key, MISSING)
+                if payload is MISSING:
+                    self._drop(key)
+                else:
+                    self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
+
+    # -- changes ------------------------------------------------------------------
+
+    def forget(self, key: str) -> tuple[int, int]:
+        """Drop ``key`` and move its generation; return the token a :meth:`put` needs."""
+        with self.lock:
+            stripe = hash(key) & _MASK
+            self.stripes[stripe] += 1
+            self._drop(key)
+            return self.epoch, self.stripes[stripe]
+
+    def forget_many(self, keys: Iterable[str]) -> None:
+        """:meth:`forget` each key."""
+        with self.lock:
+            stripes = self.stripes
+            for key in keys:
+                stripes[hash(key) & _MASK] += 1
+                self._drop(key)
+
+    def forget_all(self) -> None:
+        """Drop every slot and move the epoch (fills under way are not kept)."""
+        with self.lock:
+            self.epoch += 1
+            self.data.clear()
+            self.bytes = 0
+
+    def put(
+        self,
+        key: str,
+        payload: Any,
+        started: float,
+        timeout: float | None,
+        token: tuple[int, int],
+    ) -> None:
+        """Keep what this process just wrote, if nothing else changed ``key`` since its
+        :meth:`forget` gave ``token``; otherwise the key stays out (read again)."""
+        expires = math.inf if timeout is None else started + timeout
+        with self.lock:
+            stripe = hash(key) & _MASK
+            if token[0] != self.epoch or token[1] != self.stripes[stripe]:
+                self.stripes[stripe] += 1
+                self._drop(key)
+                return
+            self.stripes[stripe] += 1  # a read begun before this write keeps nothing
+            self._insert(key, Slot(payload, started, expires, _size(key, payload)))
+
+    # -- under the lock -----------------------------------------------------------
+
+    def _drop(self, key: str) -> None:
+        slot = self.data.pop(key, None)
+        if slot is not None:
+            self.bytes -= slot.size
+
+    def _insert(self, key: str, slot: Slot) -> None:
+        self._drop(key)
+        if slot.size > self.max_bytes:
+            return
+        data = self.data
+        data[key] = slot
+        self.bytes += slot.size
+        while len(data) > self.max_entries or self.bytes > self.max_bytes:
+            _, old = data.popitem(last=False)
+            self.bytes -= old.size
+
+    def __len__(self) -> int:
+        return len(self.data)
+
+
+def _after_fork_in_child() -> None:
+    # A lock another thread held at the fork stays held in the child: new locks.
+    # The slots stay (each is still within its bound of when it was checked), but
+    # the push connection belongs to the parent: the bound applies again.
+    for store in list(_stores):
+        store.lock = threading.Lock()
+        store.assisted = False
+        store.epoch += 1
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
