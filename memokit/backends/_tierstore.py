@@ -163,26 +163,30 @@ class TierStore:
             self.hits += 1
             return slot
 
-    def split(self, keys: Iterable[str]) -> tuple[dict[str, Any], list[str]]:
-        """``(payloads served here, keys to read from the second tier)``."""
+    def split(self, keys: list[str]) -> dict[str, Any] | None:
+        """The payloads of ``keys`` if every one may be served here, else None.
+
+        All or nothing: a batch is an entry and its counters, and when one of them
+        must be read again, all are read in that round trip. So an entry is never
+        checked later than the counters it is served with were, and a hit's answer
+        is never older than the bound.
+        """
         found: dict[str, Any] = {}
-        rest: list[str] = []
         now = monotonic()
         data = self.data
         bound = math.inf if self.assisted else self.bound
         with self.lock:
             for key in keys:
                 slot = data.get(key)
-                if slot is None or now - slot.checked >= bound:
-                    rest.append(key)
-                elif now >= slot.expires:
-                    self._drop(key)
-                    rest.append(key)
-                else:
-                    data.move_to_end(key)
-                    found[key] = slot.payload
-            self.hits += len(found)
-        return found, rest
+                if slot is None:
+                    return None
+                if now - slot.checked >= bound or now >= slot.expires:
+                    return None
+                found[key] = slot.payload
+            for key in found:
+                data.move_to_end(key)
+            self.hits += 1
+        return found
 
     # -- the generation guard -----------------------------------------------------
 

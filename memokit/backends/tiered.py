@@ -193,8 +193,7 @@ class TieredCache(BaseCache):
 
         No I/O: the decorator layer asks here first, to count a tier hit.
         """
-        found, rest = self.tier.split(keys)
-        return None if rest else found
+        return self.tier.split(keys)
 
     # -- reads --------------------------------------------------------------------
 
@@ -220,25 +219,27 @@ class TieredCache(BaseCache):
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         tier = self.tier
-        found, rest = tier.split(keys)
-        if rest:
-            tokens = [tier.token(key) for key in rest]
-            started = monotonic()
-            read = self.inner._get_many(rest)
-            tier.fill_many(read, rest, started, tokens)
-            found.update(read)
-        return found
+        found = tier.split(keys)
+        if found is not None:
+            return found
+        # All of them, in one round trip (see TierStore.split).
+        tokens = [tier.token(key) for key in keys]
+        started = monotonic()
+        read = self.inner._get_many(keys)
+        tier.fill_many(read, keys, started, tokens)
+        return read
 
     async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
         tier = self.tier
-        found, rest = tier.split(keys)
-        if rest:
-            tokens = [tier.token(key) for key in rest]
-            started = monotonic()
-            read = await self.inner._aget_many(rest)
-            tier.fill_many(read, rest, started, tokens)
-            found.update(read)
-        return found
+        found = tier.split(keys)
+        if found is not None:
+            return found
+        # All of them, in one round trip (see TierStore.split).
+        tokens = [tier.token(key) for key in keys]
+        started = monotonic()
+        read = await self.inner._aget_many(keys)
+        tier.fill_many(read, keys, started, tokens)
+        return read
 
     def _has_key(self, key: str) -> bool:
         if self.tier.lookup(key) is not None:
