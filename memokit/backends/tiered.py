@@ -10,8 +10,9 @@ the same store the same way. See docs/tiers.md for what is promised.
 
 The hooks for server-assisted invalidation (``forget_local``,
 ``forget_all_local``, ``assisted``) are public: a backend that pushes changes
-(``Capabilities.pushes_invalidations``) is handed the tier once, at start, with
-its ``_start_tracking(tier)``.
+(``track_invalidations``, Redis) is handed the tier once, at start; a read of
+the second tier revives its tracking where it stopped (a forked child, after
+``close()``).
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ class TieredCache(BaseCache):
         self.settings = settings
         self.tier = TierStore(settings)
         """Tier one."""
-        if getattr(inner.capabilities, "pushes_invalidations", False):
-            inner._start_tracking(self)  # type: ignore[attr-defined]  # declared by the capability
+        # Redis pushes every change (docs/tiers.md, server-assisted invalidation): the
+        # backend's tracker calls the hooks below; None where it cannot (a cluster).
+        track = getattr(inner, "track_invalidations", None)
+        self._tracking: Any = track(self, within=settings.bound) if track is not None else None
 
     # -- the second tier's settings, read and written through ---------------------
 
@@ -201,6 +204,8 @@ class TieredCache(BaseCache):
         slot = self.tier.lookup(key)
         if slot is not None:
             return slot.payload
+        if self._tracking is not None:
+            self._tracking.revive()
         token = self.tier.token(key)
         started = monotonic()
         payload = self.inner._get(key)
@@ -211,6 +216,8 @@ class TieredCache(BaseCache):
         slot = self.tier.lookup(key)
         if slot is not None:
             return slot.payload
+        if self._tracking is not None:
+            self._tracking.revive()
         token = self.tier.token(key)
         started = monotonic()
         payload = await self.inner._aget(key)
@@ -223,6 +230,8 @@ class TieredCache(BaseCache):
         if found is not None:
             return found
         # All of them, in one round trip (see TierStore.split).
+        if self._tracking is not None:
+            self._tracking.revive()
         tokens = [tier.token(key) for key in keys]
         started = monotonic()
         read = self.inner._get_many(keys)
@@ -235,6 +244,8 @@ class TieredCache(BaseCache):
         if found is not None:
             return found
         # All of them, in one round trip (see TierStore.split).
+        if self._tracking is not None:
+            self._tracking.revive()
         tokens = [tier.token(key) for key in keys]
         started = monotonic()
         read = await self.inner._aget_many(keys)

@@ -122,9 +122,17 @@ def _watch(done: float, *checks: Check) -> None:
 
 def test_tier_one_serves_within_the_bound(peer: Peer) -> None:
     cache = memokit.cache
+    tiered = memokit.caches["default"]
+    if hasattr(tiered.inner, "track_invalidations"):  # type: ignore[attr-defined]
+        # Redis pushes changes: once tracking is on, no reset drops the copy below.
+        deadline = time.monotonic() + 5
+        while not tiered.assisted and time.monotonic() < deadline:  # type: ignore[attr-defined]
+            time.sleep(0.005)
     cache.set("k", "v0")
-    assert cache.get("k") == "v0"
-    assert memokit.caches["default"].tier.hits >= 1  # type: ignore[attr-defined]
+    # On Redis the push of this very write may drop the copy once: read again.
+    for _ in range(3):
+        assert cache.get("k") == "v0"
+    assert tiered.tier.hits >= 1  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("op", ["set", "delete"])
