@@ -129,3 +129,66 @@ def test_staleness_after_another_process_invalidates(redis_settings: dict[str, A
     assert worst <= BOUND, report
     assert worst <= 0.050, report
     assert p99 <= 0.005, report
+
+
+def _tiered(redis_settings: dict[str, Any]) -> Any:
+    settings = {**redis_settings, "KEY_PREFIX": f"trk{uuid.uuid4().hex[:8]}"}
+    memokit.configure({"default": {**settings, "TIER": {"BOUND": BOUND}}})
+    tiered = memokit.caches["default"]
+    _until(lambda: tiered.assisted, 5, "tracking to start")  # type: ignore[attr-defined]
+    return tiered
+
+
+def _dropped_on_push(tiered: Any, key: str) -> bool:
+    """Whether a write by another client drops ``key``'s copy well before the bound."""
+    inner = tiered.inner
+    inner.set(key, "old")
+    _until(lambda: tiered.get(key) == "old" and tiered.local_many([inner.make_key(key)]), 1, key)
+    other = memokit.create_cache(
+        {"BACKEND": "redis", "LOCATION": inner.location, "KEY_PREFIX": inner.key_prefix}
+    )
+    try:
+        other.set(key, "new")
+    finally:
+        other.close()
+    written = time.monotonic()
+    while tiered.local_many([inner.make_key(key)]) is not None:
+        if time.monotonic() - written > BOUND / 2:
+            return False
+        time.sleep(0.001)
+    return True
+
+
+def test_after_close_a_read_revives_tracking(redis_settings: dict[str, Any]) -> None:
+    # The Django adapter closes the cache at the end of each request.
+    tiered = _tiered(redis_settings)
+    tiered.close()
+    assert not tiered.assisted
+    tiered.get("anything")  # a second-tier read: tracking starts again
+    _until(lambda: tiered.assisted, 5, "tracking again")
+    assert _dropped_on_push(tiered, "k1")
+
+
+def test_a_forked_child_tracks_on_its_own(redis_settings: dict[str, Any]) -> None:
+    tiered = _tiered(redis_settings)
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover - the child reports through the pipe
+        report = "ok"
+        try:
+            assert not tiered.assisted, "the child inherited the assistance"
+            tiered.get("anything")  # a second-tier read revives tracking, in the child
+            _until(lambda: tiered.assisted, 5, "tracking in the child")
+            assert _dropped_on_push(tiered, "in-child")
+        except BaseException as exc:  # reported to the parent
+            report = repr(exc)
+        os.write(write, report.encode()[:1000])
+        os._exit(0)
+    os.close(write)
+    try:
+        with os.fdopen(read, "rb") as pipe:
+            assert pipe.read().decode() == "ok"
+    finally:
+        os.waitpid(pid, 0)
+    assert tiered.assisted
+    assert _dropped_on_push(tiered, "in-parent")
