@@ -149,8 +149,6 @@ def connection_factory(pool: Any) -> tuple[Callable[[], Any], Callable[[Any], bo
     if hasattr(pool, "get_master_address"):  # redis.sentinel.SentinelConnectionPool
 
         def check(conn: Any) -> bool:
-            # A demoted primary keeps its clients and reports nothing of the writes
-            # on the new one: the sentinels are asked at each heartbeat.
             return tuple(pool.get_master_address()) == (conn.host, conn.port)
 
     return (lambda: cls(**kwargs)), check
@@ -334,9 +332,51 @@ class Tracker:
                 listener.assisted = True
             self._pong_sent = sent
             self._tracking = True
+        moved = threading.Event()
+        done = threading.Event()
+        watcher = None
+        if self._check is not None:
+            watcher = threading.Thread(
+                target=self._watch,
+                args=(self._check, conn, beat, moved, done),
+                name="memokit-redis-tracking-watch",
+                daemon=True,
+            )
+            watcher.start()
+        try:
+            self._read(conn, stop, beat, moved)
+        finally:
+            done.set()
+            if watcher is not None:
+                watcher.join(JOIN_TIMEOUT / 4)
+
+    def _watch(
+        self,
+        check: Callable[[Any], bool],
+        conn: Any,
+        beat: float,
+        moved: threading.Event,
+        done: threading.Event,
+    ) -> None:
+        # Apart from the reader, so that a slow sentinel never holds up a push: a
+        # demoted primary keeps its clients and reports nothing of the writes on the
+        # new one, so the sentinels are asked at each heartbeat. A sentinel that
+        # cannot answer counts as a move too (it could not say that none happened).
+        while not done.wait(beat):
+            try:
+                same = check(conn)
+            except Exception:  # any failure to ask ends the connection's trust
+                same = False
+            if not same:
+                moved.set()
+                return
+
+    def _read(self, conn: Any, stop: threading.Event, beat: float, moved: threading.Event) -> None:
         waiting: float | None = None  # when the PING awaiting its reply was sent
         next_ping = time.monotonic() + beat
         while not stop.is_set():
+            if moved.is_set():
+                raise redis.ConnectionError("the sentinels name another primary")
             if conn.can_read(timeout=min(beat / 2, _POLL)):
                 if self._dispatch(conn.read_response(), stop) and waiting is not None:
                     self._pong_sent = waiting  # every push sent before it has been handled
@@ -346,8 +386,6 @@ class Tracker:
             if waiting is not None and now - waiting > beat:
                 raise redis.ConnectionError(f"no reply to PING within {beat:.3f}s")
             if waiting is None and now >= next_ping:
-                if self._check is not None and not self._check(conn):
-                    raise redis.ConnectionError("the sentinels name another primary")
                 beat = max(self._within() / 3, 0.005)  # a listener may have come since
                 waiting = now
                 next_ping = now + beat
