@@ -92,8 +92,15 @@ class Tracking:
 
     def __init__(self, tracker: Tracker, listener: Listener, within: float) -> None:
         self._tracker = tracker
-        self.listener = listener
+        # Weak: a listener dropped without stop() ends its subscription (the thread
+        # stops when none is left), instead of living on through the backend.
+        self._listener = weakref.ref(listener)
         self.within = within
+
+    @property
+    def listener(self) -> Listener | None:
+        """The listener, or None once it was garbage-collected."""
+        return self._listener()
 
     def revive(self) -> None:
         """Start tracking again if it stopped: in a forked child, or after the
@@ -211,7 +218,10 @@ class Tracker:
 
     def _listeners(self) -> list[Listener]:
         with self._lock:
-            return [sub.listener for sub in self._subs]
+            live = [listener for sub in self._subs if (listener := sub.listener) is not None]
+            if len(live) < len(self._subs):
+                self._subs = [sub for sub in self._subs if sub.listener is not None]
+            return live
 
     def _within(self) -> float:
         with self._lock:
@@ -251,7 +261,9 @@ class Tracker:
         # connection is dropped untouched (redis-py shuts a socket down only in the
         # process that opened it). Every listener loses its assistance at once.
         for sub in list(self._subs):
-            sub.listener.assisted = False
+            listener = sub.listener
+            if listener is not None:
+                listener.assisted = False
         self._lock = threading.Lock()
         self._notify = threading.Lock()
         self._thread = None
@@ -261,7 +273,7 @@ class Tracker:
     def _run(self, stop: threading.Event) -> None:
         delay = FIRST_BACKOFF
         failing = False
-        while not stop.is_set():
+        while not stop.is_set() and self._listeners():
             try:
                 conn = self._open()
             except (redis.RedisError, OSError) as exc:
@@ -297,6 +309,8 @@ class Tracker:
                 failing = True
             finally:
                 self._drop(conn, stop)
+            if not self._listeners():
+                return
             stop.wait(FIRST_BACKOFF)
 
     def _open(self) -> Any:
@@ -322,14 +336,12 @@ class Tracker:
 
     def _listen(self, conn: Any, stop: threading.Event) -> None:
         beat = max(self._within() / 3, 0.005)
-        # Tracking is on: copies made before it may be stale; drop them, then trust pushes.
         sent = time.monotonic()
         with self._notify:
             if stop.is_set():
                 return
-            for listener in self._listeners():
-                listener.forget_all_local()
-                listener.assisted = True
+            # No listener stays referenced from this frame (the subscription is weak).
+            _ready(self._listeners())
             self._pong_sent = sent
             self._tracking = True
         moved = threading.Event()
@@ -386,6 +398,8 @@ class Tracker:
             if waiting is not None and now - waiting > beat:
                 raise redis.ConnectionError(f"no reply to PING within {beat:.3f}s")
             if waiting is None and now >= next_ping:
+                if not self._listeners():
+                    return  # every listener is gone: the thread ends (see _run)
                 beat = max(self._within() / 3, 0.005)  # a listener may have come since
                 waiting = now
                 next_ping = now + beat
@@ -421,6 +435,13 @@ class Tracker:
             if was:
                 _reset(self._listeners(), self._display)
         _shutdown(conn)
+
+
+def _ready(listeners: list[Listener]) -> None:
+    """Tracking is on: copies made before may be stale; drop them, then trust pushes."""
+    for listener in listeners:
+        listener.forget_all_local()
+        listener.assisted = True
 
 
 def _reset(listeners: list[Listener], display: str) -> None:

@@ -8,6 +8,7 @@ silent connection, a stopped server, a fork. Real servers only.
 from __future__ import annotations
 
 import contextlib
+import gc
 import itertools
 import os
 import threading
@@ -355,3 +356,11 @@ def test_a_refused_connection_is_logged_once_without_its_secret(
         assert not listener.assisted
     finally:
         cache.close()
+
+
+def test_a_listener_dropped_without_stop_ends_the_thread(cache: RedisCache) -> None:
+    listener, _ = _tracked(cache, within=0.3)
+    assert len(_threads()) == 1
+    del listener
+    gc.collect()
+    _until(lambda: not _threads(), 2, "the thread to end")
