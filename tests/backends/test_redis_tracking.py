@@ -364,3 +364,18 @@ def test_a_listener_dropped_without_stop_ends_the_thread(cache: RedisCache) -> N
     del listener
     gc.collect()
     _until(lambda: not _threads(), 2, "the thread to end")
+
+
+def test_valkey_tracks_too(valkey_server: Any) -> None:
+    cache = RedisCache(f"{valkey_server.url}/7", key_prefix="trk-valkey")
+    try:
+        listener, _ = _tracked(cache)
+        key = cache.make_key("k")
+        with redis.Redis.from_url(f"{valkey_server.url}/7") as raw:
+            raw.set(key, 1)
+            _until(lambda: listener.told(key) is not None, 1, "the push")
+            resets = listener.resets
+            raw.flushdb()
+            _until(lambda: listener.resets > resets, 1, "the null invalidation")
+    finally:
+        cache.close()
