@@ -50,6 +50,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import threading
 import time
 import weakref
@@ -188,6 +189,7 @@ class Tracker:
         self._notify = threading.Lock()  # one batch of listener calls at a time
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._conn: Any = None  # the connection being read (for close() to wake it)
         self._client_id: int | None = None
         self._tracking = False
         self._pong_sent = 0.0
@@ -247,11 +249,18 @@ class Tracker:
             _reset(self._listeners(), self._display)
 
     def _halt(self) -> None:
-        # The thread polls its stop flag at least every 50 ms; a connect or handshake
-        # in progress ends within the socket timeouts, the join within JOIN_TIMEOUT.
+        # The reader is woken at once: its socket is shut down under it (it then
+        # sees the stop flag; the connection object is left to it). A connect or
+        # handshake in progress ends within the socket timeouts, the join within
+        # JOIN_TIMEOUT.
         with self._lock:
             thread, self._thread = self._thread, None
             self._stop.set()
+            conn = self._conn
+        sock = getattr(conn, "_sock", None)
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
         if thread is not None and thread is not threading.current_thread():
             thread.join(JOIN_TIMEOUT)
 
@@ -267,6 +276,7 @@ class Tracker:
         self._lock = threading.Lock()
         self._notify = threading.Lock()
         self._thread = None
+        self._conn = None
         self._client_id = None
         self._tracking = False
 
@@ -303,10 +313,11 @@ class Tracker:
                     )
                     failing = True
             except Exception:  # a listener's hook failed: its copies cannot be trusted
-                _log.exception(
-                    "memokit: a listener of invalidations on Redis %s failed", self._display
-                )
-                failing = True
+                if not stop.is_set():
+                    _log.exception(
+                        "memokit: a listener of invalidations on Redis %s failed", self._display
+                    )
+                    failing = True
             finally:
                 self._drop(conn, stop)
             if not self._listeners():
@@ -332,6 +343,7 @@ class Tracker:
             _shutdown(conn)
             raise
         self._client_id = client_id
+        self._conn = conn
         return conn
 
     def _listen(self, conn: Any, stop: threading.Event) -> None:
@@ -434,6 +446,7 @@ class Tracker:
             self._client_id = None
             if was:
                 _reset(self._listeners(), self._display)
+        self._conn = None
         _shutdown(conn)
 
 
