@@ -31,18 +31,21 @@ pushes to a handler and drops them without one). The connection is made with
 A daemon thread reads it. Each message calls the listeners: keys changed
 (``forget_local``), or a null invalidation (``FLUSHDB``/``FLUSHALL`` anywhere on
 the server: ``forget_all_local``). A ``PING`` every third of the listeners'
-``within`` checks the connection: a reply overdue by that long, an error, or the
-server closing the connection (``CLIENT KILL``, a restart, a Sentinel failover)
+``within`` checks the connection: a reply overdue by that long, an error, the
+server closing the connection (``CLIENT KILL``, a restart), or, on Sentinel, the
+sentinels naming another primary (asked at each heartbeat by a watcher thread)
 makes the listeners lose their assistance (``assisted = False``, then
 ``forget_all_local()``), and the thread connects again with a bounded backoff;
-once tracking is on again they drop every copy and are ``assisted`` again.
+once tracking is on again they drop every copy and are ``assisted`` again. A
+subscription holds its listener weakly: the thread ends once none is left.
 
 Every wait is bounded: socket timeouts from the backend's settings, reads polled
-at most every 50 ms, backoff at most :data:`MAX_BACKOFF`; ``close()`` joins the
-thread for at most :data:`JOIN_TIMEOUT`. In a child after ``fork`` the inherited
-connection is dropped untouched, every listener loses its assistance at once (a
-plain attribute store, no lock), and the thread starts again in the child at the
-listener's next :meth:`Tracking.revive`.
+at most every 50 ms, backoff at most :data:`MAX_BACKOFF`; ``close()`` shuts the
+reader's socket down under it and joins the thread for at most
+:data:`JOIN_TIMEOUT` (well under a millisecond when it is reading). In a child
+after ``fork`` the inherited connection is dropped untouched, every listener
+loses its assistance at once (a plain attribute store, no lock), and the thread
+starts again in the child at the listener's next :meth:`Tracking.revive`.
 """
 
 from __future__ import annotations
