@@ -156,13 +156,11 @@ def connection_factory(pool: Any) -> tuple[Callable[[], Any], Callable[[Any], bo
     check that a connection is still on the primary the sentinels name."""
     cls = getattr(pool.connection_class, "plain_class", pool.connection_class)
     kwargs = {**pool.connection_kwargs, "protocol": 2, "health_check_interval": 0}
-    check = None
-    if hasattr(pool, "get_master_address"):  # redis.sentinel.SentinelConnectionPool
+    def still_primary(conn: Any) -> bool:
+        return tuple(pool.get_master_address()) == (conn.host, conn.port)
 
-        def check(conn: Any) -> bool:
-            return tuple(pool.get_master_address()) == (conn.host, conn.port)
-
-    return (lambda: cls(**kwargs)), check
+    sentinel = hasattr(pool, "get_master_address")  # redis.sentinel.SentinelConnectionPool
+    return (lambda: cls(**kwargs)), (still_primary if sentinel else None)
 
 
 def tracked_prefixes(key_prefix: str, plain: bool) -> tuple[str, ...]:
