@@ -19,6 +19,7 @@ through the second tier alone, never through tier one.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import subprocess
@@ -238,3 +239,16 @@ def test_a_forked_child_tracks_on_its_own(redis_settings: dict[str, Any]) -> Non
         os.waitpid(pid, 0)
     assert tiered.assisted
     assert _dropped_on_push(tiered, "in-parent")
+
+
+def test_after_close_an_async_read_revives_tracking(redis_settings: dict[str, Any]) -> None:
+    tiered = _tiered(redis_settings)
+
+    async def main() -> None:
+        await tiered.aclose()
+        assert not tiered.assisted
+        await tiered.aget("anything")  # a second-tier read, async: tracking starts again
+
+    asyncio.run(main())
+    _until(lambda: tiered.assisted, 5, "tracking again")
+    assert _dropped_on_push(tiered, "k2")
