@@ -156,6 +156,7 @@ def connection_factory(pool: Any) -> tuple[Callable[[], Any], Callable[[Any], bo
     check that a connection is still on the primary the sentinels name."""
     cls = getattr(pool.connection_class, "plain_class", pool.connection_class)
     kwargs = {**pool.connection_kwargs, "protocol": 2, "health_check_interval": 0}
+
     def still_primary(conn: Any) -> bool:
         return tuple(pool.get_master_address()) == (conn.host, conn.port)
 
@@ -163,26 +164,22 @@ def connection_factory(pool: Any) -> tuple[Callable[[], Any], Callable[[Any], bo
     return (lambda: cls(**kwargs)), (still_primary if sentinel else None)
 
 
-def tracked_prefixes(key_prefix: str, plain: bool) -> tuple[str, ...]:
-    """The ``BCAST PREFIX`` es of a cache: Django's key format puts ``KEY_PREFIX:``
-    before every made key of every version (counters at version 0 included); any
-    other key function may put anything there, so every key is tracked."""
-    return (key_prefix + ":",) if plain else ()
+def tracked_prefixes(key_prefix: str | None) -> tuple[str, ...]:
+    """The ``BCAST PREFIX`` es of a cache whose made keys follow Django's format with
+    ``key_prefix`` (``KEY_PREFIX:`` before every made key of every version, counters
+    at version 0 included), or of any other key function (None: every key)."""
+    return () if key_prefix is None else (key_prefix + ":",)
 
 
 class Tracker:
     """The tracking connection and thread of one backend instance."""
 
     def __init__(
-        self,
-        connect: tuple[Callable[[], Any], Callable[[Any], bool] | None],
-        prefixes: tuple[str, ...],
-        display: str,
-        secrets: tuple[str, ...],
+        self, pool: Any, key_prefix: str | None, display: str, secrets: tuple[str, ...]
     ) -> None:
         # An unconnected redis-py Connection (RESP2), and a check that one is still usable.
-        self._connect, self._check = connect
-        self._prefixes = prefixes
+        self._connect, self._check = connection_factory(pool)
+        self._prefixes = tracked_prefixes(key_prefix)
         self._display = display
         self._secrets = secrets
         self._subs: list[Tracking] = []
@@ -200,7 +197,7 @@ class Tracker:
 
     def subscribe(self, listener: Listener, within: float) -> Tracking:
         """Add ``listener`` and start the thread if needed; it is ``assisted`` once ready."""
-        sub = Tracking(self, listener, within)
+        sub = Tracking(self, listener, check_within(within))
         listener.assisted = False
         with self._notify:
             with self._lock:

@@ -65,14 +65,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
-from ._redistracking import (
-    Listener,
-    Tracker,
-    Tracking,
-    check_within,
-    connection_factory,
-    tracked_prefixes,
-)
+from ._redistracking import Listener, Tracker, Tracking
 from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
@@ -406,17 +399,12 @@ class RedisCache(WaitedCounters, BaseCache):
         milliseconds (Redis 6+ client tracking; docs/tiers.md); None where the deployment
         cannot. One connection and daemon thread per instance, however many listeners;
         a connection silent for ``within`` seconds counts as lost."""
-        within = check_within(within)
         with self._tracker_lock:
             if self._tracker is None:
-                self._tracker = Tracker(
-                    connection_factory(self._primary.connection_pool),
-                    tracked_prefixes(
-                        self.key_prefix, self._plain_key_prefix(self.version, 1) is not None
-                    ),
-                    self._display,
-                    self._secrets,
-                )
+                plain = self._plain_key_prefix(self.version, 1) is not None
+                pool = self._primary.connection_pool
+                prefix = self.key_prefix if plain else None
+                self._tracker = Tracker(pool, prefix, self._display, self._secrets)
         return self._tracker.subscribe(listener, within)
 
     # -- async: redis.asyncio, one pool per event loop -----------------------------
