@@ -471,7 +471,42 @@ def _shutdown(conn: Any) -> None:
         conn.disconnect()
 
 
+_making = threading.Lock()  # a tracker is made once per backend instance
+
+
+class TracksInvalidations:
+    """The Redis backends' ``track_invalidations`` (a mixin: ``redis.py`` stays short).
+
+    The class using it provides ``_primary`` (a client on the primary), ``_display``
+    and ``_secrets``; its ``close()`` calls ``super().close()``.
+    """
+
+    _tracker: Tracker | None = None
+
+    def track_invalidations(self, listener: Listener, *, within: float = 1.0) -> Tracking | None:
+        """Tell ``listener`` of every change to this cache's keys, by any client, within
+        milliseconds (Redis 6+ client tracking; docs/tiers.md); None where the deployment
+        cannot. One connection and daemon thread per instance, however many listeners;
+        a connection silent for ``within`` seconds counts as lost."""
+        cache: Any = self
+        with _making:
+            if self._tracker is None:
+                plain = cache._plain_key_prefix(cache.version, 1) is not None
+                prefix = cache.key_prefix if plain else None
+                pool = cache._primary.connection_pool
+                self._tracker = Tracker(pool, prefix, cache._display, cache._secrets)
+        return self._tracker.subscribe(listener, within)
+
+    def close(self, **kwargs: Any) -> None:
+        """Stop invalidation tracking, until a listener's ``revive()``."""
+        if self._tracker is not None:
+            self._tracker.close()
+        super().close(**kwargs)  # type: ignore[misc]  # the next class in the MRO has it
+
+
 def _after_fork_in_child() -> None:
+    global _making
+    _making = threading.Lock()  # another thread may have held it at the fork
     for tracker in list(_trackers):
         tracker._in_child()
 

@@ -65,7 +65,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
-from ._redistracking import Listener, Tracker, Tracking
+from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
@@ -91,7 +91,7 @@ _TIMEOUTS = {
 }
 
 
-class RedisCache(WaitedCounters, BaseCache):
+class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
     """A cache on one Redis server (plus optional read replicas)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -151,8 +151,6 @@ class RedisCache(WaitedCounters, BaseCache):
         self._use_pools(pools)
         self._async_sides: dict[tuple[int, asyncio.AbstractEventLoop], AsyncSide] = {}
         self._async_lock = threading.Lock()
-        self._tracker: Tracker | None = None
-        self._tracker_lock = threading.Lock()
         renew_in_children(self)
 
     def _new_pool(self, url: str) -> redis.ConnectionPool:
@@ -174,7 +172,6 @@ class RedisCache(WaitedCounters, BaseCache):
         self._use_pools([self._new_pool(url) for url in self._servers])
         self._async_lock = threading.Lock()  # may have been held at the fork too
         self._async_sides = {}
-        self._tracker_lock = threading.Lock()  # the tracker renews itself (_redistracking.py)
 
     @classmethod
     def options_to_kwargs(cls, options: Mapping[str, Any]) -> dict[str, Any]:
@@ -387,25 +384,10 @@ class RedisCache(WaitedCounters, BaseCache):
         return MISSING if current is None else current
 
     def close(self, **kwargs: Any) -> None:
-        """Close the pooled connections; the next call opens new ones. Invalidation
-        tracking stops too, until its listener's ``revive()``."""
+        """Close the pooled connections; the next call opens new ones."""
         for client in (self._primary, *self._replicas):
             client.connection_pool.disconnect()
-        if self._tracker is not None:
-            self._tracker.close()
-
-    def track_invalidations(self, listener: Listener, *, within: float = 1.0) -> Tracking | None:
-        """Tell ``listener`` of every change to this cache's keys, by any client, within
-        milliseconds (Redis 6+ client tracking; docs/tiers.md); None where the deployment
-        cannot. One connection and daemon thread per instance, however many listeners;
-        a connection silent for ``within`` seconds counts as lost."""
-        with self._tracker_lock:
-            if self._tracker is None:
-                plain = self._plain_key_prefix(self.version, 1) is not None
-                pool = self._primary.connection_pool
-                prefix = self.key_prefix if plain else None
-                self._tracker = Tracker(pool, prefix, self._display, self._secrets)
-        return self._tracker.subscribe(listener, within)
+        super().close(**kwargs)  # invalidation tracking too (TracksInvalidations)
 
     # -- async: redis.asyncio, one pool per event loop -----------------------------
 
