@@ -33,7 +33,7 @@ from typing import Any, Final
 from ..exceptions import ImproperlyConfigured
 from ._primitives import MISSING
 
-__all__ = ["NOT_KEPT", "Slot", "TierSettings", "TierStore"]
+__all__ = ["NOT_KEPT", "SAME", "Slot", "TierSettings", "TierStore"]
 
 _STRIPES: Final = 1024
 _MASK: Final = _STRIPES - 1
@@ -52,6 +52,18 @@ class _NotKept:
 
 NOT_KEPT: Final = _NotKept()
 """A slot's ``kept`` before a decoded immutable value is kept beside its payload."""
+
+
+class _Same:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SAME"
+
+
+SAME: Final = _Same()
+"""What a re-check answers for a key whose stored payload is still the one held
+(a backend's ``_get_unchanged``): the slot is kept, its check time renewed."""
 
 
 @dataclass(frozen=True)
@@ -205,23 +217,46 @@ class TierStore:
             else:
                 self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
 
+    def held(self, keys: list[str]) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+        """``(payloads held for keys, tokens)`` before a re-check of ``keys``."""
+        held = {}
+        with self.lock:
+            data = self.data
+            epoch = self.epoch
+            stripes = self.stripes
+            tokens = [(epoch, stripes[hash(key) & _MASK]) for key in keys]
+            for key in keys:
+                slot = data.get(key)
+                if slot is not None:
+                    held[key] = slot.payload
+        return held, tokens
+
     def fill_many(
         self,
         found: Mapping[str, Any],
         keys: list[str],
         started: float,
         tokens: list[tuple[int, int]],
+        held: Mapping[str, Any] | None = None,
     ) -> None:
-        """:meth:`fill` of each of ``keys`` with what ``found`` holds for it."""
+        """:meth:`fill` of each of ``keys`` with what ``found`` holds for it; a key
+        found ``SAME`` as ``held`` keeps its slot (and the value decoded beside it),
+        checked anew."""
         with self.lock:
             epoch = self.epoch
             stripes = self.stripes
+            data = self.data
             for key, token in zip(keys, tokens, strict=True):
                 if token[0] != epoch or token[1] != stripes[hash(key) & _MASK]:
                     continue
                 payload = found.get(key, MISSING)
                 if payload is MISSING:
                     self._drop(key)
+                elif payload is SAME:
+                    slot = data.get(key)
+                    # Another read's fill may have replaced the slot meanwhile.
+                    if slot is not None and held is not None and slot.payload is held[key]:
+                        slot.checked = started
                 else:
                     self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
 

@@ -28,7 +28,7 @@ from ..serializers import Serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _steps
 from ._primitives import MISSING, UNREADABLE, arun, run
-from ._tierstore import NOT_KEPT, TierSettings, TierStore
+from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore
 from .base import BaseCache, Capabilities
 from .memory import _is_immutable
 
@@ -51,6 +51,14 @@ def tiered(inner: BaseCache, tier: Any) -> TieredCache:
     return _class_for(type(inner))(inner, settings)
 
 
+def _same(read: dict[str, Any], held: Mapping[str, Any]) -> dict[str, Any]:
+    """``read`` with ``SAME`` for each payload equal to the one held (its slot is kept)."""
+    for key, payload in read.items():
+        if key in held and held[key] == payload:
+            read[key] = SAME
+    return read
+
+
 @functools.cache
 def _class_for(inner_cls: type[BaseCache]) -> type[TieredCache]:
     # Capabilities are a class attribute: one subclass per second-tier class.
@@ -71,6 +79,8 @@ class TieredCache(BaseCache):
         self.settings = settings
         self.tier = TierStore(settings)
         """Tier one."""
+        # A re-check that reads a stamp, not the value, where the backend has one.
+        self._get_unchanged = getattr(inner, "_get_unchanged", None)
         if getattr(inner.capabilities, "pushes_invalidations", False):
             inner._start_tracking(self)  # type: ignore[attr-defined]  # declared by the capability
 
@@ -201,21 +211,13 @@ class TieredCache(BaseCache):
         slot = self.tier.lookup(key)
         if slot is not None:
             return slot.payload
-        token = self.tier.token(key)
-        started = monotonic()
-        payload = self.inner._get(key)
-        self.tier.fill(key, payload, started, token)
-        return payload
+        return self._get_many([key]).get(key, MISSING)
 
     async def _aget(self, key: str) -> Any:
         slot = self.tier.lookup(key)
         if slot is not None:
             return slot.payload
-        token = self.tier.token(key)
-        started = monotonic()
-        payload = await self.inner._aget(key)
-        self.tier.fill(key, payload, started, token)
-        return payload
+        return (await self._aget_many([key])).get(key, MISSING)
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         tier = self.tier
@@ -223,11 +225,19 @@ class TieredCache(BaseCache):
         if found is not None:
             return found
         # All of them, in one round trip (see TierStore.split).
-        tokens = [tier.token(key) for key in keys]
+        held, tokens = tier.held(keys)
         started = monotonic()
-        read = self.inner._get_many(keys)
-        tier.fill_many(read, keys, started, tokens)
-        return read
+        if not held:
+            read = self.inner._get_many(keys)
+            tier.fill_many(read, keys, started, tokens)
+            return read
+        changed = self._get_unchanged
+        if changed is not None:
+            read = changed(keys, held)
+        else:
+            read = _same(self.inner._get_many(keys), held)
+        tier.fill_many(read, keys, started, tokens, held)
+        return {k: held[k] if p is SAME else p for k, p in read.items()}
 
     async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
         tier = self.tier
@@ -235,11 +245,15 @@ class TieredCache(BaseCache):
         if found is not None:
             return found
         # All of them, in one round trip (see TierStore.split).
-        tokens = [tier.token(key) for key in keys]
+        held, tokens = tier.held(keys)
         started = monotonic()
-        read = await self.inner._aget_many(keys)
-        tier.fill_many(read, keys, started, tokens)
-        return read
+        if not held:
+            read = await self.inner._aget_many(keys)
+            tier.fill_many(read, keys, started, tokens)
+            return read
+        read = _same(await self.inner._aget_many(keys), held)
+        tier.fill_many(read, keys, started, tokens, held)
+        return {k: held[k] if p is SAME else p for k, p in read.items()}
 
     def _has_key(self, key: str) -> bool:
         if self.tier.lookup(key) is not None:
@@ -259,7 +273,11 @@ class TieredCache(BaseCache):
             payload = self._get(made)
             if payload is MISSING:
                 return default
-        else:
+            # Re-checked unchanged, or filled: the slot now holding this very payload.
+            slot = self.tier.data.get(made)  # one dict read: no lock needed
+            if slot is not None and slot.payload is not payload:
+                slot = None
+        if slot is not None:
             kept = slot.kept
             if kept is not NOT_KEPT:
                 return kept
@@ -280,7 +298,11 @@ class TieredCache(BaseCache):
             payload = await self._aget(made)
             if payload is MISSING:
                 return default
-        else:
+            # Re-checked unchanged, or filled: the slot now holding this very payload.
+            slot = self.tier.data.get(made)  # one dict read: no lock needed
+            if slot is not None and slot.payload is not payload:
+                slot = None
+        if slot is not None:
             kept = slot.kept
             if kept is not NOT_KEPT:
                 return kept

@@ -14,7 +14,7 @@ import pytest
 
 import memokit
 from memokit import ImproperlyConfigured
-from memokit.backends._tierstore import TierSettings, TierStore
+from memokit.backends._tierstore import SAME, TierSettings, TierStore
 from memokit.backends.tiered import TieredCache
 from memokit.faults import FaultProxy, Faults
 
@@ -396,3 +396,36 @@ def test_second_tier_down_serves_tier_one_within_the_bound_then_computes(
         proxy.set_faults()
         memokit.breaker_for(cache).reset()
         cache.close()
+
+
+# -- re-checks --------------------------------------------------------------------------
+
+
+def test_an_unchanged_entry_keeps_its_slot_after_a_recheck(fs: dict[str, Any]) -> None:
+    cache = tiered(fs, BOUND=0.05)
+    cache.set("t", (1, "a"))
+    first = cache.get("t")
+    slot = cache.tier.data[cache.make_key("t")]
+    time.sleep(0.06)
+    assert cache.get("t") is first  # re-checked, unchanged: the decoded value stays
+    assert cache.tier.data[cache.make_key("t")] is slot
+
+
+@pytest.mark.server
+def test_redis_rechecks_by_sha1_without_the_value(redis_settings: dict[str, Any]) -> None:
+    cache = tiered(redis_settings, BOUND=0.05)
+    other = memokit.create_cache(redis_settings)
+    cache.set_many({"same": b"x" * 1000, "changed": 1, "gone": 2})
+    made = [cache.make_key(k) for k in ("same", "changed", "gone", "never")]
+    held = {m: cache.tier.data[m].payload for m in made[:3]}
+    other.set("changed", 5)
+    other.delete("gone")
+    answer = cache.inner._get_unchanged(made, held)  # type: ignore[attr-defined]
+    assert answer == {made[0]: SAME, made[1]: other._get(made[1])}
+    time.sleep(0.06)
+    assert cache.get_many(["same", "changed", "gone", "never"]) == {
+        "same": b"x" * 1000,
+        "changed": 5,
+    }
+    other.close()
+    cache.close()
