@@ -81,7 +81,7 @@ class TieredCache(BaseCache):
         """Tier one."""
         # A re-check that reads a stamp, not the value, where the backend has one.
         self._get_unchanged = getattr(inner, "_get_unchanged", None)
-        if getattr(inner.capabilities, "pushes_invalidations", False):
+        if inner.capabilities.pushes_invalidations:
             inner._start_tracking(self)  # type: ignore[attr-defined]  # declared by the capability
 
     # -- the second tier's settings, read and written through ---------------------
