@@ -158,6 +158,7 @@ class ReadPlan:
         "single",
         "static_keys",
         "tier",
+        "tier_seen",
         "version",
     )
 
@@ -172,6 +173,9 @@ class ReadPlan:
         self.tier: Callable[[list[str]], dict[str, Any] | None] | None = getattr(
             cache, "local_many", None
         )
+        # Through tier one: the versions last read, with the epoch before that read
+        # (memokit.fastindex learns with them; counters.epoch moves at a local bump).
+        self.tier_seen: tuple[int, Versions] | None = None
         # A store no other process sees (the memory backend) changes its counters
         # only through this process's invalidations, which move ``epoch``: the
         # counters read are kept, with the epoch they were read at, until then.
@@ -261,13 +265,17 @@ def read_entry(
             # A shared store, one counter, a made key by concatenation: every hit
             # on such a store comes here, so this is _split's first case inlined.
             made = plan.entry_prefix + key  # type: ignore[operator]  # set whenever single is
+            since = epoch
             found = _tier_read(plan, state, [made, single]) or plan.get_many([made, single])
             counter = found.get(single, MISSING)
             if type(counter) is not int:
                 counter = _found_counter(cache, single, counter)
                 if counter is None:
                     counter = run(_create(cache, single, state.counter_seconds(cache)))
-            return found.get(made, MISSING), (counter,)
+            read: Versions = (counter,)
+            if plan.tier is not None:
+                plan.tier_seen = (since, read)
+            return found.get(made, MISSING), read
     else:
         seen = plan.seen
         if seen is not None and seen[0] == epoch:
@@ -358,6 +366,8 @@ def _split(
         versions = tuple(counters)  # type: ignore[arg-type]  # no None in it
     if plan.local:
         plan.seen = (since, versions)
+    elif plan.tier is not None:
+        plan.tier_seen = (since, versions)
     return payload, versions
 
 
@@ -365,6 +375,8 @@ def _remember(plan: ReadPlan, since: int, counters: list[int | None] | list[int]
     versions: Versions = tuple(counters)  # type: ignore[arg-type]  # no None left
     if plan.local:
         plan.seen = (since, versions)
+    elif plan.tier is not None:
+        plan.tier_seen = (since, versions)
     return versions
 
 

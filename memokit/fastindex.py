@@ -38,7 +38,8 @@ from typing import TYPE_CHECKING, Any, Final
 from . import counters
 from .backends._index import IndexView
 from .backends.base import MISSING, UNREADABLE, BaseCache
-from .entry import ENCODED, FORMAT, Versions
+from .entry import ENCODED, FORMAT, Versions, valid_value
+from .singleflight import _immutable
 
 if TYPE_CHECKING:
     from .fnstate import CachedState
@@ -94,19 +95,23 @@ class FastIndex:
             and cache.key_func is self.key_func
         )
 
-    def learn(self, ikey: Any, made: str, payload: Any, epoch: int) -> None:
+    def learn(self, ikey: Any, made: str, payload: Any, epoch: int, kept: Any = MISSING) -> None:
         """Remember that ``made`` holds ``payload``, valid under the versions of ``epoch``.
 
         ``payload`` is what a string-key hit just validated (memokit.entry.valid_value);
-        it is learnt only while the store still holds it under ``made``.
+        it is learnt only while the store still holds it under ``made``. A payload of
+        bytes (tier one's) is learnt only with its immutable value ``kept``.
         """
         record = self.records.get(made)
         if record is None or record[0] is not payload:
             return
-        tag = payload[0]
-        if tag == FORMAT:
+        if type(payload) is not tuple:
+            if kept is MISSING:
+                return
+            value = kept
+        elif payload[0] == FORMAT:
             value = payload[3]
-        elif tag == ENCODED:
+        elif payload[0] == ENCODED:
             value = DECODE
         else:
             return
@@ -220,15 +225,25 @@ def learn(
     if ikey is None:
         return
     plan = state.fast
-    if plan is None or not plan.local or plan.entry_prefix is None:
+    if plan is None or plan.entry_prefix is None:
         return
-    seen = plan.seen
+    # Tier one (memokit.backends.tiered): the versions its read found, with the epoch
+    # before that read; its records expire with the bound.
+    seen = plan.seen if plan.local else plan.tier_seen
     if seen is None or seen[1] is not versions:
         return
+    kept = MISSING
+    if type(payload) is not tuple:
+        try:
+            kept = valid_value(payload, versions, cache)
+        except UNREADABLE:
+            return
+        if not _immutable(kept):
+            return  # each hit decodes a copy: the string key does that as well
     index = state.index
     if index is None or not index.serves(cache):
         view = cache._index_view()
         if view is None:
             return
         index = state.index = FastIndex(cache, view)
-    index.learn(ikey, plan.entry_prefix + key, payload, seen[0])
+    index.learn(ikey, plan.entry_prefix + key, payload, seen[0], kept)

@@ -35,9 +35,6 @@ class Capabilities:
     """A key memcached cannot store raises ``InvalidCacheKey`` instead of warning."""
     blocking_io: bool = True
     """Primitives block on I/O, so the async twins run them in a worker thread."""
-    pushes_invalidations: bool = False
-    """Pushes changes to a client (Redis client tracking): a tier in front of it calls
-    the backend's ``_start_tracking(tier)`` once (docs/tiers.md)."""
     latest_expiry: float | None = None
     """The latest expiry the store can represent (seconds since the epoch); a timeout
     reaching past it is stored as "never expires". None: no limit."""

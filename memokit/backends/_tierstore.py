@@ -27,7 +27,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from time import monotonic
+from time import monotonic, time
 from typing import Any, Final
 
 from ..exceptions import ImproperlyConfigured
@@ -151,11 +151,28 @@ class TierStore:
         self.lock = threading.Lock()
         self.epoch = 0
         self.stripes = [0] * _STRIPES
-        self.assisted = False
-        """While True every change is pushed (``forget``): no slot needs a re-check."""
+        self._assisted = False
+        self.records: dict[str, tuple[Any, float, float]] = {}
+        """The fast index's view (``memokit.fastindex``): made key -> ``(payload, expiry
+        as time.time(), the monotonic end it was made from)``. A record is replaced,
+        never changed; its expiry is the oldest check of the batch it was served in,
+        plus the bound, so an index hit is never older than the bound either."""
         self.hits = 0
         """Reads answered here, without a second-tier round trip (this process)."""
         _stores.add(self)
+
+    @property
+    def assisted(self) -> bool:
+        """While True every change is pushed (``forget``): no slot needs a re-check."""
+        return self._assisted
+
+    @assisted.setter
+    def assisted(self, value: bool) -> None:
+        # No lock: a tracker sets it in a forked child too. Records made while
+        # assisted never expire: they go when the assistance does.
+        self._assisted = value
+        if not value:
+            self.records.clear()
 
     # -- reads ---------------------------------------------------------------------
 
@@ -186,7 +203,9 @@ class TierStore:
         found: dict[str, Any] = {}
         now = monotonic()
         data = self.data
-        bound = math.inf if self.assisted else self.bound
+        assisted = self._assisted
+        bound = math.inf if assisted else self.bound
+        ends = math.inf
         with self.lock:
             for key in keys:
                 slot = data.get(key)
@@ -195,9 +214,16 @@ class TierStore:
                 if now - slot.checked >= bound or now >= slot.expires:
                     return None
                 found[key] = slot.payload
+                end = slot.expires if assisted else min(slot.checked + bound, slot.expires)
+                if end < ends:
+                    ends = end
             for key in found:
                 data.move_to_end(key)
             self.hits += 1
+            first = keys[0]
+            record = self.records.get(first)
+            if record is None or record[2] != ends or record[0] is not found[first]:
+                self.records[first] = (found[first], time() + (ends - now), ends)
         return found
 
     # -- the generation guard -----------------------------------------------------
@@ -256,7 +282,7 @@ class TierStore:
                     slot = data.get(key)
                     # Another read's fill may have replaced the slot meanwhile.
                     if slot is not None and held is not None and slot.payload is held[key]:
-                        slot.checked = started
+                        slot.checked = started  # its record is remade by the next split
                 else:
                     self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
 
@@ -283,6 +309,7 @@ class TierStore:
         with self.lock:
             self.epoch += 1
             self.data.clear()
+            self.records.clear()
             self.bytes = 0
 
     def put(
@@ -311,6 +338,7 @@ class TierStore:
         slot = self.data.pop(key, None)
         if slot is not None:
             self.bytes -= slot.size
+            self.records.pop(key, None)
 
     def _insert(self, key: str, slot: Slot) -> None:
         self._drop(key)
@@ -320,8 +348,9 @@ class TierStore:
         data[key] = slot
         self.bytes += slot.size
         while len(data) > self.max_entries or self.bytes > self.max_bytes:
-            _, old = data.popitem(last=False)
+            key, old = data.popitem(last=False)
             self.bytes -= old.size
+            self.records.pop(key, None)
 
     def __len__(self) -> int:
         return len(self.data)

@@ -10,8 +10,9 @@ the same store the same way. See docs/tiers.md for what is promised.
 
 The hooks for server-assisted invalidation (``forget_local``,
 ``forget_all_local``, ``assisted``) are public: a backend that pushes changes
-(``Capabilities.pushes_invalidations``) is handed the tier once, at start, with
-its ``_start_tracking(tier)``.
+(``track_invalidations``, Redis) is handed the tier once, at start; a read of
+the second tier revives its tracking where it stopped (a forked child, after
+``close()``).
 """
 
 from __future__ import annotations
@@ -23,10 +24,9 @@ from time import monotonic
 from typing import Any, ClassVar
 
 from ..exceptions import ImproperlyConfigured
-from ..keys import KeyFunc
-from ..serializers import Serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _steps
+from ._index import IndexView
 from ._primitives import MISSING, UNREADABLE, arun, run
 from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore
 from .base import BaseCache, Capabilities
@@ -51,6 +51,18 @@ def tiered(inner: BaseCache, tier: Any) -> TieredCache:
     return _class_for(type(inner))(inner, settings)
 
 
+_MIRRORED = (
+    "location",
+    "key_prefix",
+    "version",
+    "key_func",
+    "default_timeout",
+    "serializer",
+    "lock_timeout",
+)
+"""The second tier's settings a tiered cache shows as its own (and writes through)."""
+
+
 def _same(read: dict[str, Any], held: Mapping[str, Any]) -> dict[str, Any]:
     """``read`` with ``SAME`` for each payload equal to the one held (its slot is kept)."""
     for key, payload in read.items():
@@ -71,71 +83,32 @@ class TieredCache(BaseCache):
     """Tier one in front of ``inner``; see the module docstring and docs/tiers.md."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
+    inner: BaseCache
+    """The second tier."""
 
     def __init__(self, inner: BaseCache, settings: TierSettings) -> None:
         # BaseCache.__init__ is not called: keys, timeouts and payloads are inner's.
-        self.inner = inner
-        """The second tier."""
+        object.__setattr__(self, "inner", inner)
+        for name in _MIRRORED:
+            object.__setattr__(self, name, getattr(inner, name))
         self.settings = settings
         self.tier = TierStore(settings)
         """Tier one."""
         # A re-check that reads a stamp, not the value, where the backend has one.
         self._get_unchanged = getattr(inner, "_get_unchanged", None)
-        if inner.capabilities.pushes_invalidations:
-            inner._start_tracking(self)  # type: ignore[attr-defined]  # declared by the capability
+        # Redis pushes every change (docs/tiers.md, server-assisted invalidation): the
+        # backend's tracker calls the hooks below; None where it cannot (a cluster).
+        track = getattr(inner, "track_invalidations", None)
+        self._tracking: Any = track(self, within=settings.bound) if track is not None else None
 
-    # -- the second tier's settings, read and written through ---------------------
+    # -- the second tier's settings, mirrored -------------------------------------
+    # Plain attributes, not properties: the hit path reads key_prefix, version and
+    # key_func on every call. Assigning one here assigns the second tier's too.
 
-    @property
-    def location(self) -> str:  # type: ignore[override]  # read through to the second tier
-        """The second tier's ``location``."""
-        return self.inner.location
-
-    @property
-    def key_prefix(self) -> str:
-        """The second tier's ``key_prefix``."""
-        return self.inner.key_prefix
-
-    @key_prefix.setter
-    def key_prefix(self, value: str) -> None:
-        self.inner.key_prefix = value
-
-    @property
-    def version(self) -> int:
-        """The second tier's ``version``."""
-        return self.inner.version
-
-    @version.setter
-    def version(self, value: int) -> None:
-        self.inner.version = value
-
-    @property
-    def key_func(self) -> KeyFunc:
-        """The second tier's ``key_func``."""
-        return self.inner.key_func
-
-    @key_func.setter
-    def key_func(self, value: KeyFunc) -> None:
-        self.inner.key_func = value
-
-    @property
-    def default_timeout(self) -> float | None:
-        """The second tier's ``default_timeout``."""
-        return self.inner.default_timeout
-
-    @default_timeout.setter
-    def default_timeout(self, value: float | None) -> None:
-        self.inner.default_timeout = value
-
-    @property
-    def serializer(self) -> Serializer:  # type: ignore[override]  # read through to the second tier
-        """The second tier's ``serializer``."""
-        return self.inner.serializer
-
-    @property
-    def lock_timeout(self) -> float:  # type: ignore[override]  # read through to the second tier
-        """The second tier's ``lock_timeout``."""
-        return self.inner.lock_timeout
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _MIRRORED:
+            setattr(self.inner, name, value)
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # The second tier's other public attributes (max_entries, ...); never private ones.
@@ -198,6 +171,12 @@ class TieredCache(BaseCache):
     def assisted(self, value: bool) -> None:
         self.tier.assisted = bool(value)
 
+    def _index_view(self) -> IndexView:
+        # The fast index of @cached (memokit.fastindex): tier one's records, each
+        # expiring with the bound of the batch it was served in (TierStore.split).
+        tier = self.tier
+        return IndexView(tier.records, tier.data.move_to_end, tier.max_entries)
+
     def local_many(self, keys: list[str]) -> dict[str, Any] | None:
         """The payloads of ``keys`` if tier one may serve every one of them, else None.
 
@@ -225,6 +204,8 @@ class TieredCache(BaseCache):
         if found is not None:
             return found
         # All of them, in one round trip (see TierStore.split).
+        if self._tracking is not None:
+            self._tracking.revive()
         held, tokens = tier.held(keys)
         started = monotonic()
         if not held:
@@ -245,6 +226,8 @@ class TieredCache(BaseCache):
         if found is not None:
             return found
         # All of them, in one round trip (see TierStore.split).
+        if self._tracking is not None:
+            self._tracking.revive()
         held, tokens = tier.held(keys)
         started = monotonic()
         if not held:

@@ -429,3 +429,69 @@ def test_redis_rechecks_by_sha1_without_the_value(redis_settings: dict[str, Any]
     }
     other.close()
     cache.close()
+
+
+# -- the fast index of @cached through tier one -------------------------------------
+
+
+def test_index_hits_through_tier_one_see_local_invalidations_at_once(fs: dict[str, Any]) -> None:
+    cache = tiered(fs, BOUND=60)
+    calls = []
+
+    @memokit.cached(cache=cache)
+    def f(x: int) -> tuple[int, int]:
+        calls.append(x)
+        return (x, len(calls))
+
+    first = f(7)
+    assert f(7) == first  # a string-key hit, which teaches the index
+    kept = f(7)
+    for _ in range(5):
+        assert f(7) is kept  # index hits: the immutable value, kept
+    f.invalidate(7)
+    second = f(7)
+    assert second != first
+    assert f(7) == second
+    f.invalidate_all()
+    assert f(7) != second
+    assert len(calls) == 3
+
+
+def test_an_index_hit_is_never_older_than_the_counters_it_was_read_with(
+    fs: dict[str, Any],
+) -> None:
+    bound = 0.2
+    cache = tiered(fs, BOUND=bound)
+    plain = memokit.create_cache(fs)  # another process, as far as the store knows
+    bumped: list[float] = []
+
+    def bump_meanwhile() -> None:
+        time.sleep(0.05)
+
+        @memokit.cached(cache=plain, name="tiers.slow")
+        def g(x: int) -> int:
+            return x
+
+        g.invalidate_all()
+        bumped.append(time.monotonic())
+
+    @memokit.cached(cache=cache, name="tiers.slow")
+    def f(x: int) -> tuple[str, float]:
+        # The counters were read before this ran; the entry is stored after it.
+        if not bumped:
+            thread = threading.Thread(target=bump_meanwhile)
+            thread.start()
+            time.sleep(0.15)
+            thread.join()
+        return ("computed", time.monotonic())
+
+    first = f(1)
+    done = bumped[0]
+    late = 0
+    while (start := time.monotonic()) < done + bound + 0.1:
+        value = f(1)
+        if start > done + bound:
+            late += 1
+            assert value != first, f"{start - done:.3f} s after the invalidation"
+        time.sleep(0.005)
+    assert late > 0
