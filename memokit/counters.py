@@ -62,6 +62,7 @@ __all__ = [  # the counter keys are re-exported: they were defined here first
     "read_counter",
     "read_entry",
     "tag_counter_key",
+    "tier_only",
     "unreadable_entry",
 ]
 
@@ -318,6 +319,27 @@ async def aread_entry(
         ]
         versions = _remember(plan, since, created)
     return payload, versions
+
+
+def tier_only(
+    state: CachedState, cache: BaseCache, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """The value tier one alone holds for a call (its entry and counters within the
+    bound), or MISSING; no I/O. For calls that skip the backend (its breaker is open)."""
+    if getattr(cache, "local_many", None) is None:
+        return MISSING
+    plan = plan_for(state, cache)
+    keys = plan.keys(state, key, args, kwargs)
+    found = _tier_read(plan, state, keys)
+    if found is None:
+        return MISSING
+    payload, versions = _split(plan, state, cache, keys, found, epoch)
+    if isinstance(versions, list):
+        return MISSING
+    try:
+        return valid_value(payload, versions, cache)
+    except UNREADABLE:
+        return MISSING
 
 
 def _tier_read(plan: ReadPlan, state: CachedState, keys: list[str]) -> dict[str, Any] | None:

@@ -372,23 +372,27 @@ def test_second_tier_down_serves_tier_one_within_the_bound_then_computes(
     with FaultProxy(server.host, server.port) as proxy:
         location = proxy.url("redis") + "/" + settings["LOCATION"].rsplit("/", 1)[1]
         options = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
-        cache = tiered({**settings, "LOCATION": location, "OPTIONS": options}, BOUND=0.3)
+        cache = tiered({**settings, "LOCATION": location, "OPTIONS": options}, BOUND=0.5)
         calls = []
 
         @memokit.cached(cache=cache)
-        def f(x: int) -> int:
+        def f(x: int) -> list[int]:
             calls.append(x)
-            return x * 10
+            return [x * 10]
 
-        assert f(1) == 10
-        assert f(1) == 10
-        memokit.configure_breaker(cache=cache)
+        assert f(1) == [10]
+        assert f(1) == [10]
+        memokit.configure_breaker(cache=cache, threshold=1)
         proxy.set_faults(Faults(reset=True))
-        assert f(1) == 10  # tier one, within the bound: no round trip needed
+        assert f(1) == [10]  # tier one, within the bound: no round trip needed
         assert calls == [1]
-        time.sleep(0.35)
-        assert f(1) == 10  # past the bound: computed (fail-open), no error
-        assert calls == [1, 1]
+        assert f(2) == [20]  # not in tier one: the read fails, computed, the breaker opens
+        assert memokit.breaker_for(cache).open_until
+        assert f(1) == [10]  # the breaker is open: tier one still serves within the bound
+        assert calls == [1, 2]
+        time.sleep(0.55)
+        assert f(1) == [10]  # past the bound: computed (fail-open), no error
+        assert calls == [1, 2, 1]
         with pytest.raises(memokit.BackendError):
             f.invalidate(1)  # an explicit invalidation still raises
         with pytest.raises(memokit.BackendError):
