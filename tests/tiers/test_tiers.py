@@ -499,3 +499,38 @@ def test_an_index_hit_is_never_older_than_the_counters_it_was_read_with(
             assert value != first, f"{start - done:.3f} s after the invalidation"
         time.sleep(0.005)
     assert late > 0
+
+
+# -- threads ----------------------------------------------------------------------------
+
+
+def test_threads_see_their_own_writes_and_the_bounds_hold(fs: dict[str, Any]) -> None:
+    cache = tiered(fs, BOUND=60, MAX_ENTRIES=50, MAX_BYTES=20_000)
+    errors: list[str] = []
+    deadline = time.monotonic() + 10
+
+    def work(n: int) -> None:
+        for i in range(300):
+            if time.monotonic() > deadline:
+                errors.append("too slow")
+                return
+            key = f"t{n}:{i % 40}"
+            cache.set(key, (n, i, b"x" * (i % 300)))
+            got = cache.get(key)
+            if got is None or got[:2] != (n, i):
+                errors.append(f"{key}: {got!r}")  # a thread's own write, read at once
+            if i % 50 == 0:
+                cache.forget_all_local()
+            elif i % 7 == 0:
+                cache.forget_local([cache.make_key(key)])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert errors == []
+    tier = cache.tier
+    assert len(tier) <= 50
+    assert tier.bytes == sum(slot.size for slot in tier.data.values()) <= 20_000
+    assert set(tier.records) <= set(tier.data)
