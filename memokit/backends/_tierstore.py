@@ -33,7 +33,7 @@ from typing import Any, Final
 from ..exceptions import ImproperlyConfigured
 from ._primitives import MISSING
 
-__all__ = ["NOT_KEPT", "SAME", "Slot", "TierSettings", "TierStore"]
+__all__ = ["NOT_KEPT", "SAME", "Slot", "TierSettings", "TierStore", "same"]
 
 _STRIPES: Final = 1024
 _MASK: Final = _STRIPES - 1
@@ -64,6 +64,15 @@ class _Same:
 SAME: Final = _Same()
 """What a re-check answers for a key whose stored payload is still the one held
 (a backend's ``_get_unchanged``): the slot is kept, its check time renewed."""
+
+
+def same(read: dict[str, Any], held: Mapping[str, Any]) -> dict[str, Any]:
+    """``read`` with ``SAME`` for each payload equal to the one held (a re-check that
+    read the values: its slot is kept)."""
+    for key, payload in read.items():
+        if key in held and held[key] == payload:
+            read[key] = SAME
+    return read
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,6 @@ value: redis-py's pipeline errors echo the command, which is cut out.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import itertools
 import logging
 import os
@@ -66,6 +65,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
+from ._redisrecheck import UNCHANGED_SCRIPT, answer, stamps
 from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
@@ -75,7 +75,7 @@ from ._remote import (
     split_location,
     split_options,
 )
-from ._tierstore import SAME
+from ._tierstore import same
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
 DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
@@ -90,37 +90,6 @@ _TIMEOUTS = {
     "socket_connect_timeout": DEFAULT_SOCKET_CONNECT_TIMEOUT,
     "socket_timeout": DEFAULT_SOCKET_TIMEOUT,
 }
-
-
-# Tier one's re-check (memokit.backends.tiered): per key, 0 when absent, 1 when
-# the value still has the SHA-1 given, else the value. Lua integers never clash
-# with values, which Redis returns as strings.
-UNCHANGED_SCRIPT: Final = """
-local out = {}
-for i, key in ipairs(KEYS) do
-    local value = redis.pcall('GET', key)
-    if type(value) ~= 'string' then
-        out[i] = 0
-    elseif ARGV[i] ~= '' and redis.sha1hex(value) == ARGV[i] then
-        out[i] = 1
-    else
-        out[i] = value
-    end
-end
-return out
-"""
-
-
-def _sha1(payload: Any) -> str:
-    data = payload if isinstance(payload, bytes) else str(payload).encode()
-    return hashlib.sha1(data, usedforsecurity=False).hexdigest()
-
-
-def _same(read: dict[str, Any], held: Mapping[str, Any]) -> dict[str, Any]:
-    for key, payload in read.items():
-        if key in held and held[key] == payload:
-            read[key] = SAME
-    return read
 
 
 class RedisCache(WaitedCounters, BaseCache):
@@ -281,26 +250,16 @@ class RedisCache(WaitedCounters, BaseCache):
         return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
 
     def _get_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
-        """``_get_many`` for tier one's re-check (``memokit.backends.tiered``): a key
-        whose stored value still has the SHA-1 of ``held[key]`` comes back as ``SAME``,
-        compared in Redis, so the value is not sent again. One round trip."""
+        """``_get_many`` for tier one's re-check (``_redisrecheck``): ``SAME`` for a key
+        whose value still hashes as ``held[key]`` does, compared in Redis."""
         if type(self)._get_many is not RedisCache._get_many:
-            # A subclass that splits a batch (the cluster: keys in several slots).
-            return _same(self._get_many(keys), held)
-        stamps = [_sha1(held[key]) if key in held else "" for key in keys]
+            return same(self._get_many(keys), held)  # the cluster splits a batch
         try:
-            reply = self._unchanged_script(keys=keys, args=stamps)
+            return answer(keys, self._unchanged_script(keys=keys, args=stamps(keys, held)))
         except redis.RedisError as exc:
             if self._ignore_exc:
                 return {}
             self._fail(exc)
-        found: dict[str, Any] = {}
-        for key, item in zip(keys, reply, strict=True):
-            if item == 1:
-                found[key] = SAME
-            elif item != 0:
-                found[key] = item
-        return found
 
     def _has_key(self, key: str) -> bool:
         try:

@@ -28,7 +28,7 @@ from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _steps
 from ._index import IndexView
 from ._primitives import MISSING, UNREADABLE, arun, run
-from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore
+from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore, same
 from .base import BaseCache, Capabilities
 from .memory import _is_immutable
 
@@ -61,14 +61,6 @@ _MIRRORED = (
     "lock_timeout",
 )
 """The second tier's settings a tiered cache shows as its own (and writes through)."""
-
-
-def _same(read: dict[str, Any], held: Mapping[str, Any]) -> dict[str, Any]:
-    """``read`` with ``SAME`` for each payload equal to the one held (its slot is kept)."""
-    for key, payload in read.items():
-        if key in held and held[key] == payload:
-            read[key] = SAME
-    return read
 
 
 @functools.cache
@@ -216,7 +208,7 @@ class TieredCache(BaseCache):
         if changed is not None:
             read = changed(keys, held)
         else:
-            read = _same(self.inner._get_many(keys), held)
+            read = same(self.inner._get_many(keys), held)
         tier.fill_many(read, keys, started, tokens, held)
         return {k: held[k] if p is SAME else p for k, p in read.items()}
 
@@ -234,7 +226,7 @@ class TieredCache(BaseCache):
             read = await self.inner._aget_many(keys)
             tier.fill_many(read, keys, started, tokens)
             return read
-        read = _same(await self.inner._aget_many(keys), held)
+        read = same(await self.inner._aget_many(keys), held)
         tier.fill_many(read, keys, started, tokens, held)
         return {k: held[k] if p is SAME else p for k, p in read.items()}
 
