@@ -10,9 +10,11 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+import redis.asyncio
+
 from ._tierstore import SAME
 
-__all__ = ["UNCHANGED_SCRIPT", "answer", "stamps"]
+__all__ = ["UNCHANGED_SCRIPT", "answer", "aunchanged", "stamps"]
 
 UNCHANGED_SCRIPT: Final = """
 local out = {}
@@ -46,6 +48,14 @@ def answer(keys: list[str], reply: list[Any]) -> dict[str, Any]:
         elif item != 0:
             found[key] = item
     return found
+
+
+async def aunchanged(
+    client: redis.asyncio.Redis, keys: list[str], held: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The re-check on an async client (the script is sent by its SHA-1, loaded once)."""
+    script = client.register_script(UNCHANGED_SCRIPT)
+    return answer(keys, await script(keys=keys, args=stamps(keys, held)))
 
 
 def _sha1(payload: Any) -> str:

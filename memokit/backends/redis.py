@@ -65,7 +65,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
-from ._redisrecheck import UNCHANGED_SCRIPT, answer, stamps
+from ._redisrecheck import UNCHANGED_SCRIPT, answer, aunchanged, stamps
 from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
@@ -457,6 +457,17 @@ class RedisCache(WaitedCounters, BaseCache):
                 return {}
             self._fail(exc)
         return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+
+    @keeps_cancellation
+    async def _aget_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+        if type(self)._aget_many is not RedisCache._aget_many:
+            return same(await self._aget_many(keys), held)  # the cluster splits a batch
+        try:
+            return await aunchanged((await self._side()).primary, keys, held)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
 
     @keeps_cancellation
     async def _ahas_key(self, key: str) -> bool:

@@ -88,6 +88,7 @@ class TieredCache(BaseCache):
         """Tier one."""
         # A re-check that reads a stamp, not the value, where the backend has one.
         self._get_unchanged = getattr(inner, "_get_unchanged", None)
+        self._aget_unchanged = getattr(inner, "_aget_unchanged", None)
         # Redis pushes every change (docs/tiers.md, server-assisted invalidation): the
         # backend's tracker calls the hooks below; None where it cannot (a cluster).
         track = getattr(inner, "track_invalidations", None)
@@ -226,7 +227,10 @@ class TieredCache(BaseCache):
             read = await self.inner._aget_many(keys)
             tier.fill_many(read, keys, started, tokens)
             return read
-        read = same(await self.inner._aget_many(keys), held)
+        if self._aget_unchanged is not None:
+            read = await self._aget_unchanged(keys, held)
+        else:
+            read = same(await self.inner._aget_many(keys), held)
         tier.fill_many(read, keys, started, tokens, held)
         return {k: held[k] if p is SAME else p for k, p in read.items()}
 

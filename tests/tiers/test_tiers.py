@@ -534,3 +534,26 @@ def test_threads_see_their_own_writes_and_the_bounds_hold(fs: dict[str, Any]) ->
     assert len(tier) <= 50
     assert tier.bytes == sum(slot.size for slot in tier.data.values()) <= 20_000
     assert set(tier.records) <= set(tier.data)
+
+
+@pytest.mark.server
+def test_redis_async_rechecks_by_sha1_too(redis_settings: dict[str, Any]) -> None:
+    cache = tiered(redis_settings, BOUND=0.05)
+    other = memokit.create_cache(redis_settings)
+
+    async def main() -> None:
+        await cache.aset_many({"same": (1, 2), "changed": 1})
+        kept = await cache.aget("same")
+        assert await cache.aget("same") is kept
+        made = [cache.make_key(k) for k in ("same", "changed", "never")]
+        held = {m: cache.tier.data[m].payload for m in made[:2]}
+        await other.aset("changed", 5)
+        answer = await cache.inner._aget_unchanged(made, held)  # type: ignore[attr-defined]
+        assert answer == {made[0]: SAME, made[1]: await other._aget(made[1])}
+        await asyncio.sleep(0.06)
+        assert await cache.aget("same") is kept  # re-checked unchanged: the slot stays
+        assert await cache.aget("changed") == 5
+
+    asyncio.run(main())
+    other.close()
+    cache.close()
