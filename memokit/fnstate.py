@@ -23,6 +23,7 @@ from .timeouts import DEFAULT_TIMEOUT
 if TYPE_CHECKING:
     # Typing only: the counters module reads this state (see docs/architecture.md).
     from .counters import ReadPlan, TagsBuilder
+    from .fastindex import FastIndex
     from .keybuilders import KeyBuilder
     from .locks import BackendLock
 
@@ -91,6 +92,7 @@ class CachedState:
         "func",
         "hits",
         "identity",
+        "index",
         "lock",
         "misses",
         "name",
@@ -174,6 +176,9 @@ class CachedState:
         # How calls read the current cache (made-key prefixes, primitives);
         # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None
+        # The fast index (memokit.fastindex) of calls of scalars, made by the first
+        # string-key hit on a store that offers one; None until then.
+        self.index: FastIndex | None = None
         # Single flight (memokit.singleflight), and the opt-in lock in the backend.
         self.flights = SingleFlight()
         self.aflights = AsyncSingleFlight()

@@ -34,9 +34,11 @@ the server: ``forget_all_local``). A ``PING`` every third of the listeners'
 ``within`` checks the connection: a reply overdue by that long, an error, the
 server closing the connection (``CLIENT KILL``, a restart), or, on Sentinel, the
 sentinels naming another primary (asked at each heartbeat by a watcher thread)
-makes the listeners lose their assistance (``assisted = False``, then
-``forget_all_local()``), and the thread connects again with a bounded backoff;
-once tracking is on again they drop every copy and are ``assisted`` again. A
+makes the listeners lose their assistance (``assisted = False``), and the thread
+connects again with a bounded backoff; once tracking is on again they drop every
+copy and are ``assisted`` again. Losing the assistance drops nothing: a copy is
+then served within the bound of when it was read, as without tracking, so a
+Redis outage leaves tier one serving within its bound (fail-open). A
 subscription holds its listener weakly: the thread ends once none is left.
 
 Every wait is bounded: socket timeouts from the backend's settings, reads polled
@@ -244,7 +246,7 @@ class Tracker:
         assistance. Subscriptions stay: :meth:`Tracking.revive` starts it again."""
         self._halt()
         with self._notify:
-            _reset(self._listeners(), self._display)
+            _reset(self._listeners())
 
     def _halt(self) -> None:
         # The reader is woken at once: its socket is shut down under it (it then
@@ -438,12 +440,12 @@ class Tracker:
         return False
 
     def _drop(self, conn: Any, stop: threading.Event) -> None:
-        # The connection is gone: no listener may trust its copies any longer.
+        # The connection is gone: no copy may be served past its bound any longer.
         with self._notify:
             was, self._tracking = self._tracking, False
             self._client_id = None
             if was:
-                _reset(self._listeners(), self._display)
+                _reset(self._listeners())
         self._conn = None
         _shutdown(conn)
 
@@ -455,15 +457,12 @@ def _ready(listeners: list[Listener]) -> None:
         listener.assisted = True
 
 
-def _reset(listeners: list[Listener], display: str) -> None:
-    """Every listener loses its assistance first, then drops its copies."""
+def _reset(listeners: list[Listener]) -> None:
+    """Every listener loses its assistance. Its copies stay: each was read when it
+    was, so the bound (re-checked from then on) covers a change whose push was
+    lost; dropping them would empty tier one exactly when the backend is down."""
     for listener in listeners:
         listener.assisted = False
-    for listener in listeners:
-        try:
-            listener.forget_all_local()
-        except Exception:  # its assistance is already off: it re-checks within its bound
-            _log.exception("memokit: a listener of invalidations on Redis %s failed", display)
 
 
 def _shutdown(conn: Any) -> None:

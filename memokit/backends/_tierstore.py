@@ -27,13 +27,13 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from time import monotonic
+from time import monotonic, time
 from typing import Any, Final
 
 from ..exceptions import ImproperlyConfigured
 from ._primitives import MISSING
 
-__all__ = ["NOT_KEPT", "Slot", "TierSettings", "TierStore"]
+__all__ = ["NOT_KEPT", "SAME", "Slot", "TierSettings", "TierStore", "same"]
 
 _STRIPES: Final = 1024
 _MASK: Final = _STRIPES - 1
@@ -52,6 +52,27 @@ class _NotKept:
 
 NOT_KEPT: Final = _NotKept()
 """A slot's ``kept`` before a decoded immutable value is kept beside its payload."""
+
+
+class _Same:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "SAME"
+
+
+SAME: Final = _Same()
+"""What a re-check answers for a key whose stored payload is still the one held
+(a backend's ``_get_unchanged``): the slot is kept, its check time renewed."""
+
+
+def same(read: dict[str, Any], held: Mapping[str, Any]) -> dict[str, Any]:
+    """``read`` with ``SAME`` for each payload equal to the one held (a re-check that
+    read the values: its slot is kept)."""
+    for key, payload in read.items():
+        if key in held and held[key] == payload:
+            read[key] = SAME
+    return read
 
 
 @dataclass(frozen=True)
@@ -139,11 +160,28 @@ class TierStore:
         self.lock = threading.Lock()
         self.epoch = 0
         self.stripes = [0] * _STRIPES
-        self.assisted = False
-        """While True every change is pushed (``forget``): no slot needs a re-check."""
+        self._assisted = False
+        self.records: dict[str, tuple[Any, float, float]] = {}
+        """The fast index's view (``memokit.fastindex``): made key -> ``(payload, expiry
+        as time.time(), the monotonic end it was made from)``. A record is replaced,
+        never changed; its expiry is the oldest check of the batch it was served in,
+        plus the bound, so an index hit is never older than the bound either."""
         self.hits = 0
         """Reads answered here, without a second-tier round trip (this process)."""
         _stores.add(self)
+
+    @property
+    def assisted(self) -> bool:
+        """While True every change is pushed (``forget``): no slot needs a re-check."""
+        return self._assisted
+
+    @assisted.setter
+    def assisted(self, value: bool) -> None:
+        # No lock: a tracker sets it in a forked child too. Records made while
+        # assisted never expire: they go when the assistance does.
+        self._assisted = value
+        if not value:
+            self.records.clear()
 
     # -- reads ---------------------------------------------------------------------
 
@@ -174,7 +212,9 @@ class TierStore:
         found: dict[str, Any] = {}
         now = monotonic()
         data = self.data
-        bound = math.inf if self.assisted else self.bound
+        assisted = self._assisted
+        bound = math.inf if assisted else self.bound
+        ends = math.inf
         with self.lock:
             for key in keys:
                 slot = data.get(key)
@@ -183,9 +223,16 @@ class TierStore:
                 if now - slot.checked >= bound or now >= slot.expires:
                     return None
                 found[key] = slot.payload
+                end = slot.expires if assisted else min(slot.checked + bound, slot.expires)
+                if end < ends:
+                    ends = end
             for key in found:
                 data.move_to_end(key)
             self.hits += 1
+            first = keys[0]
+            record = self.records.get(first)
+            if record is None or record[2] != ends or record[0] is not found[first]:
+                self.records[first] = (found[first], time() + (ends - now), ends)
         return found
 
     # -- the generation guard -----------------------------------------------------
@@ -205,23 +252,46 @@ class TierStore:
             else:
                 self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
 
+    def held(self, keys: list[str]) -> tuple[dict[str, Any], list[tuple[int, int]]]:
+        """``(payloads held for keys, tokens)`` before a re-check of ``keys``."""
+        held = {}
+        with self.lock:
+            data = self.data
+            epoch = self.epoch
+            stripes = self.stripes
+            tokens = [(epoch, stripes[hash(key) & _MASK]) for key in keys]
+            for key in keys:
+                slot = data.get(key)
+                if slot is not None:
+                    held[key] = slot.payload
+        return held, tokens
+
     def fill_many(
         self,
         found: Mapping[str, Any],
         keys: list[str],
         started: float,
         tokens: list[tuple[int, int]],
+        held: Mapping[str, Any] | None = None,
     ) -> None:
-        """:meth:`fill` of each of ``keys`` with what ``found`` holds for it."""
+        """:meth:`fill` of each of ``keys`` with what ``found`` holds for it; a key
+        found ``SAME`` as ``held`` keeps its slot (and the value decoded beside it),
+        checked anew."""
         with self.lock:
             epoch = self.epoch
             stripes = self.stripes
+            data = self.data
             for key, token in zip(keys, tokens, strict=True):
                 if token[0] != epoch or token[1] != stripes[hash(key) & _MASK]:
                     continue
                 payload = found.get(key, MISSING)
                 if payload is MISSING:
                     self._drop(key)
+                elif payload is SAME:
+                    slot = data.get(key)
+                    # Another read's fill may have replaced the slot meanwhile.
+                    if slot is not None and held is not None and slot.payload is held[key]:
+                        slot.checked = started  # its record is remade by the next split
                 else:
                     self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
 
@@ -248,6 +318,7 @@ class TierStore:
         with self.lock:
             self.epoch += 1
             self.data.clear()
+            self.records.clear()
             self.bytes = 0
 
     def put(
@@ -276,6 +347,7 @@ class TierStore:
         slot = self.data.pop(key, None)
         if slot is not None:
             self.bytes -= slot.size
+            self.records.pop(key, None)
 
     def _insert(self, key: str, slot: Slot) -> None:
         self._drop(key)
@@ -285,8 +357,9 @@ class TierStore:
         data[key] = slot
         self.bytes += slot.size
         while len(data) > self.max_entries or self.bytes > self.max_bytes:
-            _, old = data.popitem(last=False)
+            key, old = data.popitem(last=False)
             self.bytes -= old.size
+            self.records.pop(key, None)
 
     def __len__(self) -> int:
         return len(self.data)

@@ -65,6 +65,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
+from ._redisrecheck import UNCHANGED_SCRIPT, answer, aunchanged, stamps
 from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
 from ._remote import (
@@ -75,6 +76,7 @@ from ._remote import (
     split_location,
     split_options,
 )
+from ._tierstore import same
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
 DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
@@ -166,6 +168,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         self._incr_script: Script = self._primary.register_script(INCR_SCRIPT)
         self._get_or_add_script: Script = self._primary.register_script(GET_OR_ADD_SCRIPT)
         self._persist_script: Script = self._primary.register_script(PERSIST_SCRIPT)
+        self._unchanged_script: Script = self._primary.register_script(UNCHANGED_SCRIPT)
 
     def _renew_clients(self) -> None:
         # In a child after fork: the inherited pools are dropped untouched (_afterfork.py).
@@ -246,6 +249,18 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
                 return {}
             self._fail(exc)
         return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+
+    def _get_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+        """``_get_many`` for tier one's re-check (``_redisrecheck``): ``SAME`` for a key
+        whose value still hashes as ``held[key]`` does, compared in Redis."""
+        if type(self)._get_many is not RedisCache._get_many:
+            return same(self._get_many(keys), held)  # the cluster splits a batch
+        try:
+            return answer(keys, self._unchanged_script(keys=keys, args=stamps(keys, held)))
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
 
     def _has_key(self, key: str) -> bool:
         try:
@@ -444,6 +459,17 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
                 return {}
             self._fail(exc)
         return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+
+    @keeps_cancellation
+    async def _aget_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+        if type(self)._aget_many is not RedisCache._aget_many:
+            return same(await self._aget_many(keys), held)  # the cluster splits a batch
+        try:
+            return await aunchanged((await self._side()).primary, keys, held)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
 
     @keeps_cancellation
     async def _ahas_key(self, key: str) -> bool:

@@ -24,12 +24,11 @@ from time import monotonic
 from typing import Any, ClassVar
 
 from ..exceptions import ImproperlyConfigured
-from ..keys import KeyFunc
-from ..serializers import Serializer
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _steps
+from ._index import IndexView
 from ._primitives import MISSING, UNREADABLE, arun, run
-from ._tierstore import NOT_KEPT, TierSettings, TierStore
+from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore, same
 from .base import BaseCache, Capabilities
 from .memory import _is_immutable
 
@@ -52,6 +51,18 @@ def tiered(inner: BaseCache, tier: Any) -> TieredCache:
     return _class_for(type(inner))(inner, settings)
 
 
+_MIRRORED = (
+    "location",
+    "key_prefix",
+    "version",
+    "key_func",
+    "default_timeout",
+    "serializer",
+    "lock_timeout",
+)
+"""The second tier's settings a tiered cache shows as its own (and writes through)."""
+
+
 @functools.cache
 def _class_for(inner_cls: type[BaseCache]) -> type[TieredCache]:
     # Capabilities are a class attribute: one subclass per second-tier class.
@@ -64,71 +75,33 @@ class TieredCache(BaseCache):
     """Tier one in front of ``inner``; see the module docstring and docs/tiers.md."""
 
     capabilities: ClassVar[Capabilities] = Capabilities()
+    inner: BaseCache
+    """The second tier."""
 
     def __init__(self, inner: BaseCache, settings: TierSettings) -> None:
         # BaseCache.__init__ is not called: keys, timeouts and payloads are inner's.
-        self.inner = inner
-        """The second tier."""
+        object.__setattr__(self, "inner", inner)
+        for name in _MIRRORED:
+            object.__setattr__(self, name, getattr(inner, name))
         self.settings = settings
         self.tier = TierStore(settings)
         """Tier one."""
+        # A re-check that reads a stamp, not the value, where the backend has one.
+        self._get_unchanged = getattr(inner, "_get_unchanged", None)
+        self._aget_unchanged = getattr(inner, "_aget_unchanged", None)
         # Redis pushes every change (docs/tiers.md, server-assisted invalidation): the
         # backend's tracker calls the hooks below; None where it cannot (a cluster).
         track = getattr(inner, "track_invalidations", None)
         self._tracking: Any = track(self, within=settings.bound) if track is not None else None
 
-    # -- the second tier's settings, read and written through ---------------------
+    # -- the second tier's settings, mirrored -------------------------------------
+    # Plain attributes, not properties: the hit path reads key_prefix, version and
+    # key_func on every call. Assigning one here assigns the second tier's too.
 
-    @property
-    def location(self) -> str:  # type: ignore[override]  # read through to the second tier
-        """The second tier's ``location``."""
-        return self.inner.location
-
-    @property
-    def key_prefix(self) -> str:
-        """The second tier's ``key_prefix``."""
-        return self.inner.key_prefix
-
-    @key_prefix.setter
-    def key_prefix(self, value: str) -> None:
-        self.inner.key_prefix = value
-
-    @property
-    def version(self) -> int:
-        """The second tier's ``version``."""
-        return self.inner.version
-
-    @version.setter
-    def version(self, value: int) -> None:
-        self.inner.version = value
-
-    @property
-    def key_func(self) -> KeyFunc:
-        """The second tier's ``key_func``."""
-        return self.inner.key_func
-
-    @key_func.setter
-    def key_func(self, value: KeyFunc) -> None:
-        self.inner.key_func = value
-
-    @property
-    def default_timeout(self) -> float | None:
-        """The second tier's ``default_timeout``."""
-        return self.inner.default_timeout
-
-    @default_timeout.setter
-    def default_timeout(self, value: float | None) -> None:
-        self.inner.default_timeout = value
-
-    @property
-    def serializer(self) -> Serializer:  # type: ignore[override]  # read through to the second tier
-        """The second tier's ``serializer``."""
-        return self.inner.serializer
-
-    @property
-    def lock_timeout(self) -> float:  # type: ignore[override]  # read through to the second tier
-        """The second tier's ``lock_timeout``."""
-        return self.inner.lock_timeout
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _MIRRORED:
+            setattr(self.inner, name, value)
+        object.__setattr__(self, name, value)
 
     def __getattr__(self, name: str) -> Any:
         # The second tier's other public attributes (max_entries, ...); never private ones.
@@ -191,6 +164,12 @@ class TieredCache(BaseCache):
     def assisted(self, value: bool) -> None:
         self.tier.assisted = bool(value)
 
+    def _index_view(self) -> IndexView:
+        # The fast index of @cached (memokit.fastindex): tier one's records, each
+        # expiring with the bound of the batch it was served in (TierStore.split).
+        tier = self.tier
+        return IndexView(tier.records, tier.data.move_to_end, tier.max_entries)
+
     def local_many(self, keys: list[str]) -> dict[str, Any] | None:
         """The payloads of ``keys`` if tier one may serve every one of them, else None.
 
@@ -204,25 +183,13 @@ class TieredCache(BaseCache):
         slot = self.tier.lookup(key)
         if slot is not None:
             return slot.payload
-        if self._tracking is not None:
-            self._tracking.revive()
-        token = self.tier.token(key)
-        started = monotonic()
-        payload = self.inner._get(key)
-        self.tier.fill(key, payload, started, token)
-        return payload
+        return self._get_many([key]).get(key, MISSING)
 
     async def _aget(self, key: str) -> Any:
         slot = self.tier.lookup(key)
         if slot is not None:
             return slot.payload
-        if self._tracking is not None:
-            self._tracking.revive()
-        token = self.tier.token(key)
-        started = monotonic()
-        payload = await self.inner._aget(key)
-        self.tier.fill(key, payload, started, token)
-        return payload
+        return (await self._aget_many([key])).get(key, MISSING)
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         tier = self.tier
@@ -232,11 +199,19 @@ class TieredCache(BaseCache):
         # All of them, in one round trip (see TierStore.split).
         if self._tracking is not None:
             self._tracking.revive()
-        tokens = [tier.token(key) for key in keys]
+        held, tokens = tier.held(keys)
         started = monotonic()
-        read = self.inner._get_many(keys)
-        tier.fill_many(read, keys, started, tokens)
-        return read
+        if not held:
+            read = self.inner._get_many(keys)
+            tier.fill_many(read, keys, started, tokens)
+            return read
+        changed = self._get_unchanged
+        if changed is not None:
+            read = changed(keys, held)
+        else:
+            read = same(self.inner._get_many(keys), held)
+        tier.fill_many(read, keys, started, tokens, held)
+        return {k: held[k] if p is SAME else p for k, p in read.items()}
 
     async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
         tier = self.tier
@@ -246,11 +221,18 @@ class TieredCache(BaseCache):
         # All of them, in one round trip (see TierStore.split).
         if self._tracking is not None:
             self._tracking.revive()
-        tokens = [tier.token(key) for key in keys]
+        held, tokens = tier.held(keys)
         started = monotonic()
-        read = await self.inner._aget_many(keys)
-        tier.fill_many(read, keys, started, tokens)
-        return read
+        if not held:
+            read = await self.inner._aget_many(keys)
+            tier.fill_many(read, keys, started, tokens)
+            return read
+        if self._aget_unchanged is not None:
+            read = await self._aget_unchanged(keys, held)
+        else:
+            read = same(await self.inner._aget_many(keys), held)
+        tier.fill_many(read, keys, started, tokens, held)
+        return {k: held[k] if p is SAME else p for k, p in read.items()}
 
     def _has_key(self, key: str) -> bool:
         if self.tier.lookup(key) is not None:
@@ -270,7 +252,11 @@ class TieredCache(BaseCache):
             payload = self._get(made)
             if payload is MISSING:
                 return default
-        else:
+            # Re-checked unchanged, or filled: the slot now holding this very payload.
+            slot = self.tier.data.get(made)  # one dict read: no lock needed
+            if slot is not None and slot.payload is not payload:
+                slot = None
+        if slot is not None:
             kept = slot.kept
             if kept is not NOT_KEPT:
                 return kept
@@ -291,7 +277,11 @@ class TieredCache(BaseCache):
             payload = await self._aget(made)
             if payload is MISSING:
                 return default
-        else:
+            # Re-checked unchanged, or filled: the slot now holding this very payload.
+            slot = self.tier.data.get(made)  # one dict read: no lock needed
+            if slot is not None and slot.payload is not payload:
+                slot = None
+        if slot is not None:
             kept = slot.kept
             if kept is not NOT_KEPT:
                 return kept

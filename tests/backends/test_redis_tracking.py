@@ -62,8 +62,14 @@ def _until(check: Callable[[], object], timeout: float, what: str) -> None:
         time.sleep(0.002)
 
 
-def _threads() -> list[threading.Thread]:
-    return [t for t in threading.enumerate() if t.name == _THREAD and t.is_alive()]
+def _threads(cache: RedisCache) -> list[threading.Thread]:
+    """The live tracking threads of ``cache`` (other tests' caches may still have theirs)."""
+    tracker = cache._tracker
+    return [
+        t
+        for t in threading.enumerate()
+        if t.name == _THREAD and getattr(getattr(t, "_target", None), "__self__", 0) is tracker
+    ]
 
 
 @pytest.fixture
@@ -78,7 +84,7 @@ def cache(url: str) -> Iterator[RedisCache]:
         yield cache
     finally:
         cache.close()
-    _until(lambda: not _threads(), 2, "the tracking thread to end")
+    _until(lambda: not _threads(cache), 2, "the tracking thread to end")
 
 
 @pytest.fixture
@@ -221,30 +227,30 @@ def test_a_stopped_server_backs_off_and_close_is_prompt(caplog: pytest.LogCaptur
         began = time.monotonic()
         cache.close()
         assert time.monotonic() - began < 0.5
-        assert not _threads()
+        assert not _threads(cache)
     finally:
         server.stop()
 
 
 def test_close_stops_the_thread_and_revive_starts_it_again(cache: RedisCache) -> None:
     listener, handle = _tracked(cache)
-    assert len(_threads()) == 1
+    assert len(_threads(cache)) == 1
     second = Recorder()
     other = cache.track_invalidations(second, within=0.5)  # one connection for both
     assert other is not None
     _until(lambda: second.assisted, 5, "the second listener")
-    assert len(_threads()) == 1
+    assert len(_threads(cache)) == 1
     began = time.monotonic()
     cache.close()
     assert time.monotonic() - began < 0.1  # the reader is woken, not waited for
-    assert not _threads()
+    assert not _threads(cache)
     assert not listener.assisted
     assert not second.assisted
     handle.revive()
     _until(lambda: listener.assisted and second.assisted, 5, "tracking again")
     other.stop()
     handle.stop()
-    _until(lambda: not _threads(), 2, "the last subscription to stop the thread")
+    _until(lambda: not _threads(cache), 2, "the last subscription to stop the thread")
 
 
 def test_a_forked_child_tracks_on_its_own_connection(cache: RedisCache, url: str) -> None:
@@ -256,7 +262,7 @@ def test_a_forked_child_tracks_on_its_own_connection(cache: RedisCache, url: str
         report = "ok"
         try:
             assert not listener.assisted, "the child inherited the assistance"
-            assert not _threads()
+            assert not _threads(cache)
             handle.revive()
             _until(lambda: listener.assisted, 5, "tracking in the child")
             assert handle.client_id not in (None, parent_id)
@@ -360,10 +366,10 @@ def test_a_refused_connection_is_logged_once_without_its_secret(
 
 def test_a_listener_dropped_without_stop_ends_the_thread(cache: RedisCache) -> None:
     listener, _ = _tracked(cache, within=0.3)
-    assert len(_threads()) == 1
+    assert len(_threads(cache)) == 1
     del listener
     gc.collect()
-    _until(lambda: not _threads(), 2, "the thread to end")
+    _until(lambda: not _threads(cache), 2, "the thread to end")
 
 
 def test_valkey_tracks_too(valkey_server: Any) -> None:

@@ -60,3 +60,12 @@ def redis_settings(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[d
         yield second_tier(request, "redis", tmp_path)
     finally:
         memokit.configure(DEFAULT_CACHES)
+
+
+@pytest.fixture
+def untracked(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Tier one on Redis without server-assisted invalidation: its pushes (of this
+    process's own writes too) would drop the copies a test of the bound re-checks."""
+    from memokit.backends._redistracking import TracksInvalidations
+
+    monkeypatch.setattr(TracksInvalidations, "track_invalidations", lambda *a, **k: None)

@@ -14,7 +14,7 @@ import pytest
 
 import memokit
 from memokit import ImproperlyConfigured
-from memokit.backends._tierstore import TierSettings, TierStore
+from memokit.backends._tierstore import SAME, TierSettings, TierStore
 from memokit.backends.tiered import TieredCache
 from memokit.faults import FaultProxy, Faults
 
@@ -372,23 +372,27 @@ def test_second_tier_down_serves_tier_one_within_the_bound_then_computes(
     with FaultProxy(server.host, server.port) as proxy:
         location = proxy.url("redis") + "/" + settings["LOCATION"].rsplit("/", 1)[1]
         options = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
-        cache = tiered({**settings, "LOCATION": location, "OPTIONS": options}, BOUND=0.3)
+        cache = tiered({**settings, "LOCATION": location, "OPTIONS": options}, BOUND=0.5)
         calls = []
 
         @memokit.cached(cache=cache)
-        def f(x: int) -> int:
+        def f(x: int) -> list[int]:
             calls.append(x)
-            return x * 10
+            return [x * 10]
 
-        assert f(1) == 10
-        assert f(1) == 10
-        memokit.configure_breaker(cache=cache)
+        assert f(1) == [10]
+        assert f(1) == [10]
+        memokit.configure_breaker(cache=cache, threshold=1)
         proxy.set_faults(Faults(reset=True))
-        assert f(1) == 10  # tier one, within the bound: no round trip needed
+        assert f(1) == [10]  # tier one, within the bound: no round trip needed
         assert calls == [1]
-        time.sleep(0.35)
-        assert f(1) == 10  # past the bound: computed (fail-open), no error
-        assert calls == [1, 1]
+        assert f(2) == [20]  # not in tier one: the read fails, computed, the breaker opens
+        assert memokit.breaker_for(cache).open_until
+        assert f(1) == [10]  # the breaker is open: tier one still serves within the bound
+        assert calls == [1, 2]
+        time.sleep(0.55)
+        assert f(1) == [10]  # past the bound: computed (fail-open), no error
+        assert calls == [1, 2, 1]
         with pytest.raises(memokit.BackendError):
             f.invalidate(1)  # an explicit invalidation still raises
         with pytest.raises(memokit.BackendError):
@@ -396,3 +400,162 @@ def test_second_tier_down_serves_tier_one_within_the_bound_then_computes(
         proxy.set_faults()
         memokit.breaker_for(cache).reset()
         cache.close()
+
+
+# -- re-checks --------------------------------------------------------------------------
+
+
+def test_an_unchanged_entry_keeps_its_slot_after_a_recheck(fs: dict[str, Any]) -> None:
+    cache = tiered(fs, BOUND=0.05)
+    cache.set("t", (1, "a"))
+    first = cache.get("t")
+    slot = cache.tier.data[cache.make_key("t")]
+    time.sleep(0.06)
+    assert cache.get("t") is first  # re-checked, unchanged: the decoded value stays
+    assert cache.tier.data[cache.make_key("t")] is slot
+
+
+@pytest.mark.server
+def test_redis_rechecks_by_sha1_without_the_value(
+    redis_settings: dict[str, Any], untracked: None
+) -> None:
+    cache = tiered(redis_settings, BOUND=0.05)
+    other = memokit.create_cache(redis_settings)
+    cache.set_many({"same": b"x" * 1000, "changed": 1, "gone": 2})
+    made = [cache.make_key(k) for k in ("same", "changed", "gone", "never")]
+    held = {m: cache.tier.data[m].payload for m in made[:3]}
+    other.set("changed", 5)
+    other.delete("gone")
+    answer = cache.inner._get_unchanged(made, held)  # type: ignore[attr-defined]
+    assert answer == {made[0]: SAME, made[1]: other._get(made[1])}
+    time.sleep(0.06)
+    assert cache.get_many(["same", "changed", "gone", "never"]) == {
+        "same": b"x" * 1000,
+        "changed": 5,
+    }
+    other.close()
+    cache.close()
+
+
+# -- the fast index of @cached through tier one -------------------------------------
+
+
+def test_index_hits_through_tier_one_see_local_invalidations_at_once(fs: dict[str, Any]) -> None:
+    cache = tiered(fs, BOUND=60)
+    calls = []
+
+    @memokit.cached(cache=cache)
+    def f(x: int) -> tuple[int, int]:
+        calls.append(x)
+        return (x, len(calls))
+
+    first = f(7)
+    assert f(7) == first  # a string-key hit, which teaches the index
+    kept = f(7)
+    for _ in range(5):
+        assert f(7) is kept  # index hits: the immutable value, kept
+    f.invalidate(7)
+    second = f(7)
+    assert second != first
+    assert f(7) == second
+    f.invalidate_all()
+    assert f(7) != second
+    assert len(calls) == 3
+
+
+def test_an_index_hit_is_never_older_than_the_counters_it_was_read_with(
+    fs: dict[str, Any],
+) -> None:
+    bound = 0.2
+    cache = tiered(fs, BOUND=bound)
+    plain = memokit.create_cache(fs)  # another process, as far as the store knows
+    bumped: list[float] = []
+
+    def bump_meanwhile() -> None:
+        time.sleep(0.05)
+
+        @memokit.cached(cache=plain, name="tiers.slow")
+        def g(x: int) -> int:
+            return x
+
+        g.invalidate_all()
+        bumped.append(time.monotonic())
+
+    @memokit.cached(cache=cache, name="tiers.slow")
+    def f(x: int) -> tuple[str, float]:
+        # The counters were read before this ran; the entry is stored after it.
+        if not bumped:
+            thread = threading.Thread(target=bump_meanwhile)
+            thread.start()
+            time.sleep(0.15)
+            thread.join()
+        return ("computed", time.monotonic())
+
+    first = f(1)
+    done = bumped[0]
+    late = 0
+    while (start := time.monotonic()) < done + bound + 0.1:
+        value = f(1)
+        if start > done + bound:
+            late += 1
+            assert value != first, f"{start - done:.3f} s after the invalidation"
+        time.sleep(0.005)
+    assert late > 0
+
+
+# -- threads ----------------------------------------------------------------------------
+
+
+def test_threads_see_their_own_writes_and_the_bounds_hold(fs: dict[str, Any]) -> None:
+    cache = tiered(fs, BOUND=60, MAX_ENTRIES=50, MAX_BYTES=20_000)
+    errors: list[str] = []
+    deadline = time.monotonic() + 10
+
+    def work(n: int) -> None:
+        for i in range(300):
+            if time.monotonic() > deadline:
+                errors.append("too slow")
+                return
+            key = f"t{n}:{i % 40}"
+            cache.set(key, (n, i, b"x" * (i % 300)))
+            got = cache.get(key)
+            if got is None or got[:2] != (n, i):
+                errors.append(f"{key}: {got!r}")  # a thread's own write, read at once
+            if i % 50 == 0:
+                cache.forget_all_local()
+            elif i % 7 == 0:
+                cache.forget_local([cache.make_key(key)])
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(15)
+    assert errors == []
+    tier = cache.tier
+    assert len(tier) <= 50
+    assert tier.bytes == sum(slot.size for slot in tier.data.values()) <= 20_000
+    assert set(tier.records) <= set(tier.data)
+
+
+@pytest.mark.server
+def test_redis_async_rechecks_by_sha1_too(redis_settings: dict[str, Any], untracked: None) -> None:
+    cache = tiered(redis_settings, BOUND=0.05)
+    other = memokit.create_cache(redis_settings)
+
+    async def main() -> None:
+        await cache.aset_many({"same": (1, 2), "changed": 1})
+        kept = await cache.aget("same")
+        assert await cache.aget("same") is kept
+        made = [cache.make_key(k) for k in ("same", "changed", "never")]
+        held = {m: cache.tier.data[m].payload for m in made[:2]}
+        await other.aset("changed", 5)
+        answer = await cache.inner._aget_unchanged(made, held)  # type: ignore[attr-defined]
+        assert answer == {made[0]: SAME, made[1]: await other._aget(made[1])}
+        await asyncio.sleep(0.06)
+        assert await cache.aget("same") is kept  # re-checked unchanged: the slot stays
+        assert await cache.aget("changed") == 5
+
+    asyncio.run(main())
+    other.close()
+    cache.close()
