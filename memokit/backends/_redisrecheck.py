@@ -10,11 +10,12 @@ import hashlib
 from collections.abc import Mapping
 from typing import Any, Final
 
+import redis
 import redis.asyncio
 
 from ._tierstore import SAME
 
-__all__ = ["UNCHANGED_SCRIPT", "answer", "aunchanged", "stamps"]
+__all__ = ["UNCHANGED_SCRIPT", "answer", "aunchanged", "stamps", "unchanged"]
 
 UNCHANGED_SCRIPT: Final = """
 local out = {}
@@ -48,6 +49,16 @@ def answer(keys: list[str], reply: list[Any]) -> dict[str, Any]:
         elif item != 0:
             found[key] = item
     return found
+
+
+def unchanged(client: redis.Redis, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+    """The re-check on ``client`` (a Sentinel's primary too): ``SAME`` per unchanged key.
+
+    The script is made here, once per re-check (once per bound), so a client
+    replaced after a fork or by a subclass is always the one used.
+    """
+    script = client.register_script(UNCHANGED_SCRIPT)
+    return answer(keys, script(keys=keys, args=stamps(keys, held)))
 
 
 async def aunchanged(

@@ -65,7 +65,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
-from ._redisrecheck import UNCHANGED_SCRIPT, answer, aunchanged, stamps
+from ._redisrecheck import aunchanged, unchanged
 from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
 from ._remote import (
@@ -168,7 +168,6 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         self._incr_script: Script = self._primary.register_script(INCR_SCRIPT)
         self._get_or_add_script: Script = self._primary.register_script(GET_OR_ADD_SCRIPT)
         self._persist_script: Script = self._primary.register_script(PERSIST_SCRIPT)
-        self._unchanged_script: Script = self._primary.register_script(UNCHANGED_SCRIPT)
 
     def _renew_clients(self) -> None:
         # In a child after fork: the inherited pools are dropped untouched (_afterfork.py).
@@ -256,7 +255,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         if type(self)._get_many is not RedisCache._get_many:
             return same(self._get_many(keys), held)  # the cluster splits a batch
         try:
-            return answer(keys, self._unchanged_script(keys=keys, args=stamps(keys, held)))
+            return unchanged(self._primary, keys, held)
         except redis.RedisError as exc:
             if self._ignore_exc:
                 return {}

@@ -248,6 +248,7 @@ class TieredCache(BaseCache):
         """``BaseCache.get``; an immutable value read from tier one is kept decoded."""
         made = self.make_and_validate_key(key, version)
         slot = self.tier.lookup(made)
+        payload: Any = MISSING
         if slot is None:
             payload = self._get(made)
             if payload is MISSING:
@@ -273,6 +274,7 @@ class TieredCache(BaseCache):
         """Async ``get``; the tier one answer as in ``get``."""
         made = self.make_and_validate_key(key, version)
         slot = self.tier.lookup(made)
+        payload: Any = MISSING
         if slot is None:
             payload = await self._aget(made)
             if payload is MISSING:

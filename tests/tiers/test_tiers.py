@@ -559,3 +559,31 @@ def test_redis_async_rechecks_by_sha1_too(redis_settings: dict[str, Any], untrac
     asyncio.run(main())
     other.close()
     cache.close()
+
+
+@pytest.mark.server
+@pytest.mark.cluster
+def test_redis_sentinel_rechecks_through_its_primary(request: pytest.FixtureRequest) -> None:
+    found = request.getfixturevalue("redis_sentinel")
+    found.primary().client.flushdb()
+    settings = {
+        "BACKEND": "redis-sentinel",
+        "LOCATION": ",".join(found.urls),
+        "OPTIONS": {"SERVICE_NAME": "memokit", "READ_FROM_REPLICAS": False},
+    }
+    cache = tiered(settings, BOUND=0.05)
+    other = memokit.create_cache(settings)
+    cache.set("t", (1, 2))
+    kept = cache.get("t")
+    assert cache.get("t") is kept
+    time.sleep(0.06)
+    assert cache.get("t") is kept  # re-checked by SHA-1 on the primary: unchanged
+
+    async def changed() -> Any:
+        await other.aset("t", (3, 4))
+        await asyncio.sleep(0.06)
+        return await cache.aget("t")
+
+    assert asyncio.run(changed()) == (3, 4)
+    other.close()
+    cache.close()
