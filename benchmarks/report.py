@@ -246,6 +246,30 @@ def _cluster_table(result: dict[str, Any]) -> list[str]:
     ]
 
 
+def _tiers_table(result: dict[str, Any]) -> list[str]:
+    group = result["groups"][0]
+    by_name = {r["name"]: r["median"] for r in group["results"]}
+    memory = by_name["memory"]
+    lines = _header(["`@cached` hit, `f(7)`", "median", "÷ memory backend"])
+    for name, median in by_name.items():
+        lines.append(_row([name, fmt_ns(median), _ratio(median / memory)]))
+    latency, trips = result["latency"], result["round_trips"]
+    return [
+        "Tier one (`TIER`, bound 1 s) in this process in front of one redis-server.",
+        "",
+        *lines,
+        "",
+        f"An invalidation (`f.invalidate_all()`) as another process reading through tier one "
+        f"sees it, over {latency['rounds']} rounds: median {latency['median_ms']:.0f} ms, "
+        f"at most {latency['max_ms']:.0f} ms (bound {latency['bound_ms']:.0f} ms).",
+        "",
+        f"Redis commands for {trips['calls']:,} hits spread over {trips['spread_s']:.0f} s: "
+        f"{trips['counts']['without tier']:,} without a tier, "
+        f"{trips['counts']['with tier one']:,} with tier one "
+        f"({trips['saved_per_1000']:.0f} round trips saved per 1,000 calls).",
+    ]
+
+
 def _targets_table(targets: list[dict[str, Any]]) -> list[str]:
     lines = _header(["issue", "section", "target", "measured", "met"])
     for t in targets:
@@ -415,6 +439,8 @@ def render(data: dict[str, Any], page: Path) -> None:
             lines += _payloads_table(result)
         elif kind == "cluster":
             lines += _cluster_table(result)
+        elif kind == "tiers":
+            lines += _tiers_table(result)
         lines.append("")
     page.parent.mkdir(parents=True, exist_ok=True)
     page.write_text("\n".join(lines).rstrip() + "\n", encoding="utf-8")

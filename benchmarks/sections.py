@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cluster, decorators, expiring, footprint, ops, payloads, threads
+from . import cluster, decorators, expiring, footprint, ops, payloads, threads, tiers
 from .stores import SERVERS
 from .timing import Config
 
@@ -144,6 +144,12 @@ SECTIONS = [
             or (None if shutil.which("redis-cli") else "redis-cli is not installed")
         ),
         lambda ctx: cluster.run(ctx.config, ctx.server("redis-server")),
+    ),
+    Section(
+        "tiers",
+        "Two tiers: tier one in front of Redis",
+        lambda: backend_missing("redis"),
+        lambda ctx: tiers.run(ctx.config, ctx.server("redis-server")),
     ),
     Section(
         "footprint",

@@ -234,6 +234,13 @@ TARGETS = [
         1.5,
         between("get_many_100", "cluster", "single server"),
     ),
+    Target(
+        19,
+        "tiers",
+        "`@cached` hit through tier one in front of Redis ≤ 1.2x the memory-backend hit",
+        1.2,
+        between("decorated_hit", "tier one over redis", "memory"),
+    ),
 ]
 
 

@@ -29,7 +29,7 @@ _SETTINGS = {
     "VERSION": "version",
     "KEY_FUNCTION": "key_function",
 }
-_KNOWN = {"BACKEND", "LOCATION", "OPTIONS", *_SETTINGS}
+_KNOWN = {"BACKEND", "LOCATION", "OPTIONS", "TIER", *_SETTINGS}
 
 
 def get_backend_class(backend: str | type[BaseCache]) -> type[BaseCache]:
@@ -100,6 +100,12 @@ def create_cache(settings: Mapping[str, Any], alias: str = DEFAULT_CACHE_ALIAS) 
         for name, kwarg in _SETTINGS.items():
             if name in settings:
                 kwargs[kwarg] = settings[name]
+        tier = settings.get("TIER")
+        if tier is not None and tier is not False:
+            from .backends.tiered import TierSettings, tiered  # imports the memory backend
+
+            TierSettings.parse(tier)  # a bad TIER raises before a connection is made
+            return tiered(cls(settings.get("LOCATION", ""), **kwargs), tier)
         return cls(settings.get("LOCATION", ""), **kwargs)
     except ImproperlyConfigured as exc:
         # Every message says which alias to fix; the class stays (not a private one).

@@ -62,6 +62,7 @@ __all__ = [  # the counter keys are re-exported: they were defined here first
     "read_counter",
     "read_entry",
     "tag_counter_key",
+    "tier_only",
     "unreadable_entry",
 ]
 
@@ -157,6 +158,8 @@ class ReadPlan:
         "seen",
         "single",
         "static_keys",
+        "tier",
+        "tier_seen",
         "version",
     )
 
@@ -167,6 +170,13 @@ class ReadPlan:
         self.version = cache.version
         self.get = cache._get
         self.get_many = cache._get_many
+        # Tier one (memokit.backends.tiered): a read it answers alone is a tier hit.
+        self.tier: Callable[[list[str]], dict[str, Any] | None] | None = getattr(
+            cache, "local_many", None
+        )
+        # Through tier one: the versions last read, with the epoch before that read
+        # (memokit.fastindex learns with them; counters.epoch moves at a local bump).
+        self.tier_seen: tuple[int, Versions] | None = None
         # A store no other process sees (the memory backend) changes its counters
         # only through this process's invalidations, which move ``epoch``: the
         # counters read are kept, with the epoch they were read at, until then.
@@ -256,13 +266,17 @@ def read_entry(
             # A shared store, one counter, a made key by concatenation: every hit
             # on such a store comes here, so this is _split's first case inlined.
             made = plan.entry_prefix + key  # type: ignore[operator]  # set whenever single is
-            found = plan.get_many([made, single])
+            since = epoch
+            found = _tier_read(plan, state, [made, single]) or plan.get_many([made, single])
             counter = found.get(single, MISSING)
             if type(counter) is not int:
                 counter = _found_counter(cache, single, counter)
                 if counter is None:
                     counter = run(_create(cache, single, state.counter_seconds(cache)))
-            return found.get(made, MISSING), (counter,)
+            read: Versions = (counter,)
+            if plan.tier is not None:
+                plan.tier_seen = (since, read)
+            return found.get(made, MISSING), read
     else:
         seen = plan.seen
         if seen is not None and seen[0] == epoch:
@@ -272,7 +286,8 @@ def read_entry(
             return plan.get(made), seen[1]
     since = epoch  # read before the counters: a later invalidation moves it
     keys = plan.keys(state, key, args, kwargs)
-    payload, versions = _split(plan, state, cache, keys, plan.get_many(keys), since)
+    found = _tier_read(plan, state, keys) or plan.get_many(keys)
+    payload, versions = _split(plan, state, cache, keys, found, since)
     if isinstance(versions, list):  # counters to create first
         seconds = state.counter_seconds(cache)
         created = [
@@ -294,7 +309,8 @@ async def aread_entry(
         return await cache._aget(made), seen[1]
     since = epoch
     keys = plan.keys(state, key, args, kwargs)
-    payload, versions = _split(plan, state, cache, keys, await cache._aget_many(keys), since)
+    found = _tier_read(plan, state, keys) or await cache._aget_many(keys)
+    payload, versions = _split(plan, state, cache, keys, found, since)
     if isinstance(versions, list):
         seconds = state.counter_seconds(cache)
         created = [
@@ -303,6 +319,38 @@ async def aread_entry(
         ]
         versions = _remember(plan, since, created)
     return payload, versions
+
+
+def tier_only(
+    state: CachedState, cache: BaseCache, key: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> Any:
+    """The value tier one alone holds for a call (its entry and counters within the
+    bound), or MISSING; no I/O. For calls that skip the backend (its breaker is open)."""
+    if getattr(cache, "local_many", None) is None:
+        return MISSING
+    plan = plan_for(state, cache)
+    keys = plan.keys(state, key, args, kwargs)
+    found = _tier_read(plan, state, keys)
+    if found is None:
+        return MISSING
+    payload, versions = _split(plan, state, cache, keys, found, epoch)
+    if isinstance(versions, list):
+        return MISSING
+    try:
+        return valid_value(payload, versions, cache)
+    except UNREADABLE:
+        return MISSING
+
+
+def _tier_read(plan: ReadPlan, state: CachedState, keys: list[str]) -> dict[str, Any] | None:
+    """What tier one answers alone for ``keys`` (counted as a tier hit), or None."""
+    tier = plan.tier
+    if tier is None:
+        return None
+    found = tier(keys)
+    if found is not None:
+        state.tier_hits += 1
+    return found
 
 
 def _split(
@@ -340,6 +388,8 @@ def _split(
         versions = tuple(counters)  # type: ignore[arg-type]  # no None in it
     if plan.local:
         plan.seen = (since, versions)
+    elif plan.tier is not None:
+        plan.tier_seen = (since, versions)
     return payload, versions
 
 
@@ -347,6 +397,8 @@ def _remember(plan: ReadPlan, since: int, counters: list[int | None] | list[int]
     versions: Versions = tuple(counters)  # type: ignore[arg-type]  # no None left
     if plan.local:
         plan.seen = (since, versions)
+    elif plan.tier is not None:
+        plan.tier_seen = (since, versions)
     return versions
 
 

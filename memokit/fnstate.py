@@ -23,6 +23,7 @@ from .timeouts import DEFAULT_TIMEOUT
 if TYPE_CHECKING:
     # Typing only: the counters module reads this state (see docs/architecture.md).
     from .counters import ReadPlan, TagsBuilder
+    from .fastindex import FastIndex
     from .keybuilders import KeyBuilder
     from .locks import BackendLock
 
@@ -91,6 +92,7 @@ class CachedState:
         "func",
         "hits",
         "identity",
+        "index",
         "lock",
         "misses",
         "name",
@@ -102,6 +104,7 @@ class CachedState:
         "safe_keys",
         "stale_hits",
         "tags",
+        "tier_hits",
         "timeout",
         "unbound",
         "unless",
@@ -154,6 +157,7 @@ class CachedState:
         self.misses = 0
         self.errors = 0  # backend failures
         self.value_errors = 0  # value failures (memokit.resilience)
+        self.tier_hits = 0  # reads tier one answered alone (memokit.backends.tiered)
         # Freshness (memokit.freshness) and its counts.
         self.policy = policy
         self.stale_hits = 0  # hits served past the fresh time, within the stale window
@@ -172,6 +176,9 @@ class CachedState:
         # How calls read the current cache (made-key prefixes, primitives);
         # rebuilt by counters.plan_for when the cache or its prefix changes.
         self.fast: ReadPlan | None = None
+        # The fast index (memokit.fastindex) of calls of scalars, made by the first
+        # string-key hit on a store that offers one; None until then.
+        self.index: FastIndex | None = None
         # Single flight (memokit.singleflight), and the opt-in lock in the backend.
         self.flights = SingleFlight()
         self.aflights = AsyncSingleFlight()

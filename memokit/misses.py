@@ -17,7 +17,7 @@ from time import perf_counter_ns
 from typing import Any, Final, NamedTuple, TypeAlias, TypeVar
 
 from .backends.base import MISSING, BaseCache
-from .counters import aread_entry, entry_value, read_entry
+from .counters import aread_entry, entry_value, read_entry, tier_only
 from .entry import Times, Versions, encode_entry, value_of
 from .exceptions import ValueTooLarge
 from .fnstate import CachedState, _count
@@ -224,6 +224,10 @@ def _miss(
     since: int | None = None,
 ) -> Any:
     """Compute and store the value of a call that found no valid entry."""
+    if cache is None and breaker is not None:
+        served = _from_tier_one(state, key, args, kwargs)
+        if served is not MISSING:
+            return served
 
     def lead(recheck: bool) -> tuple[Any, Shared | None]:
         steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
@@ -244,6 +248,10 @@ async def _amiss(
     since: int | None = None,
 ) -> Any:
     """The async twin of :func:`_miss`: the same steps, awaiting each I/O."""
+    if cache is None and breaker is not None:
+        served = _from_tier_one(state, key, args, kwargs)
+        if served is not MISSING:
+            return served
 
     async def lead(recheck: bool) -> tuple[Any, Shared | None]:
         steps = _lead_steps(state, cache, breaker, key, args, kwargs, versions, replace, recheck)
@@ -251,6 +259,18 @@ async def _amiss(
 
     flight = _flight(cache, key, state, versions)
     return _joined(state, *await state.aflights.run(flight, lead, since))
+
+
+def _from_tier_one(state: CachedState, key: str, args: Any, kwargs: Any) -> Any:
+    """While the backend is skipped, a hit that tier one holds within its bound
+    (memokit.backends.tiered: a tiered cache fails open to its tier one first)."""
+    try:
+        served = tier_only(state, state.resolve(), key, args, kwargs)
+    except Exception:  # a switch or a key the cache refuses: compute, as without a tier
+        return MISSING
+    if served is not MISSING:
+        state.hits += 1
+    return served
 
 
 def _flight(

@@ -200,6 +200,7 @@ def _totals(state: CachedState) -> dict[str, int]:
         "early_recomputations": state.early_recomputations,
         "backend_errors": state.errors,
         "value_errors": state.value_errors,
+        "tier_hits": state.tier_hits,
         "compute_count": state.compute_count,
         "compute_ns": state.compute_ns,
     }

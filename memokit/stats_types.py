@@ -17,6 +17,7 @@ FIELDS: Final = (
     "early_recomputations",
     "backend_errors",
     "value_errors",
+    "tier_hits",
     "compute_count",
     "compute_ns",
     *(f"compute_le_{i}" for i in range(_BUCKETS)),
@@ -69,6 +70,9 @@ class Stats:
     """Backend failures: connect, timeout, disk full, locked database."""
     value_errors: int = 0
     """Value failures: an unreadable entry, a value too large, a result the serializer refused."""
+    tier_hits: int = 0
+    """Hits whose entry and counters tier one held (no round trip; docs/tiers.md); counted
+    in ``hits`` too."""
     compute: ComputeTime = ComputeTime()
     """Time the function ran on misses."""
     shared: bool = False
@@ -107,7 +111,7 @@ class Stats:
 
     def as_dict(self) -> dict[str, int]:
         """The counters by their stored names (:data:`FIELDS`)."""
-        counts = {f: getattr(self, f) for f in FIELDS[:8]}
+        counts = {f: getattr(self, f) for f in FIELDS[:9]}
         counts["compute_count"] = self.compute.count
         counts["compute_ns"] = round(self.compute.total * 1e9)
         for i, n in enumerate(self.compute.buckets):
@@ -131,6 +135,7 @@ class Stats:
             early_recomputations=counts.get("early_recomputations", 0),
             backend_errors=counts.get("backend_errors", 0),
             value_errors=counts.get("value_errors", 0),
+            tier_hits=counts.get("tier_hits", 0),
             compute=compute,
             **extra,
         )

@@ -123,6 +123,10 @@ def with_deadlines(connection_class: type[Any]) -> type[Any]:
     subclass: type[Any] = type(
         connection_class.__name__,
         (connection_class,),
-        {"_connect": _connect, "__module__": connection_class.__module__},
+        {
+            "_connect": _connect,
+            "__module__": connection_class.__module__,
+            "plain_class": connection_class,  # for a connection that only polls (tracking)
+        },
     )
     return subclass

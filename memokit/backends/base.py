@@ -48,6 +48,7 @@ from ._checks import (
     check_lock_timeout,
     unknown_options,
 )
+from ._index import IndexView
 from ._keycheck import _caller_stacklevel, report_key
 from ._primitives import MISSING, UNREADABLE, Primitives, arun, run
 
@@ -88,6 +89,8 @@ class BaseCache(Primitives):
     - payloads and timeouts: ``_encode``, ``_decode``, ``_seconds``
     - value-failure reports: ``_unreadable``, ``_not_stored``
     - made keys: ``_plain_key_prefix`` (the prefix made keys are a concatenation of)
+    - the fast index of ``@cached`` (``memokit.fastindex``): ``_index_view``, the
+      records of an in-process store, or None
     - the command line's ``info`` and ``clear`` (``memokit.cli``): ``_count``,
       ``_clear_some`` (optional primitives: an entry count, clearing in batches), ``_clear``
     """
@@ -233,6 +236,16 @@ class BaseCache(Primitives):
         prefix = made_key_prefix(self.key_prefix, version)
         if prefix.isascii() and key_is_clean(prefix + "k" * longest):
             return prefix
+        return None
+
+    # -- the fast index of the decorator layer (memokit.fastindex) -------------
+
+    def _index_view(self) -> IndexView | None:
+        """Return the ``memokit.fastindex.IndexView`` of an in-process store, or None.
+
+        A store that offers one promises that it never mutates a record, only
+        replaces or removes it; the default is None (calls take the string key).
+        """
         return None
 
     # -- encoding (backends may keep some values as they are) ---------------

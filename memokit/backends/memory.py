@@ -21,6 +21,7 @@ from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..serializers import PickleSerializer
+from ._index import IndexView
 from .base import (
     MISSING,
     BaseCache,
@@ -164,6 +165,12 @@ class MemoryCache(CullsByCount, BaseCache):
             del self._data[key]
             return None
         return entry
+
+    def _index_view(self) -> IndexView:
+        # The fast index's view (memokit.fastindex): every change below replaces or
+        # removes a record, never mutates one, and move_to_end is one C call the
+        # GIL keeps whole, so a reader may call it without the lock.
+        return IndexView(self._data, self._data.move_to_end, self._max_entries)
 
     def _get(self, key: str) -> Any:
         # _live, written out: this is the hit path of @cached, where a call costs.

@@ -65,6 +65,8 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
+from ._redisrecheck import aunchanged, unchanged
+from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
 from ._remote import (
     check_flag,
@@ -74,6 +76,7 @@ from ._remote import (
     split_location,
     split_options,
 )
+from ._tierstore import same
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
 DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
@@ -90,7 +93,7 @@ _TIMEOUTS = {
 }
 
 
-class RedisCache(WaitedCounters, BaseCache):
+class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
     """A cache on one Redis server (plus optional read replicas)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -246,6 +249,18 @@ class RedisCache(WaitedCounters, BaseCache):
             self._fail(exc)
         return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
 
+    def _get_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+        """``_get_many`` for tier one's re-check (``_redisrecheck``): ``SAME`` for a key
+        whose value still hashes as ``held[key]`` does, compared in Redis."""
+        if type(self)._get_many is not RedisCache._get_many:
+            return same(self._get_many(keys), held)  # the cluster splits a batch
+        try:
+            return unchanged(self._primary, keys, held)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
+
     def _has_key(self, key: str) -> bool:
         try:
             return bool(self._reader().exists(key))
@@ -386,6 +401,7 @@ class RedisCache(WaitedCounters, BaseCache):
         """Close the pooled connections; the next call opens new ones."""
         for client in (self._primary, *self._replicas):
             client.connection_pool.disconnect()
+        super().close(**kwargs)  # invalidation tracking too (TracksInvalidations)
 
     # -- async: redis.asyncio, one pool per event loop -----------------------------
 
@@ -442,6 +458,17 @@ class RedisCache(WaitedCounters, BaseCache):
                 return {}
             self._fail(exc)
         return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+
+    @keeps_cancellation
+    async def _aget_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+        if type(self)._aget_many is not RedisCache._aget_many:
+            return same(await self._aget_many(keys), held)  # the cluster splits a batch
+        try:
+            return await aunchanged((await self._side()).primary, keys, held)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
 
     @keeps_cancellation
     async def _ahas_key(self, key: str) -> bool:

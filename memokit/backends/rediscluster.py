@@ -457,6 +457,12 @@ class RedisClusterCache(RedisCache):
             if swap(keys=[key], args=[payload, self._encode(value)]):
                 return value
 
+    def track_invalidations(self, listener: Any, *, within: float = 1.0) -> None:
+        """None: a cluster's client tracking is per node, with keys on the wire tagged and
+        slots that move; memokit does not track there, and a two-tier cache in front of a
+        cluster re-checks its copies within its bound (docs/tiers.md)."""
+        return None
+
     def close(self, **kwargs: Any) -> None:
         """Close the connections to every node; the next call opens new ones."""
         made, self._made = self._made, None

@@ -9,7 +9,8 @@
     }
 
 ``OPTIONS["BACKEND"]`` names the memokit backend (a short name such as
-``"memory"`` or a dotted path; ``"memory"`` when absent); the other ``OPTIONS``
+``"memory"`` or a dotted path; ``"memory"`` when absent), ``OPTIONS["TIER"]``
+an in-process tier one in front of it (docs/tiers.md); the other ``OPTIONS``
 keys are that backend's own. ``TIMEOUT``, ``KEY_PREFIX``, ``VERSION`` and
 ``KEY_FUNCTION`` mean what they mean in Django.
 
@@ -131,6 +132,7 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
         )
     options = dict(options)
     backend = options.pop("BACKEND", DEFAULT_BACKEND)
+    tier = options.pop("TIER", None)
     where += f" with OPTIONS['BACKEND'] {backend!r}"
     if isinstance(location, os.PathLike):
         location = os.fspath(location)
@@ -142,6 +144,11 @@ def build_memokit_cache(location: Any, params: Mapping[str, Any]) -> BaseCache:
                 kwargs[kwarg] = params[name]
         if "KEY_FUNCTION" in params:
             kwargs["key_function"] = params["KEY_FUNCTION"]
+        if tier is not None and tier is not False:
+            from ..backends.tiered import TierSettings, tiered
+
+            TierSettings.parse(tier)  # a bad TIER raises before a connection is made
+            return tiered(cls(location, **kwargs), tier)
         return cls(location, **kwargs)
     except InvalidCacheBackendError as exc:
         redact_exception(exc, secrets)

@@ -716,29 +716,31 @@ def test_sync_and_async_hits_on_a_local_store_read_the_entry_alone() -> None:
         reads.append("_aget")
         return await real_aget(key)
 
+    # A tuple argument takes the string key (a call of scalars takes the fast index,
+    # which reads nothing: tests/decorators/test_fastindex.py).
     @cached(cache=cache, name="local-sync")
-    def f(n: int) -> int:
+    def f(n: tuple[int]) -> tuple[int]:
         return n
 
     @cached(cache=cache, name="local-async")
-    async def g(n: int) -> int:
+    async def g(n: tuple[int]) -> tuple[int]:
         return n
 
-    async def call_g() -> int:
-        return await g(1)
+    async def call_g() -> tuple[int]:
+        return await g((1,))
 
-    f(1)
+    f((1,))
     asyncio.run(call_g())
     cache.make_and_validate_key = counted_make  # type: ignore[method-assign]
     cache._get, cache._aget = counted_get, counted_aget  # type: ignore[method-assign]
     # The plans bound _get when they were built: rebuild them with the counting one.
     f._state.fast = g._state.fast = None
-    f(1)
+    f((1,))
     asyncio.run(call_g())  # these two build their plans and read the counters
     made.clear()
     reads.clear()
-    assert f(1) == 1
-    assert asyncio.run(call_g()) == 1
+    assert f((1,)) == (1,)
+    assert asyncio.run(call_g()) == (1,)
     assert (f.cache_info().hits, g.cache_info().hits) == (2, 2)
     assert made == []  # the key is the plan's prefix + the built key, not re-validated
     assert reads == ["_get", "_aget"]

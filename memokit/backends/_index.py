@@ -1,0 +1,28 @@
+"""The view an in-process store offers the fast index of ``@cached`` (``memokit.fastindex``)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any, NamedTuple
+
+__all__ = ["IndexView"]
+
+
+class IndexView(NamedTuple):
+    """What an in-process store offers the fast index (``cache._index_view()``).
+
+    ``records`` maps a made key to the store's record for it: a tuple whose
+    item 0 is the payload (what ``_get`` returns) and item 1 the absolute expiry
+    (``time.time()`` based, ``math.inf`` for never). The store never mutates a
+    record: every change (set, add, touch, incr, delete, expiry, culling,
+    clear) replaces or removes it, so ``records.get(made) is record`` tells that
+    nothing happened to the entry since the record was read. ``recent(made)``
+    marks the entry recently used without the store's lock (one C call that the
+    GIL keeps whole), or is None for a store without recency; it may raise
+    ``KeyError`` when the key went away meanwhile. ``limit`` bounds the items
+    one function's index keeps for this store (its entry bound, say).
+    """
+
+    records: Mapping[str, tuple[Any, ...]]
+    recent: Callable[[str], object] | None
+    limit: int

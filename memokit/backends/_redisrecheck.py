@@ -1,0 +1,74 @@
+"""Tier one's re-check on Redis (``memokit.backends.tiered``): stamps, not values.
+
+A held slot is re-checked by the SHA-1 of its payload: a Lua script compares it
+with the stored value's, in Redis, and sends back only the values that changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from typing import Any, Final
+
+import redis
+import redis.asyncio
+
+from ._tierstore import SAME
+
+__all__ = ["UNCHANGED_SCRIPT", "answer", "aunchanged", "stamps", "unchanged"]
+
+UNCHANGED_SCRIPT: Final = """
+local out = {}
+for i, key in ipairs(KEYS) do
+    local value = redis.pcall('GET', key)
+    if type(value) ~= 'string' then
+        out[i] = 0
+    elseif ARGV[i] ~= '' and redis.sha1hex(value) == ARGV[i] then
+        out[i] = 1
+    else
+        out[i] = value
+    end
+end
+return out
+"""
+"""Per key: 0 when absent, 1 when the value still has the SHA-1 given, else the
+value (Lua integers never clash with values, which Redis returns as strings)."""
+
+
+def stamps(keys: list[str], held: Mapping[str, Any]) -> list[str]:
+    """The script's arguments: the SHA-1 of each held payload ("" for none)."""
+    return [_sha1(held[key]) if key in held else "" for key in keys]
+
+
+def answer(keys: list[str], reply: list[Any]) -> dict[str, Any]:
+    """The script's reply as ``_get_many`` gives it, ``SAME`` for an unchanged key."""
+    found: dict[str, Any] = {}
+    for key, item in zip(keys, reply, strict=True):
+        if item == 1:
+            found[key] = SAME
+        elif item != 0:
+            found[key] = item
+    return found
+
+
+def unchanged(client: redis.Redis, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+    """The re-check on ``client`` (a Sentinel's primary too): ``SAME`` per unchanged key.
+
+    The script is made here, once per re-check (once per bound), so a client
+    replaced after a fork or by a subclass is always the one used.
+    """
+    script = client.register_script(UNCHANGED_SCRIPT)
+    return answer(keys, script(keys=keys, args=stamps(keys, held)))
+
+
+async def aunchanged(
+    client: redis.asyncio.Redis, keys: list[str], held: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The re-check on an async client (the script is sent by its SHA-1, loaded once)."""
+    script = client.register_script(UNCHANGED_SCRIPT)
+    return answer(keys, await script(keys=keys, args=stamps(keys, held)))
+
+
+def _sha1(payload: Any) -> str:
+    data = payload if isinstance(payload, bytes) else str(payload).encode()
+    return hashlib.sha1(data, usedforsecurity=False).hexdigest()

@@ -1,0 +1,458 @@
+"""Two tiers: an in-process tier one (``_tierstore``) in front of any shared backend.
+
+``TieredCache`` is a ``BaseCache`` whose primitives answer from tier one while a
+slot is younger than the coherence bound (``TIER['BOUND']``), and otherwise read
+the second tier (one ``get_many`` for an entry and its counters) and keep what
+they read. Every write goes to the second tier first; what this process wrote
+is then kept in tier one, so it sees its own writes at once. Keys, timeouts and
+payloads are the second tier's own (``inner``): a process without a tier reads
+the same store the same way. See docs/tiers.md for what is promised.
+
+The hooks for server-assisted invalidation (``forget_local``,
+``forget_all_local``, ``assisted``) are public: a backend that pushes changes
+(``track_invalidations``, Redis) is handed the tier once, at start; a read of
+the second tier revives its tracking where it stopped (a forked child, after
+``close()``).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
+from time import monotonic
+from typing import Any, ClassVar
+
+from ..exceptions import ImproperlyConfigured
+from ..timeouts import DEFAULT_TIMEOUT, Timeout
+from . import _steps
+from ._index import IndexView
+from ._primitives import MISSING, UNREADABLE, arun, run
+from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore, same
+from .base import BaseCache, Capabilities
+from .memory import _is_immutable
+
+__all__ = ["TierSettings", "TieredCache", "tiered"]
+
+
+def tiered(inner: BaseCache, tier: Any) -> TieredCache:
+    """Put tier one, configured by the ``TIER`` setting ``tier``, in front of ``inner``.
+
+    Raise ``ImproperlyConfigured`` for a bad setting, and for a backend no other
+    process shares (memory, dummy): a tier in front of it only duplicates it.
+    """
+    settings = TierSettings.parse(tier)
+    if not inner.capabilities.cross_process or not inner.capabilities.stores:
+        raise ImproperlyConfigured(
+            f"TIER in front of {type(inner).__name__} is refused: tier one sits in front of a "
+            f"store other processes share (filesystem, sqlite, redis, memcached); this one "
+            f"is in-process already. Remove TIER, or use a shared BACKEND"
+        )
+    return _class_for(type(inner))(inner, settings)
+
+
+_MIRRORED = (
+    "location",
+    "key_prefix",
+    "version",
+    "key_func",
+    "default_timeout",
+    "serializer",
+    "lock_timeout",
+)
+"""The second tier's settings a tiered cache shows as its own (and writes through)."""
+
+
+@functools.cache
+def _class_for(inner_cls: type[BaseCache]) -> type[TieredCache]:
+    # Capabilities are a class attribute: one subclass per second-tier class.
+    caps = replace(inner_cls.capabilities, keeps_objects=False)
+    name = f"Tiered{inner_cls.__name__}"
+    return type(name, (TieredCache,), {"capabilities": caps, "__qualname__": name})
+
+
+class TieredCache(BaseCache):
+    """Tier one in front of ``inner``; see the module docstring and docs/tiers.md."""
+
+    capabilities: ClassVar[Capabilities] = Capabilities()
+    inner: BaseCache
+    """The second tier."""
+
+    def __init__(self, inner: BaseCache, settings: TierSettings) -> None:
+        # BaseCache.__init__ is not called: keys, timeouts and payloads are inner's.
+        object.__setattr__(self, "inner", inner)
+        for name in _MIRRORED:
+            object.__setattr__(self, name, getattr(inner, name))
+        self.settings = settings
+        self.tier = TierStore(settings)
+        """Tier one."""
+        # A re-check that reads a stamp, not the value, where the backend has one.
+        self._get_unchanged = getattr(inner, "_get_unchanged", None)
+        self._aget_unchanged = getattr(inner, "_aget_unchanged", None)
+        # Redis pushes every change (docs/tiers.md, server-assisted invalidation): the
+        # backend's tracker calls the hooks below; None where it cannot (a cluster).
+        track = getattr(inner, "track_invalidations", None)
+        self._tracking: Any = track(self, within=settings.bound) if track is not None else None
+
+    # -- the second tier's settings, mirrored -------------------------------------
+    # Plain attributes, not properties: the hit path reads key_prefix, version and
+    # key_func on every call. Assigning one here assigns the second tier's too.
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in _MIRRORED:
+            setattr(self.inner, name, value)
+        object.__setattr__(self, name, value)
+
+    def __getattr__(self, name: str) -> Any:
+        # The second tier's other public attributes (max_entries, ...); never private ones.
+        if name.startswith("_") or name == "inner":
+            raise AttributeError(name)
+        return getattr(self.inner, name)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(inner={self.inner!r}, bound={self.settings.bound})"
+
+    def make_key(self, key: Any, version: int | None = None) -> str:
+        """The second tier's key."""
+        return self.inner.make_key(key, version)
+
+    def validate_key(self, key: str) -> None:
+        """The second tier's key rules."""
+        self.inner.validate_key(key)
+
+    def make_and_validate_key(self, key: Any, version: int | None = None) -> str:
+        """The second tier's key, validated by its rules."""
+        return self.inner.make_and_validate_key(key, version)
+
+    def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
+        """The second tier's answer."""
+        return self.inner.get_backend_timeout(timeout)
+
+    def _plain_key_prefix(self, version: int, longest: int) -> str | None:
+        return self.inner._plain_key_prefix(version, longest)
+
+    def _encode(self, value: Any) -> Any:
+        return self.inner._encode(value)
+
+    def _decode(self, payload: Any) -> Any:
+        return self.inner._decode(payload)
+
+    def close(self, **kwargs: Any) -> None:
+        """Close the second tier's connections; tier one stays."""
+        self.inner.close(**kwargs)
+
+    # -- hooks for server-assisted invalidation (called from a tracker's thread) --
+
+    def forget_local(self, made_keys: Iterable[str]) -> None:
+        """Drop these made keys from tier one; a fill under way for one is not kept."""
+        self.tier.forget_many(made_keys)
+
+    def forget_all_local(self) -> None:
+        """Drop every slot of tier one; no fill under way is kept."""
+        self.tier.forget_all()
+
+    @property
+    def assisted(self) -> bool:
+        """True while every change is pushed (``forget_local``): slots need no re-check.
+
+        A tracker sets it once its subscription is live, and on losing it calls
+        ``forget_all_local()`` and sets it False: the bound applies again.
+        """
+        return self.tier.assisted
+
+    @assisted.setter
+    def assisted(self, value: bool) -> None:
+        self.tier.assisted = bool(value)
+
+    def _index_view(self) -> IndexView:
+        # The fast index of @cached (memokit.fastindex): tier one's records, each
+        # expiring with the bound of the batch it was served in (TierStore.split).
+        tier = self.tier
+        return IndexView(tier.records, tier.data.move_to_end, tier.max_entries)
+
+    def local_many(self, keys: list[str]) -> dict[str, Any] | None:
+        """The payloads of ``keys`` if tier one may serve every one of them, else None.
+
+        No I/O: the decorator layer asks here first, to count a tier hit.
+        """
+        return self.tier.split(keys)
+
+    # -- reads --------------------------------------------------------------------
+
+    def _get(self, key: str) -> Any:
+        slot = self.tier.lookup(key)
+        if slot is not None:
+            return slot.payload
+        return self._get_many([key]).get(key, MISSING)
+
+    async def _aget(self, key: str) -> Any:
+        slot = self.tier.lookup(key)
+        if slot is not None:
+            return slot.payload
+        return (await self._aget_many([key])).get(key, MISSING)
+
+    def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        tier = self.tier
+        found = tier.split(keys)
+        if found is not None:
+            return found
+        # All of them, in one round trip (see TierStore.split).
+        if self._tracking is not None:
+            self._tracking.revive()
+        held, tokens = tier.held(keys)
+        started = monotonic()
+        if not held:
+            read = self.inner._get_many(keys)
+            tier.fill_many(read, keys, started, tokens)
+            return read
+        changed = self._get_unchanged
+        if changed is not None:
+            read = changed(keys, held)
+        else:
+            read = same(self.inner._get_many(keys), held)
+        tier.fill_many(read, keys, started, tokens, held)
+        return {k: held[k] if p is SAME else p for k, p in read.items()}
+
+    async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
+        tier = self.tier
+        found = tier.split(keys)
+        if found is not None:
+            return found
+        # All of them, in one round trip (see TierStore.split).
+        if self._tracking is not None:
+            self._tracking.revive()
+        held, tokens = tier.held(keys)
+        started = monotonic()
+        if not held:
+            read = await self.inner._aget_many(keys)
+            tier.fill_many(read, keys, started, tokens)
+            return read
+        if self._aget_unchanged is not None:
+            read = await self._aget_unchanged(keys, held)
+        else:
+            read = same(await self.inner._aget_many(keys), held)
+        tier.fill_many(read, keys, started, tokens, held)
+        return {k: held[k] if p is SAME else p for k, p in read.items()}
+
+    def _has_key(self, key: str) -> bool:
+        if self.tier.lookup(key) is not None:
+            return True
+        return self.inner._has_key(key)
+
+    async def _ahas_key(self, key: str) -> bool:
+        if self.tier.lookup(key) is not None:
+            return True
+        return await self.inner._ahas_key(key)
+
+    def get(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        """``BaseCache.get``; an immutable value read from tier one is kept decoded."""
+        made = self.make_and_validate_key(key, version)
+        slot = self.tier.lookup(made)
+        payload: Any = MISSING
+        if slot is None:
+            payload = self._get(made)
+            if payload is MISSING:
+                return default
+            # Re-checked unchanged, or filled: the slot now holding this very payload.
+            slot = self.tier.data.get(made)  # one dict read: no lock needed
+            if slot is not None and slot.payload is not payload:
+                slot = None
+        if slot is not None:
+            kept = slot.kept
+            if kept is not NOT_KEPT:
+                return kept
+            payload = slot.payload
+        try:
+            value = self._decode(payload)
+        except UNREADABLE as exc:
+            return run(self, _steps.unreadable(self, made, exc, default, payload))
+        if slot is not None and _is_immutable(value):
+            slot.kept = value
+        return value
+
+    async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
+        """Async ``get``; the tier one answer as in ``get``."""
+        made = self.make_and_validate_key(key, version)
+        slot = self.tier.lookup(made)
+        payload: Any = MISSING
+        if slot is None:
+            payload = await self._aget(made)
+            if payload is MISSING:
+                return default
+            # Re-checked unchanged, or filled: the slot now holding this very payload.
+            slot = self.tier.data.get(made)  # one dict read: no lock needed
+            if slot is not None and slot.payload is not payload:
+                slot = None
+        if slot is not None:
+            kept = slot.kept
+            if kept is not NOT_KEPT:
+                return kept
+            payload = slot.payload
+        try:
+            value = self._decode(payload)
+        except UNREADABLE as exc:
+            return await arun(self, _steps.unreadable(self, made, exc, default, payload))
+        if slot is not None and _is_immutable(value):
+            slot.kept = value
+        return value
+
+    # -- writes: the second tier first, then this process's copy ------------------
+
+    def _set(self, key: str, payload: Any, timeout: float | None) -> None:
+        token = self.tier.forget(key)
+        started = monotonic()
+        self.inner._set(key, payload, timeout)
+        self.tier.put(key, payload, started, timeout, token)
+
+    async def _aset(self, key: str, payload: Any, timeout: float | None) -> None:
+        token = self.tier.forget(key)
+        started = monotonic()
+        await self.inner._aset(key, payload, timeout)
+        self.tier.put(key, payload, started, timeout, token)
+
+    def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
+        token = self.tier.forget(key)
+        started = monotonic()
+        added = self.inner._add(key, payload, timeout)
+        if added:
+            self.tier.put(key, payload, started, timeout, token)
+        return added
+
+    async def _aadd(self, key: str, payload: Any, timeout: float | None) -> bool:
+        token = self.tier.forget(key)
+        started = monotonic()
+        added = await self.inner._aadd(key, payload, timeout)
+        if added:
+            self.tier.put(key, payload, started, timeout, token)
+        return added
+
+    def _add_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
+        token = self.tier.forget(key)
+        started = monotonic()
+        found = self.inner._add_or_get(key, payload, timeout)
+        if found is MISSING:
+            self.tier.put(key, payload, started, timeout, token)
+        return found
+
+    async def _aadd_or_get(self, key: str, payload: Any, timeout: float | None) -> Any:
+        token = self.tier.forget(key)
+        started = monotonic()
+        found = await self.inner._aadd_or_get(key, payload, timeout)
+        if found is MISSING:
+            self.tier.put(key, payload, started, timeout, token)
+        return found
+
+    def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        tokens = {key: self.tier.forget(key) for key in items}
+        started = monotonic()
+        failed = self.inner._set_many(items, timeout)
+        self._put_many(items, timeout, tokens, started, failed)
+        return failed
+
+    async def _aset_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
+        tokens = {key: self.tier.forget(key) for key in items}
+        started = monotonic()
+        failed = await self.inner._aset_many(items, timeout)
+        self._put_many(items, timeout, tokens, started, failed)
+        return failed
+
+    def _put_many(
+        self,
+        items: Mapping[str, Any],
+        timeout: float | None,
+        tokens: Mapping[str, tuple[int, int]],
+        started: float,
+        failed: list[str],
+    ) -> None:
+        skip = set(failed)
+        for key, payload in items.items():
+            if key not in skip:
+                self.tier.put(key, payload, started, timeout, tokens[key])
+
+    # Changes whose result tier one cannot know: the key is forgotten before the
+    # second tier is asked (so a failure leaves nothing stale here), and read again.
+
+    def _touch(self, key: str, timeout: float | None) -> bool:
+        self.tier.forget(key)
+        return self.inner._touch(key, timeout)
+
+    async def _atouch(self, key: str, timeout: float | None) -> bool:
+        self.tier.forget(key)
+        return await self.inner._atouch(key, timeout)
+
+    def _delete(self, key: str) -> bool:
+        self.tier.forget(key)
+        try:
+            return self.inner._delete(key)
+        finally:
+            self.tier.forget(key)  # a read racing the delete keeps nothing
+
+    async def _adelete(self, key: str) -> bool:
+        self.tier.forget(key)
+        try:
+            return await self.inner._adelete(key)
+        finally:
+            self.tier.forget(key)
+
+    def _delete_many(self, keys: list[str]) -> None:
+        self.tier.forget_many(keys)
+        try:
+            self.inner._delete_many(keys)
+        finally:
+            self.tier.forget_many(keys)
+
+    async def _adelete_many(self, keys: list[str]) -> None:
+        self.tier.forget_many(keys)
+        try:
+            await self.inner._adelete_many(keys)
+        finally:
+            self.tier.forget_many(keys)
+
+    def _incr(self, key: str, delta: int | float) -> Any:
+        self.tier.forget(key)
+        try:
+            return self.inner._incr(key, delta)
+        finally:
+            self.tier.forget(key)
+
+    async def _aincr(self, key: str, delta: int | float) -> Any:
+        self.tier.forget(key)
+        try:
+            return await self.inner._aincr(key, delta)
+        finally:
+            self.tier.forget(key)
+
+    def _incr_counter(self, key: str, delta: int) -> Any:
+        self.tier.forget(key)
+        try:
+            return self.inner._incr_counter(key, delta)
+        finally:
+            self.tier.forget(key)
+
+    async def _aincr_counter(self, key: str, delta: int) -> Any:
+        self.tier.forget(key)
+        try:
+            return await self.inner._aincr_counter(key, delta)
+        finally:
+            self.tier.forget(key)
+
+    def _clear(self) -> None:
+        self.tier.forget_all()
+        try:
+            self.inner._clear()
+        finally:
+            self.tier.forget_all()
+
+    async def _aclear(self) -> None:
+        self.tier.forget_all()
+        try:
+            await self.inner._aclear()
+        finally:
+            self.tier.forget_all()
+
+    def _count(self) -> int | None:
+        return self.inner._count()
+
+    def _clear_some(self, limit: int) -> int | None:
+        self.tier.forget_all()
+        return self.inner._clear_some(limit)
