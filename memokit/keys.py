@@ -110,6 +110,24 @@ def key_is_clean(key: str) -> bool:
     return len(key) <= MEMCACHE_MAX_KEY_LENGTH and _BAD_CHARACTER(key) is None
 
 
+def clean_batch(keys: list[Any], room: int) -> bool:
+    """Fast check of a batch: True when every key is an exact ``str`` of ASCII characters,
+    at most ``room`` long, that :func:`key_is_clean` passes (then so does each key after a
+    clean ASCII prefix of ``MEMCACHE_MAX_KEY_LENGTH - room`` characters); False for an
+    empty batch. A False says nothing about any one key: check them one by one then.
+    """
+    if set(map(type, keys)) != {str}:  # a subclass may format itself otherwise
+        return False
+    joined = "".join(keys)
+    # For ASCII, isprintable() refuses exactly _BAD_CHARACTER's set but the space.
+    return (
+        joined.isascii()
+        and joined.isprintable()
+        and " " not in joined
+        and max(map(len, keys)) <= room
+    )
+
+
 def refuse_surrogates(key: str) -> None:
     """Raise :class:`InvalidCacheKey` when ``key`` holds a lone surrogate.
 
