@@ -24,6 +24,7 @@ a hash tag choosing the key's slot. It counts against the 250 characters above: 
 50 that ``MAX_KEY_LENGTH`` leaves hold the tag, the version and a ``KEY_PREFIX`` of
 up to 37 characters there."""
 _BAD_CHARACTER = re.compile(r"[\x00-\x20\x7f]").search
+_BAD_BYTES = bytes([*range(0x21), 0x7F])  # the same characters, for bytes.translate
 
 
 def default_key_func(key: Any, key_prefix: str, version: Any) -> str:
@@ -119,13 +120,11 @@ def clean_batch(keys: list[Any], room: int) -> bool:
     if set(map(type, keys)) != {str}:  # a subclass may format itself otherwise
         return False
     joined = "".join(keys)
-    # For ASCII, isprintable() refuses exactly _BAD_CHARACTER's set but the space.
-    return (
-        joined.isascii()
-        and joined.isprintable()
-        and " " not in joined
-        and max(map(len, keys)) <= room
-    )
+    if not joined.isascii() or (len(joined) > room and max(map(len, keys)) > room):
+        return False
+    # One C loop over the bytes (a regex or isprintable() costs twice as much).
+    data = joined.encode()
+    return len(data.translate(None, _BAD_BYTES)) == len(data)
 
 
 def refuse_surrogates(key: str) -> None:
