@@ -24,6 +24,7 @@ a hash tag choosing the key's slot. It counts against the 250 characters above: 
 50 that ``MAX_KEY_LENGTH`` leaves hold the tag, the version and a ``KEY_PREFIX`` of
 up to 37 characters there."""
 _BAD_CHARACTER = re.compile(r"[\x00-\x20\x7f]").search
+_BAD_BYTES = bytes([*range(0x21), 0x7F])  # the same characters, for bytes.translate
 
 
 def default_key_func(key: Any, key_prefix: str, version: Any) -> str:
@@ -108,6 +109,22 @@ def memcache_key_warnings(key: str) -> list[str]:
 def key_is_clean(key: str) -> bool:
     """Fast check: True when ``memcache_key_warnings(key)`` would be empty."""
     return len(key) <= MEMCACHE_MAX_KEY_LENGTH and _BAD_CHARACTER(key) is None
+
+
+def clean_batch(keys: list[Any], room: int) -> bool:
+    """Fast check of a batch: True when every key is an exact ``str`` of ASCII characters,
+    at most ``room`` long, that :func:`key_is_clean` passes (then so does each key after a
+    clean ASCII prefix of ``MEMCACHE_MAX_KEY_LENGTH - room`` characters); False for an
+    empty batch. A False says nothing about any one key: check them one by one then.
+    """
+    if set(map(type, keys)) != {str}:  # a subclass may format itself otherwise
+        return False
+    joined = "".join(keys)
+    if not joined.isascii() or (len(joined) > room and max(map(len, keys)) > room):
+        return False
+    # One C loop over the bytes (a regex or isprintable() costs twice as much).
+    data = joined.encode()
+    return len(data.translate(None, _BAD_BYTES)) == len(data)
 
 
 def refuse_surrogates(key: str) -> None:

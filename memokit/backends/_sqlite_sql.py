@@ -98,6 +98,15 @@ class Sql:
         self.cull = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} ORDER BY expires LIMIT ?)"
         self.clear = f"DELETE FROM {t}"
         self.clear_some = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} LIMIT ?)"
+        self._get_many_of: dict[int, str] = {}
+
+    def get_many_of(self, n: int) -> str:
+        """``get_many`` for ``n`` keys: one string per ``n``, so that sqlite3's statement
+        cache finds it by a hash computed once (``n`` is at most ``CHUNK``)."""
+        sql = self._get_many_of.get(n)
+        if sql is None:
+            sql = self._get_many_of[n] = self.get_many + placeholders(n)
+        return sql
 
 
 def too_large(exc: sqlite3.DataError) -> ValueTooLarge:

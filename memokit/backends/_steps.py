@@ -15,6 +15,7 @@ from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..exceptions import ValueTooLarge
+from ..keys import MEMCACHE_MAX_KEY_LENGTH, clean_batch
 from ..timeouts import Timeout
 from ._primitives import MISSING, UNREADABLE, Steps, is_entry
 
@@ -78,17 +79,54 @@ def fill(
     return cache._decode(encoded)
 
 
+_KEY_MAKERS = ("make_key", "validate_key", "make_and_validate_key")
+
+
+def concatenated(cache: BaseCache, keys: list[Any], version: int | None) -> list[str] | None:
+    """The made keys of ``keys``, in one pass, when each is exactly what
+    ``cache.make_and_validate_key(key, version)`` returns with nothing to warn about:
+    the cache's made keys are a plain concatenation (``_plain_key_prefix``, and no
+    instance overrides a key maker) and every key is a clean ASCII ``str``.
+
+    None otherwise: the caller makes and validates each key, so every warning and
+    error is the single-key path's, in the same order.
+    """
+    if not keys:
+        return None
+    prefix = cache._plain_key_prefix(cache.version if version is None else version, 0)
+    if prefix is None or not clean_batch(keys, MEMCACHE_MAX_KEY_LENGTH - len(prefix)):
+        return None
+    own = cache.__dict__
+    if own and any(name in own for name in _KEY_MAKERS):
+        return None  # e.g. a test's cache.make_key = ...: the instance's is the one used
+    # Clean keys hold no newline: one join and one split make them all in C.
+    return (prefix + ("\n" + prefix).join(keys)).split("\n")
+
+
+def made_keys(cache: BaseCache, keys: Iterable[Any], version: int | None) -> dict[str, Any]:
+    """``{made key: key}`` for ``keys``, as ``make_and_validate_key`` makes each."""
+    if type(keys) is not list:
+        keys = list(keys)
+    made = concatenated(cache, keys, version)
+    if made is not None:
+        return dict(zip(made, keys, strict=True))
+    make = cache.make_and_validate_key
+    return {make(key, version): key for key in keys}
+
+
 def get_many(cache: BaseCache, keys: Iterable[Any], version: int | None) -> Steps[dict[Any, Any]]:
-    made = {cache.make_and_validate_key(key, version): key for key in keys}
+    made = made_keys(cache, keys, version)
     found = yield "_get_many", list(made)
     values: dict[Any, Any] = {}
     unread: list[str] = []
-    for m in made:
+    decode = cache._decode
+    for m, key in made.items():
         if m in found:
+            payload = found[m]
             try:
-                values[made[m]] = cache._decode(found[m])
+                values[key] = decode(payload)
             except UNREADABLE as exc:
-                if not is_entry(found[m]):
+                if not is_entry(payload):
                     cache._unreadable(m, exc)
                     unread.append(m)
     if unread:
@@ -102,12 +140,20 @@ def set_many(
     seconds = cache._seconds(timeout)
     # Every key is validated and every value encoded before anything is stored,
     # so an unpicklable value leaves the store untouched.
-    originals: dict[str, Any] = {}
-    items: dict[str, Any] = {}
-    for key, value in data.items():
-        made = cache.make_and_validate_key(key, version)
-        originals[made] = key
-        items[made] = cache._encode(value)
+    encode = cache._encode
+    made = concatenated(cache, list(data), version) if type(data) is dict else None
+    if made is not None:
+        originals = dict(zip(made, data, strict=True))
+        items = {m: encode(value) for m, value in zip(made, data.values(), strict=True)}
+    else:
+        # Key by key: a bad key raises (on a strict backend) where the loop reaches it,
+        # after the values before it were encoded, as always.
+        originals = {}
+        items = {}
+        for key, value in data.items():
+            m = cache.make_and_validate_key(key, version)
+            originals[m] = key
+            items[m] = encode(value)
     if not items:
         return []
     if removes(seconds):
@@ -118,7 +164,11 @@ def set_many(
 
 
 def delete_many(cache: BaseCache, keys: Iterable[Any], version: int | None) -> Steps[None]:
-    made = [cache.make_and_validate_key(key, version) for key in keys]
+    if type(keys) is not list:
+        keys = list(keys)
+    made = concatenated(cache, keys, version)
+    if made is None:
+        made = [cache.make_and_validate_key(key, version) for key in keys]
     if made:
         yield "_delete_many", made
 

@@ -64,6 +64,9 @@ TEMP_PREFIX = ".tmp-"
 TEMP_SUFFIX = ".mkc-tmp"
 _MAGIC = b"MKC1"
 _HEADER = struct.Struct("<4sdQI")  # magic, expiry (inf: never), payload length, crc32
+_HEADER_SIZE = _HEADER.size
+_NAMES_KEPT = 1024  # file names remembered per cache: a hash costs as much as a syscall
+_FIRST_READ = 1 << 16  # bytes a read asks for first: most entries are whole in one read
 
 
 # Entries and temporaries are opened without following links: only this user (or
@@ -146,6 +149,7 @@ class FileSystemCache(CullsByCount, BaseCache):
         self._dir = path
         self._shared: _Directory | None = None
         self._swept = 0  # the process that listed the directory when it first opened it
+        self._names: dict[str, str] = {}  # made key -> file name, the hash kept (_name)
         try:
             shared = self._directory()
             # An existing directory we may not write passes the checks (and root's
@@ -191,9 +195,16 @@ class FileSystemCache(CullsByCount, BaseCache):
         return shared
 
     def _name(self, key: str) -> str:
-        # Plain strings, not Path objects: building a Path costs more than the hash.
-        digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
-        return digest.hexdigest() + SUFFIX
+        names = self._names
+        name = names.get(key)
+        if name is None:
+            # Plain strings, not Path objects: building a Path costs more than the hash.
+            digest = hashlib.blake2b(key.encode("utf-8", "surrogatepass"), digest_size=16)
+            name = digest.hexdigest() + SUFFIX
+            if len(names) >= _NAMES_KEPT:
+                names.clear()  # a bound, not an LRU: the hot keys come back at once
+            names[key] = name
+        return name
 
     def _path(self, key: str) -> str:
         """The path of the entry file of ``key`` (for tools and tests; memokit uses names)."""
@@ -226,14 +237,18 @@ class FileSystemCache(CullsByCount, BaseCache):
             except FileNotFoundError:
                 return None
         try:
-            info = os.fstat(fd)
-            data = _read_all(fd, info.st_size)
+            data = _read_all(fd)
+            if len(data) >= _HEADER_SIZE:  # _problem(data) is None, in one pass
+                magic, expiry, length, checksum = _HEADER.unpack_from(data)
+                payload = data[_HEADER_SIZE:]
+                if magic == _MAGIC and len(payload) == length and zlib.crc32(payload) == checksum:
+                    return expiry, payload
+            inode = os.fstat(fd).st_ino  # a damaged file: which one, to remove it
         finally:
             os.close(fd)
         problem = _problem(data)
-        if problem is None:
-            _, expiry, _, _ = _HEADER.unpack_from(data)
-            return expiry, data[_HEADER.size :]
+        if problem is None:  # pragma: no cover - the checks above are _problem's
+            raise AssertionError("an entry file failed a check that _problem passes")
         if problem:
             # Rate-limited per file and window, as every value failure is.
             where = os.path.join(self._dir, name)
@@ -243,7 +258,7 @@ class FileSystemCache(CullsByCount, BaseCache):
         # An empty file (problem == "") is what a crash before the first write leaves,
         # or an OS crash before the data reached the disk: Django reads it as expired,
         # without complaint. The inode tells our damaged file from one renamed in since.
-        _remove_if_same(shared, name, info.st_ino)
+        _remove_if_same(shared, name, inode)
         return None
 
     def _load_live(self, shared: _Directory, name: str, now: float) -> tuple[float, bytes] | None:
@@ -458,12 +473,19 @@ class FileSystemCache(CullsByCount, BaseCache):
         return removed
 
 
-def _read_all(fd: int, size: int) -> bytes:
-    """Read the file from its start to its end (``size``: its size when it was opened)."""
-    # An entry file is never changed in place, so one read returns it whole; the loop
-    # is for the rare short read, and for a foreign file that is still growing.
-    data = os.read(fd, size + 1)
-    if len(data) == size:
+def _read_all(fd: int) -> bytes:
+    """Read the file from its start to its end."""
+    # An entry file is never changed in place, so one read usually returns it whole,
+    # without asking its size first (os.fstat costs as much as the read): it is whole
+    # when the read stopped short of the buffer and holds what its header announces.
+    # Anything else (a large entry, a short read, a damaged or foreign file) is read on
+    # to its end, which is what _problem then judges.
+    data = os.read(fd, _FIRST_READ)
+    if (
+        len(data) < _FIRST_READ
+        and len(data) >= _HEADER_SIZE
+        and len(data) >= _HEADER_SIZE + _HEADER.unpack_from(data)[2]
+    ):
         return data
     chunks = [data]
     while chunk := os.read(fd, 1 << 20):

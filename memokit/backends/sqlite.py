@@ -392,21 +392,25 @@ class SQLiteCache(CullsByCount, BaseCache):
             state.slot.busy = False  # Slot.leave(), inlined
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}
         now = _now()
-        found: dict[str, Any] = {}
-        expired: list[str] = []
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
-            for chunk in chunks(keys):
-                sql = self._sql.get_many + placeholders(len(chunk))
-                for key, value, expires in conn.execute(sql, chunk):
-                    if expires <= now:
-                        expired.append(key)
-                    else:
-                        found[key] = value
-            if expired:
-                self._delete_expired(conn, expired, now)
+            if len(keys) <= CHUNK:
+                rows = conn.execute(self._sql.get_many_of(len(keys)), keys).fetchall()
+            else:
+                rows = [
+                    row
+                    for chunk in chunks(keys)
+                    for row in conn.execute(self._sql.get_many_of(len(chunk)), chunk)
+                ]
+            found = {key: value for key, value, expires in rows if expires > now}
+            if len(found) < len(rows):  # some expired (or a key repeated across chunks)
+                expired = [key for key, _, expires in rows if expires <= now]
+                if expired:
+                    self._delete_expired(conn, expired, now)
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
         return found

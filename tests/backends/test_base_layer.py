@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 
 import memokit
+from memokit import keys
 from memokit.backends import _steps, base
 from memokit.exceptions import ValueNotStoredWarning, ValueTooLarge
 from memokit.testing import isolated_cache
@@ -96,3 +97,48 @@ def test_a_primitives_exception_reaches_the_algorithm_in_both_twins() -> None:
     with pytest.warns(ValueNotStoredWarning):
         assert asyncio.run(cache.aget_or_set("k2", 2)) == 2
     assert cache.get_many(["k", "k2"]) == {}
+
+
+def test_clean_batch_refuses_exactly_what_the_key_check_refuses() -> None:
+    # One pass over the joined keys must agree with key_is_clean on every ASCII
+    # character, and refuse what it cannot vouch for (non-ASCII, not a str).
+    for code in range(128):
+        key = f"k{chr(code)}"
+        assert keys.clean_batch(["a", key], 10) is keys.key_is_clean(key), repr(key)
+    assert keys.clean_batch(["a" * 10], 10)
+    assert not keys.clean_batch(["a" * 11, "b"], 10)
+    assert not keys.clean_batch(["清"], 10)  # the single path checks it (surrogates, bytes)
+    assert not keys.clean_batch([1, "a"], 10)
+
+    class Sub(str):
+        __slots__ = ()
+
+    assert not keys.clean_batch([Sub("a")], 10)  # it may format itself otherwise
+    assert not keys.clean_batch([], 10)
+
+
+@pytest.mark.parametrize(
+    ("settings", "batch"),
+    [
+        ({}, True),
+        ({"key_prefix": "p"}, True),
+        ({"key_function": lambda k, p, v: f"{p}:{v}:{k}"}, False),  # a KEY_FUNCTION: no promise
+        ({"key_prefix": "p q"}, False),  # the prefix itself warns: every key does
+    ],
+)
+def test_the_batch_key_maker_takes_one_pass_only_where_it_is_exact(
+    settings: dict[str, Any], batch: bool
+) -> None:
+    with isolated_cache(**settings) as cache:
+        keys_ = ["a", "b:c", "x" * 200]
+        made = _steps.concatenated(cache, keys_, None)
+        assert (made is not None) is batch
+        if made is not None:
+            assert made == [cache.make_and_validate_key(k) for k in keys_]
+            assert _steps.concatenated(cache, keys_, 3) == [
+                cache.make_and_validate_key(k, 3) for k in keys_
+            ]
+        for unclean in (["a", "b c"], ["a", "清"], ["a", 1], ["x" * 250]):
+            assert _steps.concatenated(cache, unclean, None) is None
+        cache.make_key = cache.make_key  # type: ignore[method-assign]  # the instance's own
+        assert _steps.concatenated(cache, keys_, None) is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import fcntl
+import hashlib
 import os
 import re
 import stat
@@ -257,10 +258,13 @@ def test_empty_file_is_a_silent_miss_and_removed(cache: FileSystemCache) -> None
     ],
     ids=["header-cut", "payload-cut", "trailing-byte", "bit-flip", "magic", "foreign"],
 )
+@pytest.mark.parametrize("size", [10, 40_000], ids=["small", "past-the-first-read"])
 def test_damaged_file_is_a_miss_with_a_warning_and_removed(
-    cache: FileSystemCache, damage: Any, message: str
+    cache: FileSystemCache, damage: Any, message: str, size: int
 ) -> None:
-    cache.set("key", {"some": "value" * 10})
+    # A read does not ask the file's size first; past filesystem._FIRST_READ bytes
+    # (a value of 200 KB) it reads on to the end, and judges the same.
+    cache.set("key", {"some": "value" * size})
     path = entry_path(cache, "key")
     path.write_bytes(damage(path.read_bytes()))
     with pytest.warns(CorruptEntryWarning, match=message):
@@ -268,6 +272,24 @@ def test_damaged_file_is_a_miss_with_a_warning_and_removed(
     assert not path.exists()
     cache.set("key", "fresh")
     assert cache.get("key") == "fresh"
+
+
+@pytest.mark.parametrize("size", [0, 1, filesystem._FIRST_READ - 40, 3 * filesystem._FIRST_READ])
+def test_values_of_any_size_are_read_whole(cache: FileSystemCache, size: int) -> None:
+    value = bytes(range(256)) * (size // 256) + b"x" * (size % 256)
+    cache.set("key", value)
+    assert cache.get("key") == value
+    assert cache.get_many(["key"]) == {"key": value}
+
+
+def test_file_names_are_remembered_within_a_bound(cache: FileSystemCache) -> None:
+    keys = [f"k{i}" for i in range(filesystem._NAMES_KEPT + 10)]
+    cache.set_many(dict.fromkeys(keys, 1))
+    assert len(cache._names) <= filesystem._NAMES_KEPT
+    assert cache.get_many(keys) == dict.fromkeys(keys, 1)
+    made = cache.make_key("k0")
+    digest = hashlib.blake2b(made.encode(), digest_size=16).hexdigest()
+    assert cache._name(made) == digest + filesystem.SUFFIX == cache._name(made)
 
 
 def test_missing_file_is_a_miss(cache: FileSystemCache) -> None:

@@ -262,6 +262,21 @@ def test_expired_rows_are_removed_when_read(cache: SQLiteCache, frozen: Any) -> 
     assert count_rows(cache) == 0
 
 
+def test_get_many_over_chunks_removes_the_expired_rows_only(
+    cache: SQLiteCache, frozen: Any
+) -> None:
+    # Rows from several IN (...) chunks; a key repeated across chunks is one entry.
+    cache._max_entries = 10_000
+    cache.set_many({f"old{i}": i for i in range(300)}, 1)
+    cache.set_many({f"new{i}": i for i in range(900)}, 100)
+    frozen.tick(2)
+    keys = [f"old{i}" for i in range(300)] + [f"new{i}" for i in range(900)] + ["new0"]
+    assert cache.get_many(keys) == {f"new{i}": i for i in range(900)}
+    assert count_rows(cache) == 900
+    assert cache.get_many(["new1", "new1"] * 600) == {"new1": 1}
+    assert cache.get_many([]) == {}
+
+
 def test_cull_removes_expired_rows_first_then_the_soonest_to_expire(
     tmp_path: Path, frozen: Any
 ) -> None:

@@ -215,3 +215,111 @@ def test_a_lone_surrogate_is_refused_everywhere(
 
 async def _async_get(cache: BaseCache, key: str) -> object:
     return await cache.aget(key)
+
+
+class _Shown(str):
+    """A key whose format() differs from its characters (Django's key function formats it)."""
+
+    __slots__ = ()
+
+    def __str__(self) -> str:
+        return "shown-" + str.__str__(self)
+
+    def __format__(self, spec: str) -> str:
+        return format(str(self), spec)
+
+
+BATCHES: dict[str, list[Any]] = {
+    "clean": ["a", "b", "c:d", "x" * 247],
+    "one bad in the middle": ["a", "b c", "d"],
+    "made too long by the version": ["a", "x" * 248, "b"],
+    "a control character and a DEL": ["a\x01", "b", "c\x7f"],
+    "non-ASCII": ["清", "a", "é" * 100],
+    "not str": [1, "1", 2.5, ("t", 1)],
+    "a str subclass": [_Shown("k"), "k2"],
+    "duplicates": ["a", "b", "a"],
+}
+
+
+def _single_path(cache: BaseCache, keys: list[Any]) -> tuple[list[str], str | None]:
+    """The made keys and warnings (or the error) of ``make_and_validate_key``, key by key."""
+    made: list[str] = []
+    with warnings.catch_warnings(record=True) as record:
+        warnings.simplefilter("always")
+        try:
+            for key in keys:
+                made.append(cache.make_and_validate_key(key))
+        except InvalidCacheKey as exc:
+            return [str(w.message) for w in record], f"{type(exc).__name__}: {exc}"
+    return [str(w.message) for w in record], None
+
+
+BATCH_OPERATIONS: dict[str, Callable[[BaseCache, list[Any]], object]] = {
+    "get_many": lambda c, keys: c.get_many(keys),
+    "get_many of a generator": lambda c, keys: c.get_many(k for k in keys),
+    "set_many": lambda c, keys: c.set_many(dict.fromkeys(keys, 1)),
+    "delete_many": lambda c, keys: c.delete_many(keys),
+    "aget_many": lambda c, keys: asyncio.run(c.aget_many(keys)),
+    "aset_many": lambda c, keys: asyncio.run(c.aset_many(dict.fromkeys(keys, 1))),
+    "adelete_many": lambda c, keys: asyncio.run(c.adelete_many(keys)),
+}
+
+
+@pytest.mark.parametrize("batch", list(BATCHES))
+def test_batches_make_and_validate_keys_as_single_calls_do(
+    make_any_cache: CacheFactory, batch: str
+) -> None:
+    # The batch methods may make and check keys in one pass; what they warn about or
+    # refuse, and in which order, is exactly what the keys one by one would give.
+    cache = make_any_cache()
+    keys = BATCHES[batch]
+    expected_warnings, expected_error = _single_path(cache, keys)
+    if batch == "duplicates":
+        expected_warnings = []  # set_many's dict drops the second "a"; nothing to warn of
+    for name, operation in BATCH_OPERATIONS.items():
+        with warnings.catch_warnings(record=True) as record:
+            warnings.simplefilter("always")
+            error = None
+            try:
+                operation(cache, keys)
+            except InvalidCacheKey as exc:
+                error = f"{type(exc).__name__}: {exc}"
+        seen = [str(w.message) for w in record if issubclass(w.category, CacheKeyWarning)]
+        assert (seen, error) == (expected_warnings, expected_error), name
+        for w in record:
+            if issubclass(w.category, CacheKeyWarning):
+                assert w.filename == __file__, name  # pointed at the caller, on both paths
+
+
+def test_batches_read_what_single_calls_store(make_cache: CacheFactory) -> None:
+    cache = make_cache()
+    keys: list[Any] = ["a", "x" * 247, "清", 7, _Shown("s")]
+    if not cache.capabilities.strict_keys:
+        keys.append("a b")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", CacheKeyWarning)
+        for i, key in enumerate(keys):
+            cache.set(key, i)
+        assert cache.get_many(keys) == {key: i for i, key in enumerate(keys)}
+        cache.set_many({key: -i for i, key in enumerate(keys)})
+        assert [cache.get(key) for key in keys] == [-i for i in range(len(keys))]
+        cache.delete_many(keys[:2])
+        assert cache.get_many(keys) == {key: -i for i, key in enumerate(keys) if i >= 2}
+        assert cache.get_many(keys, version=2) == {}
+        cache.set_many({"v": 2}, version=2)
+        assert cache.get_many(["v"], version=2) == {"v": 2} == {"v": cache.get("v", version=2)}
+
+
+def test_batches_use_an_instances_own_key_makers(make_cache: CacheFactory) -> None:
+    cache = make_cache()
+    seen: list[str] = []
+    cache.validate_key = seen.append  # type: ignore[method-assign]
+    cache.set_many({"a": 1, "b": 2})
+    assert cache.get_many(["a", "b"]) == {"a": 1, "b": 2}
+    cache.delete_many(["a"])
+    assert seen == [":1:a", ":1:b"] * 2 + [":1:a"]
+    original = cache.make_key
+    cache.make_key = lambda key, version=None: "H" + original(key, version)  # type: ignore[method-assign]
+    cache.set("c", 3)
+    assert cache.get_many(["c", "a"]) == {"c": 3}
+    assert seen[-2:] == ["H:1:c", "H:1:a"]
