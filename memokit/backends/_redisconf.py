@@ -180,3 +180,11 @@ def refused_keys(items: dict[str, Any], px: int | None, replies: list[Any]) -> l
     if px is None:  # one MSET: all or nothing
         return list(items) if isinstance(replies[0], Exception) else []
     return [key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)]
+
+
+def found_payloads(keys: list[str], payloads: list[Any]) -> dict[str, Any]:
+    """MGET's answer as ``{key: payload}`` without the missing keys."""
+    found = dict(zip(keys, payloads, strict=True))  # C loops: the common case is all hits
+    if None in payloads:
+        return {k: p for k, p in found.items() if p is not None}
+    return found

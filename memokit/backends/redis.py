@@ -29,6 +29,7 @@ import asyncio
 import itertools
 import logging
 import os
+import pickle
 import random
 import threading
 import time
@@ -43,7 +44,13 @@ from redis.exceptions import WatchError
 from .._secrets import redact
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
 from ..framing import raw_ints_safe
-from ..serializers import describe
+from ..serializers import (
+    FRAME_MAGIC,
+    UNPICKLING_ERRORS,
+    PickleSerializer,
+    describe,
+    unpickling_failed,
+)
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
 from ._deadline import with_deadlines
@@ -56,6 +63,7 @@ from ._redisconf import (
     check_client_options,
     check_servers,
     display,
+    found_payloads,
     known_secrets,
     milliseconds,
     queue_sets,
@@ -81,6 +89,7 @@ DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
 DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 """Seconds to wait for the server's answer to a command."""
 
+_loads = pickle.loads
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -123,6 +132,8 @@ class RedisCache(WaitedCounters, BaseCache):
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         self._client_options = check_client_options(client_options, _TIMEOUTS)
         self._raw_ints = raw_ints_safe(self.serializer)
+        # Bare pickles (the default): _decode reads them without the serializer's call.
+        self._bare_pickles = type(self.serializer) is PickleSerializer and self._raw_ints
         self._display = self.location
         self._refusal_quiet_until = 0.0
         pools: list[redis.ConnectionPool] = []
@@ -198,6 +209,24 @@ class RedisCache(WaitedCounters, BaseCache):
         return self.serializer.dumps(value)
 
     def _decode(self, payload: Any) -> Any:
+        if self._bare_pickles and type(payload) is bytes and payload[:1] == b"\x80":
+            # PickleSerializer.loads inlined (get_many decodes every value here).
+            try:
+                return _loads(payload)  # pickle trusts the store (docs/security.md)
+            except Exception as exc:
+                if payload[:2] != FRAME_MAGIC:
+                    raise self._unreadable_payload(exc) from None
+                # A frame: pickle refused its first opcode, nothing ran; read it below.
+        return self._decode_slowly(payload)
+
+    def _unreadable_payload(self, exc: Exception) -> UnreadableEntry:
+        if isinstance(exc, UNPICKLING_ERRORS):
+            return unpickling_failed(exc)  # what PickleSerializer.loads raises
+        return UnreadableEntry(
+            f"cannot deserialise a value read from Redis {self._display} ({describe(exc)})"
+        )
+
+    def _decode_slowly(self, payload: Any) -> Any:
         if type(payload) is int:
             return payload  # an encoded raw int not yet sent (get_or_set's stored form)
         try:
@@ -244,7 +273,7 @@ class RedisCache(WaitedCounters, BaseCache):
             if self._ignore_exc:
                 return {}
             self._fail(exc)
-        return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+        return found_payloads(keys, payloads)
 
     def _has_key(self, key: str) -> bool:
         try:
@@ -441,7 +470,7 @@ class RedisCache(WaitedCounters, BaseCache):
             if self._ignore_exc:
                 return {}
             self._fail(exc)
-        return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+        return found_payloads(keys, payloads)
 
     @keeps_cancellation
     async def _ahas_key(self, key: str) -> bool:
