@@ -171,8 +171,11 @@ def queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:
     if px is None:
         pipe.mset(items)
     else:
+        # The command itself: redis-py's set() checks a dozen options first (about
+        # 6 µs a key, as much as the whole round trip of a batch of 10).
+        queue = pipe.execute_command
         for key, payload in items.items():
-            pipe.set(key, payload, px=px)
+            queue("SET", key, payload, "PX", px)
 
 
 def refused_keys(items: dict[str, Any], px: int | None, replies: list[Any]) -> list[str]:
@@ -188,3 +191,11 @@ def found_payloads(keys: list[str], payloads: list[Any]) -> dict[str, Any]:
     if None in payloads:
         return {k: p for k, p in found.items() if p is not None}
     return found
+
+
+def send_set(client: Any, key: str, payload: Any, px: int | None, *flags: str) -> Any:
+    """Send ``SET key payload [PX px] [flags]`` as redis-py's ``set()`` would, without its
+    option checks; an async client returns the awaitable."""
+    if px is None:
+        return client.execute_command("SET", key, payload, *flags)
+    return client.execute_command("SET", key, payload, "PX", px, *flags)

@@ -69,6 +69,7 @@ from ._redisconf import (
     queue_sets,
     refused_keys,
     scrub,
+    send_set,
 )
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
@@ -285,7 +286,7 @@ class RedisCache(WaitedCounters, BaseCache):
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
         try:
-            self._primary.set(key, payload, px=milliseconds(timeout))
+            send_set(self._primary, key, payload, milliseconds(timeout))
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -326,7 +327,7 @@ class RedisCache(WaitedCounters, BaseCache):
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         px = milliseconds(timeout)
         try:
-            return bool(self._primary.set(key, payload, px=px, nx=True))
+            return bool(send_set(self._primary, key, payload, px, "NX"))
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -487,7 +488,7 @@ class RedisCache(WaitedCounters, BaseCache):
         side = await self._side()
         px = milliseconds(timeout)
         try:
-            await side.primary.set(key, payload, px=px)
+            await send_set(side.primary, key, payload, px)
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -512,7 +513,7 @@ class RedisCache(WaitedCounters, BaseCache):
         side = await self._side()
         px = milliseconds(timeout)
         try:
-            return bool(await side.primary.set(key, payload, px=px, nx=True))
+            return bool(await send_set(side.primary, key, payload, px, "NX"))
         except redis.RedisError as exc:
             self._fail(exc)
 
