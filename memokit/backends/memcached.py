@@ -61,10 +61,8 @@ from ..framing import PAYLOAD_OPTIONS, raw_ints_safe
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, clean_keys_pass, key_is_clean, memcache_key_warnings
 from ..serializers import (
     FRAME_MAGIC,
-    UNPICKLING_ERRORS,
     PickleSerializer,
     describe,
-    unpickling_failed,
 )
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _reports
@@ -79,6 +77,7 @@ from ._remote import (
     refused_options,
     split_location,
     split_options,
+    unreadable_payload,
 )
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
@@ -327,16 +326,9 @@ class MemcachedCache(BaseCache):
                 return _loads(payload)  # pickle trusts the store (docs/security.md)
             except Exception as exc:
                 if payload[:2] != FRAME_MAGIC:
-                    raise self._unreadable_payload(exc) from None
+                    raise unreadable_payload(exc, f"memcached {self.location}") from None
                 # A frame: pickle refused its first opcode, nothing ran; read it below.
         return self._decode_slowly(payload)
-
-    def _unreadable_payload(self, exc: Exception) -> UnreadableEntry:
-        if isinstance(exc, UNPICKLING_ERRORS):
-            return unpickling_failed(exc)  # what PickleSerializer.loads raises
-        return UnreadableEntry(
-            f"cannot deserialise a value read from memcached {self.location} ({describe(exc)})"
-        )
 
     def _decode_slowly(self, payload: Any) -> Any:
         if type(payload) is int:

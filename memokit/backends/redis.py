@@ -46,10 +46,8 @@ from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured,
 from ..framing import raw_ints_safe
 from ..serializers import (
     FRAME_MAGIC,
-    UNPICKLING_ERRORS,
     PickleSerializer,
     describe,
-    unpickling_failed,
 )
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
@@ -82,6 +80,7 @@ from ._remote import (
     refused_options,
     split_location,
     split_options,
+    unreadable_payload,
 )
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
@@ -216,16 +215,9 @@ class RedisCache(WaitedCounters, BaseCache):
                 return _loads(payload)  # pickle trusts the store (docs/security.md)
             except Exception as exc:
                 if payload[:2] != FRAME_MAGIC:
-                    raise self._unreadable_payload(exc) from None
+                    raise unreadable_payload(exc, f"Redis {self._display}") from None
                 # A frame: pickle refused its first opcode, nothing ran; read it below.
         return self._decode_slowly(payload)
-
-    def _unreadable_payload(self, exc: Exception) -> UnreadableEntry:
-        if isinstance(exc, UNPICKLING_ERRORS):
-            return unpickling_failed(exc)  # what PickleSerializer.loads raises
-        return UnreadableEntry(
-            f"cannot deserialise a value read from Redis {self._display} ({describe(exc)})"
-        )
 
     def _decode_slowly(self, payload: Any) -> Any:
         if type(payload) is int:
