@@ -25,6 +25,8 @@ PACKAGES = (
     "redis",
     "hiredis",
     "pymemcache",
+    "zlib-ng",  # COMPRESSOR "zlib" deflates with it when installed (section payloads)
+    "zstandard",
     "wrapt",
     "matplotlib",
 )

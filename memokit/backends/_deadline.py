@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import socket
+import struct
 import time
 from typing import Any
 
@@ -94,13 +95,135 @@ class DeadlineSocket(socket.socket):
         _settimeout(self, max(left, _LAST_LOOK))
 
 
+_KERNEL_SEND_MAX = 16 * 1024
+"""A request up to this size is sent with the kernel's timeout; a larger one, which may
+take several sends, with Python's (one bound for the whole of ``sendall``)."""
+_connect = socket.socket.connect
+
+
+def _timeval(seconds: float) -> bytes:
+    whole = int(seconds)
+    micros = int((seconds - whole) * 1_000_000)
+    if not whole and not micros:
+        micros = 1  # a zero timeval means "no timeout" to the kernel
+    return struct.pack("@ll", whole, micros)
+
+
+_NO_TIMEOUT = struct.pack("@ll", 0, 0)
+
+
+class KernelDeadlineSocket(DeadlineSocket):
+    """A :class:`DeadlineSocket` whose timeout the kernel keeps (``SO_RCVTIMEO``,
+    ``SO_SNDTIMEO``) on a blocking socket.
+
+    Python enforces a socket timeout with a ``poll()`` before every send and every
+    read: two system calls more per request, about 1 µs on loopback, where a
+    memcached ``get`` takes about 15 µs. Here a send and a read are one system
+    call each; the kernel's ``EAGAIN`` at the timeout is raised as Python's
+    ``TimeoutError``, and connecting keeps Python's timeout.
+    """
+
+    __slots__ = ()
+
+    def settimeout(self, value: float | None) -> None:
+        """Set the timeout, which is also the time each request gets in all."""
+        self._limit = value
+        if value:
+            _settimeout(self, None)  # blocking: the kernel times the calls out
+            self._kernel_timeout(_timeval(value))
+        else:
+            self._kernel_timeout(_NO_TIMEOUT)
+            _settimeout(self, value)
+
+    def gettimeout(self) -> float | None:
+        """The timeout given to ``settimeout``."""
+        return self._limit
+
+    def _kernel_timeout(self, timeval: bytes) -> None:
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, timeval)
+        self.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, timeval)
+
+    def connect(self, address: Any) -> None:
+        """Connect within the timeout (Python's: the kernel's would stop at EINPROGRESS)."""
+        limit = self._limit
+        if limit:
+            _settimeout(self, limit)
+        try:
+            _connect(self, address)
+        finally:
+            if limit:
+                _settimeout(self, None)
+
+    def sendall(self, data: Any, flags: int = 0) -> None:
+        """Send a request; the reads of its reply have the timeout from now on, in all."""
+        limit = self._limit
+        if not limit:
+            socket.socket.sendall(self, data, flags)
+            return
+        self._deadline = _monotonic() + limit
+        if len(data) > _KERNEL_SEND_MAX:
+            _settimeout(self, limit)  # several sends: one bound for them all
+            try:
+                socket.socket.sendall(self, data, flags)
+            finally:
+                _settimeout(self, None)
+            return
+        try:
+            socket.socket.sendall(self, data, flags)
+        except BlockingIOError:
+            raise TimeoutError("timed out") from None
+
+    def recv(self, bufsize: int, flags: int = 0) -> bytes:
+        """Read, within what is left of the request's deadline."""
+        limit = self._limit
+        if limit and self._deadline and not flags & _PEEK:
+            left = self._deadline - _monotonic()
+            if left < limit - _SLACK:
+                self._shorten(left)
+                try:
+                    return self._kernel_recv(bufsize, flags)
+                finally:
+                    self._kernel_timeout(_timeval(limit))
+        if limit:
+            return self._kernel_recv(bufsize, flags)
+        return _recv(self, bufsize, flags)
+
+    def _kernel_recv(self, bufsize: int, flags: int) -> bytes:
+        try:
+            return _recv(self, bufsize, flags)
+        except BlockingIOError:
+            raise TimeoutError("timed out") from None
+
+    def recv_into(self, buffer: Any, nbytes: int = 0, flags: int = 0) -> int:
+        """Read into ``buffer``, within what is left of the request's deadline."""
+        limit = self._limit
+        if not limit:
+            return _recv_into(self, buffer, nbytes, flags)
+        shortened = False
+        if self._deadline and not flags & _PEEK:
+            left = self._deadline - _monotonic()
+            if left < limit - _SLACK:
+                self._shorten(left)
+                shortened = True
+        try:
+            return _recv_into(self, buffer, nbytes, flags)
+        except BlockingIOError:
+            raise TimeoutError("timed out") from None
+        finally:
+            if shortened:
+                self._kernel_timeout(_timeval(limit))
+
+    def _shorten(self, left: float) -> None:
+        self._kernel_timeout(_timeval(max(left, _LAST_LOOK)))
+
+
 class DeadlineSocketModule:
-    """The ``socket`` module, except that its sockets are :class:`DeadlineSocket` s.
+    """The ``socket`` module, except that its sockets are :class:`KernelDeadlineSocket` s.
 
     For clients that take a socket module (pymemcache's ``socket_module``).
     """
 
-    socket = DeadlineSocket
+    socket = KernelDeadlineSocket
 
     def __getattr__(self, name: str) -> Any:
         return getattr(socket, name)

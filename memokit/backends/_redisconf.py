@@ -171,8 +171,11 @@ def queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:
     if px is None:
         pipe.mset(items)
     else:
+        # The command itself: redis-py's set() checks a dozen options first (about
+        # 6 µs a key, as much as the whole round trip of a batch of 10).
+        queue = pipe.execute_command
         for key, payload in items.items():
-            pipe.set(key, payload, px=px)
+            queue("SET", key, payload, "PX", px)
 
 
 def refused_keys(items: dict[str, Any], px: int | None, replies: list[Any]) -> list[str]:
@@ -180,3 +183,19 @@ def refused_keys(items: dict[str, Any], px: int | None, replies: list[Any]) -> l
     if px is None:  # one MSET: all or nothing
         return list(items) if isinstance(replies[0], Exception) else []
     return [key for key, reply in zip(items, replies, strict=True) if isinstance(reply, Exception)]
+
+
+def found_payloads(keys: list[str], payloads: list[Any]) -> dict[str, Any]:
+    """MGET's answer as ``{key: payload}`` without the missing keys."""
+    found = dict(zip(keys, payloads, strict=True))  # C loops: the common case is all hits
+    if None in payloads:
+        return {k: p for k, p in found.items() if p is not None}
+    return found
+
+
+def send_set(client: Any, key: str, payload: Any, px: int | None, *flags: str) -> Any:
+    """Send ``SET key payload [PX px] [flags]`` as redis-py's ``set()`` would, without its
+    option checks; an async client returns the awaitable."""
+    if px is None:
+        return client.execute_command("SET", key, payload, *flags)
+    return client.execute_command("SET", key, payload, "PX", px, *flags)

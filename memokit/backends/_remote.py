@@ -16,7 +16,8 @@ import sys
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any, TypeVar
 
-from ..exceptions import ImproperlyConfigured
+from ..exceptions import ImproperlyConfigured, UnreadableEntry
+from ..serializers import UNPICKLING_ERRORS, describe, unpickling_failed
 from .base import unknown_options
 
 
@@ -154,3 +155,11 @@ def keeps_cancellation(method: _A) -> _A:
         return result
 
     return guarded  # type: ignore[return-value]  # same signature as method
+
+
+def unreadable_payload(exc: Exception, where: str) -> UnreadableEntry:
+    """The error for a bare pickle that ``pickle.loads`` refused with ``exc``, read from
+    ``where``: what ``PickleSerializer.loads`` and the backend's ``_decode`` raised."""
+    if isinstance(exc, UNPICKLING_ERRORS):
+        return unpickling_failed(exc)
+    return UnreadableEntry(f"cannot deserialise a value read from {where} ({describe(exc)})")

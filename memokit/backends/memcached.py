@@ -28,6 +28,7 @@ answers False, with a ``ValueNotStoredWarning`` once per key and window.
 from __future__ import annotations
 
 import math
+import pickle
 import time
 import weakref
 from collections.abc import Mapping
@@ -58,11 +59,16 @@ from ..exceptions import (
 )
 from ..framing import PAYLOAD_OPTIONS, raw_ints_safe
 from ..keys import MEMCACHE_MAX_KEY_LENGTH, clean_keys_pass, key_is_clean, memcache_key_warnings
-from ..serializers import describe
+from ..serializers import (
+    FRAME_MAGIC,
+    PickleSerializer,
+    describe,
+)
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _reports
 from ._afterfork import renew_in_children
 from ._deadline import DeadlineSocketModule
+from ._memcached_pool import FastPool
 from ._memcached_ring import NodeDown, Ring
 from ._remote import (
     check_flag,
@@ -71,6 +77,7 @@ from ._remote import (
     refused_options,
     split_location,
     split_options,
+    unreadable_payload,
 )
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
@@ -85,6 +92,7 @@ THIRTY_DAYS: Final = 60 * 60 * 24 * 30
 LATEST_EXPIRY: Final = 2**31 - 1
 """The latest Unix time memcached's 32-bit expiry holds."""
 
+_loads = pickle.loads
 _FLAG_INT = 1 << 4  # an integer stored as text, offset by _BIAS
 _BIAS = 2**63
 _RAW = range(-(2**62), 2**62)  # kept raw: any native incr by a delta in _RAW fits 64 bits
@@ -119,6 +127,10 @@ class _Serde:
         if flags & _FLAG_INT:
             return int(value) - _BIAS
         return value
+
+
+_STOCK_POOL = ("max_pool_size", "pool_idle_timeout", "lock_generator")
+"""pymemcache options that only its own pool honours."""
 
 
 def _expire(timeout: float | None) -> int:
@@ -170,6 +182,8 @@ class MemcachedCache(BaseCache):
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         options = self._check_client_options(client_options or {})
         self._native_incr = raw_ints_safe(self.serializer)
+        # Bare pickles (the default): _decode reads them without the serializer's call.
+        self._bare_pickles = type(self.serializer) is PickleSerializer
         common: dict[str, Any] = {
             "serde": _Serde(),
             "allow_unicode_keys": True,
@@ -222,7 +236,9 @@ class MemcachedCache(BaseCache):
 
     def _make_client(self) -> Any:
         if len(self._specs) == 1:
-            return PooledClient(self._specs[0], **self._common)
+            if any(self._common.get(name) for name in _STOCK_POOL):
+                return PooledClient(self._specs[0], **self._common)
+            return FastPool(self._specs[0], **self._common)
         cache = weakref.ref(self)  # the ring lives as long as the cache: no cycle
 
         def window() -> float:
@@ -304,6 +320,17 @@ class MemcachedCache(BaseCache):
         return self.serializer.dumps(value)
 
     def _decode(self, payload: Any) -> Any:
+        if self._bare_pickles and type(payload) is bytes:
+            # PickleSerializer.loads inlined (the hot read).
+            try:
+                return _loads(payload)  # pickle trusts the store (docs/security.md)
+            except Exception as exc:
+                if payload[:2] != FRAME_MAGIC:
+                    raise unreadable_payload(exc, f"memcached {self.location}") from None
+                # A frame: pickle refused its first opcode, nothing ran; read it below.
+        return self._decode_slowly(payload)
+
+    def _decode_slowly(self, payload: Any) -> Any:
         if type(payload) is int:
             return payload
         try:

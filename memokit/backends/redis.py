@@ -29,6 +29,7 @@ import asyncio
 import itertools
 import logging
 import os
+import pickle
 import random
 import threading
 import time
@@ -43,7 +44,11 @@ from redis.exceptions import WatchError
 from .._secrets import redact
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
 from ..framing import raw_ints_safe
-from ..serializers import describe
+from ..serializers import (
+    FRAME_MAGIC,
+    PickleSerializer,
+    describe,
+)
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
 from ._deadline import with_deadlines
@@ -56,11 +61,13 @@ from ._redisconf import (
     check_client_options,
     check_servers,
     display,
+    found_payloads,
     known_secrets,
     milliseconds,
     queue_sets,
     refused_keys,
     scrub,
+    send_set,
 )
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
@@ -75,6 +82,7 @@ from ._remote import (
     refused_options,
     split_location,
     split_options,
+    unreadable_payload,
 )
 from ._tierstore import same
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
@@ -84,6 +92,7 @@ DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
 DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 """Seconds to wait for the server's answer to a command."""
 
+_loads = pickle.loads
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -126,6 +135,8 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         self._client_options = check_client_options(client_options, _TIMEOUTS)
         self._raw_ints = raw_ints_safe(self.serializer)
+        # Bare pickles (the default): _decode reads them without the serializer's call.
+        self._bare_pickles = type(self.serializer) is PickleSerializer and self._raw_ints
         self._display = self.location
         self._refusal_quiet_until = 0.0
         pools: list[redis.ConnectionPool] = []
@@ -201,6 +212,17 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         return self.serializer.dumps(value)
 
     def _decode(self, payload: Any) -> Any:
+        if self._bare_pickles and type(payload) is bytes and payload[:1] == b"\x80":
+            # PickleSerializer.loads inlined (get_many decodes every value here).
+            try:
+                return _loads(payload)  # pickle trusts the store (docs/security.md)
+            except Exception as exc:
+                if payload[:2] != FRAME_MAGIC:
+                    raise unreadable_payload(exc, f"Redis {self._display}") from None
+                # A frame: pickle refused its first opcode, nothing ran; read it below.
+        return self._decode_slowly(payload)
+
+    def _decode_slowly(self, payload: Any) -> Any:
         if type(payload) is int:
             return payload  # an encoded raw int not yet sent (get_or_set's stored form)
         try:
@@ -247,7 +269,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
             if self._ignore_exc:
                 return {}
             self._fail(exc)
-        return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+        return found_payloads(keys, payloads)
 
     def _get_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
         """``_get_many`` for tier one's re-check (``_redisrecheck``): ``SAME`` for a key
@@ -271,7 +293,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
         try:
-            self._primary.set(key, payload, px=milliseconds(timeout))
+            send_set(self._primary, key, payload, milliseconds(timeout))
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -312,7 +334,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         px = milliseconds(timeout)
         try:
-            return bool(self._primary.set(key, payload, px=px, nx=True))
+            return bool(send_set(self._primary, key, payload, px, "NX"))
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -457,7 +479,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
             if self._ignore_exc:
                 return {}
             self._fail(exc)
-        return {k: p for k, p in zip(keys, payloads, strict=True) if p is not None}
+        return found_payloads(keys, payloads)
 
     @keeps_cancellation
     async def _aget_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
@@ -485,7 +507,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         side = await self._side()
         px = milliseconds(timeout)
         try:
-            await side.primary.set(key, payload, px=px)
+            await send_set(side.primary, key, payload, px)
         except redis.RedisError as exc:
             self._fail(exc)
 
@@ -510,7 +532,7 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         side = await self._side()
         px = milliseconds(timeout)
         try:
-            return bool(await side.primary.set(key, payload, px=px, nx=True))
+            return bool(await send_set(side.primary, key, payload, px, "NX"))
         except redis.RedisError as exc:
             self._fail(exc)
 

@@ -8,20 +8,24 @@ from collections.abc import Iterator
 
 import pytest
 
-from memokit.backends._deadline import DeadlineSocket, DeadlineSocketModule
+from memokit.backends._deadline import DeadlineSocket, DeadlineSocketModule, KernelDeadlineSocket
 from memokit.faults import FaultProxy
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(30)]
 
 
-@pytest.fixture
-def proxy(echo: tuple[str, int]) -> Iterator[FaultProxy]:
+@pytest.fixture(params=[DeadlineSocket, KernelDeadlineSocket])
+def proxy(echo: tuple[str, int], request: pytest.FixtureRequest) -> Iterator[FaultProxy]:
+    """A proxy to the echo server; ``connect`` makes sockets of the class in the param
+    (redis-py's timeouts are Python's, pymemcache's the kernel's)."""
     with FaultProxy(*echo) as running:
+        running.socket_class = request.param  # type: ignore[attr-defined]  # for connect()
         yield running
 
 
 def connect(proxy: FaultProxy, timeout: float) -> DeadlineSocket:
-    sock = DeadlineSocket.adopt(socket.create_connection((proxy.host, proxy.port)))
+    cls: type[DeadlineSocket] = proxy.socket_class  # type: ignore[attr-defined]
+    sock = cls.adopt(socket.create_connection((proxy.host, proxy.port)))
     sock.settimeout(timeout)
     return sock
 
@@ -93,4 +97,37 @@ def test_the_socket_module_makes_deadline_sockets() -> None:
     module = DeadlineSocketModule()
     assert module.AF_INET == socket.AF_INET
     with module.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        assert isinstance(sock, DeadlineSocket)
+        assert isinstance(sock, KernelDeadlineSocket)
+
+
+def test_kernel_timeouts_cost_no_poll_and_bound_a_request(proxy: FaultProxy) -> None:
+    # The kernel keeps the timeout of a blocking socket: a send and a read are one
+    # system call each (Python polls before each when it keeps the timeout itself).
+    with connect(proxy, 0.3) as sock:
+        if not isinstance(sock, KernelDeadlineSocket):
+            pytest.skip("redis-py's sockets keep Python's timeout")
+        assert sock.getblocking()
+        assert sock.gettimeout() == 0.3
+        sock.sendall(b"x" * 100)
+        assert read(sock, 100) == b"x" * 100
+        big = b"b" * (64 * 1024)  # over the kernel-send size: Python's bound for the whole
+        sock.sendall(big)
+        assert read(sock, len(big)) == big
+        assert sock.getblocking()
+        proxy.set_faults(delay=1.0)
+        started = time.monotonic()
+        sock.sendall(b"late")
+        with pytest.raises(TimeoutError):
+            sock.recv(10)
+        assert 0.25 < time.monotonic() - started < 0.3 + 0.2
+
+
+def test_kernel_timeouts_keep_connect_errors(proxy: FaultProxy) -> None:
+    from memokit.testing import free_port
+
+    with DeadlineSocketModule().socket(socket.AF_INET, socket.SOCK_STREAM) as fresh:
+        fresh.settimeout(0.2)
+        with pytest.raises(ConnectionRefusedError):
+            fresh.connect(("127.0.0.1", free_port()))  # nothing listens there
+        assert fresh.getblocking()
+        assert fresh.gettimeout() == 0.2
