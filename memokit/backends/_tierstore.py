@@ -232,7 +232,9 @@ class TierStore:
             first = keys[0]
             record = self.records.get(first)
             if record is None or record[2] != ends or record[0] is not found[first]:
-                self.records[first] = (found[first], time() + (ends - now), ends)
+                # The wall clock first: a thread switch before monotonic() can only
+                # end the record earlier, never past the slot's bound.
+                self.records[first] = (found[first], time() - monotonic() + ends, ends)
         return found
 
     # -- the generation guard -----------------------------------------------------

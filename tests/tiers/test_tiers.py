@@ -248,6 +248,30 @@ def test_a_fill_is_dropped_after_forget_all() -> None:
     assert store.lookup("k") is not None
 
 
+def test_a_record_for_the_fast_index_ends_with_its_slot_however_late_it_is_made(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The record's end is on the wall clock (the fast index reads time.time()), the
+    # slot's on the monotonic one: a thread switch between reading the two clocks must
+    # not carry the record past the slot's bound (a coherence run once served an
+    # invalidated entry 3 ms past the bound).
+    import memokit.backends._tierstore as tierstore
+
+    store = TierStore(TierSettings(bound=0.2))
+    store.fill("k", b"v", time.monotonic(), store.token("k"))
+    real_time = time.time
+
+    def late_wall_clock() -> float:
+        time.sleep(0.05)  # this thread loses the processor between the two clocks
+        return real_time()
+
+    monkeypatch.setattr(tierstore, "time", late_wall_clock)
+    assert store.split(["k"]) == {"k": b"v"}
+    monkeypatch.undo()
+    _, wall_end, ends = store.records["k"]
+    assert wall_end - real_time() <= ends - time.monotonic() + 0.005
+
+
 # -- decorators and statistics ------------------------------------------------------
 
 
@@ -563,7 +587,9 @@ def test_redis_async_rechecks_by_sha1_too(redis_settings: dict[str, Any], untrac
 
 @pytest.mark.server
 @pytest.mark.cluster
-def test_redis_sentinel_rechecks_through_its_primary(request: pytest.FixtureRequest) -> None:
+def test_redis_sentinel_rechecks_through_its_primary(
+    request: pytest.FixtureRequest, untracked: None
+) -> None:
     found = request.getfixturevalue("redis_sentinel")
     found.primary().client.flushdb()
     settings = {
