@@ -387,16 +387,32 @@ def test_a_forked_child_gets_fresh_locks_and_keeps_the_bound(
 # -- fail-open --------------------------------------------------------------------------
 
 
+def _move_tier_clocks(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
+    """Move the clocks tier one judges its copies by ``seconds`` on (its slots, on the
+    monotonic clock; the fast index's records, on the wall clock)."""
+    import memokit.backends._tierstore as tierstore
+    import memokit.fastindex as fastindex
+    import memokit.wrappers as wrappers
+
+    monkeypatch.setattr(tierstore, "monotonic", lambda: time.monotonic() + seconds)
+    for module in (tierstore, fastindex, wrappers):
+        name = "time" if module is tierstore else "_now"
+        monkeypatch.setattr(module, name, lambda: time.time() + seconds)
+
+
 @pytest.mark.server
 def test_second_tier_down_serves_tier_one_within_the_bound_then_computes(
-    request: pytest.FixtureRequest, tmp_path: Path
+    request: pytest.FixtureRequest, tmp_path: Path, untracked: None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Untracked: tracking coming up after the first fill drops it (a race this test
+    # lost on a loaded machine); a bound of 60 s and a clock moved on by hand, so
+    # "within the bound" never depends on how fast the machine is.
     settings = second_tier(request, "redis", tmp_path)
     server = request.getfixturevalue("redis_server")
     with FaultProxy(server.host, server.port) as proxy:
         location = proxy.url("redis") + "/" + settings["LOCATION"].rsplit("/", 1)[1]
         options = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
-        cache = tiered({**settings, "LOCATION": location, "OPTIONS": options}, BOUND=0.5)
+        cache = tiered({**settings, "LOCATION": location, "OPTIONS": options}, BOUND=60)
         calls = []
 
         @memokit.cached(cache=cache)
@@ -414,7 +430,7 @@ def test_second_tier_down_serves_tier_one_within_the_bound_then_computes(
         assert memokit.breaker_for(cache).open_until
         assert f(1) == [10]  # the breaker is open: tier one still serves within the bound
         assert calls == [1, 2]
-        time.sleep(0.55)
+        _move_tier_clocks(monkeypatch, 61)
         assert f(1) == [10]  # past the bound: computed (fail-open), no error
         assert calls == [1, 2, 1]
         with pytest.raises(memokit.BackendError):
