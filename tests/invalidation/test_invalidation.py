@@ -639,8 +639,9 @@ def test_a_store_only_this_process_sees_reads_counters_after_changes_only(
     if cache.capabilities.cross_process:
         assert calls == ["_get_many"]  # another process may have invalidated
         return
-    # Only this process changes this store's counters: a hit reads the entry alone.
-    assert calls == ["_get"]
+    # Only this process changes this store's counters: a hit reads the entry alone,
+    # or nothing through the fast index (memokit.fastindex).
+    assert calls in ([], ["_get"])
     data.version = 2
     memokit.invalidate_tags("catalog", cache=cache)
     calls.clear()

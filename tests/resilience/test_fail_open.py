@@ -69,6 +69,9 @@ class Outage(MemoryCache):
         self._check()
         return super()._delete(key)
 
+    def _index_view(self) -> None:
+        return None  # every call reaches the backend: no fast index (memokit.fastindex)
+
 
 # -- the rule ----------------------------------------------------------------------
 
