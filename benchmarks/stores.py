@@ -448,44 +448,31 @@ def redis_stores(workdir: Path, server: Any) -> list[Store]:
 # --- memcached ------------------------------------------------------------------------
 
 
-def _dumps(value: Any) -> bytes:
-    return pickle.dumps(value, pickle.HIGHEST_PROTOCOL)
-
-
 def memcached_stores(workdir: Path, server: Any) -> list[Store]:
     from pymemcache.client.base import Client
 
     from .env import django_cache
 
     client = Client((server.host, server.port), default_noreply=False)
-    # Like for like: the raw client does the pickling a user of it would do (as
-    # memokit does), and nothing else; integers stay raw for incr, as memokit's do.
+    # The strict floor, as for Redis and SQLite: raw bytes in and out, no pickling
+    # (the figures issue 19 names are against it).
     floor = Store(
-        "raw pymemcache base Client + pickle",
+        "raw pymemcache base Client",
         "floor",
         client,
         {
-            "get_hit": "loads(c.get(K))",
+            "get_hit": "c.get(K)",
             "get_miss": "c.get(M)",
-            "set": "c.set(K, dumps(V), expire=300)",
-            "add": "c.add(next(fresh), dumps(V), expire=300)",
+            "set": "c.set(K, V, expire=300)",
+            "add": "c.add(next(fresh), V, expire=300)",
             "incr": "c.incr(N, 1)",
             "delete": "c.delete(next(fresh))",
-            **{
-                f"get_many_{n}": f"{{k: loads(p) for k, p in c.get_many(KS{n}).items()}}"
-                for n in SIZES
-            },
-            **{
-                f"set_many_{n}": f"c.set_many({{k: dumps(v) for k, v in D{n}.items()}}, expire=300)"
-                for n in SIZES
-            },
+            **{f"get_many_{n}": f"c.get_many(KS{n})" for n in SIZES},
+            **{f"set_many_{n}": f"c.set_many(D{n}, expire=300)" for n in SIZES},
         },
-        VALUE,
-        fill=lambda refs, v: client.set_many(
-            {ref: v if type(v) is int else _dumps(v) for ref in refs}, expire=TIMEOUT
-        ),
+        RAW,
+        fill=lambda refs, v: client.set_many(dict.fromkeys(refs, v), expire=TIMEOUT),
         drop=client.delete_many,
-        helpers={"loads": pickle.loads, "dumps": _dumps},
         close=client.close,
     )
     location = f"{server.host}:{server.port}"
