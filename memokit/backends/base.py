@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     from ..resilience import CircuitBreaker  # it imports this module
 
 _MEMO_KEYS = 4096
-"""Made keys a cache remembers for ``get`` and ``set`` (``BaseCache._key``); then it starts anew."""
+"""Made keys a cache remembers for ``get`` and ``set`` (``_remember``); then it starts anew."""
 
 __all__ = [
     "MISSING",
@@ -137,7 +137,7 @@ class BaseCache(Primitives):
             raise ImproperlyConfigured(f"VERSION must be an int, not {version!r}; e.g. VERSION=1")
         self.version = version
         self.key_func = get_key_func(key_function)
-        # Made keys of clean str keys (_key), with the settings they were made under:
+        # Made keys of clean str keys (_remember), with the settings they were made under:
         # the common get and set skip key making and validation (a fifth of a memory get).
         self._keys: tuple[str, int, KeyFunc, dict[str, str]] = (
             key_prefix,
@@ -203,13 +203,14 @@ class BaseCache(Primitives):
         self.validate_key(made)
         return made
 
-    def _key(self, key: Any, version: int | None) -> str:
-        """``make_and_validate_key``; a clean made key of a str at the default version is
-        remembered (``get`` and ``set`` read ``_keys``) while ``key_prefix``, ``version``
-        and ``key_func`` stay the same objects, where keys are made and validated as
-        ``BaseCache`` does (a key that warns is not remembered: it warns at each call).
+    def _remember(self, key: Any, version: int | None, made: str) -> None:
+        """Remember ``made``, the made key of ``key``, for ``get`` and ``set`` (``_keys``).
+
+        Only a clean made key of a str at the default version, where keys are made
+        and validated as ``BaseCache`` does (a key that warns warns at each call);
+        the memo holds while ``key_prefix``, ``version`` and ``key_func`` stay the
+        same objects.
         """
-        made = self.make_and_validate_key(key, version)
         cls = type(self)
         if (
             version is None
@@ -226,7 +227,6 @@ class BaseCache(Primitives):
             ):
                 memo = self._keys = (self.key_prefix, self.version, self.key_func, {})
             memo[3][key] = made
-        return made
 
     def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
         """Return the absolute expiry time (``time.time()`` based) for ``timeout``, or None.
@@ -299,12 +299,13 @@ class BaseCache(Primitives):
         An entry that cannot be read is a miss: it is removed, with a
         ``CorruptEntryWarning`` once per key and window.
         """
-        memo = self._keys  # _key's memo, read here for the common case
+        memo = self._keys  # made keys remembered (_remember)
         made = memo[3].get(key) if version is None and type(key) is str else None
         if made is None or not (
             memo[0] is self.key_prefix and memo[1] is self.version and memo[2] is self.key_func
         ):
-            made = self._key(key, version)
+            made = self.make_and_validate_key(key, version)  # here: warnings' stack depth
+            self._remember(key, version, made)
         payload = self._get(made)
         if payload is MISSING:
             return default
@@ -317,12 +318,13 @@ class BaseCache(Primitives):
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
     ) -> None:
         """Store ``value`` at ``key``; a timeout of 0 or less removes the key instead."""
-        memo = self._keys  # _key's memo, read here for the common case
+        memo = self._keys  # made keys remembered (_remember)
         made = memo[3].get(key) if version is None and type(key) is str else None
         if made is None or not (
             memo[0] is self.key_prefix and memo[1] is self.version and memo[2] is self.key_func
         ):
-            made = self._key(key, version)
+            made = self.make_and_validate_key(key, version)  # here: warnings' stack depth
+            self._remember(key, version, made)
         seconds = self._seconds(timeout)
         payload = self._encode(value)
         if seconds is not None and seconds <= 0:
