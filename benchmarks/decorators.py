@@ -85,10 +85,31 @@ def _dogpile() -> Decorator:
     return region.cache_on_arguments()
 
 
+def _cachebox() -> Decorator:
+    # Rust-backed; its own lock per cache, mutable results copied (its defaults).
+    import cachebox
+
+    decorate: Decorator = cachebox.cached(cachebox.TTLCache(10_000, 300))
+    return decorate
+
+
+def _moka() -> Decorator:
+    # Rust-backed (the moka crate): a concurrent cache, TinyLFU admission.
+    import moka_py
+
+    decorate: Decorator = moka_py.cached(10_000, ttl=300)
+    return decorate
+
+
+CACHEBOX = "cachebox TTLCache"
+MOKA = "moka-py"
+
 HIT_CANDIDATES: list[tuple[str, str, Callable[[], Decorator]]] = [
     ("memokit @cached (memory)", "memokit", _memokit_cached),
     ("Django LocMemCache + naive decorator", "django", _django_naive),
     ("cachetools TTLCache + Lock", "peer", lambda: _cachetools(lock=threading.Lock())),
+    (CACHEBOX, "peer", _cachebox),
+    (MOKA, "peer", _moka),
     ("dogpile.cache memory region", "peer", _dogpile),
     ("functools.lru_cache", "floor", lambda: functools.lru_cache(maxsize=10_000)),
     ("py dict-memo decorator", "floor", _dict_memo),

@@ -133,9 +133,19 @@ def _ttl_incr(t: Any, k: str) -> None:
     t[k] = t[k] + 1
 
 
+def _each_set(cache: Any) -> Callable[[list[Any], Any], None]:
+    def fill(refs: list[Any], value: Any) -> None:
+        for ref in refs:
+            cache.set(ref, value)
+
+    return fill
+
+
 def memory_stores(workdir: Path, server: Any) -> list[Store]:
+    import cachebox
     import cachelib
     import cachetools
+    import moka_py
 
     from .env import django_cache
 
@@ -189,6 +199,38 @@ def memory_stores(workdir: Path, server: Any) -> list[Store]:
     )
     simple = cachelib.SimpleCache(threshold=1_000_000, default_timeout=TIMEOUT)
     cl = cachelib_store("cachelib SimpleCache", simple)
+    box = cachebox.TTLCache(1_000_000, TIMEOUT)
+    cb = Store(  # thread-safe per call; no incr and no get_many of its own
+        "cachebox TTLCache",
+        "peer",
+        box,
+        {
+            "get_hit": "c.get(K)",
+            "get_miss": "c.get(M)",
+            "set": "c[K] = V",
+            "add": "c.setdefault(next(fresh), V)",
+            "delete": "c.pop(next(fresh), None)",
+            **{f"set_many_{n}": f"c.update(D{n})" for n in SIZES},
+        },
+        VALUE,
+        fill=lambda refs, v: box.update(dict.fromkeys(refs, v)),
+        drop=_each(lambda r: box.pop(r, None)),
+    )
+    moka = moka_py.Moka(1_000_000, ttl=TIMEOUT)
+    mk = Store(  # get, set and remove only
+        "moka-py Moka",
+        "peer",
+        moka,
+        {
+            "get_hit": "c.get(K)",
+            "get_miss": "c.get(M)",
+            "set": "c.set(K, V)",
+            "delete": "c.remove(next(fresh))",
+        },
+        VALUE,
+        fill=_each_set(moka),
+        drop=_each(moka.remove),
+    )
     locmem = django_cache(
         "django.core.cache.backends.locmem.LocMemCache", "bench", MAX_ENTRIES=1_000_000
     )
@@ -197,6 +239,8 @@ def memory_stores(workdir: Path, server: Any) -> list[Store]:
         api_store("Django LocMemCache", "django", locmem),
         ct,
         cl,
+        cb,
+        mk,
         dict_floor,
     ]
 

@@ -127,21 +127,26 @@ def index_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
 
     A single ``int``, ``str`` or ``bytes`` argument is its own index key; any
     other call of scalars is the pair ``(args, kwargs items)``, each ``bool`` or
-    ``float`` replaced by a tagged tuple. A scalar is never
-    equal to a tuple, a tagged tuple never to a plain scalar.
+    ``float`` replaced by a tagged tuple. A scalar is never equal to a tuple, a
+    tagged tuple never to a plain scalar.
     """
+    # Loops rather than PLAIN.issuperset(map(type, ...)): calls have few arguments.
+    for value in args:
+        if type(value) not in PLAIN:
+            return _tagged_key(args, kwargs)
     if not kwargs:
         if len(args) == 1 and type(args[0]) in SINGLE:
             return args[0]
-        if PLAIN.issuperset(map(type, args)):
-            return (args, ())
-        if not _SCALARS.issuperset(map(type, args)):
-            return None
-        tagged = _tagged(args)
-        return None if tagged is None else (tagged, ())
+        return (args, ())
+    for value in kwargs.values():
+        if type(value) not in PLAIN:
+            return _tagged_key(args, kwargs)
+    return (args, tuple(kwargs.items()))
+
+
+def _tagged_key(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """:func:`index_key` of a call with a bool, a float or another object."""
     values = kwargs.values()
-    if PLAIN.issuperset(map(type, args)) and PLAIN.issuperset(map(type, values)):
-        return (args, tuple(kwargs.items()))
     if not (_SCALARS.issuperset(map(type, args)) and _SCALARS.issuperset(map(type, values))):
         return None
     positional = _tagged(args)

@@ -107,6 +107,7 @@ class CachedState:
         "tier_hits",
         "timeout",
         "unbound",
+        "unbound_type",
         "unless",
         "value_errors",
         "version",
@@ -140,6 +141,7 @@ class CachedState:
         self.version = version
         self.unless = unless
         self.unbound: Any = None
+        self.unbound_type: type[Any] | None = None  # its class (memokit.wrappers' hit path)
         # The class of a bound object (a wrapt.BoundFunctionWrapper subclass), set by wrap().
         self.bound_cls: Any = None
         # The attribute the function is reached by on its class (__set_name__),

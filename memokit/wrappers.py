@@ -276,7 +276,8 @@ class CachedFunction(_Cached[P, R]):
 
     def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         state = _state_of(self)
-        bound = _bound_of(self)
+        # The unbound object is bound to nothing: its type says so, cheaper than the slot.
+        bound = None if type(self) is state.unbound_type else _bound_of(self)
         if bound is not None:
             args = (bound, *args)  # type: ignore[assignment]  # P.args with the instance
         elif state.index is not None and not GATE.on:
@@ -406,7 +407,7 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
 
     async def __call__(self, *args: P.args, **kwargs: P.kwargs) -> T:
         state = _state_of(self)
-        bound = _bound_of(self)
+        bound = None if type(self) is state.unbound_type else _bound_of(self)
         if bound is not None:
             args = (bound, *args)  # type: ignore[assignment]  # P.args with the instance
         elif state.index is not None and not GATE.on:
@@ -568,6 +569,7 @@ def wrap(state: CachedState) -> _Cached[Any, Any]:
     # wrapt's FunctionWrapper(wrapped, wrapper): the state rides in the wrapper slot.
     made: _Cached[Any, Any] = classes[state.binding](state.func, state)
     state.unbound = made
+    state.unbound_type = type(made)
     register(state)
     return made
 

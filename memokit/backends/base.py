@@ -55,6 +55,9 @@ from ._primitives import MISSING, UNREADABLE, Primitives, arun, run
 if TYPE_CHECKING:
     from ..resilience import CircuitBreaker  # it imports this module
 
+_MEMO_KEYS = 4096
+"""Made keys a cache remembers for ``get`` and ``set`` (``_remember``); then it starts anew."""
+
 __all__ = [
     "MISSING",
     "UNREADABLE",
@@ -134,6 +137,14 @@ class BaseCache(Primitives):
             raise ImproperlyConfigured(f"VERSION must be an int, not {version!r}; e.g. VERSION=1")
         self.version = version
         self.key_func = get_key_func(key_function)
+        # Made keys of clean str keys (_remember), with the settings they were made under:
+        # the common get and set skip key making and validation (a fifth of a memory get).
+        self._keys: tuple[str, int, KeyFunc, dict[str, str]] = (
+            key_prefix,
+            version,
+            self.key_func,
+            {},
+        )
         # Signed by default where other processes can write the store (docs/security.md).
         self.serializer = build_serializer(
             serializer,
@@ -192,6 +203,31 @@ class BaseCache(Primitives):
         self.validate_key(made)
         return made
 
+    def _remember(self, key: Any, version: int | None, made: str) -> None:
+        """Remember ``made``, the made key of ``key``, for ``get`` and ``set`` (``_keys``).
+
+        Only a clean made key of a str at the default version, where keys are made
+        and validated as ``BaseCache`` does (a key that warns warns at each call);
+        the memo holds while ``key_prefix``, ``version`` and ``key_func`` stay the
+        same objects.
+        """
+        cls = type(self)
+        if (
+            version is None
+            and type(key) is str
+            and cls.make_key is BaseCache.make_key
+            and cls.make_and_validate_key is BaseCache.make_and_validate_key
+            and (cls.validate_key is BaseCache.validate_key or accepts_clean_keys(cls.validate_key))
+            and not {"make_key", "make_and_validate_key", "validate_key"} & self.__dict__.keys()
+            and key_is_clean(made)
+        ):
+            memo = self._keys
+            if len(memo[3]) >= _MEMO_KEYS or not (
+                memo[0] is self.key_prefix and memo[1] is self.version and memo[2] is self.key_func
+            ):
+                memo = self._keys = (self.key_prefix, self.version, self.key_func, {})
+            memo[3][key] = made
+
     def get_backend_timeout(self, timeout: Timeout = DEFAULT_TIMEOUT) -> float | None:
         """Return the absolute expiry time (``time.time()`` based) for ``timeout``, or None.
 
@@ -238,14 +274,8 @@ class BaseCache(Primitives):
             return prefix
         return None
 
-    # -- the fast index of the decorator layer (memokit.fastindex) -------------
-
     def _index_view(self) -> IndexView | None:
-        """Return the ``memokit.fastindex.IndexView`` of an in-process store, or None.
-
-        A store that offers one promises that it never mutates a record, only
-        replaces or removes it; the default is None (calls take the string key).
-        """
+        """The ``IndexView`` of an in-process store for ``@cached``'s fast index, or None."""
         return None
 
     # -- encoding (backends may keep some values as they are) ---------------
@@ -269,7 +299,13 @@ class BaseCache(Primitives):
         An entry that cannot be read is a miss: it is removed, with a
         ``CorruptEntryWarning`` once per key and window.
         """
-        made = self.make_and_validate_key(key, version)
+        memo = self._keys  # made keys remembered (_remember)
+        made = memo[3].get(key) if version is None and type(key) is str else None
+        if made is None or not (
+            memo[0] is self.key_prefix and memo[1] is self.version and memo[2] is self.key_func
+        ):
+            made = self.make_and_validate_key(key, version)  # here: warnings' stack depth
+            self._remember(key, version, made)
         payload = self._get(made)
         if payload is MISSING:
             return default
@@ -282,7 +318,13 @@ class BaseCache(Primitives):
         self, key: Any, value: Any, timeout: Timeout = DEFAULT_TIMEOUT, version: int | None = None
     ) -> None:
         """Store ``value`` at ``key``; a timeout of 0 or less removes the key instead."""
-        made = self.make_and_validate_key(key, version)
+        memo = self._keys  # made keys remembered (_remember)
+        made = memo[3].get(key) if version is None and type(key) is str else None
+        if made is None or not (
+            memo[0] is self.key_prefix and memo[1] is self.version and memo[2] is self.key_func
+        ):
+            made = self.make_and_validate_key(key, version)  # here: warnings' stack depth
+            self._remember(key, version, made)
         seconds = self._seconds(timeout)
         payload = self._encode(value)
         if seconds is not None and seconds <= 0:

@@ -170,6 +170,20 @@ def test_a_call_of_scalars_is_served_by_the_index_and_counted(cache: MemoryCache
     assert len(runs) == 8  # three calls the key builder keeps apart: three computations
 
 
+def test_an_index_hit_flushes_shared_statistics_when_due(
+    cache: MemoryCache, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    f, _ = counting(cache)
+    indexed(f, 7)
+    flushed: list[object] = []
+    monkeypatch.setattr(memokit.wrappers, "flush", flushed.append)
+    f._state.due = 1.0  # long past: time.monotonic() counts from boot
+    count = builds(f)
+    f(7)
+    assert count == [0]
+    assert flushed == [f._state]
+
+
 def test_a_mutable_value_is_a_fresh_copy_on_each_index_hit(cache: MemoryCache) -> None:
     f, _ = counting(cache)
     value = indexed(f, "list")

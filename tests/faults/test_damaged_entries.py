@@ -183,13 +183,13 @@ class Damager:
         elif kind == "FileSystemCache":
             Path(self.cache._path(made)).write_bytes(data)  # type: ignore[attr-defined]
         else:
-            from memokit.backends.memory import _Serialized
+            from memokit.backends.memory import _serialized
 
             current = self.cache._get(made)
             if type(current) is tuple and len(current) == 4:  # an entry: damage its value
-                self.cache._set(made, (ENCODED, *current[1:3], _Serialized(data)), None)
+                self.cache._set(made, (ENCODED, *current[1:3], _serialized(data)), None)
             else:
-                self.cache._set(made, _Serialized(data), None)
+                self.cache._set(made, _serialized(data), None)
 
     def _damage_file(self, made: str, kind: str) -> None:
         path = Path(self.cache._path(made))  # type: ignore[attr-defined]

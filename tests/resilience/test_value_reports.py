@@ -20,13 +20,13 @@ from memokit import (
     cached,
     configure_breaker,
 )
-from memokit.backends.memory import _Serialized
+from memokit.backends.memory import _serialized
 from memokit.entry import ENCODED
 from memokit.resilience import report_value_failure
 
 
 def damage(cache: MemoryCache, key: str) -> None:
-    cache._set(cache.make_key(key), _Serialized(b"\x80\x05not a pickle"), None)
+    cache._set(cache.make_key(key), _serialized(b"\x80\x05not a pickle"), None)
 
 
 def test_a_key_is_reported_again_only_after_the_window() -> None:
@@ -90,7 +90,7 @@ def test_value_failures_are_counted_apart_from_backend_failures() -> None:
     # A current entry whose value cannot be read (a foreign payload is a plain miss).
     made = cache.make_key(f.key())
     _, created, versions, _ = cache._get(made)
-    cache._set(made, (ENCODED, created, versions, _Serialized(b"\x80\x05not a pickle")), None)
+    cache._set(made, (ENCODED, created, versions, _serialized(b"\x80\x05not a pickle")), None)
     with pytest.warns(CorruptEntryWarning):
         assert f() == [1]
     info: Any = f.cache_info()
