@@ -58,10 +58,8 @@ class PickleSerializer:
             return pickle.dumps(value, self.protocol)
         except pickle.PickleError:
             raise
-        except (AttributeError, TypeError, RecursionError) as exc:
-            # Python reports an unpicklable value with one of several exception types
-            # (AttributeError for local objects, TypeError for locks); callers get one.
-            raise pickle.PicklingError(f"cannot pickle {type(value).__name__!r}: {exc}") from exc
+        except PICKLING_ERRORS as exc:
+            raise pickling_failed(value, exc) from exc
 
     def loads(self, data: bytes) -> Any:
         """Unpickle ``data``; any failure to read it is raised as :class:`UnreadableEntry`.
@@ -71,12 +69,7 @@ class PickleSerializer:
         try:
             return pickle.loads(data)  # noqa: S301 - pickle trusts the store, as documented above
         except UNPICKLING_ERRORS as exc:
-            if _frame_readers and isinstance(data, bytes) and data[:2] == FRAME_MAGIC:
-                # A framed payload (compressed pickle, or another serializer's): only
-                # here, after pickle refused it, so plain pickle's hit path pays nothing.
-                return _frame_readers[0](data)
-            # from None: the cause's message (e.g. int()'s, pickle's) can quote the stored bytes.
-            raise unpickling_failed(exc) from None
+            return after_failed_unpickling(data, exc)
 
     def __repr__(self) -> str:
         return f"PickleSerializer(protocol={self.protocol})"
@@ -101,6 +94,33 @@ def unpickling_failed(exc: Exception) -> UnreadableEntry:
     :data:`UNPICKLING_ERRORS`): one type lets the cache tell an unreadable entry from
     a bug. It names the error's type only: pickle's messages can quote the stored bytes."""
     return UnreadableEntry(f"cannot unpickle the stored value ({describe(exc)})")
+
+
+PICKLING_ERRORS: tuple[type[Exception], ...] = (AttributeError, TypeError, RecursionError)
+"""What ``pickle.dumps`` raises, besides ``pickle.PickleError``, for a value it cannot
+pickle (AttributeError for a local object, TypeError for a lock)."""
+
+
+def pickling_failed(value: Any, exc: Exception) -> pickle.PicklingError:
+    """The one error for a value ``pickle.dumps`` refused with ``exc`` (one of
+    :data:`PICKLING_ERRORS`; a ``pickle.PickleError`` is raised as it is)."""
+    return pickle.PicklingError(f"cannot pickle {type(value).__name__!r}: {exc}")
+
+
+def after_failed_unpickling(data: Any, exc: Exception) -> Any:
+    """What a plain pickle reader does once ``pickle.loads(data)`` raised ``exc`` (one
+    of :data:`UNPICKLING_ERRORS`): read a frame, or raise :class:`UnreadableEntry`.
+
+    Shared by ``PickleSerializer.loads`` and the backends that call ``pickle.loads``
+    themselves, so that a payload is never unpickled twice (its reconstructors would
+    run twice).
+    """
+    if _frame_readers and isinstance(data, bytes) and data[:2] == FRAME_MAGIC:
+        # A framed payload (compressed pickle, or another serializer's): only here,
+        # after pickle refused it, so plain pickle's hit path pays nothing.
+        return _frame_readers[0](data)
+    # from None: the cause's message (e.g. int()'s, pickle's) can quote the stored bytes.
+    raise unpickling_failed(exc) from None
 
 
 _frame_readers: list[Callable[[bytes], Any]] = []

@@ -21,7 +21,13 @@ from collections import OrderedDict
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
-from ..serializers import PickleSerializer
+from ..serializers import (
+    PICKLING_ERRORS,
+    UNPICKLING_ERRORS,
+    PickleSerializer,
+    after_failed_unpickling,
+    pickling_failed,
+)
 from ._index import IndexView
 from .base import (
     MISSING,
@@ -141,8 +147,12 @@ class MemoryCache(CullsByCount, BaseCache):
                 return value
             try:
                 return [pickle.dumps(value, self._protocol)]  # _serialized, written out
-            except Exception:  # noqa: S110 - the serializer raises its own error for it
-                pass
+            except pickle.PickleError:
+                raise
+            except PICKLING_ERRORS as exc:
+                # As PickleSerializer.dumps says it, without pickling the value again
+                # (its __reduce__ would run twice).
+                raise pickling_failed(value, exc) from exc
         return [self.serializer.dumps(value)]
 
     def _decode(self, payload: Any) -> Any:
@@ -150,8 +160,10 @@ class MemoryCache(CullsByCount, BaseCache):
             if self._keep_immutables:
                 try:
                     return pickle.loads(payload[0])  # noqa: S301 - as PickleSerializer does
-                except Exception:  # noqa: S110 - the serializer reports it its own way
-                    pass
+                except UNPICKLING_ERRORS as exc:
+                    # As PickleSerializer.loads goes on, without unpickling the payload
+                    # again (its reconstructors would run twice).
+                    return after_failed_unpickling(payload[0], exc)
             return self.serializer.loads(payload[0])
         return payload
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import pickle
 import sys
 import threading
 import types
@@ -47,8 +48,10 @@ def write_garbage(cache: BaseCache, made: str) -> None:
     garbage = b"\x80\x05garbage that is no pickle"
     if isinstance(encoded, bytes):
         cache._set(made, garbage, None)
-    else:  # the memory backend's wrapper of a serialised payload
-        cache._set(made, type(encoded)(garbage), None)
+    else:  # the memory backend's one-item list around a serialised payload
+        assert isinstance(encoded, list), encoded
+        assert len(encoded) == 1, encoded
+        cache._set(made, [garbage], None)
 
 
 @pytest.fixture
@@ -300,3 +303,48 @@ def test_a_long_timeout_is_never_refused(cache: BaseCache, timeout: float) -> No
 def test_capabilities_declare_the_latest_expiry(cache: BaseCache) -> None:
     latest = cache.capabilities.latest_expiry
     assert latest is None or latest > 2**31 - 2
+
+
+# -- a value is pickled and unpickled once --------------------------------------------
+
+_REDUCES: list[str] = []
+
+
+def rebuild_failing(label: str) -> None:
+    """The reconstructor of :class:`RebuildFails`: counts its runs and fails."""
+    _REDUCES.append(label)
+    raise ValueError("cannot rebuild")
+
+
+class RebuildFails:
+    """Its unpickling fails: a value whose class changed since it was stored."""
+
+    def __reduce__(self) -> tuple[Any, tuple[str]]:
+        return (rebuild_failing, ("rebuilt",))
+
+
+class ReduceFails:
+    """Its pickling fails, once per attempt."""
+
+    def __reduce__(self) -> Any:
+        _REDUCES.append("reduced")
+        raise TypeError("cannot pickle a ReduceFails")
+
+
+def test_a_value_that_fails_to_unpickle_is_unpickled_once(cache: BaseCache) -> None:
+    # A fast read that retried a failed pickle.loads through the serializer (for its
+    # message) ran every reconstructor twice.
+    cache.set("k", RebuildFails())
+    _REDUCES.clear()
+    with recorded(CorruptEntryWarning) as seen:
+        assert cache.get("k", "miss") == "miss"
+    assert _REDUCES == ["rebuilt"]
+    assert len(seen) == 1
+
+
+def test_a_value_that_fails_to_pickle_is_pickled_once(cache: BaseCache) -> None:
+    _REDUCES.clear()
+    with pytest.raises(pickle.PicklingError, match="ReduceFails"):
+        cache.set("k", ReduceFails())
+    assert _REDUCES == ["reduced"]
+    assert cache.get("k") is None
