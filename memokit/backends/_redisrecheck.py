@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from typing import Any, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final, NoReturn
 
 import redis
 import redis.asyncio
 
-from ._tierstore import SAME
+from ._tierstore import SAME, same
 
-__all__ = ["UNCHANGED_SCRIPT", "answer", "aunchanged", "stamps", "unchanged"]
+__all__ = ["UNCHANGED_SCRIPT", "RechecksUnchanged", "answer", "aunchanged", "stamps", "unchanged"]
 
 UNCHANGED_SCRIPT: Final = """
 local out = {}
@@ -72,3 +72,44 @@ async def aunchanged(
 def _sha1(payload: Any) -> str:
     data = payload if isinstance(payload, bytes) else str(payload).encode()
     return hashlib.sha1(data, usedforsecurity=False).hexdigest()
+
+
+class RechecksUnchanged:
+    """The Redis backends' re-check primitives for tier one (``memokit.backends.tiered``).
+
+    ``_get_unchanged`` is ``_get_many`` with ``SAME`` for a key whose stored value
+    still hashes as ``held[key]`` does, compared in Redis by one script. A backend
+    whose batches span servers (the cluster) sets ``one_script_batches`` false and
+    reads the values, compared here.
+    """
+
+    one_script_batches: ClassVar[bool] = True
+
+    if TYPE_CHECKING:  # what the backend that mixes this in provides
+        _primary: redis.Redis
+        _ignore_exc: bool
+
+        def _fail(self, exc: Exception) -> NoReturn: ...
+        def _get_many(self, keys: list[str]) -> dict[str, Any]: ...
+        async def _aget_many(self, keys: list[str]) -> dict[str, Any]: ...
+        async def _side(self) -> Any: ...
+
+    def _get_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.one_script_batches:
+            return same(self._get_many(keys), held)
+        try:
+            return unchanged(self._primary, keys, held)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)
+
+    async def _aget_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
+        if not self.one_script_batches:
+            return same(await self._aget_many(keys), held)
+        try:
+            return await aunchanged((await self._side()).primary, keys, held)
+        except redis.RedisError as exc:
+            if self._ignore_exc:
+                return {}
+            self._fail(exc)

@@ -72,7 +72,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
-from ._redisrecheck import aunchanged, unchanged
+from ._redisrecheck import RechecksUnchanged
 from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
 from ._remote import (
@@ -84,7 +84,6 @@ from ._remote import (
     split_options,
     unreadable_payload,
 )
-from ._tierstore import same
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
 DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
@@ -102,7 +101,7 @@ _TIMEOUTS = {
 }
 
 
-class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
+class RedisCache(RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCache):
     """A cache on one Redis server (plus optional read replicas)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -270,18 +269,6 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
                 return {}
             self._fail(exc)
         return found_payloads(keys, payloads)
-
-    def _get_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
-        """``_get_many`` for tier one's re-check (``_redisrecheck``): ``SAME`` for a key
-        whose value still hashes as ``held[key]`` does, compared in Redis."""
-        if type(self)._get_many is not RedisCache._get_many:
-            return same(self._get_many(keys), held)  # the cluster splits a batch
-        try:
-            return unchanged(self._primary, keys, held)
-        except redis.RedisError as exc:
-            if self._ignore_exc:
-                return {}
-            self._fail(exc)
 
     def _has_key(self, key: str) -> bool:
         try:
@@ -482,16 +469,6 @@ class RedisCache(TracksInvalidations, WaitedCounters, BaseCache):
         return found_payloads(keys, payloads)
 
     @keeps_cancellation
-    async def _aget_unchanged(self, keys: list[str], held: Mapping[str, Any]) -> dict[str, Any]:
-        if type(self)._aget_many is not RedisCache._aget_many:
-            return same(await self._aget_many(keys), held)  # the cluster splits a batch
-        try:
-            return await aunchanged((await self._side()).primary, keys, held)
-        except redis.RedisError as exc:
-            if self._ignore_exc:
-                return {}
-            self._fail(exc)
-
     @keeps_cancellation
     async def _ahas_key(self, key: str) -> bool:
         side = await self._side()

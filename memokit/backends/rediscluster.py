@@ -219,6 +219,7 @@ class RedisClusterCache(RedisCache):
     """A cache on a Redis Cluster (seed nodes in ``LOCATION``)."""
 
     capabilities: ClassVar[Capabilities] = RedisCache.capabilities
+    one_script_batches: ClassVar[bool] = False  # a batch spans nodes: no one script
 
     def _cluster_options(self) -> dict[str, Any]:
         options = dict(self._client_options)

@@ -83,6 +83,9 @@ class TieredCache(BaseCache):
         object.__setattr__(self, "inner", inner)
         for name in _MIRRORED:
             object.__setattr__(self, name, getattr(inner, name))
+        # BaseCache's memo of made keys stays empty: keys are made by the second tier
+        # (make_key below), which BaseCache._remember never vouches for.
+        self._keys = (self.key_prefix, self.version, self.key_func, {})
         self.settings = settings
         self.tier = TierStore(settings)
         """Tier one."""
