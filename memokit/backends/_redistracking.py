@@ -35,8 +35,9 @@ the server: ``forget_all_local``). A ``PING`` every third of the listeners'
 server closing the connection (``CLIENT KILL``, a restart), or, on Sentinel, the
 sentinels naming another primary (asked at each heartbeat by a watcher thread)
 makes the listeners lose their assistance (``assisted = False``), and the thread
-connects again with a bounded backoff; once tracking is on again they drop every
-copy and are ``assisted`` again. Losing the assistance drops nothing: a copy is
+connects again with a bounded backoff; once tracking is on again they are
+``assisted`` again (a copy read before keeps its bound: tier one's
+``vouched_since``). Losing the assistance drops nothing: a copy is
 then served within the bound of when it was read, as without tracking, so a
 Redis outage leaves tier one serving within its bound (fail-open). A
 subscription holds its listener weakly: the thread ends once none is left.
@@ -205,7 +206,6 @@ class Tracker:
             with self._lock:
                 self._subs.append(sub)
             if self._tracking:  # already on: every later change reaches it
-                listener.forget_all_local()
                 listener.assisted = True
         self._start()
         return sub
@@ -451,9 +451,9 @@ class Tracker:
 
 
 def _ready(listeners: list[Listener]) -> None:
-    """Tracking is on: copies made before may be stale; drop them, then trust pushes."""
+    """Tracking is on: pushes vouch for what is read from now on. A listener keeps
+    its copies read before on their bound (tier one's ``vouched_since``)."""
     for listener in listeners:
-        listener.forget_all_local()
         listener.assisted = True
 
 

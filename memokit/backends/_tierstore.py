@@ -4,8 +4,9 @@ The store keeps what the second tier returned (encoded payloads, so the byte
 bound counts what is held) and, per key, when that payload was last known to be
 the second tier's: ``checked``, a ``time.monotonic()`` taken *before* the read
 or write that produced it was sent. A slot is served while it is younger than
-the coherence bound (or at any age while ``assisted``, when every change is
-pushed), and never past the expiry this process gave it.
+the coherence bound (or at any age if it was checked while ``assisted``, since
+the tracking came up: every later change is pushed), and never past the expiry
+this process gave it.
 
 A fill is kept only if nothing changed the key since the read began: every
 forget or local write moves the generation of the key's stripe (and
@@ -161,6 +162,7 @@ class TierStore:
         self.epoch = 0
         self.stripes = [0] * _STRIPES
         self._assisted = False
+        self._since = math.inf
         self.records: dict[str, tuple[Any, float, float]] = {}
         """The fast index's view (``memokit.fastindex``): made key -> ``(payload, expiry
         as time.time(), the monotonic end it was made from)``. A record is replaced,
@@ -177,11 +179,25 @@ class TierStore:
 
     @assisted.setter
     def assisted(self, value: bool) -> None:
-        # No lock: a tracker sets it in a forked child too. Records made while
-        # assisted never expire: they go when the assistance does.
+        # No lock: a tracker sets it in a forked child too. The start of this
+        # assistance is stored before the flag, which readers read first. Records of
+        # slots it vouches for never expire: they go when the assistance does.
+        if value and not self._assisted:
+            self._since = monotonic()
         self._assisted = value
         if not value:
             self.records.clear()
+
+    def vouched_since(self) -> float:
+        """The check time from which a slot needs no re-check (inf: none).
+
+        While ``assisted``, every change made after the tracking came up is pushed,
+        so a slot read (checked) since then stays current until a push drops it; a
+        slot read before keeps the bound. So a tracker that comes back need not
+        empty tier one (Django closes its caches after every request, which stops
+        the tracking until the next read revives it).
+        """
+        return self._since if self._assisted else math.inf
 
     # -- reads ---------------------------------------------------------------------
 
@@ -195,7 +211,7 @@ class TierStore:
             if now >= slot.expires:
                 self._drop(key)
                 return None
-            if not self.assisted and now - slot.checked >= self.bound:
+            if slot.checked < self.vouched_since() and now - slot.checked >= self.bound:
                 return None
             self.data.move_to_end(key)
             self.hits += 1
@@ -212,18 +228,19 @@ class TierStore:
         found: dict[str, Any] = {}
         now = monotonic()
         data = self.data
-        assisted = self._assisted
-        bound = math.inf if assisted else self.bound
+        since = self.vouched_since()
+        bound = self.bound
         ends = math.inf
         with self.lock:
             for key in keys:
                 slot = data.get(key)
                 if slot is None:
                     return None
-                if now - slot.checked >= bound or now >= slot.expires:
+                checked = slot.checked
+                if now >= slot.expires or (checked < since and now - checked >= bound):
                     return None
                 found[key] = slot.payload
-                end = slot.expires if assisted else min(slot.checked + bound, slot.expires)
+                end = slot.expires if checked >= since else min(checked + bound, slot.expires)
                 if end < ends:
                     ends = end
             for key in found:
@@ -304,6 +321,7 @@ class TierStore:
         with self.lock:
             stripe = hash(key) & _MASK
             self.stripes[stripe] += 1
+            self._forget_records(key)
             self._drop(key)
             return self.epoch, self.stripes[stripe]
 
@@ -313,6 +331,7 @@ class TierStore:
             stripes = self.stripes
             for key in keys:
                 stripes[hash(key) & _MASK] += 1
+                self._forget_records(key)
                 self._drop(key)
 
     def forget_all(self) -> None:
@@ -344,6 +363,15 @@ class TierStore:
             self._insert(key, Slot(payload, started, expires, _size(key, payload)))
 
     # -- under the lock -----------------------------------------------------------
+
+    def _forget_records(self, key: str) -> None:
+        # The caller holds the lock. A record is keyed by the first key of its batch
+        # (an entry) but vouches for the others too (its counters): a record that
+        # never expires (assisted) must not outlive a push of one of its counters.
+        # A forgotten key that is no record's own may be such a counter: every record
+        # goes (the next call of each function remakes its record from tier one).
+        if key not in self.records:
+            self.records.clear()
 
     def _drop(self, key: str) -> None:
         slot = self.data.pop(key, None)

@@ -99,8 +99,16 @@ Check = tuple[Callable[[], Any], Callable[[Any], bool]]
 
 @pytest.fixture(autouse=True)
 def tiered(peer: Peer) -> None:
-    """Process A reads through tier one (a new one per test)."""
+    """Process A reads through tier one (a new one per test); on Redis, once its
+    tracking is up, so every test sees the assisted case (copies vouched for by
+    pushes, fast-index records that never expire) and never a race with it."""
     memokit.configure({"default": {**peer.settings, "TIER": {"BOUND": BOUND}}})
+    tier = memokit.caches["default"]
+    if hasattr(tier.inner, "track_invalidations"):  # type: ignore[attr-defined]
+        deadline = time.monotonic() + 5
+        while not tier.assisted:  # type: ignore[attr-defined]
+            assert time.monotonic() < deadline, "tracking did not come up"
+            time.sleep(0.005)
 
 
 def _watch(done: float, *checks: Check) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import math
 import os
 import threading
 import time
@@ -270,6 +271,22 @@ def test_a_record_for_the_fast_index_ends_with_its_slot_however_late_it_is_made(
     monkeypatch.undo()
     _, wall_end, ends = store.records["k"]
     assert wall_end - real_time() <= ends - time.monotonic() + 0.005
+
+
+def test_a_push_of_a_counter_ends_the_records_it_vouched_for() -> None:
+    # A record (the fast index's view of tier one) is keyed by its entry but was served
+    # with the entry's counters; while assisted it never expires. A push for a counter
+    # (another process's invalidate_all, tag or namespace bump) dropped the counter's
+    # slot only, and the entry's record went on serving the old value, for ever.
+    store = TierStore(TierSettings(bound=0.2))
+    store.assisted = True
+    for key, payload in (("entry", b"old"), ("counter", b"1")):
+        store.fill(key, payload, time.monotonic(), store.token(key))
+    assert store.split(["entry", "counter"]) is not None
+    assert store.records["entry"][1] == math.inf
+    store.forget_many(["counter"])
+    assert "entry" not in store.records
+    assert store.split(["entry", "counter"]) is None  # read again, counters and all
 
 
 # -- decorators and statistics ------------------------------------------------------
