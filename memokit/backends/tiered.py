@@ -89,6 +89,9 @@ class TieredCache(BaseCache):
         # A re-check that reads a stamp, not the value, where the backend has one.
         self._get_unchanged = getattr(inner, "_get_unchanged", None)
         self._aget_unchanged = getattr(inner, "_aget_unchanged", None)
+        # Or one that compares stamps kept in the slots (filesystem, SQLite, Memcached).
+        self._get_stamped = getattr(inner, "_get_stamped", None)
+        self._aget_stamped = getattr(inner, "_aget_stamped", None)
         # Redis pushes every change (docs/tiers.md, server-assisted invalidation): the
         # backend's tracker calls the hooks below; None where it cannot (a cluster).
         track = getattr(inner, "track_invalidations", None)
@@ -199,6 +202,11 @@ class TieredCache(BaseCache):
         # All of them, in one round trip (see TierStore.split).
         if self._tracking is not None:
             self._tracking.revive()
+        if self._get_stamped is not None:
+            held, stamps, tokens = tier.held_stamped(keys)
+            started = monotonic()
+            read, seen = self._get_stamped(keys, stamps)
+            return self._kept(read, seen, keys, started, tokens, held)
         held, tokens = tier.held(keys)
         started = monotonic()
         if not held:
@@ -221,6 +229,11 @@ class TieredCache(BaseCache):
         # All of them, in one round trip (see TierStore.split).
         if self._tracking is not None:
             self._tracking.revive()
+        if self._aget_stamped is not None:
+            held, stamps, tokens = tier.held_stamped(keys)
+            started = monotonic()
+            read, seen = await self._aget_stamped(keys, stamps)
+            return self._kept(read, seen, keys, started, tokens, held)
         held, tokens = tier.held(keys)
         started = monotonic()
         if not held:
@@ -232,6 +245,22 @@ class TieredCache(BaseCache):
         else:
             read = same(await self.inner._aget_many(keys), held)
         tier.fill_many(read, keys, started, tokens, held)
+        return {k: held[k] if p is SAME else p for k, p in read.items()}
+
+    def _kept(
+        self,
+        read: dict[str, Any],
+        seen: Mapping[str, Any],
+        keys: list[str],
+        started: float,
+        tokens: list[tuple[int, int]],
+        held: Mapping[str, Any],
+    ) -> dict[str, Any]:
+        # A stamped re-check: SAME where the stamp held still matched; a slot held
+        # without a stamp (this process's own write) was read, and compared here.
+        if held:
+            same(read, held)
+        self.tier.fill_many(read, keys, started, tokens, held, seen)
         return {k: held[k] if p is SAME else p for k, p in read.items()}
 
     def _has_key(self, key: str) -> bool:
