@@ -68,6 +68,7 @@ from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _reports
 from ._afterfork import renew_in_children
 from ._deadline import DeadlineSocketModule
+from ._memcached_meta import on_connection, stamped
 from ._memcached_pool import FastPool
 from ._memcached_ring import NodeDown, Ring
 from ._remote import (
@@ -375,6 +376,30 @@ class MemcachedCache(BaseCache):
             if self._ignore_exc:
                 return {}
             self._fail(exc)
+
+    def _get_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tier one's re-check (``memokit.backends.tiered``): ``(found, cas tokens seen)``.
+
+        ``SAME`` for a key whose cas token is still the one in ``stamps``, read
+        without its value; see ``_memcached_meta``.
+        """
+        try:
+            client = self._client
+            if isinstance(client, Ring):
+                return client.stamped(keys, stamps)
+            return on_connection(client, stamped, keys, stamps)
+        except (OSError, MemcacheError) as exc:
+            if self._ignore_exc:
+                return {}, {}
+            self._fail(exc)
+
+    async def _aget_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The async ``_get_stamped`` (in a worker thread)."""
+        return await self._run(self._get_stamped, keys, stamps)
 
     def _has_key(self, key: str) -> bool:
         return self._get(key) is not MISSING

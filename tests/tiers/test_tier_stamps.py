@@ -34,14 +34,21 @@ def stamped(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str
     try:
         yield second_tier(request, request.param, tmp_path)
     finally:
+        while _made:
+            _made.pop().close()
         memokit.configure(DEFAULT_CACHES)
+
+
+_made: list[Any] = []
 
 
 def pair(settings: dict[str, Any]) -> tuple[TieredCache, Any]:
     """A cache with tier one, and another without (as another process would write)."""
     cache = memokit.create_cache({**settings, "TIER": {"BOUND": 60}})
     assert isinstance(cache, TieredCache)
-    return cache, memokit.create_cache(settings)
+    other = memokit.create_cache(settings)
+    _made.extend((cache, other))
+    return cache, other
 
 
 def age(cache: TieredCache) -> None:
