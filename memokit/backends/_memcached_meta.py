@@ -21,9 +21,16 @@ from pymemcache.exceptions import MemcacheUnknownError  # type: ignore[import-un
 
 from ._tierstore import SAME
 
-__all__ = ["on_connection", "stamped"]
+__all__ = ["NoMeta", "on_connection", "stamped"]
 
 T = TypeVar("T")
+
+
+_GET = b"mg "
+
+
+class NoMeta(MemcacheUnknownError):  # type: ignore[misc]  # pymemcache's classes are Any here
+    """The server does not know meta commands (memcached before 1.6)."""
 
 
 def on_connection(pool: Any, func: Callable[..., T], *args: Any) -> T:
@@ -65,7 +72,7 @@ def _request(
 ) -> list[str]:
     names = [conn.check_key(key, conn.key_prefix) for key in keys]
     parts = [
-        b"mg " + name + (b" c\r\n" if key in stamps else b" c f v\r\n")
+        _GET + name + (b" c\r\n" if key in stamps else b" c f v\r\n")
         for key, name in zip(keys, names, strict=True)
     ]
     parts.append(b"mn\r\n")
@@ -79,7 +86,9 @@ def _request(
         for key, name in zip(keys, names, strict=True):
             buf, line = _readline(sock, buf)
             if line == b"EN":
-                continue  # absent, or expired: the server's clock
+                continue
+            if line == b"ERROR":  # an unknown command
+                raise NoMeta(line)  # absent, or expired: the server's clock
             head, _, rest = line.partition(b" ")
             if head == b"HD":
                 cas = _flag(rest.split(), b"c", line)

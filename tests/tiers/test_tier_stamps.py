@@ -177,3 +177,28 @@ def test_sqlite_gives_an_old_table_its_stamps_without_losing_rows(tmp_path: Path
         assert cache.get("k") == "v1"
     finally:
         memokit.configure(DEFAULT_CACHES)
+
+
+@pytest.mark.server
+def test_memcached_without_meta_commands_compares_values(
+    request: pytest.FixtureRequest, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memokit.backends import _memcached_meta
+
+    settings = second_tier(request, "memcached", tmp_path)
+    try:
+        cache, other = pair(settings)
+        other.set("k", 1)
+        assert cache.get("k") == 1
+        # What memcached before 1.6 answers to a meta command: ERROR.
+        monkeypatch.setattr(_memcached_meta, "_GET", b"mgx ")
+        age(cache)
+        assert cache.get("k") == 1
+        other.set("k", 2)
+        age(cache)
+        assert cache.get("k") == 2
+        assert cache.inner._no_meta  # type: ignore[attr-defined]
+    finally:
+        while _made:
+            _made.pop().close()
+        memokit.configure(DEFAULT_CACHES)
