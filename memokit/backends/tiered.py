@@ -171,7 +171,7 @@ class TieredCache(BaseCache):
         # The fast index of @cached (memokit.fastindex): tier one's records, each
         # expiring with the bound of the batch it was served in (TierStore.split).
         tier = self.tier
-        return IndexView(tier.records, tier.data.move_to_end, tier.max_entries)
+        return IndexView(tier.records, tier.data.move_to_end, tier.max_entries, tier=True)
 
     def local_many(self, keys: list[str]) -> dict[str, Any] | None:
         """The payloads of ``keys`` if tier one may serve every one of them, else None.
