@@ -423,13 +423,9 @@ class SQLiteCache(CullsByCount, BaseCache):
     def _get_stamped(
         self, keys: list[str], stamps: Mapping[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
-        """Tier one's re-check (``memokit.backends.tiered``): ``(found, stamps seen)``.
-
-        One query per 250 keys returns each row's stamp (a random integer every
-        memokit write sets anew) and expiry, and its value only where the stamp is
-        not the one in ``stamps``: those keys are found ``SAME``. Expired rows are
-        not found.
-        """
+        """Tier one's re-check (``memokit.backends.tiered``): ``(found, stamps seen)``;
+        ``SAME`` where the row's stamp (random, new at each write) is the one held:
+        one query per 250 keys sends values of the others only (``Sql.stamped``)."""
         if not keys:
             return {}, {}
         now = _now()
@@ -441,10 +437,7 @@ class SQLiteCache(CullsByCount, BaseCache):
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
             for start in range(0, len(keys), _STAMPED_CHUNK):
                 chunk = keys[start : start + _STAMPED_CHUNK]
-                params: list[Any] = []
-                for key in chunk:
-                    params.append(key)
-                    params.append(stamps.get(key))
+                params = [item for key in chunk for item in (key, stamps.get(key))]
                 for key, expires, stamp, value in conn.execute(
                     self._sql.stamped_of(len(chunk)), params
                 ):
