@@ -70,6 +70,7 @@ class FastIndex:
         "limit",
         "recent",
         "records",
+        "tier",
         "version",
     )
 
@@ -83,6 +84,8 @@ class FastIndex:
         self.records = view.records
         self.recent = view.recent
         self.limit = max(1, view.limit)
+        self.tier = view.tier
+        """Hits are tier one's (``Stats.tier_hits``)."""
         # index key -> (made key, record, epoch learnt at, value or DECODE)
         self.items: dict[Any, tuple[str, tuple[Any, ...], int, Any]] = {}
 

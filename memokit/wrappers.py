@@ -316,6 +316,8 @@ class CachedFunction(_Cached[P, R]):
                                 found = MISSING  # the string key reports it
                         if found is not MISSING:
                             state.hits += 1
+                            if ix.tier:
+                                state.tier_hits += 1
                             if state.due and monotonic() >= state.due:
                                 flush(state)  # shared statistics (memokit.stats)
                             return found  # type: ignore[no-any-return]  # the stored R
@@ -413,9 +415,12 @@ class AsyncCachedFunction(_Cached[P, Coroutine[Any, Any, T]]):
         elif state.index is not None and not GATE.on:
             # As in CachedFunction.__call__: the fast index.
             cache = state.cache if state.cache is not None else caches[state.alias]
-            found = indexed(state.index, cache, args, kwargs)
+            ix = state.index
+            found = indexed(ix, cache, args, kwargs)
             if found is not MISSING:
                 state.hits += 1
+                if ix.tier:
+                    state.tier_hits += 1
                 if state.due and monotonic() >= state.due:
                     await aflush(state)
                 return found  # type: ignore[no-any-return]  # the stored T

@@ -163,7 +163,7 @@ def test_sqlite_table_reserved_by_sqlite(table: str, tmp_path: Path) -> None:
     assert "for example" in message
 
 
-@pytest.mark.parametrize("suffix", ["__meta", "__expires", "__inserted", "__deleted"])
+@pytest.mark.parametrize("suffix", ["__meta", "__expires", "__inserted", "__deleted", "__stamped"])
 def test_sqlite_table_cannot_clash_with_another_tables_helpers(suffix: str, tmp_path: Path) -> None:
     location = str(tmp_path / "shared.db")
     pages = create_cache({"BACKEND": "sqlite", "LOCATION": location, "OPTIONS": {"TABLE": "x"}})

@@ -20,9 +20,11 @@ class IndexView(NamedTuple):
     marks the entry recently used without the store's lock (one C call that the
     GIL keeps whole), or is None for a store without recency; it may raise
     ``KeyError`` when the key went away meanwhile. ``limit`` bounds the items
-    one function's index keeps for this store (its entry bound, say).
+    one function's index keeps for this store (its entry bound, say). ``tier``:
+    the store is tier one in front of another backend (its hits are tier hits).
     """
 
     records: Mapping[str, tuple[Any, ...]]
     recent: Callable[[str], object] | None
     limit: int
+    tier: bool = False

@@ -26,7 +26,7 @@ import logging
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 from pymemcache.client.hash import HashClient  # type: ignore[import-untyped]
@@ -34,6 +34,9 @@ from pymemcache.exceptions import (  # type: ignore[import-untyped]
     MemcacheError,
     MemcacheUnexpectedCloseError,
 )
+
+from ._memcached_meta import on_connection
+from ._memcached_meta import stamped as meta_stamped
 
 logger = logging.getLogger("memokit")
 
@@ -167,6 +170,24 @@ class Ring(HashClient):  # type: ignore[misc]
         return found
 
     get_multi = get_many
+
+    def stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tier one's re-check (``_memcached_meta.stamped``), one request per server."""
+        found: dict[str, Any] = {}
+        seen: dict[str, Any] = {}
+        for server, batch in self._by_server(keys).items():
+            pool = self._client_of(server)
+            try:
+                part, tokens = self._run(pool, on_connection, pool, meta_stamped, batch, stamps)
+            except NodeDown:
+                if not self._partial_reads:
+                    raise
+                continue
+            found.update(part)
+            seen.update(tokens)
+        return found, seen
 
     def delete_many(self, keys: Iterable[Any], *args: Any, **kwargs: Any) -> bool:
         """One batch of ``delete`` per server; every reachable server is done before raising."""

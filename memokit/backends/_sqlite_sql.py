@@ -16,7 +16,10 @@ from ..exceptions import ImproperlyConfigured, ValueTooLarge
 CHUNK = 500  # keys per IN (...) list, well under SQLite's bound-parameter limit
 
 # The names memokit gives its helper objects: TABLE + suffix (see Sql.schema).
-HELPER_SUFFIXES = ("__meta", "__expires", "__inserted", "__deleted")
+HELPER_SUFFIXES = ("__meta", "__expires", "__inserted", "__deleted", "__stamped")
+
+COLUMNS = ["key", "value", "expires", "stamp"]
+"""The table's columns; a table made before ``stamp`` existed gets it added (NULL)."""
 
 
 def check_table(table: object) -> None:
@@ -52,8 +55,8 @@ class Sql:
         meta = quote(table + "__meta")
         self.schema = [
             f"CREATE TABLE IF NOT EXISTS {t} "
-            f"(key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL) "
-            f"WITHOUT ROWID",
+            f"(key TEXT NOT NULL PRIMARY KEY, value BLOB NOT NULL, expires REAL NOT NULL, "
+            f"stamp INTEGER) WITHOUT ROWID",
             f"CREATE INDEX IF NOT EXISTS {quote(table + '__expires')} ON {t} (expires)",
             f"CREATE TABLE IF NOT EXISTS {meta} "
             f"(id INTEGER PRIMARY KEY CHECK (id = 0), entries INTEGER NOT NULL)",
@@ -62,13 +65,21 @@ class Sql:
             f"BEGIN UPDATE {meta} SET entries = entries + 1; END",
             f"CREATE TRIGGER IF NOT EXISTS {quote(table + '__deleted')} AFTER DELETE ON {t} "
             f"BEGIN UPDATE {meta} SET entries = entries - 1; END",
+            # Every memokit write sets a new random stamp (what tier one re-checks); a
+            # writer that does not (a memokit from before stamps, on the same file)
+            # leaves it unchanged, so the trigger clears it: the value is read again.
+            f"CREATE TRIGGER IF NOT EXISTS {quote(table + '__stamped')} AFTER UPDATE OF value "
+            f"ON {t} WHEN NEW.stamp IS OLD.stamp "
+            f"BEGIN UPDATE {t} SET stamp = NULL WHERE key = NEW.key; END",
         ]
+        self.add_stamp = f"ALTER TABLE {t} ADD COLUMN stamp INTEGER"
         self.schema_names = [
             table,
             table + "__expires",
             table + "__meta",
             table + "__inserted",
             table + "__deleted",
+            table + "__stamped",
         ]
         self.count = f"SELECT entries FROM {meta}"
         self.recount = f"UPDATE {meta} SET entries = (SELECT COUNT(*) FROM {t}) RETURNING entries"
@@ -76,8 +87,9 @@ class Sql:
         self.has = f"SELECT 1 FROM {t} WHERE key = ? AND expires > ?"
         self.get_many = f"SELECT key, value, expires FROM {t} WHERE key IN "
         self.upsert = (
-            f"INSERT INTO {t} (key, value, expires) VALUES (?, ?, ?) ON CONFLICT (key) "
-            f"DO UPDATE SET value = excluded.value, expires = excluded.expires"
+            f"INSERT INTO {t} (key, value, expires, stamp) VALUES (?, ?, ?, random()) "
+            f"ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+            f"expires = excluded.expires, stamp = excluded.stamp"
         )
         # One statement: it stores only when the row is absent or expired.
         self.add = self.upsert + f" WHERE {t}.expires <= ?"
@@ -87,10 +99,16 @@ class Sql:
         self.delete_expired_key = f"DELETE FROM {t} WHERE key = ? AND expires <= ?"
         self.delete_expired_keys = f"DELETE FROM {t} WHERE expires <= ? AND key IN "
         self.incr = (
-            f"UPDATE {t} SET value = value + ? WHERE key = ? AND expires > ? "
+            f"UPDATE {t} SET value = value + ?, stamp = random() WHERE key = ? AND expires > ? "
             f"AND typeof(value) = 'integer' AND value BETWEEN ? AND ? RETURNING value"
         )
-        self.update_value = f"UPDATE {t} SET value = ? WHERE key = ?"
+        self.update_value = f"UPDATE {t} SET value = ?, stamp = random() WHERE key = ?"
+        # Tier one's re-check: per key, its stamp and expiry, and its value only where
+        # the stamp is not the one held (value is never NULL: NULL means unchanged).
+        self.stamped = (
+            f"SELECT t.key, t.expires, t.stamp, CASE WHEN t.stamp = held.s THEN NULL "
+            f"ELSE t.value END FROM held JOIN {t} AS t ON t.key = held.k"
+        )
         self.purge = (
             f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} WHERE expires <= ? LIMIT ?)"
         )
@@ -99,6 +117,10 @@ class Sql:
         self.clear = f"DELETE FROM {t}"
         self.clear_some = f"DELETE FROM {t} WHERE key IN (SELECT key FROM {t} LIMIT ?)"
         self._get_many_of: dict[int, str] = {}
+
+    def stamped_of(self, n: int) -> str:
+        """``stamped`` for ``n`` keys, each given as a (key, stamp held) pair."""
+        return f"WITH held(k, s) AS (VALUES {','.join(['(?, ?)'] * n)}) {self.stamped}"
 
     def get_many_of(self, n: int) -> str:
         """``get_many`` for ``n`` keys: one string per ``n``, so that sqlite3's statement

@@ -127,7 +127,7 @@ class TierSettings:
 class Slot:
     """One key's payload in tier one."""
 
-    __slots__ = ("checked", "expires", "kept", "payload", "size")
+    __slots__ = ("checked", "expires", "kept", "payload", "size", "stamp")
 
     def __init__(self, payload: Any, checked: float, expires: float, size: int) -> None:
         self.payload = payload
@@ -138,6 +138,9 @@ class Slot:
         self.size = size
         self.kept: Any = NOT_KEPT
         """The decoded value when it is immutable (read without decoding again)."""
+        self.stamp: Any = None
+        """What identifies the stored write this payload came from, for a re-check that
+        reads stamps, not values (a backend's ``_get_stamped``); None: unknown."""
 
 
 def _size(key: str, payload: Any) -> int:
@@ -285,6 +288,25 @@ class TierStore:
                     held[key] = slot.payload
         return held, tokens
 
+    def held_stamped(
+        self, keys: list[str]
+    ) -> tuple[dict[str, Any], dict[str, Any], list[tuple[int, int]]]:
+        """``(payloads held for keys, their known stamps, tokens)`` before a re-check."""
+        held = {}
+        stamps = {}
+        with self.lock:
+            data = self.data
+            epoch = self.epoch
+            stripes = self.stripes
+            tokens = [(epoch, stripes[hash(key) & _MASK]) for key in keys]
+            for key in keys:
+                slot = data.get(key)
+                if slot is not None:
+                    held[key] = slot.payload
+                    if slot.stamp is not None:
+                        stamps[key] = slot.stamp
+        return held, stamps, tokens
+
     def fill_many(
         self,
         found: Mapping[str, Any],
@@ -292,10 +314,13 @@ class TierStore:
         started: float,
         tokens: list[tuple[int, int]],
         held: Mapping[str, Any] | None = None,
+        stamps: Mapping[str, Any] | None = None,
     ) -> None:
         """:meth:`fill` of each of ``keys`` with what ``found`` holds for it; a key
         found ``SAME`` as ``held`` keeps its slot (and the value decoded beside it),
-        checked anew."""
+        checked anew. ``stamps``: what the read saw of each key's stored write."""
+        if stamps is None:
+            stamps = {}
         with self.lock:
             epoch = self.epoch
             stripes = self.stripes
@@ -311,8 +336,11 @@ class TierStore:
                     # Another read's fill may have replaced the slot meanwhile.
                     if slot is not None and held is not None and slot.payload is held[key]:
                         slot.checked = started  # its record is remade by the next split
+                        slot.stamp = stamps.get(key, slot.stamp)
                 else:
-                    self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
+                    slot = Slot(payload, started, math.inf, _size(key, payload))
+                    slot.stamp = stamps.get(key)
+                    self._insert(key, slot)
 
     # -- changes ------------------------------------------------------------------
 

@@ -94,6 +94,11 @@ class BaseCache(Primitives):
     - made keys: ``_plain_key_prefix`` (the prefix made keys are a concatenation of)
     - the fast index of ``@cached`` (``memokit.fastindex``): ``_index_view``, the
       records of an in-process store, or None
+    - tier one's re-check (``memokit.backends.tiered``), optional, without the
+      values of unchanged entries: ``_get_stamped`` / ``_aget_stamped`` (keys and
+      the stamps held -> values or ``SAME``, and the stamps seen: filesystem,
+      SQLite, Memcached) or ``_get_unchanged`` / ``_aget_unchanged`` (keys and the
+      payloads held -> values or ``SAME``: Redis)
     - the command line's ``info`` and ``clear`` (``memokit.cli``): ``_count``,
       ``_clear_some`` (optional primitives: an entry count, clearing in batches), ``_clear``
     """

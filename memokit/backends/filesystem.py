@@ -37,6 +37,7 @@ import secrets
 import struct
 import sys
 import zlib
+from collections.abc import Mapping
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
@@ -47,6 +48,7 @@ from ._files import FILE_MODE, location_path, unusable_location
 from ._flock import LOCK_NAME as LOCK_NAME  # where the lock lives, for tools and tests
 from ._flock import Directory as _Directory
 from ._flock import close_tracked, directory_for, open_tracked
+from ._tierstore import SAME
 from .base import (
     MISSING,
     BaseCache,
@@ -377,6 +379,69 @@ class FileSystemCache(CullsByCount, BaseCache):
     def _get(self, key: str) -> Any:
         entry = self._load_live(self._directory(), self._name(key), _now())
         return MISSING if entry is None else entry[1]
+
+    def _get_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tier one's re-check (``memokit.backends.tiered``): ``(found, stamps seen)``.
+
+        A file's stamp is its inode, mtime, size and header (expiry, length, CRC-32):
+        every write is a new file renamed into place, so it changes with every write.
+        A key whose stamp is still the one in ``stamps`` (and not expired) is found
+        ``SAME`` after an ``fstat`` and a read of the header only; any other is read
+        whole, with its stamp taken from the same open file.
+        """
+        shared = self._directory()
+        now = _now()
+        found: dict[str, Any] = {}
+        seen: dict[str, Any] = {}
+        for key in keys:
+            name = self._name(key)
+            try:
+                fd = os.open(name, _READ, dir_fd=shared.fd)
+            except FileNotFoundError:
+                entry = self._load_live(shared, name, now)  # a miss's checks of LOCATION
+                if entry is not None:
+                    found[key] = entry[1]
+                continue
+            try:
+                info = os.fstat(fd)
+                held = stamps.get(key)
+                if held is not None:
+                    header = os.pread(fd, _HEADER_SIZE, 0)
+                    if (
+                        held == (info.st_ino, info.st_mtime_ns, info.st_size, header)
+                        and _HEADER.unpack_from(header)[1] > now
+                    ):
+                        found[key] = SAME
+                        seen[key] = held
+                        continue
+                data = _read_all(fd)
+            finally:
+                os.close(fd)
+            if len(data) >= _HEADER_SIZE:
+                magic, expiry, length, checksum = _HEADER.unpack_from(data)
+                payload = data[_HEADER_SIZE:]
+                if (
+                    magic == _MAGIC
+                    and expiry > now
+                    and len(payload) == length
+                    and zlib.crc32(payload) == checksum
+                ):
+                    found[key] = payload
+                    seen[key] = (info.st_ino, info.st_mtime_ns, info.st_size, data[:_HEADER_SIZE])
+                    continue
+            # Expired or damaged: the plain read removes (and reports) it as always.
+            entry = self._load_live(shared, name, now)
+            if entry is not None:
+                found[key] = entry[1]
+        return found, seen
+
+    async def _aget_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The async ``_get_stamped`` (in a worker thread)."""
+        return await self._run(self._get_stamped, keys, stamps)
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
         shared = self._directory()

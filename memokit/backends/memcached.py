@@ -68,6 +68,7 @@ from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _reports
 from ._afterfork import renew_in_children
 from ._deadline import DeadlineSocketModule
+from ._memcached_meta import NoMeta, on_connection, stamped
 from ._memcached_pool import FastPool
 from ._memcached_ring import NodeDown, Ring
 from ._remote import (
@@ -182,6 +183,7 @@ class MemcachedCache(BaseCache):
         self._ignore_exc = check_flag(ignore_exc, "IGNORE_EXC")
         options = self._check_client_options(client_options or {})
         self._native_incr = raw_ints_safe(self.serializer)
+        self._no_meta = False  # set once a server refuses meta commands (memcached < 1.6)
         # Bare pickles (the default): _decode reads them without the serializer's call.
         self._bare_pickles = type(self.serializer) is PickleSerializer
         common: dict[str, Any] = {
@@ -375,6 +377,36 @@ class MemcachedCache(BaseCache):
             if self._ignore_exc:
                 return {}
             self._fail(exc)
+
+    def _get_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tier one's re-check (``memokit.backends.tiered``): ``(found, cas tokens seen)``.
+
+        ``SAME`` for a key whose cas token is still the one in ``stamps``, read
+        without its value; see ``_memcached_meta``. A server without meta commands
+        (before 1.6) is sent the values, which tier one compares.
+        """
+        if self._no_meta:
+            return self._get_many(keys), {}
+        try:
+            client = self._client
+            if isinstance(client, Ring):
+                return client.stamped(keys, stamps)
+            return on_connection(client, stamped, keys, stamps)
+        except NoMeta:
+            self._no_meta = True
+            return self._get_many(keys), {}
+        except (OSError, MemcacheError) as exc:
+            if self._ignore_exc:
+                return {}, {}
+            self._fail(exc)
+
+    async def _aget_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The async ``_get_stamped`` (in a worker thread)."""
+        return await self._run(self._get_stamped, keys, stamps)
 
     def _has_key(self, key: str) -> bool:
         return self._get(key) is not MISSING

@@ -32,7 +32,7 @@ import math
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from time import time as _now
 from typing import Any, ClassVar, Unpack
@@ -52,7 +52,8 @@ from ._files import (
 )
 from ._sqlite_conns import ThreadConnection, track
 from ._sqlite_conns import _inherited as _inherited  # tests look for inherited connections here
-from ._sqlite_sql import CHUNK, Sql, check_table, chunks, placeholders, quote, too_large
+from ._sqlite_sql import CHUNK, COLUMNS, Sql, check_table, chunks, placeholders, quote, too_large
+from ._tierstore import SAME
 from .base import (
     MISSING,
     BaseCache,
@@ -64,6 +65,7 @@ from .base import (
 
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
+_STAMPED_CHUNK = CHUNK // 2  # two parameters per key
 _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
 _CANNOT_OPEN = {"unable to open database file", "attempt to write a readonly database"}
@@ -271,7 +273,10 @@ class SQLiteCache(CullsByCount, BaseCache):
         # A table of the same name made by someone else would fail later with
         # "no such column"; say which setting to change instead.
         columns = [row[1] for row in conn.execute(f"PRAGMA table_info({quote(self._table)})")]
-        if columns and columns != ["key", "value", "expires"]:
+        if columns == COLUMNS[:3]:
+            conn.execute(self._sql.add_stamp)  # made before stamps: every row reads anew
+            return
+        if columns and columns != COLUMNS:
             raise ImproperlyConfigured(
                 f"TABLE {self._table!r} already exists in {str(self._path)!r} with columns "
                 f"{columns} that memokit did not make; choose another TABLE (in OPTIONS) or "
@@ -414,6 +419,45 @@ class SQLiteCache(CullsByCount, BaseCache):
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
         return found
+
+    def _get_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """Tier one's re-check (``memokit.backends.tiered``): ``(found, stamps seen)``;
+        ``SAME`` where the row's stamp (random, new at each write) is the one held:
+        one query per 250 keys sends values of the others only (``Sql.stamped``)."""
+        if not keys:
+            return {}, {}
+        now = _now()
+        found: dict[str, Any] = {}
+        seen: dict[str, Any] = {}
+        expired = []
+        state = self._enter()
+        try:
+            conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
+            for start in range(0, len(keys), _STAMPED_CHUNK):
+                chunk = keys[start : start + _STAMPED_CHUNK]
+                params = [item for key in chunk for item in (key, stamps.get(key))]
+                for key, expires, stamp, value in conn.execute(
+                    self._sql.stamped_of(len(chunk)), params
+                ):
+                    if expires <= now:
+                        expired.append(key)
+                        continue
+                    found[key] = SAME if value is None else value
+                    if stamp is not None:
+                        seen[key] = stamp
+            if expired:
+                self._delete_expired(conn, expired, now)
+        finally:
+            state.slot.busy = False  # Slot.leave(), inlined
+        return found, seen
+
+    async def _aget_stamped(
+        self, keys: list[str], stamps: Mapping[str, Any]
+    ) -> tuple[dict[str, Any], dict[str, Any]]:
+        """The async ``_get_stamped`` (in a worker thread)."""
+        return await self._run(self._get_stamped, keys, stamps)
 
     def _has_key(self, key: str) -> bool:
         state = self._enter()

@@ -161,7 +161,9 @@ def test_incr_is_one_update_in_sql(cache: SQLiteCache, statements: list[str]) ->
     statements.clear()
     assert cache.incr("n") == 42
     assert len(run(statements)) == 1
-    assert statements[0].startswith('UPDATE "memokit_cache" SET value = value + 1 WHERE')
+    assert statements[0].startswith(
+        'UPDATE "memokit_cache" SET value = value + 1, stamp = random() WHERE'
+    )
 
 
 def test_set_runs_no_count_star(cache: SQLiteCache, statements: list[str]) -> None:

@@ -223,15 +223,16 @@ def test_a_push_between_the_read_and_the_fill_wins(
     other = memokit.create_cache(fs)
     other.set("k", "old")
     made = cache.make_key("k")
-    inner_get = cache.inner._get
+    read = cache._get_stamped  # the filesystem's read with stamps
+    assert read is not None
 
-    def read_then_pushed(key: str) -> Any:
-        payload = inner_get(key)  # the old value is on its way back ...
+    def read_then_pushed(keys: list[str], stamps: dict[str, Any]) -> Any:
+        found = read(keys, stamps)  # the old value is on its way back ...
         other.set("k", "new")  # ... when another process writes
         cache.forget_local([made])  # and the push arrives before the fill
-        return payload
+        return found
 
-    monkeypatch.setattr(cache.inner, "_get", read_then_pushed)
+    monkeypatch.setattr(cache, "_get_stamped", read_then_pushed)
     assert cache.get("k") == "old"  # this read's answer
     monkeypatch.undo()
     assert made not in cache.tier.data  # but it was not kept
@@ -301,6 +302,14 @@ def test_decorated_hits_are_tier_hits(fs: dict[str, Any]) -> None:
         calls.append(x)
         return [x]
 
+    @memokit.cached(cache=cache)
+    def g(x: int) -> int:
+        return 2 * x
+
+    @memokit.cached(cache=cache)
+    async def h(x: int) -> int:
+        return 3 * x
+
     assert f(1) == [1]
     got = f(1)
     got.append(2)
@@ -310,6 +319,16 @@ def test_decorated_hits_are_tier_hits(fs: dict[str, Any]) -> None:
     assert stats.hits == 2
     assert stats.tier_hits == 2
     assert f.cache_info().hits == 2
+    assert len(f.cache_info()) == 3
+    # A call of an immutable result, served by the fast index over tier one.
+    assert g(3) == 6
+    for _ in range(3):
+        assert g(3) == 6
+    assert g.stats().hits == g.stats().tier_hits == 3
+    assert asyncio.run(h(3)) == 9
+    for _ in range(3):
+        assert asyncio.run(h(3)) == 9
+    assert h.stats().hits == h.stats().tier_hits == 3
     assert len(f.cache_info()) == 3
     f.invalidate(1)
     assert f(1) == [1]
