@@ -255,6 +255,10 @@ class TierStore:
                 # The wall clock first: a thread switch before monotonic() can only
                 # end the record earlier, never past the slot's bound.
                 self.records[first] = (found[first], time() - monotonic() + ends, ends)
+                if since != math.inf and not self._assisted:
+                    # The assistance went (its setter clears records without this
+                    # lock) after `since` was read: a record it vouched for must go too.
+                    self.records.pop(first, None)
         return found
 
     # -- the generation guard -----------------------------------------------------

@@ -55,8 +55,7 @@ from ._primitives import MISSING, UNREADABLE, Primitives, arun, run
 if TYPE_CHECKING:
     from ..resilience import CircuitBreaker  # it imports this module
 
-_MEMO_KEYS = 4096
-"""Made keys a cache remembers for ``get`` and ``set`` (``_remember``); then it starts anew."""
+_MEMO_KEYS = 4096  # made keys a cache remembers for get and set (_remember), then anew
 
 __all__ = [
     "MISSING",
@@ -92,15 +91,9 @@ class BaseCache(Primitives):
     - payloads and timeouts: ``_encode``, ``_decode``, ``_seconds``
     - value-failure reports: ``_unreadable``, ``_not_stored``
     - made keys: ``_plain_key_prefix`` (the prefix made keys are a concatenation of)
-    - the fast index of ``@cached`` (``memokit.fastindex``): ``_index_view``, the
-      records of an in-process store, or None
-    - tier one's re-check (``memokit.backends.tiered``), optional, without the
-      values of unchanged entries: ``_get_stamped`` / ``_aget_stamped`` (keys and
-      the stamps held -> values or ``SAME``, and the stamps seen: filesystem,
-      SQLite, Memcached) or ``_get_unchanged`` / ``_aget_unchanged`` (keys and the
-      payloads held -> values or ``SAME``: Redis)
+    - the fast index of ``@cached`` (``memokit.fastindex``): ``_index_view`` or None
     - the command line's ``info`` and ``clear`` (``memokit.cli``): ``_count``,
-      ``_clear_some`` (optional primitives: an entry count, clearing in batches), ``_clear``
+      ``_clear_some`` (optional), ``_clear``
     """
 
     capabilities: ClassVar[Capabilities] = Capabilities()
