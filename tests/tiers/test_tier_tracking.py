@@ -252,3 +252,24 @@ def test_after_close_an_async_read_revives_tracking(redis_settings: dict[str, An
     asyncio.run(main())
     _until(lambda: tiered.assisted, 5, "tracking again")
     assert _dropped_on_push(tiered, "k2")
+
+
+def test_a_key_prefix_changed_after_tracking_started_keeps_the_bound(
+    redis_settings: dict[str, Any],
+) -> None:
+    # The tracker asked the server for pushes under the prefix it was made with: a
+    # copy made under a new prefix gets no push, so it must not be vouched for.
+    tiered = _tiered(redis_settings)
+    tiered.key_prefix = f"new{uuid.uuid4().hex[:8]}"
+    inner = tiered.inner
+    inner.set("k", "old")
+    assert tiered.get("k") == "old"
+    other = memokit.create_cache(
+        {"BACKEND": "redis", "LOCATION": inner.location, "KEY_PREFIX": inner.key_prefix}
+    )
+    try:
+        other.set("k", "new")
+    finally:
+        other.close()
+    time.sleep(BOUND * 1.5)
+    assert tiered.get("k") == "new"
