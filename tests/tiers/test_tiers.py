@@ -289,6 +289,32 @@ def test_a_push_of_a_counter_ends_the_records_it_vouched_for() -> None:
     assert store.split(["entry", "counter"]) is None  # read again, counters and all
 
 
+def test_a_record_made_as_the_assistance_is_lost_keeps_the_bound() -> None:
+    # split() read vouched_since() before taking its lock; a tracker losing its
+    # connection meanwhile cleared the records, and split then stored one that never
+    # expires (inf): the fast index served it past the bound, with no push to come.
+    store = TierStore(TierSettings(bound=0.2))
+    store.assisted = True
+    store.fill("k", b"old", time.monotonic(), store.token("k"))
+    read = threading.Event()
+    vouched_since = store.vouched_since
+
+    def spied() -> float:
+        since = vouched_since()
+        read.set()
+        return since
+
+    store.vouched_since = spied  # type: ignore[method-assign]
+    with store.lock:
+        splitter = threading.Thread(target=store.split, args=(["k"],))
+        splitter.start()
+        assert read.wait(10)
+        store.assisted = False  # the tracker's thread: no lock
+    splitter.join(10)
+    record = store.records.get("k")
+    assert record is None or record[2] <= time.monotonic() + 0.2
+
+
 # -- decorators and statistics ------------------------------------------------------
 
 
