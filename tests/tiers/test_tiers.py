@@ -586,6 +586,44 @@ def test_an_index_hit_is_never_older_than_the_counters_it_was_read_with(
     assert late > 0
 
 
+def test_an_index_hit_keeps_the_bound_when_the_wall_clock_steps_back(
+    fs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tier one's bound is on the monotonic clock; a fast-index record's end was on the
+    # wall clock, so a wall clock stepped back (NTP, a resumed VM) carried every
+    # record that far past the bound.
+    import memokit.backends._tierstore as tierstore
+    import memokit.fastindex
+    import memokit.wrappers
+
+    bound = 0.2
+    cache = tiered(fs, BOUND=bound)
+    plain = memokit.create_cache(fs)  # another process, as far as the store knows
+    calls: list[int] = []
+
+    @memokit.cached(cache=cache, name="tiers.clock")
+    def f(x: int) -> tuple[int, int]:
+        calls.append(x)
+        return (x, len(calls))
+
+    first = f(1)
+    assert f(1) == first  # a string-key hit: the index learns it
+    assert f(1) == first  # an index hit
+    real = time.time
+
+    def stepped_back() -> float:
+        return real() - 3600.0
+
+    for module in (memokit.wrappers, memokit.fastindex):
+        monkeypatch.setattr(module, "_now", stepped_back)
+    monkeypatch.setattr(tierstore, "time", stepped_back)
+    # Another process's invalidate_all: its counter moves (this process's epoch does not).
+    (counter,) = (key for key in cache.tier.data if "tiers.clock(" not in key)
+    plain._incr(counter, 1)
+    time.sleep(bound * 1.5)
+    assert f(1) != first
+
+
 # -- threads ----------------------------------------------------------------------------
 
 
