@@ -273,3 +273,39 @@ def test_a_key_prefix_changed_after_tracking_started_keeps_the_bound(
         other.close()
     time.sleep(BOUND * 1.5)
     assert tiered.get("k") == "new"
+
+
+def test_a_copy_read_from_a_lagging_replica_keeps_the_bound(
+    redis_settings: dict[str, Any],
+) -> None:
+    # Reads go to a replica; the pushes come from the primary. A change whose push
+    # reached tier one before a replica had it: the read after the push returned the
+    # old value, and tier one vouched for it for ever (no push was left to come).
+    # Two independent servers stand in for a primary and a replica that lags.
+    from memokit.testing import start_server
+
+    own = start_server("redis-server")
+    try:
+        primary = redis_settings["LOCATION"]
+        replica = f"{own.url}/{primary.rsplit('/', 1)[1]}"
+        settings = {
+            **redis_settings,
+            "LOCATION": [primary, replica],
+            "KEY_PREFIX": f"rep{uuid.uuid4().hex[:8]}",
+        }
+        memokit.configure({"default": {**settings, "TIER": {"BOUND": BOUND}}})
+        tiered: Any = memokit.caches["default"]
+        _until(lambda: tiered.assisted, 5, "tracking to start")
+        made = tiered.make_key("k")
+        import redis
+
+        with redis.Redis.from_url(replica) as lagging:
+            lagging.set(made, b"\x80\x04\x95\x07\x00\x00\x00\x00\x00\x00\x00\x8c\x03old\x94.")
+        tiered.inner.set("k", "new")  # on the primary; its push drops nothing held
+        time.sleep(0.05)
+        assert tiered.get("k") == "old"  # the replica has not caught up yet
+        time.sleep(BOUND * 1.5)
+        assert tiered.get("k") == "new"
+    finally:
+        memokit.configure(memokit.config.DEFAULT_CACHES)
+        own.stop()
