@@ -488,6 +488,11 @@ class TracksInvalidations:
         cannot. One connection and daemon thread per instance, however many listeners;
         a connection silent for ``within`` seconds counts as lost."""
         cache: Any = self
+        if cache._read_from_replicas and cache._replicas:
+            # A replica may answer a read made after a change's push with the old
+            # value: nothing would drop that copy. The bound, re-checked on the
+            # primary, applies instead.
+            return None
         with _making:
             if self._tracker is None:
                 plain = cache._plain_key_prefix(cache.version, 1) is not None

@@ -255,9 +255,9 @@ class TierStore:
                 # The wall clock first: a thread switch before monotonic() can only
                 # end the record earlier, never past the slot's bound.
                 self.records[first] = (found[first], time() - monotonic() + ends, ends)
-                if since != math.inf and not self._assisted:
-                    # The assistance went (its setter clears records without this
-                    # lock) after `since` was read: a record it vouched for must go too.
+                if self.vouched_since() != since:
+                    # The assistance was lost or renewed meanwhile (the setter takes no
+                    # lock and clears the records): this record may rest on it.
                     self.records.pop(first, None)
         return found
 

@@ -136,7 +136,19 @@ class TieredCache(BaseCache):
     def __setattr__(self, name: str, value: Any) -> None:
         if name in _MIRRORED:
             setattr(self.inner, name, value)
+            if name in ("key_prefix", "key_func"):
+                self._untrack()
         object.__setattr__(self, name, value)
+
+    def _untrack(self) -> None:
+        # The tracker asked the server for pushes under the prefix the keys had when
+        # it was made: keys made otherwise get none, so nothing may be vouched for
+        # by it any longer. The bound applies from here on.
+        tracking = self.__dict__.get("_tracking")
+        if tracking is not None:
+            object.__setattr__(self, "_tracking", None)
+            tracking.stop()
+        self.tier.assisted = False
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(inner={self.inner!r}, bound={self.settings.bound})"

@@ -320,7 +320,12 @@ def test_sentinel_tracking_follows_a_failover(redis_sentinel: Any) -> None:
             "BACKEND": "redis-sentinel",
             "LOCATION": redis_sentinel.urls,
             "KEY_PREFIX": f"trk-{uuid.uuid4().hex[:8]}",
-            "OPTIONS": {"SERVICE_NAME": redis_sentinel.service, "socket_timeout": 0.5},
+            # Reads on the primary: with reads on replicas nothing is tracked.
+            "OPTIONS": {
+                "SERVICE_NAME": redis_sentinel.service,
+                "socket_timeout": 0.5,
+                "READ_FROM_REPLICAS": False,
+            },
         }
     )
     assert isinstance(cache, RedisCache)

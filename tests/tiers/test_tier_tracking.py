@@ -252,3 +252,61 @@ def test_after_close_an_async_read_revives_tracking(redis_settings: dict[str, An
     asyncio.run(main())
     _until(lambda: tiered.assisted, 5, "tracking again")
     assert _dropped_on_push(tiered, "k2")
+
+
+def test_a_key_prefix_changed_after_tracking_started_keeps_the_bound(
+    redis_settings: dict[str, Any],
+) -> None:
+    # The tracker asked the server for pushes under the prefix it was made with: a
+    # copy made under a new prefix gets no push, so it must not be vouched for.
+    tiered = _tiered(redis_settings)
+    tiered.key_prefix = f"new{uuid.uuid4().hex[:8]}"
+    inner = tiered.inner
+    inner.set("k", "old")
+    assert tiered.get("k") == "old"
+    other = memokit.create_cache(
+        {"BACKEND": "redis", "LOCATION": inner.location, "KEY_PREFIX": inner.key_prefix}
+    )
+    try:
+        other.set("k", "new")
+    finally:
+        other.close()
+    time.sleep(BOUND * 1.5)
+    assert tiered.get("k") == "new"
+
+
+def test_a_copy_read_from_a_lagging_replica_keeps_the_bound(
+    redis_settings: dict[str, Any],
+) -> None:
+    # Reads go to a replica; the pushes come from the primary. A change whose push
+    # reached tier one before a replica had it: the read after the push returned the
+    # old value, and tier one vouched for it for ever (no push was left to come).
+    # Two independent servers stand in for a primary and a replica that lags.
+    from memokit.testing import start_server
+
+    own = start_server("redis-server")
+    try:
+        primary = redis_settings["LOCATION"]
+        replica = f"{own.url}/{primary.rsplit('/', 1)[1]}"
+        settings = {
+            **redis_settings,
+            "LOCATION": [primary, replica],
+            "KEY_PREFIX": f"rep{uuid.uuid4().hex[:8]}",
+        }
+        memokit.configure({"default": {**settings, "TIER": {"BOUND": BOUND}}})
+        tiered: Any = memokit.caches["default"]
+        # Tracked (if at all) from before the read, as in production.
+        _until(lambda: tiered.assisted or tiered._tracking is None, 5, "tracking to start")
+        made = tiered.make_key("k")
+        import redis
+
+        with redis.Redis.from_url(replica) as lagging:
+            lagging.set(made, b"\x80\x04\x95\x07\x00\x00\x00\x00\x00\x00\x00\x8c\x03old\x94.")
+        tiered.inner.set("k", "new")  # on the primary; its push drops nothing held
+        time.sleep(0.05)
+        assert tiered.get("k") == "old"  # the replica has not caught up yet
+        time.sleep(BOUND * 1.5)
+        assert tiered.get("k") == "new"
+    finally:
+        memokit.configure(memokit.config.DEFAULT_CACHES)
+        own.stop()

@@ -290,6 +290,32 @@ def test_a_push_of_a_counter_ends_the_records_it_vouched_for() -> None:
     assert store.split(["entry", "counter"]) is None  # read again, counters and all
 
 
+def test_a_record_made_as_the_assistance_is_lost_keeps_the_bound() -> None:
+    # split() read vouched_since() before taking its lock; a tracker losing its
+    # connection meanwhile cleared the records, and split then stored one that never
+    # expires (inf): the fast index served it past the bound, with no push to come.
+    store = TierStore(TierSettings(bound=0.2))
+    store.assisted = True
+    store.fill("k", b"old", time.monotonic(), store.token("k"))
+    read = threading.Event()
+    vouched_since = store.vouched_since
+
+    def spied() -> float:
+        since = vouched_since()
+        read.set()
+        return since
+
+    store.vouched_since = spied  # type: ignore[method-assign]
+    with store.lock:
+        splitter = threading.Thread(target=store.split, args=(["k"],))
+        splitter.start()
+        assert read.wait(10)
+        store.assisted = False  # the tracker's thread: no lock
+    splitter.join(10)
+    record = store.records.get("k")
+    assert record is None or record[2] <= time.monotonic() + 0.2
+
+
 # -- decorators and statistics ------------------------------------------------------
 
 
@@ -577,6 +603,44 @@ def test_an_index_hit_is_never_older_than_the_counters_it_was_read_with(
             assert value != first, f"{start - done:.3f} s after the invalidation"
         time.sleep(0.005)
     assert late > 0
+
+
+def test_an_index_hit_keeps_the_bound_when_the_wall_clock_steps_back(
+    fs: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tier one's bound is on the monotonic clock; a fast-index record's end was on the
+    # wall clock, so a wall clock stepped back (NTP, a resumed VM) carried every
+    # record that far past the bound.
+    import memokit.backends._tierstore as tierstore
+    import memokit.fastindex
+    import memokit.wrappers
+
+    bound = 0.2
+    cache = tiered(fs, BOUND=bound)
+    plain = memokit.create_cache(fs)  # another process, as far as the store knows
+    calls: list[int] = []
+
+    @memokit.cached(cache=cache, name="tiers.clock")
+    def f(x: int) -> tuple[int, int]:
+        calls.append(x)
+        return (x, len(calls))
+
+    first = f(1)
+    assert f(1) == first  # a string-key hit: the index learns it
+    assert f(1) == first  # an index hit
+    real = time.time
+
+    def stepped_back() -> float:
+        return real() - 3600.0
+
+    for module in (memokit.wrappers, memokit.fastindex):
+        monkeypatch.setattr(module, "_now", stepped_back)
+    monkeypatch.setattr(tierstore, "time", stepped_back)
+    # Another process's invalidate_all: its counter moves (this process's epoch does not).
+    (counter,) = (key for key in cache.tier.data if "tiers.clock(" not in key)
+    plain._incr(counter, 1)
+    time.sleep(bound * 1.5)
+    assert f(1) != first
 
 
 # -- threads ----------------------------------------------------------------------------
