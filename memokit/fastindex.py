@@ -32,6 +32,7 @@ store only it sees); an item remembers the epoch it was learnt at.
 from __future__ import annotations
 
 import math
+from time import monotonic
 from time import time as _now
 from typing import TYPE_CHECKING, Any, Final
 
@@ -198,7 +199,8 @@ def indexed(
     if item is None:
         return MISSING
     made, record, at, found = item
-    if at != counters.epoch or index.records.get(made) is not record or record[1] <= _now():
+    now = monotonic() if index.tier else _now()  # tier one's records end on its bound's clock
+    if at != counters.epoch or index.records.get(made) is not record or record[1] <= now:
         return MISSING
     recent = index.recent
     if recent is not None:

@@ -301,7 +301,9 @@ class CachedFunction(_Cached[P, R]):
                     if (
                         at == counters.epoch
                         and ix.records.get(made) is record
-                        and record[1] > _now()
+                        # Tier one's records end on the monotonic clock (its bound),
+                        # an in-process store's on the wall clock (its expiry).
+                        and record[1] > (monotonic() if ix.tier else _now())
                     ):
                         recent = ix.recent
                         if recent is not None:

@@ -11,17 +11,17 @@ __all__ = ["IndexView"]
 class IndexView(NamedTuple):
     """What an in-process store offers the fast index (``cache._index_view()``).
 
-    ``records`` maps a made key to the store's record for it: a tuple whose
-    item 0 is the payload (what ``_get`` returns) and item 1 the absolute expiry
-    (``time.time()`` based, ``math.inf`` for never). The store never mutates a
-    record: every change (set, add, touch, incr, delete, expiry, culling,
-    clear) replaces or removes it, so ``records.get(made) is record`` tells that
-    nothing happened to the entry since the record was read. ``recent(made)``
-    marks the entry recently used without the store's lock (one C call that the
-    GIL keeps whole), or is None for a store without recency; it may raise
-    ``KeyError`` when the key went away meanwhile. ``limit`` bounds the items
-    one function's index keeps for this store (its entry bound, say). ``tier``:
-    the store is tier one in front of another backend (its hits are tier hits).
+    ``records`` maps a made key to the store's record for it: a tuple whose item 0 is the
+    payload (what ``_get`` returns) and item 1 the absolute expiry (``time.time()`` based,
+    ``math.inf`` for never; for tier one, ``tier`` true, the end of its bound on
+    ``time.monotonic()``, so a wall-clock step never extends it). The store never mutates a
+    record: every change (set, add, touch, incr, delete, expiry, culling, clear) replaces or
+    removes it, so ``records.get(made) is record`` tells that nothing happened to the entry
+    since the record was read. ``recent(made)`` marks the entry recently used without the
+    store's lock (one C call that the GIL keeps whole), or is None for a store without recency;
+    it may raise ``KeyError`` when the key went away meanwhile. ``limit`` bounds the items one
+    function's index keeps for this store (its entry bound, say). ``tier``: the store is tier
+    one in front of another backend (its hits are tier hits).
     """
 
     records: Mapping[str, tuple[Any, ...]]

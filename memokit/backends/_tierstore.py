@@ -28,7 +28,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from time import monotonic, time
+from time import monotonic
 from typing import Any, Final
 
 from ..exceptions import ImproperlyConfigured
@@ -167,8 +167,8 @@ class TierStore:
         self._assisted = False
         self._since = math.inf
         self.records: dict[str, tuple[Any, float, float]] = {}
-        """The fast index's view (``memokit.fastindex``): made key -> ``(payload, expiry
-        as time.time(), the monotonic end it was made from)``. A record is replaced,
+        """The fast index's view (``memokit.fastindex``): made key -> ``(payload, its end
+        on time.monotonic(), the same end)``. A record is replaced,
         never changed; its expiry is the oldest check of the batch it was served in,
         plus the bound, so an index hit is never older than the bound either."""
         self.hits = 0
@@ -252,9 +252,8 @@ class TierStore:
             first = keys[0]
             record = self.records.get(first)
             if record is None or record[2] != ends or record[0] is not found[first]:
-                # The wall clock first: a thread switch before monotonic() can only
-                # end the record earlier, never past the slot's bound.
-                self.records[first] = (found[first], time() - monotonic() + ends, ends)
+                # Its end on the monotonic clock, as the bound (memokit.fastindex).
+                self.records[first] = (found[first], ends, ends)
                 if self.vouched_since() != since:
                     # The assistance was lost or renewed meanwhile (the setter takes no
                     # lock and clears the records): this record may rest on it.

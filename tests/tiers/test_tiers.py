@@ -250,30 +250,6 @@ def test_a_fill_is_dropped_after_forget_all() -> None:
     assert store.lookup("k") is not None
 
 
-def test_a_record_for_the_fast_index_ends_with_its_slot_however_late_it_is_made(
-    monkeypatch: pytest.MonkeyPatch,
-) -> None:
-    # The record's end is on the wall clock (the fast index reads time.time()), the
-    # slot's on the monotonic one: a thread switch between reading the two clocks must
-    # not carry the record past the slot's bound (a coherence run once served an
-    # invalidated entry 3 ms past the bound).
-    import memokit.backends._tierstore as tierstore
-
-    store = TierStore(TierSettings(bound=0.2))
-    store.fill("k", b"v", time.monotonic(), store.token("k"))
-    real_time = time.time
-
-    def late_wall_clock() -> float:
-        time.sleep(0.05)  # this thread loses the processor between the two clocks
-        return real_time()
-
-    monkeypatch.setattr(tierstore, "time", late_wall_clock)
-    assert store.split(["k"]) == {"k": b"v"}
-    monkeypatch.undo()
-    _, wall_end, ends = store.records["k"]
-    assert wall_end - real_time() <= ends - time.monotonic() + 0.005
-
-
 def test_a_push_of_a_counter_ends_the_records_it_vouched_for() -> None:
     # A record (the fast index's view of tier one) is keyed by its entry but was served
     # with the entry's counters; while assisted it never expires. A push for a counter
@@ -450,16 +426,14 @@ def test_a_forked_child_gets_fresh_locks_and_keeps_the_bound(
 
 
 def _move_tier_clocks(monkeypatch: pytest.MonkeyPatch, seconds: float) -> None:
-    """Move the clocks tier one judges its copies by ``seconds`` on (its slots, on the
-    monotonic clock; the fast index's records, on the wall clock)."""
+    """Move the clock tier one judges its copies by ``seconds`` on (its slots and the
+    fast index's records of them both end on the monotonic clock)."""
     import memokit.backends._tierstore as tierstore
     import memokit.fastindex as fastindex
     import memokit.wrappers as wrappers
 
-    monkeypatch.setattr(tierstore, "monotonic", lambda: time.monotonic() + seconds)
     for module in (tierstore, fastindex, wrappers):
-        name = "time" if module is tierstore else "_now"
-        monkeypatch.setattr(module, name, lambda: time.time() + seconds)
+        monkeypatch.setattr(module, "monotonic", lambda: time.monotonic() + seconds)
 
 
 @pytest.mark.server
@@ -611,7 +585,6 @@ def test_an_index_hit_keeps_the_bound_when_the_wall_clock_steps_back(
     # Tier one's bound is on the monotonic clock; a fast-index record's end was on the
     # wall clock, so a wall clock stepped back (NTP, a resumed VM) carried every
     # record that far past the bound.
-    import memokit.backends._tierstore as tierstore
     import memokit.fastindex
     import memokit.wrappers
 
@@ -635,7 +608,6 @@ def test_an_index_hit_keeps_the_bound_when_the_wall_clock_steps_back(
 
     for module in (memokit.wrappers, memokit.fastindex):
         monkeypatch.setattr(module, "_now", stepped_back)
-    monkeypatch.setattr(tierstore, "time", stepped_back)
     # Another process's invalidate_all: its counter moves (this process's epoch does not).
     (counter,) = (key for key in cache.tier.data if "tiers.clock(" not in key)
     plain._incr(counter, 1)
