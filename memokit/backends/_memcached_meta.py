@@ -81,6 +81,8 @@ def _request(
         if conn.sock is None:
             conn._connect()
         sock = conn.sock
+        if sock is None:  # pymemcache's _connect() sets it or raises
+            raise MemcacheUnknownError(b"no connection")
         sock.sendall(b"".join(parts))
         buf = b""
         for key, name in zip(keys, names, strict=True):
