@@ -4,6 +4,7 @@ an unchanged entry; a change, an expiry or a delete by another process is seen."
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import sqlite3
 import time
@@ -148,7 +149,7 @@ def test_sqlite_gives_an_old_table_its_stamps_without_losing_rows(tmp_path: Path
         # Keys and payloads as memokit makes them (another file: this one stays old).
         plain = memokit.create_cache({**settings, "LOCATION": str(tmp_path / "probe.sqlite3")})
         made = plain.make_key("k")
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
             conn.execute(
                 "CREATE TABLE memokit_cache (key TEXT NOT NULL PRIMARY KEY, value BLOB NOT "
                 "NULL, expires REAL NOT NULL) WITHOUT ROWID"
@@ -159,7 +160,7 @@ def test_sqlite_gives_an_old_table_its_stamps_without_losing_rows(tmp_path: Path
         cache = memokit.create_cache({**settings, "TIER": {"BOUND": 60}})
         assert isinstance(cache, TieredCache)
         assert cache.get("k") == "old"
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
             columns = [row[1] for row in conn.execute("PRAGMA table_info(memokit_cache)")]
         assert columns == ["key", "value", "expires", "stamp"]
         assert cache.tier.data[made].stamp is None  # a row written before stamps
@@ -169,12 +170,14 @@ def test_sqlite_gives_an_old_table_its_stamps_without_losing_rows(tmp_path: Path
         stamp = cache.tier.data[made].stamp
         assert stamp is not None
         # A writer that knows nothing of stamps (an older memokit) still changes it.
-        with sqlite3.connect(path) as conn:
+        with contextlib.closing(sqlite3.connect(path)) as conn, conn:
             conn.execute(
                 "UPDATE memokit_cache SET value = ? WHERE key = ?", (plain._encode("v1"), made)
             )
         age(cache)
         assert cache.get("k") == "v1"
+        plain.close()
+        cache.close()
     finally:
         memokit.configure(DEFAULT_CACHES)
 
