@@ -8,6 +8,7 @@ by :func:`memokit._secrets.redact`.
 
 from __future__ import annotations
 
+import codecs
 import math
 import re
 import time
@@ -161,9 +162,24 @@ def check_client_options(
             raise ImproperlyConfigured(
                 f"OPTIONS[{name!r}] is not accepted by the Redis backend: {REFUSED[name.lower()]}"
             )
+    encoding = checked.get("encoding", "utf-8")
+    if not isinstance(encoding, str) or _codec(encoding) != "utf-8":
+        # redis-py with hiredis packs the sync client's commands as UTF-8 whatever this
+        # says, its asyncio client by it: one key would have two names.
+        raise ImproperlyConfigured(
+            f"OPTIONS['encoding'] = {encoding!r}: memokit sends keys as UTF-8, as redis-py's "
+            f"sync client does whatever this says; remove the option"
+        )
     for name, default in timeouts.items():
         checked[name] = check_seconds(checked.get(name, default), name)
     return checked
+
+
+def _codec(name: str) -> str | None:
+    try:
+        return codecs.lookup(name).name
+    except LookupError:
+        return None
 
 
 def queue_sets(pipe: Any, items: dict[str, Any], px: int | None) -> None:

@@ -116,6 +116,8 @@ def made_keys(cache: BaseCache, keys: Iterable[Any], version: int | None) -> dic
 
 def get_many(cache: BaseCache, keys: Iterable[Any], version: int | None) -> Steps[dict[Any, Any]]:
     made = made_keys(cache, keys, version)
+    if not made:
+        return {}  # no round trip (and MGET refuses no keys)
     found = yield "_get_many", list(made)
     values: dict[Any, Any] = {}
     unread: list[str] = []

@@ -29,7 +29,6 @@ import asyncio
 import itertools
 import logging
 import os
-import pickle
 import random
 import threading
 import time
@@ -42,12 +41,10 @@ from redis.commands.core import Script
 from redis.exceptions import WatchError
 
 from .._secrets import redact
-from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured, UnreadableEntry
+from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
 from ..framing import raw_ints_safe
 from ..serializers import (
-    FRAME_MAGIC,
     PickleSerializer,
-    describe,
 )
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from ._afterfork import renew_in_children
@@ -72,6 +69,7 @@ from ._redisconf import (
 from ._redisconf import (
     LATEST_EXPIRY as LATEST_EXPIRY,  # public here, as before the split
 )
+from ._redisread import ReadsInOrder, aread, read
 from ._redisrecheck import RechecksUnchanged
 from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
@@ -82,7 +80,6 @@ from ._remote import (
     refused_options,
     split_location,
     split_options,
-    unreadable_payload,
 )
 from .base import MISSING, BaseCache, Capabilities, CommonSettings
 
@@ -91,7 +88,6 @@ DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
 DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 """Seconds to wait for the server's answer to a command."""
 
-_loads = pickle.loads
 _INT64_MIN = -(2**63)
 _INT64_MAX = 2**63 - 1
 
@@ -101,7 +97,7 @@ _TIMEOUTS = {
 }
 
 
-class RedisCache(RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCache):
+class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCache):
     """A cache on one Redis server (plus optional read replicas)."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -203,39 +199,6 @@ class RedisCache(RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCac
         px = milliseconds(seconds)
         return None if px is None else px / 1000
 
-    # -- encoding ----------------------------------------------------------------
-
-    def _encode(self, value: Any) -> Any:
-        if self._raw_ints and type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
-            return value  # redis-py sends it as decimal text; INCRBY can add to it
-        return self.serializer.dumps(value)
-
-    def _decode(self, payload: Any) -> Any:
-        if self._bare_pickles and type(payload) is bytes and payload[:1] == b"\x80":
-            # PickleSerializer.loads inlined (get_many decodes every value here).
-            try:
-                return _loads(payload)  # pickle trusts the store (docs/security.md)
-            except Exception as exc:
-                if payload[:2] != FRAME_MAGIC:
-                    raise unreadable_payload(exc, f"Redis {self._display}") from None
-                # A frame: pickle refused its first opcode, nothing ran; read it below.
-        return self._decode_slowly(payload)
-
-    def _decode_slowly(self, payload: Any) -> Any:
-        if type(payload) is int:
-            return payload  # an encoded raw int not yet sent (get_or_set's stored form)
-        try:
-            if self._raw_ints and payload[:1] != b"\x80":
-                # Pickle at protocol 2+ and every frame start with \x80; this is a raw int.
-                return int(payload)
-            return self.serializer.loads(payload)
-        except UnreadableEntry:
-            raise
-        except Exception as exc:
-            raise UnreadableEntry(
-                f"cannot deserialise a value read from Redis {self._display} ({describe(exc)})"
-            ) from None  # the cause's message can quote the stored bytes
-
     # -- errors ------------------------------------------------------------------
 
     def _fail(self, exc: Exception) -> NoReturn:
@@ -254,7 +217,7 @@ class RedisCache(RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCac
 
     def _get(self, key: str) -> Any:
         try:
-            payload = self._reader().get(key)
+            payload = read(self._reader(), "GET", key)
         except redis.RedisError as exc:
             if self._ignore_exc:
                 return MISSING
@@ -262,8 +225,10 @@ class RedisCache(RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCac
         return MISSING if payload is None else payload
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}  # MGET refuses no keys
         try:
-            payloads = self._reader().mget(keys)
+            payloads = read(self._reader(), "MGET", *keys)
         except redis.RedisError as exc:
             if self._ignore_exc:
                 return {}
@@ -450,7 +415,7 @@ class RedisCache(RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCac
     async def _aget(self, key: str) -> Any:
         side = await self._side()
         try:
-            payload = await self._areader(side).get(key)
+            payload = await aread(self._areader(side), "GET", key)
         except redis.RedisError as exc:
             if self._ignore_exc:
                 return MISSING
@@ -459,16 +424,17 @@ class RedisCache(RechecksUnchanged, TracksInvalidations, WaitedCounters, BaseCac
 
     @keeps_cancellation
     async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
+        if not keys:
+            return {}  # MGET refuses no keys
         side = await self._side()
         try:
-            payloads = await self._areader(side).mget(keys)
+            payloads = await aread(self._areader(side), "MGET", *keys)
         except redis.RedisError as exc:
             if self._ignore_exc:
                 return {}
             self._fail(exc)
         return found_payloads(keys, payloads)
 
-    @keeps_cancellation
     @keeps_cancellation
     async def _ahas_key(self, key: str) -> bool:
         side = await self._side()

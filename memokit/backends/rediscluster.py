@@ -220,6 +220,7 @@ class RedisClusterCache(RedisCache):
 
     capabilities: ClassVar[Capabilities] = RedisCache.capabilities
     one_script_batches: ClassVar[bool] = False  # a batch spans nodes: no one script
+    mget_in_order: ClassVar[bool] = False  # nor one MGET: _get_many splits it by node
 
     def _cluster_options(self) -> dict[str, Any]:
         options = dict(self._client_options)

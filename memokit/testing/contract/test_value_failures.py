@@ -342,6 +342,23 @@ def test_a_value_that_fails_to_unpickle_is_unpickled_once(cache: BaseCache) -> N
     assert len(seen) == 1
 
 
+def test_a_value_that_fails_to_unpickle_is_unpickled_once_in_a_batch(cache: BaseCache) -> None:
+    # get_many decodes a batch in one loop of its own on some backends (Redis): the
+    # failed entry is reported once, its reconstructor runs once, the others are read.
+    cache.set_many({"k": RebuildFails(), "n": 5, "v": [1]})
+    _REDUCES.clear()
+    with recorded(CorruptEntryWarning) as seen:
+        assert cache.get_many(["n", "k", "v"]) == {"n": 5, "v": [1]}
+    assert _REDUCES == ["rebuilt"]
+    assert len(seen) == 1
+    cache.set("k2", RebuildFails())  # another key: one report per key and window
+    _REDUCES.clear()
+    with recorded(CorruptEntryWarning) as seen:
+        assert asyncio.run(cache.aget_many(["k2", "n"])) == {"n": 5}
+    assert _REDUCES == ["rebuilt"]
+    assert len(seen) == 1
+
+
 def test_a_value_that_fails_to_pickle_is_pickled_once(cache: BaseCache) -> None:
     _REDUCES.clear()
     with pytest.raises(pickle.PicklingError, match="ReduceFails"):
