@@ -128,7 +128,9 @@ def redis_group(workdir: Path, server: Any) -> list[Subject]:
 def memcached_group(workdir: Path, server: Any) -> list[Subject]:
     from pymemcache.client.base import PooledClient
 
-    client = PooledClient((server.host, server.port), default_noreply=False, max_pool_size=16)
+    client = PooledClient(
+        (server.host, server.port), default_noreply=False, max_pool_size=16, no_delay=True
+    )
     return [
         _memokit("memcached", f"{server.host}:{server.port}"),
         Subject(

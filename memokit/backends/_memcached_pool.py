@@ -14,7 +14,13 @@ import contextlib
 from typing import Any
 
 # pymemcache ships no type hints (no py.typed): its names are Any here.
-from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
+from pymemcache.client.base import (  # type: ignore[import-untyped]
+    RECV_SIZE,
+    PooledClient,
+    _readline,
+    _readvalue,
+)
+from pymemcache.exceptions import MemcacheUnknownError  # type: ignore[import-untyped]
 
 
 class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are Any here
@@ -47,7 +53,7 @@ class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are 
         """``get`` on an idle connection."""
         client = self._borrow()
         try:
-            result = client.get(key, default)
+            result = _get(client, key, default)
         except BaseException:
             self._dropped(client)
             raise
@@ -66,6 +72,52 @@ class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are 
         super().close()
 
     disconnect_all = close
+
+
+def _get(client: Any, key: Any, default: Any) -> Any:
+    """pymemcache's ``Client.get(key, default)``, for the reply that comes in one read.
+
+    pymemcache reads every reply with a general loop (any number of keys, ``gets``,
+    ``stats``): a fifth of a loopback ``get``. A one-key reply, ``END`` or one value
+    then ``END``, almost always comes whole in the first read; it is parsed here, and
+    anything else goes on through pymemcache's own readers from where it stopped.
+    """
+    name = client.check_key(key, client.key_prefix)
+    if client.sock is None:
+        client._connect()
+    sock = client.sock
+    sock.sendall(b"get " + name + b"\r\n")
+    buf = sock.recv(RECV_SIZE)
+    if buf == b"END\r\n":
+        return default
+    end = buf.find(b"\r\n")
+    if buf[:6] == b"VALUE " and end > 0:
+        head = buf[:end].split()
+        if len(head) == 4 and head[1] == name:
+            size = int(head[3])
+            start = end + 2
+            if len(buf) == start + size + 7 and buf[start + size :] == b"\r\nEND\r\n":
+                return client.serde.deserialize(key, buf[start : start + size], int(head[2]))
+    return _get_rest(client, key, name, buf, default)
+
+
+def _get_rest(client: Any, key: Any, name: bytes, buf: bytes, default: Any) -> Any:
+    # The general case, as pymemcache's _fetch_cmd reads it: a reply split over
+    # reads, an error line, or anything unexpected (which raises).
+    sock = client.sock
+    result = default
+    while True:
+        buf, line = _readline(sock, buf)
+        client._raise_errors(line, b"get")
+        if line == b"END":
+            if buf:
+                raise MemcacheUnknownError(buf[:32])  # more than one reply: out of step
+            return result
+        head = line.split()
+        if len(head) != 4 or head[0] != b"VALUE" or head[1] != name:
+            raise MemcacheUnknownError(line[:32])
+        buf, value = _readvalue(sock, buf, int(head[3]))
+        result = client.serde.deserialize(key, value, int(head[2]))
 
 
 def _pooled(name: str) -> Any:

@@ -4,7 +4,8 @@
   (a compressing cache's payload) and a raw integer beside it in one ``get_many``;
 - memcached's connections come off a free list (``FastPool``): a connection whose
   command failed is never used again, ``close`` closes the idle ones, pymemcache's
-  pool options keep pymemcache's pool;
+  pool options keep pymemcache's pool; a one-key ``get`` reply is parsed whole, or
+  read on by pymemcache's readers;
 - Redis ``SET`` is sent without redis-py's ``set()``: expiry and ``NX`` on the wire;
 - zlib payloads read the same whether zlib-ng or the standard library wrote them.
 """
@@ -143,17 +144,32 @@ def test_a_connection_whose_command_failed_is_never_reused(mc: MemcachedCache) -
     mc.set("k", 1)
     pool = mc._client
     broken = pool._idle[-1]
-
-    def fail(*args: Any, **kwargs: Any) -> Any:
-        raise OSError("the connection broke mid-reply")
-
-    broken.get = fail
+    broken.sock.close()  # the next send fails: EBADF
     with pytest.raises(memokit.BackendUnavailable):
         mc.get("k")
     assert broken not in pool._idle
     assert broken.sock is None  # closed
     assert mc.get("k") == 1  # on a new connection
     assert mc.get_many(["k"]) == {"k": 1}
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "small",
+        b"\r\nEND\r\n",  # the reply's own terminator inside the value
+        b"x" * 100_000,  # a reply over many reads: pymemcache's readers go on
+        12345,  # a raw int (memcached's flags)
+        None,
+    ],
+)
+def test_a_get_reads_every_reply_whole(mc: MemcachedCache, value: Any) -> None:
+    mc.set("k", value)
+    for _ in range(3):  # the connection stays in step
+        assert mc.get("k", "missing") == value
+        assert mc.get("absent", "missing") == "missing"
+    mc.set("after", 1)
+    assert mc.get_many(["k", "after"]) == {"k": value, "after": 1}
 
 
 def test_close_closes_the_idle_connections(mc: MemcachedCache) -> None:
