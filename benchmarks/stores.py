@@ -476,6 +476,35 @@ def redis_stores(workdir: Path, server: Any) -> list[Store]:
         helpers={"set_many": _redis_set_many},
         close=client.close,
     )
+    # The floor returns bytes; an application caching objects unpickles them too. This
+    # row (the issue-19 note's "decoding floor") shows what that alone costs.
+    decoding = Store(
+        "raw redis-py + pickle",
+        "peer",
+        client,
+        {
+            "get_hit": "loads(c.get(K))",
+            "get_miss": "c.get(M)",
+            "set": "c.set(K, dumps(V, 5), ex=300)",
+            "add": "c.set(next(fresh), dumps(V, 5), ex=300, nx=True)",
+            "incr": "c.incr(N)",
+            "delete": "c.delete(next(fresh))",
+            **{
+                f"get_many_{n}": f"{{k: loads(v) for k, v in zip(KS{n}, c.mget(KS{n})) if v}}"
+                for n in SIZES
+            },
+            **{
+                f"set_many_{n}": f"set_many(c, {{k: dumps(v, 5) for k, v in D{n}.items()}})"
+                for n in SIZES
+            },
+        },
+        VALUE,
+        fill=lambda refs, v: _redis_set_many(
+            client, dict.fromkeys(refs, v if type(v) is int else pickle.dumps(v, 5))
+        ),
+        drop=lambda refs: client.delete(*refs),
+        helpers={"set_many": _redis_set_many, "loads": pickle.loads, "dumps": pickle.dumps},
+    )
     rc = cachelib.RedisCache(server.host, server.port, default_timeout=TIMEOUT)
     return [
         memokit_store("redis", server.url),
@@ -485,6 +514,7 @@ def redis_stores(workdir: Path, server: Any) -> list[Store]:
             django_cache("django.core.cache.backends.redis.RedisCache", server.url),
         ),
         cachelib_store("cachelib RedisCache", rc),
+        decoding,
         floor,
     ]
 
