@@ -14,13 +14,9 @@ import contextlib
 from typing import Any
 
 # pymemcache ships no type hints (no py.typed): its names are Any here.
-from pymemcache.client.base import (  # type: ignore[import-untyped]
-    RECV_SIZE,
-    PooledClient,
-    _readline,
-    _readvalue,
-)
-from pymemcache.exceptions import MemcacheUnknownError  # type: ignore[import-untyped]
+from pymemcache.client.base import PooledClient  # type: ignore[import-untyped]
+
+from ._memcached_wire import arith, get, store
 
 
 class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are Any here
@@ -49,16 +45,39 @@ class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are 
         with contextlib.suppress(Exception):  # closing a broken socket can fail too
             client.close()
 
-    def get(self, key: Any, default: Any = None) -> Any:
-        """``get`` on an idle connection."""
+    def _on_idle(self, command: Any, *args: Any) -> Any:
         client = self._borrow()
         try:
-            result = _get(client, key, default)
+            result = command(client, *args)
         except BaseException:
             self._dropped(client)
             raise
         self._idle.append(client)
         return result
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """``get`` on an idle connection."""
+        return self._on_idle(get, key, default)
+
+    def set(
+        self, key: Any, value: Any, expire: int = 0, noreply: bool | None = None, flags: Any = None
+    ) -> Any:
+        """``set`` on an idle connection."""
+        if noreply or (noreply is None and self.default_noreply) or flags is not None:
+            return self._on_idle(_client_set, key, value, expire, noreply, flags)
+        return self._on_idle(store, b"set", key, value, expire)
+
+    def incr(self, key: Any, value: int, noreply: bool = False) -> Any:
+        """``incr`` on an idle connection."""
+        if noreply:
+            return self._on_idle(_client_incr, key, value, noreply)
+        return self._on_idle(arith, b"incr", key, value)
+
+    def decr(self, key: Any, value: int, noreply: bool = False) -> Any:
+        """``decr`` on an idle connection."""
+        if noreply:
+            return self._on_idle(_client_decr, key, value, noreply)
+        return self._on_idle(arith, b"decr", key, value)
 
     def close(self) -> None:
         """Close the idle connections and pymemcache's pool."""
@@ -74,50 +93,16 @@ class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are 
     disconnect_all = close
 
 
-def _get(client: Any, key: Any, default: Any) -> Any:
-    """pymemcache's ``Client.get(key, default)``, for the reply that comes in one read.
-
-    pymemcache reads every reply with a general loop (any number of keys, ``gets``,
-    ``stats``): a fifth of a loopback ``get``. A one-key reply, ``END`` or one value
-    then ``END``, almost always comes whole in the first read; it is parsed here, and
-    anything else goes on through pymemcache's own readers from where it stopped.
-    """
-    name = client.check_key(key, client.key_prefix)
-    if client.sock is None:
-        client._connect()
-    sock = client.sock
-    sock.sendall(b"get " + name + b"\r\n")
-    buf = sock.recv(RECV_SIZE)
-    if buf == b"END\r\n":
-        return default
-    end = buf.find(b"\r\n")
-    if buf[:6] == b"VALUE " and end > 0:
-        head = buf[:end].split()
-        if len(head) == 4 and head[1] == name:
-            size = int(head[3])
-            start = end + 2
-            if len(buf) == start + size + 7 and buf[start + size :] == b"\r\nEND\r\n":
-                return client.serde.deserialize(key, buf[start : start + size], int(head[2]))
-    return _get_rest(client, key, name, buf, default)
+def _client_set(client: Any, *args: Any) -> Any:
+    return client.set(*args)
 
 
-def _get_rest(client: Any, key: Any, name: bytes, buf: bytes, default: Any) -> Any:
-    # The general case, as pymemcache's _fetch_cmd reads it: a reply split over
-    # reads, an error line, or anything unexpected (which raises).
-    sock = client.sock
-    result = default
-    while True:
-        buf, line = _readline(sock, buf)
-        client._raise_errors(line, b"get")
-        if line == b"END":
-            if buf:
-                raise MemcacheUnknownError(buf[:32])  # more than one reply: out of step
-            return result
-        head = line.split()
-        if len(head) != 4 or head[0] != b"VALUE" or head[1] != name:
-            raise MemcacheUnknownError(line[:32])
-        buf, value = _readvalue(sock, buf, int(head[3]))
-        result = client.serde.deserialize(key, value, int(head[2]))
+def _client_incr(client: Any, *args: Any) -> Any:
+    return client.incr(*args)
+
+
+def _client_decr(client: Any, *args: Any) -> Any:
+    return client.decr(*args)
 
 
 def _pooled(name: str) -> Any:
@@ -139,15 +124,12 @@ def _pooled(name: str) -> Any:
 for _name in (
     "get_many",
     "gets",
-    "set",
     "set_many",
     "add",
     "cas",
     "touch",
     "delete",
     "delete_many",
-    "incr",
-    "decr",
     "flush_all",
 ):
     setattr(FastPool, _name, _pooled(_name))

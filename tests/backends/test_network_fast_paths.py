@@ -4,8 +4,8 @@
   (a compressing cache's payload) and a raw integer beside it in one ``get_many``;
 - memcached's connections come off a free list (``FastPool``): a connection whose
   command failed is never used again, ``close`` closes the idle ones, pymemcache's
-  pool options keep pymemcache's pool; a one-key ``get`` reply is parsed whole, or
-  read on by pymemcache's readers;
+  pool options keep pymemcache's pool; a one-key ``get``, ``set``, ``incr`` or
+  ``decr`` reply is parsed whole, or read on by pymemcache's readers;
 - Redis ``SET`` is sent without redis-py's ``set()``: expiry and ``NX`` on the wire;
 - zlib payloads read the same whether zlib-ng or the standard library wrote them.
 """
@@ -170,6 +170,23 @@ def test_a_get_reads_every_reply_whole(mc: MemcachedCache, value: Any) -> None:
         assert mc.get("absent", "missing") == "missing"
     mc.set("after", 1)
     assert mc.get_many(["k", "after"]) == {"k": value, "after": 1}
+
+
+def test_set_incr_and_decr_read_their_replies_in_step(mc: MemcachedCache) -> None:
+    mc.set("n", 5)
+    assert mc.incr("n", 3) == 8
+    assert mc.decr("n", 10) == -2
+    with pytest.raises(ValueError, match="not found"):
+        mc.incr("absent")  # NOT_FOUND
+    mc.set("f", 1.5)
+    assert mc.incr("f") == 2.5  # CLIENT_ERROR (not a number): added in Python
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        mc.set("n", b"x" * 2_000_000)  # SERVER_ERROR object too large: the old value goes
+    assert seen
+    assert mc.get("n") is None
+    assert mc.add("n", 1) is True
+    assert mc.get_many(["n", "f"]) == {"n": 1, "f": 2.5}
 
 
 def test_close_closes_the_idle_connections(mc: MemcachedCache) -> None:
