@@ -27,8 +27,8 @@ from ..exceptions import ImproperlyConfigured
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _steps
 from ._index import IndexView
-from ._primitives import MISSING, UNREADABLE, arun, run
-from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore, same
+from ._primitives import MISSING, UNREADABLE, Steps, arun, run
+from ._tierstore import NOT_KEPT, SAME, Slot, TierSettings, TierStore, same
 from .base import BaseCache, Capabilities
 from .memory import _is_immutable
 
@@ -315,53 +315,58 @@ class TieredCache(BaseCache):
         """``BaseCache.get``; an immutable value read from tier one is kept decoded."""
         made = self.make_and_validate_key(key, version)
         slot = self.tier.lookup(made)
-        payload: Any = MISSING
         if slot is None:
-            payload = self._get(made)
-            if payload is MISSING:
-                return default
-            # Re-checked unchanged, or filled: the slot now holding this very payload.
-            slot = self.tier.data.get(made)  # one dict read: no lock needed
-            if slot is not None and slot.payload is not payload:
-                slot = None
-        if slot is not None:
-            kept = slot.kept
-            if kept is not NOT_KEPT:
-                return kept
-            payload = slot.payload
+            found = self._get(made)
+        elif (found := slot.kept) is not NOT_KEPT:
+            return found  # the kept value: the fastest hit makes no further call
         try:
-            value = self._decode(payload)
+            return self._value(made, slot, found, default)
         except UNREADABLE as exc:
-            return run(self, _steps.unreadable(self, made, exc, default, payload))
-        if slot is not None and _is_immutable(value):
-            slot.kept = value
-        return value
+            return run(self, self._unreadable_steps(made, slot, found, default, exc))
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """Async ``get``; the tier one answer as in ``get``."""
         made = self.make_and_validate_key(key, version)
         slot = self.tier.lookup(made)
-        payload: Any = MISSING
         if slot is None:
-            payload = await self._aget(made)
-            if payload is MISSING:
+            found = await self._aget(made)
+        elif (found := slot.kept) is not NOT_KEPT:
+            return found
+        try:
+            return self._value(made, slot, found, default)
+        except UNREADABLE as exc:
+            return await arun(self, self._unreadable_steps(made, slot, found, default, exc))
+
+    def _value(self, made: str, slot: Slot | None, read: Any, default: Any) -> Any:
+        # get and aget after their one read (written once, as _steps does for
+        # BaseCache's twins): the value of tier one's ``slot``, or else of the payload
+        # ``read`` through it (MISSING: ``default``), its decoded immutable value kept
+        # beside the slot. Raises what decoding raises (_unreadable_steps follows).
+        if slot is None:
+            if read is MISSING:
                 return default
             # Re-checked unchanged, or filled: the slot now holding this very payload.
             slot = self.tier.data.get(made)  # one dict read: no lock needed
-            if slot is not None and slot.payload is not payload:
+            if slot is not None and slot.payload is not read:
                 slot = None
+        payload = read
         if slot is not None:
             kept = slot.kept
             if kept is not NOT_KEPT:
                 return kept
             payload = slot.payload
-        try:
-            value = self._decode(payload)
-        except UNREADABLE as exc:
-            return await arun(self, _steps.unreadable(self, made, exc, default, payload))
+        value = self._decode(payload)
         if slot is not None and _is_immutable(value):
             slot.kept = value
         return value
+
+    def _unreadable_steps(
+        self, made: str, slot: Slot | None, read: Any, default: Any, exc: BaseException
+    ) -> Steps[Any]:
+        # After _value(made, slot, read, default) raised ``exc``: the payload it could not
+        # decode (a slot's payload never changes) reported, removed, and a miss.
+        payload = read if slot is None else slot.payload
+        return _steps.unreadable(self, made, exc, default, payload)
 
     # -- writes: the second tier first, then this process's copy ------------------
 
