@@ -207,9 +207,11 @@ class TieredCache(BaseCache):
 
     def _index_view(self) -> IndexView:
         # The fast index of @cached (memokit.fastindex): tier one's records, each
-        # expiring with the bound of the batch it was served in (TierStore.split).
+        # ending with the bound of the batch it was served in (TierStore.split), on
+        # the bound's clock.
         tier = self.tier
-        return IndexView(tier.records, tier.data.move_to_end, tier.max_entries, tier=True)
+        records, recent = tier.records, tier.data.move_to_end
+        return IndexView(records, recent, tier.max_entries, tier=True, monotonic=True)
 
     def local_many(self, keys: list[str]) -> dict[str, Any] | None:
         """The payloads of ``keys`` if tier one may serve every one of them, else None.
