@@ -21,7 +21,7 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from time import monotonic
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ..exceptions import ImproperlyConfigured
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
@@ -33,6 +33,8 @@ from .base import BaseCache, Capabilities
 from .memory import _is_immutable
 
 __all__ = ["TierSettings", "TieredCache", "tiered"]
+
+T = TypeVar("T")
 
 
 def tiered(inner: BaseCache, tier: Any) -> TieredCache:
@@ -97,6 +99,26 @@ def _forward_public(cls: type[TieredCache], inner: BaseCache) -> None:
 
 
 _OWN = frozenset({*_MIRRORED, "inner", "settings", "tier"})
+
+
+def _call(steps: Steps[T]) -> T:
+    """Run ``steps`` that each name their read: ``(a function, *its arguments)``."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(step[0](*step[1:]))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # the generator's return type
+
+
+async def _acall(steps: Steps[T]) -> T:
+    """``_call`` of steps that each name an async read: ``(a coroutine function, *arguments)``."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(await step[0](*step[1:]))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 class TieredCache(BaseCache):
@@ -235,55 +257,45 @@ class TieredCache(BaseCache):
         return (await self._aget_many([key])).get(key, MISSING)
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
-        tier = self.tier
-        found = tier.split(keys)
+        found = self.tier.split(keys)
         if found is not None:
             return found
-        # All of them, in one round trip (see TierStore.split).
-        if self._tracking is not None:
-            self._tracking.revive()
-        if self._get_stamped is not None:
-            held, stamps, tokens = tier.held_stamped(keys)
-            started = monotonic()
-            read, seen = self._get_stamped(keys, stamps)
-            return self._kept(read, seen, keys, started, tokens, held)
-        held, tokens = tier.held(keys)
-        started = monotonic()
-        if not held:
-            read = self.inner._get_many(keys)
-            tier.fill_many(read, keys, started, tokens)
-            return read
-        changed = self._get_unchanged
-        if changed is not None:
-            read = changed(keys, held)
-        else:
-            read = same(self.inner._get_many(keys), held)
-        tier.fill_many(read, keys, started, tokens, held)
-        return {k: held[k] if p is SAME else p for k, p in read.items()}
+        return _call(self._read_through(keys, asynchronous=False))
 
     async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
-        tier = self.tier
-        found = tier.split(keys)
+        found = self.tier.split(keys)
         if found is not None:
             return found
-        # All of them, in one round trip (see TierStore.split).
+        return await _acall(self._read_through(keys, asynchronous=True))
+
+    def _read_through(self, keys: list[str], *, asynchronous: bool) -> Steps[dict[str, Any]]:
+        # _get_many and _aget_many past tier one, written once (as _steps writes
+        # BaseCache's algorithms): all of ``keys`` in one round trip (see TierStore.split),
+        # yielded as (the read, *its arguments), which _get_many calls and _aget_many
+        # awaits; what it read is kept in tier one.
+        tier = self.tier
+        inner = self.inner
+        stamped = self._aget_stamped if asynchronous else self._get_stamped
+        unchanged = self._aget_unchanged if asynchronous else self._get_unchanged
+        many = inner._aget_many if asynchronous else inner._get_many
+        read: dict[str, Any]
         if self._tracking is not None:
             self._tracking.revive()
-        if self._aget_stamped is not None:
+        if stamped is not None:
             held, stamps, tokens = tier.held_stamped(keys)
             started = monotonic()
-            read, seen = await self._aget_stamped(keys, stamps)
+            read, seen = yield stamped, keys, stamps
             return self._kept(read, seen, keys, started, tokens, held)
         held, tokens = tier.held(keys)
         started = monotonic()
         if not held:
-            read = await self.inner._aget_many(keys)
+            read = yield many, keys
             tier.fill_many(read, keys, started, tokens)
             return read
-        if self._aget_unchanged is not None:
-            read = await self._aget_unchanged(keys, held)
+        if unchanged is not None:
+            read = yield unchanged, keys, held
         else:
-            read = same(await self.inner._aget_many(keys), held)
+            read = same((yield many, keys), held)
         tier.fill_many(read, keys, started, tokens, held)
         return {k: held[k] if p is SAME else p for k, p in read.items()}
 
