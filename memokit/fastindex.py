@@ -69,6 +69,7 @@ class FastIndex:
         "key_func",
         "key_prefix",
         "limit",
+        "monotonic",
         "recent",
         "records",
         "tier",
@@ -87,6 +88,8 @@ class FastIndex:
         self.limit = max(1, view.limit)
         self.tier = view.tier
         """Hits are tier one's (``Stats.tier_hits``)."""
+        self.monotonic = view.monotonic
+        """Records end on ``time.monotonic()``, else on ``time.time()`` (``IndexView``)."""
         # index key -> (made key, record, epoch learnt at, value or DECODE)
         self.items: dict[Any, tuple[str, tuple[Any, ...], int, Any]] = {}
 
@@ -199,7 +202,7 @@ def indexed(
     if item is None:
         return MISSING
     made, record, at, found = item
-    now = monotonic() if index.tier else _now()  # tier one's records end on its bound's clock
+    now = monotonic() if index.monotonic else _now()  # the records' clock (IndexView)
     if at != counters.epoch or index.records.get(made) is not record or record[1] <= now:
         return MISSING
     recent = index.recent

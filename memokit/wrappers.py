@@ -301,9 +301,8 @@ class CachedFunction(_Cached[P, R]):
                     if (
                         at == counters.epoch
                         and ix.records.get(made) is record
-                        # Tier one's records end on the monotonic clock (its bound),
-                        # an in-process store's on the wall clock (its expiry).
-                        and record[1] > (monotonic() if ix.tier else _now())
+                        # On the clock the store's records end on (IndexView).
+                        and record[1] > (monotonic() if ix.monotonic else _now())
                     ):
                         recent = ix.recent
                         if recent is not None:

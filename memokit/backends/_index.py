@@ -12,9 +12,11 @@ class IndexView(NamedTuple):
     """What an in-process store offers the fast index (``cache._index_view()``).
 
     ``records`` maps a made key to the store's record for it: a tuple whose item 0 is the
-    payload (what ``_get`` returns) and item 1 the absolute expiry (``time.time()`` based,
-    ``math.inf`` for never; for tier one, ``tier`` true, the end of its bound on
-    ``time.monotonic()``, so a wall-clock step never extends it). The store never mutates a
+    payload (what ``_get`` returns) and item 1 the absolute time it ends (``math.inf`` for
+    never) on the clock ``monotonic`` names: ``time.time()``, as an in-process store's expiry,
+    or with ``monotonic`` true ``time.monotonic()``, as tier one's bound, which a wall-clock
+    step must never extend. Both hit checks (``fastindex.indexed`` and the one written out in
+    ``CachedFunction.__call__``) read the clock from here. The store never mutates a
     record: every change (set, add, touch, incr, delete, expiry, culling, clear) replaces or
     removes it, so ``records.get(made) is record`` tells that nothing happened to the entry
     since the record was read. ``recent(made)`` marks the entry recently used without the
@@ -28,3 +30,4 @@ class IndexView(NamedTuple):
     recent: Callable[[str], object] | None
     limit: int
     tier: bool = False
+    monotonic: bool = False

@@ -278,17 +278,8 @@ class TierStore:
                 self._insert(key, Slot(payload, started, math.inf, _size(key, payload)))
 
     def held(self, keys: list[str]) -> tuple[dict[str, Any], list[tuple[int, int]]]:
-        """``(payloads held for keys, tokens)`` before a re-check of ``keys``."""
-        held = {}
-        with self.lock:
-            data = self.data
-            epoch = self.epoch
-            stripes = self.stripes
-            tokens = [(epoch, stripes[hash(key) & _MASK]) for key in keys]
-            for key in keys:
-                slot = data.get(key)
-                if slot is not None:
-                    held[key] = slot.payload
+        """``(payloads held for keys, tokens)``: :meth:`held_stamped` without the stamps."""
+        held, _, tokens = self.held_stamped(keys)
         return held, tokens
 
     def held_stamped(

@@ -21,18 +21,20 @@ import functools
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from time import monotonic
-from typing import Any, ClassVar
+from typing import Any, ClassVar, TypeVar
 
 from ..exceptions import ImproperlyConfigured
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _steps
 from ._index import IndexView
-from ._primitives import MISSING, UNREADABLE, arun, run
-from ._tierstore import NOT_KEPT, SAME, TierSettings, TierStore, same
+from ._primitives import MISSING, UNREADABLE, Steps, arun, run
+from ._tierstore import NOT_KEPT, SAME, Slot, TierSettings, TierStore, same
 from .base import BaseCache, Capabilities
 from .memory import _is_immutable
 
 __all__ = ["TierSettings", "TieredCache", "tiered"]
+
+T = TypeVar("T")
 
 
 def tiered(inner: BaseCache, tier: Any) -> TieredCache:
@@ -97,6 +99,26 @@ def _forward_public(cls: type[TieredCache], inner: BaseCache) -> None:
 
 
 _OWN = frozenset({*_MIRRORED, "inner", "settings", "tier"})
+
+
+def _call(steps: Steps[T]) -> T:
+    """Run ``steps`` that each name their read: ``(a function, *its arguments)``."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(step[0](*step[1:]))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]  # the generator's return type
+
+
+async def _acall(steps: Steps[T]) -> T:
+    """``_call`` of steps that each name an async read: ``(a coroutine function, *arguments)``."""
+    try:
+        step = next(steps)
+        while True:
+            step = steps.send(await step[0](*step[1:]))
+    except StopIteration as stop:
+        return stop.value  # type: ignore[no-any-return]
 
 
 class TieredCache(BaseCache):
@@ -207,9 +229,11 @@ class TieredCache(BaseCache):
 
     def _index_view(self) -> IndexView:
         # The fast index of @cached (memokit.fastindex): tier one's records, each
-        # expiring with the bound of the batch it was served in (TierStore.split).
+        # ending with the bound of the batch it was served in (TierStore.split), on
+        # the bound's clock.
         tier = self.tier
-        return IndexView(tier.records, tier.data.move_to_end, tier.max_entries, tier=True)
+        records, recent = tier.records, tier.data.move_to_end
+        return IndexView(records, recent, tier.max_entries, tier=True, monotonic=True)
 
     def local_many(self, keys: list[str]) -> dict[str, Any] | None:
         """The payloads of ``keys`` if tier one may serve every one of them, else None.
@@ -233,55 +257,45 @@ class TieredCache(BaseCache):
         return (await self._aget_many([key])).get(key, MISSING)
 
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
-        tier = self.tier
-        found = tier.split(keys)
+        found = self.tier.split(keys)
         if found is not None:
             return found
-        # All of them, in one round trip (see TierStore.split).
-        if self._tracking is not None:
-            self._tracking.revive()
-        if self._get_stamped is not None:
-            held, stamps, tokens = tier.held_stamped(keys)
-            started = monotonic()
-            read, seen = self._get_stamped(keys, stamps)
-            return self._kept(read, seen, keys, started, tokens, held)
-        held, tokens = tier.held(keys)
-        started = monotonic()
-        if not held:
-            read = self.inner._get_many(keys)
-            tier.fill_many(read, keys, started, tokens)
-            return read
-        changed = self._get_unchanged
-        if changed is not None:
-            read = changed(keys, held)
-        else:
-            read = same(self.inner._get_many(keys), held)
-        tier.fill_many(read, keys, started, tokens, held)
-        return {k: held[k] if p is SAME else p for k, p in read.items()}
+        return _call(self._read_through(keys, asynchronous=False))
 
     async def _aget_many(self, keys: list[str]) -> dict[str, Any]:
-        tier = self.tier
-        found = tier.split(keys)
+        found = self.tier.split(keys)
         if found is not None:
             return found
-        # All of them, in one round trip (see TierStore.split).
+        return await _acall(self._read_through(keys, asynchronous=True))
+
+    def _read_through(self, keys: list[str], *, asynchronous: bool) -> Steps[dict[str, Any]]:
+        # _get_many and _aget_many past tier one, written once (as _steps writes
+        # BaseCache's algorithms): all of ``keys`` in one round trip (see TierStore.split),
+        # yielded as (the read, *its arguments), which _get_many calls and _aget_many
+        # awaits; what it read is kept in tier one.
+        tier = self.tier
+        inner = self.inner
+        stamped = self._aget_stamped if asynchronous else self._get_stamped
+        unchanged = self._aget_unchanged if asynchronous else self._get_unchanged
+        many = inner._aget_many if asynchronous else inner._get_many
+        read: dict[str, Any]
         if self._tracking is not None:
             self._tracking.revive()
-        if self._aget_stamped is not None:
+        if stamped is not None:
             held, stamps, tokens = tier.held_stamped(keys)
             started = monotonic()
-            read, seen = await self._aget_stamped(keys, stamps)
+            read, seen = yield stamped, keys, stamps
             return self._kept(read, seen, keys, started, tokens, held)
         held, tokens = tier.held(keys)
         started = monotonic()
         if not held:
-            read = await self.inner._aget_many(keys)
+            read = yield many, keys
             tier.fill_many(read, keys, started, tokens)
             return read
-        if self._aget_unchanged is not None:
-            read = await self._aget_unchanged(keys, held)
+        if unchanged is not None:
+            read = yield unchanged, keys, held
         else:
-            read = same(await self.inner._aget_many(keys), held)
+            read = same((yield many, keys), held)
         tier.fill_many(read, keys, started, tokens, held)
         return {k: held[k] if p is SAME else p for k, p in read.items()}
 
@@ -315,53 +329,58 @@ class TieredCache(BaseCache):
         """``BaseCache.get``; an immutable value read from tier one is kept decoded."""
         made = self.make_and_validate_key(key, version)
         slot = self.tier.lookup(made)
-        payload: Any = MISSING
         if slot is None:
-            payload = self._get(made)
-            if payload is MISSING:
-                return default
-            # Re-checked unchanged, or filled: the slot now holding this very payload.
-            slot = self.tier.data.get(made)  # one dict read: no lock needed
-            if slot is not None and slot.payload is not payload:
-                slot = None
-        if slot is not None:
-            kept = slot.kept
-            if kept is not NOT_KEPT:
-                return kept
-            payload = slot.payload
+            found = self._get(made)
+        elif (found := slot.kept) is not NOT_KEPT:
+            return found  # the kept value: the fastest hit makes no further call
         try:
-            value = self._decode(payload)
+            return self._value(made, slot, found, default)
         except UNREADABLE as exc:
-            return run(self, _steps.unreadable(self, made, exc, default, payload))
-        if slot is not None and _is_immutable(value):
-            slot.kept = value
-        return value
+            return run(self, self._unreadable_steps(made, slot, found, default, exc))
 
     async def aget(self, key: Any, default: Any = None, version: int | None = None) -> Any:
         """Async ``get``; the tier one answer as in ``get``."""
         made = self.make_and_validate_key(key, version)
         slot = self.tier.lookup(made)
-        payload: Any = MISSING
         if slot is None:
-            payload = await self._aget(made)
-            if payload is MISSING:
+            found = await self._aget(made)
+        elif (found := slot.kept) is not NOT_KEPT:
+            return found
+        try:
+            return self._value(made, slot, found, default)
+        except UNREADABLE as exc:
+            return await arun(self, self._unreadable_steps(made, slot, found, default, exc))
+
+    def _value(self, made: str, slot: Slot | None, read: Any, default: Any) -> Any:
+        # get and aget after their one read (written once, as _steps does for
+        # BaseCache's twins): the value of tier one's ``slot``, or else of the payload
+        # ``read`` through it (MISSING: ``default``), its decoded immutable value kept
+        # beside the slot. Raises what decoding raises (_unreadable_steps follows).
+        if slot is None:
+            if read is MISSING:
                 return default
             # Re-checked unchanged, or filled: the slot now holding this very payload.
             slot = self.tier.data.get(made)  # one dict read: no lock needed
-            if slot is not None and slot.payload is not payload:
+            if slot is not None and slot.payload is not read:
                 slot = None
+        payload = read
         if slot is not None:
             kept = slot.kept
             if kept is not NOT_KEPT:
                 return kept
             payload = slot.payload
-        try:
-            value = self._decode(payload)
-        except UNREADABLE as exc:
-            return await arun(self, _steps.unreadable(self, made, exc, default, payload))
+        value = self._decode(payload)
         if slot is not None and _is_immutable(value):
             slot.kept = value
         return value
+
+    def _unreadable_steps(
+        self, made: str, slot: Slot | None, read: Any, default: Any, exc: BaseException
+    ) -> Steps[Any]:
+        # After _value(made, slot, read, default) raised ``exc``: the payload it could not
+        # decode (a slot's payload never changes) reported, removed, and a miss.
+        payload = read if slot is None else slot.payload
+        return _steps.unreadable(self, made, exc, default, payload)
 
     # -- writes: the second tier first, then this process's copy ------------------
 

@@ -10,11 +10,10 @@ from __future__ import annotations
 import contextlib
 import gc
 import itertools
-import os
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import pytest
@@ -25,6 +24,8 @@ from memokit import cached
 from memokit.backends.redis import RedisCache
 from memokit.faults import FaultProxy
 from memokit.testing import start_server
+
+from ..support import in_forked_child, until
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(60)]
 
@@ -66,14 +67,6 @@ class Recorder:
             return next((at for at, k in self.keys if k == key), None)
 
 
-def _until(check: Callable[[], object], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
-
-
 def _threads(cache: RedisCache) -> list[threading.Thread]:
     """The live tracking threads of ``cache`` (other tests' caches may still have theirs)."""
     tracker = cache._tracker
@@ -96,7 +89,7 @@ def cache(url: str) -> Iterator[RedisCache]:
         yield cache
     finally:
         cache.close()
-    _until(lambda: not _threads(cache), 2, "the tracking thread to end")
+    until(lambda: not _threads(cache), 2, "the tracking thread to end")
 
 
 @pytest.fixture
@@ -112,7 +105,7 @@ def _tracked(cache: RedisCache, within: float = 1.0) -> tuple[Recorder, Any]:
     listener = Recorder()
     handle = cache.track_invalidations(listener, within=within)
     assert handle is not None
-    _until(lambda: listener.assisted, 5, "tracking to start")
+    until(lambda: listener.assisted, 5, "tracking to start")
     return listener, handle
 
 
@@ -126,7 +119,7 @@ def test_a_write_by_another_client_reaches_the_listener_within_milliseconds(
         key = cache.make_key(f"k{n}")
         raw.set(key, n)
         returned = time.monotonic()
-        _until(lambda key=key: listener.told(key) is not None, 1, "the push")  # type: ignore[misc]
+        until(lambda key=key: listener.told(key) is not None, 1, "the push")  # type: ignore[misc]
         delays.append(max(0.0, listener.told(key) - returned))  # type: ignore[operator]
     assert sorted(delays)[-3] < 0.02, delays  # loopback: a millisecond or so, under load more
     assert listener.assisted
@@ -155,7 +148,7 @@ def test_the_counters_and_every_version_are_covered_and_other_prefixes_are_not(
     square.invalidate_all()  # a function counter
     memokit.invalidate_tags("tracked-tag", cache=cache)  # a tag counter
     cache.set("v", 1, version=5)
-    _until(lambda: len(listener.keys) >= 3, 1, "three pushes")
+    until(lambda: len(listener.keys) >= 3, 1, "three pushes")
     elsewhere.invalidate_all()
     other.set("v", 1)
     time.sleep(0.05)
@@ -173,7 +166,7 @@ def test_flushdb_drops_every_copy_and_keeps_the_assistance(
     listener, _ = _tracked(cache)
     resets = listener.resets
     raw.flushdb()
-    _until(lambda: listener.resets > resets, 1, "the null invalidation")
+    until(lambda: listener.resets > resets, 1, "the null invalidation")
     assert listener.assisted
 
 
@@ -184,11 +177,11 @@ def test_a_killed_connection_is_a_loss_then_tracking_comes_back(
     first = handle.client_id
     losses = listener.losses
     raw.execute_command("CLIENT", "KILL", "ID", first)
-    _until(lambda: listener.losses > losses, 1, "the loss")
-    _until(lambda: listener.assisted and handle.client_id not in (None, first), 5, "reconnection")
+    until(lambda: listener.losses > losses, 1, "the loss")
+    until(lambda: listener.assisted and handle.client_id not in (None, first), 5, "reconnection")
     key = cache.make_key("after")
     raw.set(key, 1)
-    _until(lambda: listener.told(key) is not None, 1, "a push on the new connection")
+    until(lambda: listener.told(key) is not None, 1, "a push on the new connection")
 
 
 def test_a_silent_connection_counts_as_lost_within_the_bound(redis_server: Any) -> None:
@@ -201,11 +194,11 @@ def test_a_silent_connection_counts_as_lost_within_the_bound(redis_server: Any) 
             assert listener.assisted
             proxy.set_faults(drop=True)
             cut = time.monotonic()
-            _until(lambda: not listener.assisted, 1, "the loss")
+            until(lambda: not listener.assisted, 1, "the loss")
             assert time.monotonic() - cut < 0.3
             assert handle.vouched_until < cut + 0.3
             proxy.heal()
-            _until(lambda: listener.assisted, 5, "tracking back")
+            until(lambda: listener.assisted, 5, "tracking back")
         finally:
             cache.close()
 
@@ -226,7 +219,7 @@ def test_a_stopped_server_backs_off_and_close_is_prompt(caplog: pytest.LogCaptur
 
         tracker._connect = counted
         server.kill()
-        _until(lambda: not listener.assisted, 1, "the loss")
+        until(lambda: not listener.assisted, 1, "the loss")
         time.sleep(1.5)
         gaps = [b - a for a, b in itertools.pairwise(attempts)]
         assert 3 <= len(attempts) <= 12, attempts  # backs off: 20 ms doubling, at most 1 s
@@ -234,7 +227,7 @@ def test_a_stopped_server_backs_off_and_close_is_prompt(caplog: pytest.LogCaptur
         warnings = [r for r in caplog.records if "invalidation tracking" in r.getMessage()]
         assert len(warnings) <= 2  # "lost" and "cannot start": once per streak, not per try
         server.restart()
-        _until(lambda: listener.assisted, 3, "tracking back after the restart")
+        until(lambda: listener.assisted, 3, "tracking back after the restart")
         server.kill()
         began = time.monotonic()
         cache.close()
@@ -250,7 +243,7 @@ def test_close_stops_the_thread_and_revive_starts_it_again(cache: RedisCache) ->
     second = Recorder()
     other = cache.track_invalidations(second, within=0.5)  # one connection for both
     assert other is not None
-    _until(lambda: second.assisted, 5, "the second listener")
+    until(lambda: second.assisted, 5, "the second listener")
     assert len(_threads(cache)) == 1
     began = time.monotonic()
     cache.close()
@@ -259,45 +252,34 @@ def test_close_stops_the_thread_and_revive_starts_it_again(cache: RedisCache) ->
     assert not listener.assisted
     assert not second.assisted
     handle.revive()
-    _until(lambda: listener.assisted and second.assisted, 5, "tracking again")
+    until(lambda: listener.assisted and second.assisted, 5, "tracking again")
     other.stop()
     handle.stop()
-    _until(lambda: not _threads(cache), 2, "the last subscription to stop the thread")
+    until(lambda: not _threads(cache), 2, "the last subscription to stop the thread")
 
 
 def test_a_forked_child_tracks_on_its_own_connection(cache: RedisCache, url: str) -> None:
     listener, handle = _tracked(cache)
     parent_id = handle.client_id
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        report = "ok"
-        try:
-            assert not listener.assisted, "the child inherited the assistance"
-            assert not _threads(cache)
-            handle.revive()
-            _until(lambda: listener.assisted, 5, "tracking in the child")
-            assert handle.client_id not in (None, parent_id)
-            key = cache.make_key("from-child")
-            with redis.Redis.from_url(url) as client:
-                client.set(key, 1)
-            _until(lambda: listener.told(key) is not None, 1, "a push in the child")
-            cache.close()
-        except BaseException as exc:  # reported to the parent
-            report = repr(exc)
-        os.write(write, report.encode()[:1000])
-        os._exit(0)
-    os.close(write)
-    try:
-        with os.fdopen(read, "rb") as pipe:
-            assert pipe.read().decode() == "ok"
-    finally:
-        os.waitpid(pid, 0)
+
+    def child() -> None:
+        assert not listener.assisted, "the child inherited the assistance"
+        assert not _threads(cache)
+        handle.revive()
+        until(lambda: listener.assisted, 5, "tracking in the child")
+        assert handle.client_id not in (None, parent_id)
+        key = cache.make_key("from-child")
+        with redis.Redis.from_url(url) as client:
+            client.set(key, 1)
+        until(lambda: listener.told(key) is not None, 1, "a push in the child")
+        cache.close()
+
+    in_forked_child(child)
     assert listener.assisted  # the parent's tracking is untouched
     assert handle.client_id == parent_id
     key = cache.make_key("in-parent")
     cache.set(key, 1)
-    _until(lambda: listener.told(cache.make_key(key)) is not None, 1, "a push in the parent")
+    until(lambda: listener.told(cache.make_key(key)) is not None, 1, "a push in the parent")
 
 
 def test_a_bad_within_is_refused(cache: RedisCache) -> None:
@@ -334,11 +316,11 @@ def test_sentinel_tracking_follows_a_failover(redis_sentinel: Any) -> None:
         old = redis_sentinel.primary()
         key = cache.make_key("before")
         old.client.set(key, 1)
-        _until(lambda: listener.told(key) is not None, 1, "a push from the first primary")
+        until(lambda: listener.told(key) is not None, 1, "a push from the first primary")
         redis_sentinel.sentinels[0].client.execute_command(
             "SENTINEL", "FAILOVER", redis_sentinel.service
         )
-        _until(lambda: redis_sentinel.primary_port() != old.port, 20, "the failover")
+        until(lambda: redis_sentinel.primary_port() != old.port, 20, "the failover")
         switched = time.monotonic()
         new = redis_sentinel.primary()
 
@@ -353,7 +335,7 @@ def test_sentinel_tracking_follows_a_failover(redis_sentinel: Any) -> None:
                 time.sleep(0.005)
             return False
 
-        _until(pushed_from_new, 20, "pushes from the new primary")
+        until(pushed_from_new, 20, "pushes from the new primary")
         # It left the demoted primary within a few heartbeats (a third of within each).
         assert time.monotonic() - switched < 3
     finally:
@@ -370,7 +352,7 @@ def test_a_refused_connection_is_logged_once_without_its_secret(
     try:
         listener = Recorder()
         assert cache.track_invalidations(listener) is not None
-        _until(lambda: any("tracking" in r.getMessage() for r in caplog.records), 5, "a warning")
+        until(lambda: any("tracking" in r.getMessage() for r in caplog.records), 5, "a warning")
         time.sleep(0.2)  # several attempts, one warning
         warned = [r for r in caplog.records if "tracking" in r.getMessage()]
         assert len(warned) == 1
@@ -386,7 +368,7 @@ def test_a_listener_dropped_without_stop_ends_the_thread(cache: RedisCache) -> N
     assert len(_threads(cache)) == 1
     del listener
     gc.collect()
-    _until(lambda: not _threads(cache), 2, "the thread to end")
+    until(lambda: not _threads(cache), 2, "the thread to end")
 
 
 def test_valkey_tracks_too(valkey_server: Any) -> None:
@@ -396,9 +378,9 @@ def test_valkey_tracks_too(valkey_server: Any) -> None:
         key = cache.make_key("k")
         with redis.Redis.from_url(f"{valkey_server.url}/7") as raw:
             raw.set(key, 1)
-            _until(lambda: listener.told(key) is not None, 1, "the push")
+            until(lambda: listener.told(key) is not None, 1, "the push")
             resets = listener.resets
             raw.flushdb()
-            _until(lambda: listener.resets > resets, 1, "the null invalidation")
+            until(lambda: listener.resets > resets, 1, "the null invalidation")
     finally:
         cache.close()

@@ -36,6 +36,7 @@ import pytest
 import memokit
 from memokit.switches import use_cache
 
+from ..support import in_forked_child, until
 from .test_tier_coherence import shared
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -45,14 +46,6 @@ ROUNDS = 1000
 OPS = ["set", "delete", "invalidate", "invalidate_all", "tag", "namespace", "clear"]
 PEER = Path(__file__).with_name("tier_peer.py")
 ENV = {**os.environ, "PYTHONPATH": str(Path(memokit.__file__).resolve().parent.parent)}
-
-
-def _until(check: Any, timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0)
 
 
 class _Drops:
@@ -109,7 +102,7 @@ def test_staleness_after_another_process_invalidates(redis_settings: dict[str, A
     memokit.configure({"default": {**settings, "TIER": {"BOUND": BOUND}}})
     tiered: Any = memokit.caches["default"]
     inner = tiered.inner
-    _until(lambda: tiered.assisted, 5, "tracking to start")
+    until(lambda: tiered.assisted, 5, "tracking to start")
     peer = subprocess.Popen(
         [sys.executable, str(PEER), json.dumps(settings)],
         stdin=subprocess.PIPE,
@@ -137,7 +130,8 @@ def test_staleness_after_another_process_invalidates(redis_settings: dict[str, A
             # ... wait until every push of those writes has reached tier one: a marker
             # key's push, written after them, comes after them on the tracking
             # connection (its copy is made first; "clear" removes it) ...
-            _until(lambda: _marker_held(tiered, inner, marker), 1, "the marker in tier one")
+            # (Polled without a sleep: a round's wait adds up over 1,000 of them.)
+            until(lambda: _marker_held(tiered, inner, marker), 1, "the marker in tier one", poll=0)
             drops.watch([marker])
             inner.set("marker", n)
             assert drops.wait(1) is not None, "the marker's push"
@@ -182,7 +176,7 @@ def _tiered(redis_settings: dict[str, Any]) -> Any:
     settings = {**redis_settings, "KEY_PREFIX": f"trk{uuid.uuid4().hex[:8]}"}
     memokit.configure({"default": {**settings, "TIER": {"BOUND": BOUND}}})
     tiered = memokit.caches["default"]
-    _until(lambda: tiered.assisted, 5, "tracking to start")  # type: ignore[attr-defined]
+    until(lambda: tiered.assisted, 5, "tracking to start")  # type: ignore[attr-defined]
     return tiered
 
 
@@ -190,7 +184,7 @@ def _dropped_on_push(tiered: Any, key: str) -> bool:
     """Whether a write by another client drops ``key``'s copy well before the bound."""
     inner = tiered.inner
     inner.set(key, "old")
-    _until(lambda: tiered.get(key) == "old" and tiered.local_many([inner.make_key(key)]), 1, key)
+    until(lambda: tiered.get(key) == "old" and tiered.local_many([inner.make_key(key)]), 1, key)
     other = memokit.create_cache(
         {"BACKEND": "redis", "LOCATION": inner.location, "KEY_PREFIX": inner.key_prefix}
     )
@@ -212,31 +206,20 @@ def test_after_close_a_read_revives_tracking(redis_settings: dict[str, Any]) -> 
     tiered.close()
     assert not tiered.assisted
     tiered.get("anything")  # a second-tier read: tracking starts again
-    _until(lambda: tiered.assisted, 5, "tracking again")
+    until(lambda: tiered.assisted, 5, "tracking again")
     assert _dropped_on_push(tiered, "k1")
 
 
 def test_a_forked_child_tracks_on_its_own(redis_settings: dict[str, Any]) -> None:
     tiered = _tiered(redis_settings)
-    read, write = os.pipe()
-    pid = os.fork()
-    if pid == 0:  # pragma: no cover - the child reports through the pipe
-        report = "ok"
-        try:
-            assert not tiered.assisted, "the child inherited the assistance"
-            tiered.get("anything")  # a second-tier read revives tracking, in the child
-            _until(lambda: tiered.assisted, 5, "tracking in the child")
-            assert _dropped_on_push(tiered, "in-child")
-        except BaseException as exc:  # reported to the parent
-            report = repr(exc)
-        os.write(write, report.encode()[:1000])
-        os._exit(0)
-    os.close(write)
-    try:
-        with os.fdopen(read, "rb") as pipe:
-            assert pipe.read().decode() == "ok"
-    finally:
-        os.waitpid(pid, 0)
+
+    def child() -> None:
+        assert not tiered.assisted, "the child inherited the assistance"
+        tiered.get("anything")  # a second-tier read revives tracking, in the child
+        until(lambda: tiered.assisted, 5, "tracking in the child")
+        assert _dropped_on_push(tiered, "in-child")
+
+    in_forked_child(child)
     assert tiered.assisted
     assert _dropped_on_push(tiered, "in-parent")
 
@@ -250,7 +233,7 @@ def test_after_close_an_async_read_revives_tracking(redis_settings: dict[str, An
         await tiered.aget("anything")  # a second-tier read, async: tracking starts again
 
     asyncio.run(main())
-    _until(lambda: tiered.assisted, 5, "tracking again")
+    until(lambda: tiered.assisted, 5, "tracking again")
     assert _dropped_on_push(tiered, "k2")
 
 
@@ -296,7 +279,7 @@ def test_a_copy_read_from_a_lagging_replica_keeps_the_bound(
         memokit.configure({"default": {**settings, "TIER": {"BOUND": BOUND}}})
         tiered: Any = memokit.caches["default"]
         # Tracked (if at all) from before the read, as in production.
-        _until(lambda: tiered.assisted or tiered._tracking is None, 5, "tracking to start")
+        until(lambda: tiered.assisted or tiered._tracking is None, 5, "tracking to start")
         made = tiered.make_key("k")
         import redis
 
