@@ -134,7 +134,9 @@ class Slot:
         self.checked = checked
         """``monotonic()`` before the read or write that showed the payload current."""
         self.expires = expires
-        """``monotonic()`` when this process's own write said it expires (inf: unknown)."""
+        """``monotonic()`` when this process's own write said it expires, or, read while
+        invalidations are tracked, when the backend's copy expires at the earliest
+        (its time to live, read with it, from before the read was sent); inf: unknown."""
         self.size = size
         self.kept: Any = NOT_KEPT
         """The decoded value when it is immutable (read without decoding again)."""
@@ -309,10 +311,15 @@ class TierStore:
         tokens: list[tuple[int, int]],
         held: Mapping[str, Any] | None = None,
         stamps: Mapping[str, Any] | None = None,
+        ttls: Mapping[str, float] | None = None,
     ) -> None:
         """:meth:`fill` of each of ``keys`` with what ``found`` holds for it; a key
         found ``SAME`` as ``held`` keeps its slot (and the value decoded beside it),
-        checked anew. ``stamps``: what the read saw of each key's stored write."""
+        checked anew. ``stamps``: what the read saw of each key's stored write.
+        ``ttls``: the seconds each key found had left when read (absent: no expiry),
+        so its slot expires at ``started`` plus that, never later than the backend's
+        copy; None when the read did not tell (a slot then expires only as this
+        process's own write said)."""
         if stamps is None:
             stamps = {}
         with self.lock:
@@ -331,8 +338,16 @@ class TierStore:
                     if slot is not None and held is not None and slot.payload is held[key]:
                         slot.checked = started  # its record is remade by the next split
                         slot.stamp = stamps.get(key, slot.stamp)
+                        if ttls is not None:
+                            expires = started + ttls[key] if key in ttls else math.inf
+                            if expires != slot.expires:
+                                slot.expires = expires
+                                self.records.pop(key, None)  # it ended at the old expiry
                 else:
-                    slot = Slot(payload, started, math.inf, _size(key, payload))
+                    expires = math.inf
+                    if ttls is not None and key in ttls:
+                        expires = started + ttls[key]
+                    slot = Slot(payload, started, expires, _size(key, payload))
                     slot.stamp = stamps.get(key)
                     self._insert(key, slot)
 

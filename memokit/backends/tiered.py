@@ -142,6 +142,10 @@ class TieredCache(BaseCache):
         # A re-check that reads a stamp, not the value, where the backend has one.
         self._get_unchanged = getattr(inner, "_get_unchanged", None)
         self._aget_unchanged = getattr(inner, "_aget_unchanged", None)
+        # While invalidations are tracked (Redis): the re-check, or read, that also tells
+        # each key's time to live (_read_through).
+        self._get_expiring = getattr(inner, "_get_expiring", None)
+        self._aget_expiring = getattr(inner, "_aget_expiring", None)
         # Or one that compares stamps kept in the slots (filesystem, SQLite, Memcached).
         self._get_stamped = getattr(inner, "_get_stamped", None)
         self._aget_stamped = getattr(inner, "_aget_stamped", None)
@@ -279,8 +283,21 @@ class TieredCache(BaseCache):
         unchanged = self._aget_unchanged if asynchronous else self._get_unchanged
         many = inner._aget_many if asynchronous else inner._get_many
         read: dict[str, Any]
-        if self._tracking is not None:
-            self._tracking.revive()
+        tracking = self._tracking
+        if tracking is not None:
+            tracking.revive()
+            expiring = self._aget_expiring if asynchronous else self._get_expiring
+            if expiring is not None:
+                # A copy read while tracked is served at any age, and the push of its
+                # expiry comes only once Redis deletes the key (lazily: maybe minutes
+                # later), so its time to live is read with it and ends its slot. Asked
+                # whenever a tracker exists, not only while assisted: the tracking may
+                # come up during this very read, and vouch for what it returns.
+                held, tokens = tier.held(keys)
+                started = monotonic()
+                read, ttls = yield expiring, keys, held
+                tier.fill_many(read, keys, started, tokens, held, ttls=ttls)
+                return {k: held[k] if p is SAME else p for k, p in read.items()}
         if stamped is not None:
             held, stamps, tokens = tier.held_stamped(keys)
             started = monotonic()
