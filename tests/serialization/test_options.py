@@ -278,7 +278,7 @@ def _rebuilt(label: str, data: bytes) -> int:
 
 
 @pytest.mark.parametrize("header", [b"", b"entry-header"], ids=["bare", "after-header"])
-@pytest.mark.parametrize("size", [100, 70_000], ids=["copied", "viewed"])
+@pytest.mark.parametrize("size", [100, 20_000], ids=["copied", "viewed"])
 def test_every_byte_of_a_signed_frame_is_checked_before_unpickling(
     header: bytes, size: int
 ) -> None:
