@@ -3,6 +3,8 @@ errors that name a wrong setting and its fix without ever showing a secret (issu
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import pickle
 import random
 import subprocess
@@ -258,6 +260,69 @@ def test_a_signed_frame_that_was_tampered_with_is_never_unpickled() -> None:
         serializer.loads(pickle.dumps({"a": 1}))
     with pytest.raises(UnreadableEntry, match="no signature"):
         serializer.loads(b"")
+
+
+class Counted:
+    """Counts its unpickling in ``_rebuilds``: a value that must never be read runs nothing."""
+
+    def __init__(self, size: int) -> None:
+        self.data = b"v" * size
+
+    def __reduce__(self) -> tuple[Any, tuple[str, bytes]]:
+        return (_rebuilt, ("unpickled", self.data))
+
+
+def _rebuilt(label: str, data: bytes) -> int:
+    _rebuilds.append(label)
+    return len(data)
+
+
+@pytest.mark.parametrize("header", [b"", b"entry-header"], ids=["bare", "after-header"])
+@pytest.mark.parametrize("size", [100, 20_000], ids=["copied", "viewed"])
+def test_every_byte_of_a_signed_frame_is_checked_before_unpickling(
+    header: bytes, size: int
+) -> None:
+    # The read path hashes the header and the frame's lead apart from the body (the
+    # lead from a state made once), and copies small bodies but views large ones:
+    # a change anywhere, in either case, must still fail the signature.
+    serializer = build_serializer("signed-pickle", secret=SECRET, old_secrets=[OLD])
+    assert isinstance(serializer, FramedSerializer)
+    start = len(header)
+    frame = serializer.dumps(Counted(size), header)
+    # The format, made here by hand: what other versions of memokit write and read.
+    signed = header + FRAME_MAGIC + b"s-" + pickle.dumps(Counted(size), pickle.HIGHEST_PROTOCOL)
+    assert frame == signed + hmac.new(SECRET.encode(), signed, hashlib.sha256).digest()
+    _rebuilds.clear()
+    assert serializer.loads(frame, start) == size
+    assert _rebuilds == ["unpickled"]
+    _rebuilds.clear()
+    for where in sorted(
+        {
+            0,
+            start - 1,
+            start,
+            start + 2,
+            start + 3,
+            start + 4,
+            len(frame) // 2,
+            len(frame) - 33,
+            len(frame) - 32,
+            len(frame) - 1,
+        }
+        - {-1}
+    ):
+        tampered = bytearray(frame)
+        tampered[where] ^= 0x01
+        with pytest.raises(UnreadableEntry, match=r"signature|written with"):
+            serializer.loads(bytes(tampered), start)
+    for cut in (frame[:-1], frame[: start + 4 + 32], frame[: start + 4 + 31], frame + b"x"):
+        with pytest.raises(UnreadableEntry):
+            serializer.loads(cut, start)
+    assert _rebuilds == []
+    # A frame signed with an old secret takes the slow path, and reads.
+    old = build_serializer("signed-pickle", secret=OLD)
+    assert serializer.loads(old.dumps(Counted(size), header), start) == size
+    assert _rebuilds == ["unpickled"]
 
 
 @pytest.mark.parametrize("codec", ["zlib", "zstd"])
