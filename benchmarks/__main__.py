@@ -135,6 +135,7 @@ def main(argv: list[str]) -> int:
         config = dataclasses.replace(config, repeats=args.repeats, thread_repeats=args.repeats)
     if args.seconds is not None:
         config = dataclasses.replace(config, target_s=args.seconds, thread_s=args.seconds)
+    env.pin_to_one_cpu()  # before any server starts: they inherit it
     started = time.monotonic()
     meta = env.metadata(argv)
     sections = _run_sections(args.sections or [s.name for s in SECTIONS], config)

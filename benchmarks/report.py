@@ -17,11 +17,15 @@ across the candidates, and each figure is the **median** of the repeats, with th
 garbage collector off while timing and the empty loop (about 8 ns) included.
 Ratios are taken only between candidates of the same group **in this run**:
 absolute figures on a shared machine move 5-40 % between runs, ratios far less
-(about ±15 % in-process, ±25 % over the network). Roles: *memokit*; *django*,
-Django's matching piece; *peer*, another library; *floor*, the cheapest way to do
-the operation at all from Python. Every repeat's figure, and the in-run spread
-((max - min) / median), are in the JSON. A call that alone takes longer than a
-repeat (a `set_many` of 1,000 files) keeps its calibration call as one repeat.
+(about ±15 % in-process, ±25 % over the network). The run, and every server it
+starts, is pinned to one CPU (`benchmarks/env.py`, `pin_to_one_cpu`): on the
+virtual machine a request that wakes a server on the other, idle CPU waits
+50-100 µs for it, at random per connection, which swamped the clients' costs.
+Roles: *memokit*; *django*, Django's matching piece; *peer*, another library;
+*floor*, the cheapest way to do the operation at all from Python. Every repeat's
+figure, and the in-run spread ((max - min) / median), are in the JSON. A call that
+alone takes longer than a repeat (a `set_many` of 1,000 files) keeps its
+calibration call as one repeat.
 """
 
 OP_LABELS = {
@@ -387,7 +391,12 @@ def render(data: dict[str, Any], page: Path) -> None:
         f"- Date: {meta['date']}",
         f"- Machine: {meta['machine']['cpu']}, {meta['machine']['cpus']} CPUs, "
         f"{meta['machine']['memory']}, {meta['machine']['platform']}; load average at start "
-        + ", ".join(f"{x:.2f}" for x in meta["machine"]["load_average_at_start"]),
+        + ", ".join(f"{x:.2f}" for x in meta["machine"]["load_average_at_start"])
+        + (
+            f"; pinned to CPU {meta['machine']['pinned_to_cpu']}"
+            if meta["machine"].get("pinned_to_cpu") is not None
+            else ""
+        ),
         f"- Python: {meta['python']}",
         f"- Duration: {meta['seconds']:.0f} s",
         f"- Raw results: `{data['json_path']}`",
