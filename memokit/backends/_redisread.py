@@ -24,10 +24,9 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
-from ..exceptions import UnreadableEntry
-from ..serializers import FRAME_MAGIC, Serializer, describe
+from ..serializers import FRAME_MAGIC, Serializer
 from ._primitives import UNREADABLE, is_entry
-from ._remote import keeps_cancellation, unreadable_payload
+from ._remote import deserialised, keeps_cancellation, unreadable_payload
 from ._steps import concatenated
 
 _hiredis_pack: Callable[[Any], bytes] | None = None
@@ -107,6 +106,10 @@ class ReadsInOrder:
 
     # -- payloads --------------------------------------------------------------------
 
+    @property
+    def _where(self) -> str:
+        return f"Redis {self._display}"
+
     def _encode(self, value: Any) -> Any:
         if self._raw_ints and type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
             return value  # redis-py sends it as decimal text; INCRBY can add to it
@@ -126,22 +129,14 @@ class ReadsInOrder:
         """Decode ``payload`` the slow way; ``failed`` is what the inlined
         ``pickle.loads`` raised on it, if it ran: it never runs twice."""
         if failed is not None and payload[:2] != FRAME_MAGIC:
-            raise unreadable_payload(failed, f"Redis {self._display}") from None
+            raise unreadable_payload(failed, self._where) from None
         # A frame (pickle refused its first opcode, nothing ran), a raw int, or
         # another serializer's payload.
         if type(payload) is int:
             return payload  # an encoded raw int not yet sent (get_or_set's stored form)
-        try:
-            if self._raw_ints and payload[:1] != b"\x80":
-                # Pickle at protocol 2+ and every frame start with \x80; this is a raw int.
-                return int(payload)
-            return self.serializer.loads(payload)
-        except UnreadableEntry:
-            raise
-        except Exception as exc:
-            raise UnreadableEntry(
-                f"cannot deserialise a value read from Redis {self._display} ({describe(exc)})"
-            ) from None  # the cause's message can quote the stored bytes
+        # Pickle at protocol 2+ and every frame start with \x80; anything else is a raw int.
+        raw_int = self._raw_ints and payload[:1] != b"\x80"
+        return deserialised(int if raw_int else self.serializer.loads, payload, self._where)
 
     def _in_order(
         self, made: list[str], keys: list[Any], payloads: list[Any]
@@ -175,6 +170,11 @@ class ReadsInOrder:
 
     # -- get_many ----------------------------------------------------------------------
 
+    def _unread(self, exc: redis.RedisError) -> dict[Any, Any]:
+        if self._ignore_exc:
+            return {}  # IGNORE_EXC: a failed read is a miss
+        self._fail(exc)
+
     def get_many(self, keys: Iterable[Any], version: int | None = None) -> dict[Any, Any]:
         """Return ``{key: value}`` for the keys that are present; missing keys are left out.
 
@@ -187,9 +187,7 @@ class ReadsInOrder:
         try:
             payloads = read(self._reader(), "MGET", *made)
         except redis.RedisError as exc:
-            if self._ignore_exc:
-                return {}
-            self._fail(exc)
+            return self._unread(exc)
         values, unread = self._in_order(made, keys, payloads)  # type: ignore[arg-type]
         if unread:
             self._delete_many(unread)
@@ -206,9 +204,7 @@ class ReadsInOrder:
         try:
             payloads = await aread(self._areader(side), "MGET", *made)
         except redis.RedisError as exc:
-            if self._ignore_exc:
-                return {}
-            self._fail(exc)
+            return self._unread(exc)
         values, unread = self._in_order(made, keys, payloads)  # type: ignore[arg-type]
         if unread:
             await self._adelete_many(unread)

@@ -163,3 +163,16 @@ def unreadable_payload(exc: Exception, where: str) -> UnreadableEntry:
     if isinstance(exc, UNPICKLING_ERRORS):
         return unpickling_failed(exc)
     return UnreadableEntry(f"cannot deserialise a value read from {where} ({describe(exc)})")
+
+
+def deserialised(loads: Callable[[Any], Any], payload: Any, where: str) -> Any:
+    """``loads(payload)``; any error but ``UnreadableEntry`` is raised as one naming
+    ``where``, never quoting the stored bytes (the cause's message can)."""
+    try:
+        return loads(payload)
+    except UnreadableEntry:
+        raise
+    except Exception as exc:
+        raise UnreadableEntry(
+            f"cannot deserialise a value read from {where} ({describe(exc)})"
+        ) from None

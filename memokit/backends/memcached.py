@@ -54,7 +54,6 @@ from ..exceptions import (
     ImproperlyConfigured,
     InvalidCacheKey,
     NodeUnavailable,
-    UnreadableEntry,
     ValueTooLarge,
 )
 from ..framing import PAYLOAD_OPTIONS, raw_ints_safe
@@ -62,7 +61,6 @@ from ..keys import MEMCACHE_MAX_KEY_LENGTH, clean_keys_pass, key_is_clean, memca
 from ..serializers import (
     FRAME_MAGIC,
     PickleSerializer,
-    describe,
 )
 from ..timeouts import DEFAULT_TIMEOUT, Timeout
 from . import _reports
@@ -74,6 +72,7 @@ from ._memcached_ring import NodeDown, Ring
 from ._remote import (
     check_flag,
     check_seconds,
+    deserialised,
     parameter_names,
     refused_options,
     split_location,
@@ -335,14 +334,7 @@ class MemcachedCache(BaseCache):
     def _decode_slowly(self, payload: Any) -> Any:
         if type(payload) is int:
             return payload
-        try:
-            return self.serializer.loads(payload)
-        except UnreadableEntry:
-            raise
-        except Exception as exc:
-            raise UnreadableEntry(
-                f"cannot deserialise a value read from memcached {self.location} ({describe(exc)})"
-            ) from None  # the cause's message can quote the stored bytes
+        return deserialised(self.serializer.loads, payload, f"memcached {self.location}")
 
     def _fail(self, exc: Exception) -> NoReturn:
         if isinstance(exc, NodeDown):

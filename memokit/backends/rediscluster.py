@@ -56,6 +56,7 @@ from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
 from ..keyencoding import KEY_FORMAT
 from ._redisasync import AsyncSide
 from ._redisconf import GET_OR_ADD_SCRIPT, INCR_SCRIPT, PERSIST_SCRIPT, milliseconds, scrub
+from ._redisread import read
 from ._rediswait import ARun, Run, pipeline_runner
 from ._remote import keeps_cancellation
 from .base import MISSING, Capabilities
@@ -367,8 +368,8 @@ class RedisClusterCache(RedisCache):
             found: dict[str, Any] = {}
             for node, slots in _by_node(self._cluster.nodes_manager, keys).items():
                 client = node.redis_connection
-                if len(slots) == 1:
-                    replies = [client.execute_command("MGET", *slots[0][1])]
+                if len(slots) == 1:  # a decorated call's keys share a slot
+                    replies = [read(client, "MGET", *slots[0][1])]
                 else:
                     with client.pipeline(transaction=False) as pipe:
                         for _, wires in slots:
