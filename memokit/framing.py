@@ -555,6 +555,11 @@ def build_serializer(
     )
 
 
+INT64_MIN: Final = -(2**63)
+INT64_MAX: Final = 2**63 - 1
+"""The integers a backend may keep raw: what Redis's ``INCRBY`` and SQLite add to."""
+
+
 def raw_ints_safe(serializer: Serializer) -> bool:
     """Whether no payload of ``serializer`` can be mistaken for a raw integer.
 

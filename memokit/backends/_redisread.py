@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, NoReturn
 import redis
 from redis.utils import HIREDIS_AVAILABLE
 
+from ..framing import INT64_MAX, INT64_MIN
 from ..serializers import FRAME_MAGIC, Serializer
 from ._primitives import UNREADABLE, is_entry
 from ._remote import deserialised, keeps_cancellation, unreadable_payload
@@ -36,8 +37,6 @@ if HIREDIS_AVAILABLE:
     _hiredis_pack = hiredis.pack_command
 
 _loads = pickle.loads
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 
 def _packed(conn: Any, args: tuple[str, ...]) -> Any:
@@ -111,7 +110,7 @@ class ReadsInOrder:
         return f"Redis {self._display}"
 
     def _encode(self, value: Any) -> Any:
-        if self._raw_ints and type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+        if self._raw_ints and type(value) is int and INT64_MIN <= value <= INT64_MAX:
             return value  # redis-py sends it as decimal text; INCRBY can add to it
         return self.serializer.dumps(value)
 

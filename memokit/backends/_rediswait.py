@@ -21,13 +21,13 @@ from typing import Any, Final
 import redis
 
 from ..exceptions import BackendUnavailable
+from ..framing import INT64_MAX, INT64_MIN
 from ._redisconf import INCR_SCRIPT
 from .base import MISSING
 
 WAIT_CAP: Final = 1.0
 """Longest ``WAIT`` in seconds; at most half the socket timeout, so WAIT answers first."""
 
-_INT64 = (-(2**63), 2**63 - 1)
 _MARKER: Final = "~replicated"
 """Appended to a counter's key for the write that follows a bump made in Python."""
 
@@ -101,7 +101,7 @@ class WaitedCounters:
             return cache._incr(key, delta)
         ms = wait_ms(cache._client_options)
         try:
-            if cache._raw_ints and _INT64[0] <= delta <= _INT64[1]:
+            if cache._raw_ints and INT64_MIN <= delta <= INT64_MAX:
                 result = self._settle(run(_bump(wire, delta, replicas, ms)), replicas, ms)
                 if result is not None:
                     return result
@@ -119,7 +119,7 @@ class WaitedCounters:
             return await cache._aincr(key, delta)
         ms = wait_ms(cache._client_options)
         try:
-            if cache._raw_ints and _INT64[0] <= delta <= _INT64[1]:
+            if cache._raw_ints and INT64_MIN <= delta <= INT64_MAX:
                 result = self._settle(await run(_bump(wire, delta, replicas, ms)), replicas, ms)
                 if result is not None:
                     return result

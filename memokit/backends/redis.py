@@ -42,7 +42,7 @@ from redis.exceptions import WatchError
 
 from .._secrets import redact
 from ..exceptions import BackendError, BackendUnavailable, ImproperlyConfigured
-from ..framing import raw_ints_safe
+from ..framing import INT64_MAX, INT64_MIN, raw_ints_safe
 from ..serializers import (
     PickleSerializer,
 )
@@ -87,9 +87,6 @@ DEFAULT_SOCKET_CONNECT_TIMEOUT: Final = 1.0
 """Seconds to wait for a TCP connection to the server."""
 DEFAULT_SOCKET_TIMEOUT: Final = 2.0
 """Seconds to wait for the server's answer to a command."""
-
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 
 _TIMEOUTS = {
     "socket_connect_timeout": DEFAULT_SOCKET_CONNECT_TIMEOUT,
@@ -333,7 +330,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
 
     def _incr(self, key: str, delta: int | float) -> Any:
         try:
-            if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
+            if self._raw_ints and type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
                 reply = self._incr_script(keys=[key], args=[delta])
                 if reply is None:
                     return MISSING
@@ -518,7 +515,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
     async def _aincr(self, key: str, delta: int | float) -> Any:
         side = await self._side()
         try:
-            if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
+            if self._raw_ints and type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
                 reply = await side.incr(keys=[key], args=[delta])
                 if reply is None:
                     return MISSING

@@ -39,7 +39,7 @@ from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
 from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
-from ..framing import raw_ints_safe
+from ..framing import INT64_MAX, INT64_MIN, raw_ints_safe
 from ..serializers import PickleSerializer
 from . import _forkgate
 from ._files import (
@@ -63,8 +63,6 @@ from .base import (
     check_culling,
 )
 
-_INT64_MIN = -(2**63)
-_INT64_MAX = 2**63 - 1
 _STAMPED_CHUNK = CHUNK // 2  # two parameters per key
 _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
@@ -332,7 +330,7 @@ class SQLiteCache(CullsByCount, BaseCache):
     # -- encoding ---------------------------------------------------------------
 
     def _encode(self, value: Any) -> Any:
-        if self._raw_ints and type(value) is int and _INT64_MIN <= value <= _INT64_MAX:
+        if self._raw_ints and type(value) is int and INT64_MIN <= value <= INT64_MAX:
             return value
         return self.serializer.dumps(value)
 
@@ -553,12 +551,12 @@ class SQLiteCache(CullsByCount, BaseCache):
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
-            if self._raw_ints and type(delta) is int and _INT64_MIN <= delta <= _INT64_MAX:
+            if self._raw_ints and type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
                 # The common case in one atomic statement; the bounds keep the sum in 64
                 # bits (SQLite would turn an overflowing sum into a float). A float delta
                 # would store a REAL, which _decode cannot read: it takes the path below.
-                low = _INT64_MIN - min(delta, 0)
-                high = _INT64_MAX - max(delta, 0)
+                low = INT64_MIN - min(delta, 0)
+                high = INT64_MAX - max(delta, 0)
                 row = conn.execute(self._sql.incr, (delta, key, _now(), low, high)).fetchone()
                 if row is not None:
                     return row[0]
