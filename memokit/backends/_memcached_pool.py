@@ -45,10 +45,10 @@ class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are 
         with contextlib.suppress(Exception):  # closing a broken socket can fail too
             client.close()
 
-    def _on_idle(self, command: Any, *args: Any) -> Any:
+    def _on_idle(self, command: Any, *args: Any, **kwargs: Any) -> Any:
         client = self._borrow()
         try:
-            result = command(client, *args)
+            result = command(client, *args, **kwargs)
         except BaseException:
             self._dropped(client)
             raise
@@ -64,19 +64,19 @@ class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are 
     ) -> Any:
         """``set`` on an idle connection."""
         if noreply or (noreply is None and self.default_noreply) or flags is not None:
-            return self._on_idle(_client_set, key, value, expire, noreply, flags)
+            return self._on_idle(_PYMEMCACHE_SET, key, value, expire, noreply, flags)
         return self._on_idle(store, b"set", key, value, expire)
 
     def incr(self, key: Any, value: int, noreply: bool = False) -> Any:
         """``incr`` on an idle connection."""
         if noreply:
-            return self._on_idle(_client_incr, key, value, noreply)
+            return self._on_idle(_PYMEMCACHE_INCR, key, value, noreply)
         return self._on_idle(arith, b"incr", key, value)
 
     def decr(self, key: Any, value: int, noreply: bool = False) -> Any:
         """``decr`` on an idle connection."""
         if noreply:
-            return self._on_idle(_client_decr, key, value, noreply)
+            return self._on_idle(_PYMEMCACHE_DECR, key, value, noreply)
         return self._on_idle(arith, b"decr", key, value)
 
     def close(self) -> None:
@@ -93,28 +93,26 @@ class FastPool(PooledClient):  # type: ignore[misc]  # pymemcache's classes are 
     disconnect_all = close
 
 
-def _client_set(client: Any, *args: Any) -> Any:
-    return client.set(*args)
+def _pymemcache(name: str) -> Any:
+    """pymemcache's command ``name``, as a function of the client to run it on."""
+
+    def command(client: Any, *args: Any, **kwargs: Any) -> Any:
+        return getattr(client, name)(*args, **kwargs)
+
+    return command
 
 
-def _client_incr(client: Any, *args: Any) -> Any:
-    return client.incr(*args)
-
-
-def _client_decr(client: Any, *args: Any) -> Any:
-    return client.decr(*args)
+# For the calls the direct commands leave to pymemcache (noreply, explicit flags).
+_PYMEMCACHE_SET = _pymemcache("set")
+_PYMEMCACHE_INCR = _pymemcache("incr")
+_PYMEMCACHE_DECR = _pymemcache("decr")
 
 
 def _pooled(name: str) -> Any:
+    command = _pymemcache(name)
+
     def call(self: FastPool, *args: Any, **kwargs: Any) -> Any:
-        client = self._borrow()
-        try:
-            result = getattr(client, name)(*args, **kwargs)
-        except BaseException:
-            self._dropped(client)
-            raise
-        self._idle.append(client)
-        return result
+        return self._on_idle(command, *args, **kwargs)
 
     call.__name__ = call.__qualname__ = name
     call.__doc__ = f"``{name}`` on an idle connection."
