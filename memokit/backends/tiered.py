@@ -283,37 +283,35 @@ class TieredCache(BaseCache):
         unchanged = self._aget_unchanged if asynchronous else self._get_unchanged
         many = inner._aget_many if asynchronous else inner._get_many
         read: dict[str, Any]
+        expiring = None
         tracking = self._tracking
         if tracking is not None:
             tracking.revive()
+            # A copy read while tracked is served at any age, and the push of its
+            # expiry comes only once Redis deletes the key (lazily: maybe minutes
+            # later), so its time to live is read with it and ends its slot. Asked
+            # whenever a tracker exists, not only while assisted: the tracking may
+            # come up during this very read, and vouch for what it returns.
             expiring = self._aget_expiring if asynchronous else self._get_expiring
-            if expiring is not None:
-                # A copy read while tracked is served at any age, and the push of its
-                # expiry comes only once Redis deletes the key (lazily: maybe minutes
-                # later), so its time to live is read with it and ends its slot. Asked
-                # whenever a tracker exists, not only while assisted: the tracking may
-                # come up during this very read, and vouch for what it returns.
-                held, tokens = tier.held(keys)
-                started = monotonic()
-                read, ttls = yield expiring, keys, held
-                tier.fill_many(read, keys, started, tokens, held, ttls=ttls)
-                return {k: held[k] if p is SAME else p for k, p in read.items()}
-        if stamped is not None:
+        if stamped is not None and expiring is None:
             held, stamps, tokens = tier.held_stamped(keys)
             started = monotonic()
             read, seen = yield stamped, keys, stamps
             return self._kept(read, seen, keys, started, tokens, held)
         held, tokens = tier.held(keys)
         started = monotonic()
-        if not held:
+        ttls = None
+        if expiring is not None:
+            read, ttls = yield expiring, keys, held
+        elif not held:
             read = yield many, keys
             tier.fill_many(read, keys, started, tokens)
             return read
-        if unchanged is not None:
+        elif unchanged is not None:
             read = yield unchanged, keys, held
         else:
             read = same((yield many, keys), held)
-        tier.fill_many(read, keys, started, tokens, held)
+        tier.fill_many(read, keys, started, tokens, held, ttls=ttls)
         return {k: held[k] if p is SAME else p for k, p in read.items()}
 
     def _kept(
