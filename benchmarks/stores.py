@@ -141,6 +141,30 @@ def _each_set(cache: Any) -> Callable[[list[Any], Any], None]:
     return fill
 
 
+MAPPING_OPS = {
+    "get_hit": "c.get(K)",
+    "get_miss": "c.get(M)",
+    "set": "c[K] = V",
+    "add": "c.setdefault(next(fresh), V)",
+    "delete": "c.pop(next(fresh), None)",
+    **{f"set_many_{n}": f"c.update(D{n})" for n in SIZES},
+}
+"""The statements of anything with a dict's methods (a dict, cachebox)."""
+
+
+def mapping_store(name: str, role: str, mapping: Any, **more: str) -> Store:
+    """A store for a mapping with a dict's methods; ``more`` adds statements."""
+    return Store(
+        name,
+        role,
+        mapping,
+        {**MAPPING_OPS, **more},
+        VALUE,
+        fill=lambda refs, v: mapping.update(dict.fromkeys(refs, v)),
+        drop=_each(lambda r: mapping.pop(r, None)),
+    )
+
+
 def memory_stores(workdir: Path, server: Any) -> list[Store]:
     import cachebox
     import cachelib
@@ -150,23 +174,12 @@ def memory_stores(workdir: Path, server: Any) -> list[Store]:
     from .env import django_cache
 
     d: dict[str, Any] = {}
-    dict_floor = Store(
+    dict_floor = mapping_store(
         "dict",
         "floor",
         d,
-        {
-            "get_hit": "c.get(K)",
-            "get_miss": "c.get(M)",
-            "set": "c[K] = V",
-            "add": "c.setdefault(next(fresh), V)",
-            "incr": "c[N] += 1",
-            "delete": "c.pop(next(fresh), None)",
-            **{f"get_many_{n}": f"{{k: c[k] for k in KS{n} if k in c}}" for n in SIZES},
-            **{f"set_many_{n}": f"c.update(D{n})" for n in SIZES},
-        },
-        VALUE,
-        fill=lambda refs, v: d.update(dict.fromkeys(refs, v)),
-        drop=_each(lambda r: d.pop(r, None)),
+        incr="c[N] += 1",
+        **{f"get_many_{n}": f"{{k: c[k] for k in KS{n} if k in c}}" for n in SIZES},
     )
     ttl = cachetools.TTLCache(maxsize=1_000_000, ttl=TIMEOUT)
     lock = threading.Lock()
@@ -199,23 +212,8 @@ def memory_stores(workdir: Path, server: Any) -> list[Store]:
     )
     simple = cachelib.SimpleCache(threshold=1_000_000, default_timeout=TIMEOUT)
     cl = cachelib_store("cachelib SimpleCache", simple)
-    box = cachebox.TTLCache(1_000_000, TIMEOUT)
-    cb = Store(  # thread-safe per call; no incr and no get_many of its own
-        "cachebox TTLCache",
-        "peer",
-        box,
-        {
-            "get_hit": "c.get(K)",
-            "get_miss": "c.get(M)",
-            "set": "c[K] = V",
-            "add": "c.setdefault(next(fresh), V)",
-            "delete": "c.pop(next(fresh), None)",
-            **{f"set_many_{n}": f"c.update(D{n})" for n in SIZES},
-        },
-        VALUE,
-        fill=lambda refs, v: box.update(dict.fromkeys(refs, v)),
-        drop=_each(lambda r: box.pop(r, None)),
-    )
+    # Thread-safe per call; no incr and no get_many of its own.
+    cb = mapping_store("cachebox TTLCache", "peer", cachebox.TTLCache(1_000_000, TIMEOUT))
     moka = moka_py.Moka(1_000_000, ttl=TIMEOUT)
     mk = Store(  # get, set and remove only
         "moka-py Moka",
