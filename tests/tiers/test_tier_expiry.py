@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import math
 import subprocess
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -98,7 +99,39 @@ def read(cache: Any, twin: str, key: str) -> Any:
     return asyncio.run(cache.aget(key))
 
 
-def _unexpired(raw: Any, keys: int) -> None:
+def _settle(tiered: Any, other: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Wait until the invalidation of every write ``other`` has made reached tier one.
+
+    Those pushes come on their own time: one landing after a read would drop the copy
+    the test is about to look at. Redis sends them in the order of the writes, so once
+    a fresh marker's push has reached tier one, every earlier one has too.
+    """
+    key = f"settle-{uuid.uuid4().hex}"
+    marker = tiered.make_key(key)
+    seen = threading.Event()
+    forget_local = tiered.forget_local
+
+    def recording(made_keys: Any) -> None:
+        made_keys = list(made_keys)
+        forget_local(made_keys)
+        if marker in made_keys:
+            seen.set()
+
+    monkeypatch.setattr(tiered, "forget_local", recording)
+    other.set(key, 1)
+    assert seen.wait(5), "the marker's invalidation never reached tier one"
+    other.delete(key)  # out of the keyspace the tests count (its push drops nothing held)
+
+
+def read_many(cache: Any, twin: str, keys: list[str]) -> dict[str, Any]:
+    if twin == "sync":
+        return dict(cache.get_many(keys))
+    return dict(asyncio.run(cache.aget_many(keys)))
+
+
+def _past_ttl(raw: Any, keys: int) -> None:
+    """Wait until the short TTL has passed, with Redis still holding the expired keys."""
+    time.sleep(TTL + 0.05)
     # DBSIZE counts a key past its expiry that Redis has not deleted, and deletes
     # nothing (a read of the key would, and push its invalidation).
     assert raw.dbsize() == keys, "Redis deleted the expired key: this test shows nothing"
@@ -107,15 +140,15 @@ def _unexpired(raw: Any, keys: int) -> None:
 @pytest.mark.server
 @TWINS
 def test_a_copy_read_while_tracked_leaves_tier_one_at_its_ttl(
-    caches: tuple[Any, Any, Any], twin: str
+    caches: tuple[Any, Any, Any], twin: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tiered, other, raw = caches
     made = tiered.make_key("k")
     other.set("k", "v", TTL)  # another process's write, with a timeout
-    # Read until the copy stays: the write's own push may land after the first read.
-    until(lambda: read(tiered, twin, "k") == "v" and tiered.local_many([made]), 1, "a copy")
-    time.sleep(TTL + 0.05)
-    _unexpired(raw, 1)
+    _settle(tiered, other, monkeypatch)
+    assert read(tiered, twin, "k") == "v"
+    assert tiered.local_many([made])
+    _past_ttl(raw, 1)
     assert tiered.local_many([made]) is None  # tier one alone: no second-tier read
     assert read(tiered, twin, "k") is None
 
@@ -123,26 +156,17 @@ def test_a_copy_read_while_tracked_leaves_tier_one_at_its_ttl(
 @pytest.mark.server
 @TWINS
 def test_a_batch_read_ends_each_copy_at_its_own_ttl(
-    caches: tuple[Any, Any, Any], twin: str
+    caches: tuple[Any, Any, Any], twin: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tiered, other, raw = caches
     other.set("short", "s", TTL)
     other.set("long", "l", 60)
     other.set("never", "n")
+    _settle(tiered, other, monkeypatch)
     keys = ["short", "long", "never"]
-    made = [tiered.make_key(k) for k in keys]
-
-    def held() -> bool:
-        if twin == "sync":
-            found = tiered.get_many(keys)
-        else:
-            found = asyncio.run(tiered.aget_many(keys))
-        assert found == {"short": "s", "long": "l", "never": "n"}
-        return tiered.local_many(made) is not None
-
-    until(held, 1, "the copies")
-    time.sleep(TTL + 0.05)
-    _unexpired(raw, 3)
+    assert read_many(tiered, twin, keys) == {"short": "s", "long": "l", "never": "n"}
+    assert tiered.local_many([tiered.make_key(k) for k in keys]) is not None
+    _past_ttl(raw, 3)
     assert tiered.local_many([tiered.make_key("short")]) is None
     assert tiered.local_many([tiered.make_key(k) for k in ("long", "never")]) is not None
 
@@ -150,7 +174,7 @@ def test_a_batch_read_ends_each_copy_at_its_own_ttl(
 @pytest.mark.server
 @TWINS
 def test_a_decorated_hit_through_the_fast_index_stops_at_the_ttl(
-    caches: tuple[Any, Any, Any], twin: str
+    caches: tuple[Any, Any, Any], twin: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tiered, other, raw = caches
     name = f"ttl.f.{twin}"
@@ -176,18 +200,18 @@ def test_a_decorated_hit_through_the_fast_index_stops_at_the_ttl(
             return asyncio.run(af(x))
 
     peer(7)  # another process computed it, stored with TTL
+    _settle(tiered, other, monkeypatch)
 
     def indexed() -> bool:
         # Read through tier one (with its TTL), then string-key hits: the fast index
-        # learns it (the writes' own pushes may drop the first copies).
+        # learns it.
         assert call(7) == ("peer", 7)
         return bool(tiered.tier.records)
 
     until(indexed, 1, "a fast-index record")
     assert call(7) == ("peer", 7)  # a fast-index hit
     stored = raw.dbsize()  # the entry and its counters
-    time.sleep(TTL + 0.05)
-    _unexpired(raw, stored)
+    _past_ttl(raw, stored)
     assert call(7) == ("here", 7)
 
 
