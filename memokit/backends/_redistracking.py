@@ -286,13 +286,16 @@ class Tracker:
         while not stop.is_set() and self._listeners():
             try:
                 conn = self._open()
-            except (redis.RedisError, OSError) as exc:
+            except Exception as exc:
+                # Not only RedisError and OSError: a reply or a client-library failure
+                # nobody foresaw ended the thread here, and revive() starts only a
+                # stopped one, so the listeners stayed unassisted for good.
                 if not failing:
                     _log.warning(
                         "memokit: invalidation tracking on Redis %s cannot start (%s); "
                         "local copies are re-checked within their bound meanwhile",
                         self._display,
-                        scrub(exc, self._secrets),
+                        _described(exc, self._secrets),
                     )
                 failing = True
                 stop.wait(delay)
@@ -448,6 +451,14 @@ class Tracker:
                 _reset(self._listeners())
         self._conn = None
         _shutdown(conn)
+
+
+def _described(exc: Exception, secrets: tuple[str, ...]) -> str:
+    """The scrubbed message of ``exc``, after its type unless it is a Redis or socket error."""
+    text = scrub(exc, secrets)
+    if isinstance(exc, redis.RedisError | OSError):
+        return text
+    return f"{type(exc).__name__}: {text}"
 
 
 def _ready(listeners: list[Listener]) -> None:

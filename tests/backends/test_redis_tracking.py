@@ -184,6 +184,36 @@ def test_a_killed_connection_is_a_loss_then_tracking_comes_back(
     until(lambda: listener.told(key) is not None, 1, "a push on the new connection")
 
 
+def test_an_unexpected_error_while_connecting_again_is_survived(
+    cache: RedisCache, raw: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Not a RedisError or an OSError (a reply the code did not expect, a bug in a
+    # client library): the thread must not die of it, or the listeners would stay
+    # unassisted for good (revive() starts only a thread that was stopped).
+    listener, handle = _tracked(cache)
+    tracker = cache._tracker
+    assert tracker is not None
+    connect = tracker._connect
+    failures = iter([RuntimeError("an unexpected failure")])
+
+    def failing_once() -> Any:
+        for exc in failures:
+            raise exc
+        return connect()
+
+    tracker._connect = failing_once
+    first = handle.client_id
+    raw.execute_command("CLIENT", "KILL", "ID", first)
+    until(lambda: listener.assisted and handle.client_id not in (None, first), 5, "reconnection")
+    assert len(_threads(cache)) == 1
+    # One warning for the streak (the loss); the failed attempt in it is not another.
+    logged = [r.getMessage() for r in caplog.records if "invalidation tracking" in r.getMessage()]
+    assert len(logged) == 1, logged
+    key = cache.make_key("after")
+    raw.set(key, 1)
+    until(lambda: listener.told(key) is not None, 1, "a push on the new connection")
+
+
 def test_a_silent_connection_counts_as_lost_within_the_bound(redis_server: Any) -> None:
     # A black hole (no error, no reply): only the PINGs can tell.
     with FaultProxy("127.0.0.1", redis_server.port) as proxy:
