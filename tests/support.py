@@ -1,11 +1,15 @@
 """Helpers that test modules in different directories share (the Redis tracking tests
-of tests/backends and tests/tiers): waiting for a condition, checks in a forked child."""
+of tests/backends and tests/tiers): waiting for a condition, checks in a forked child,
+waiting for tier one to have been told of earlier writes."""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterable
+from typing import Any
 
 
 def until(check: Callable[[], object], timeout: float, what: str, *, poll: float = 0.002) -> None:
@@ -37,3 +41,32 @@ def in_forked_child(act: Callable[[], None]) -> None:
             assert pipe.read().decode() == "ok"
     finally:
         os.waitpid(pid, 0)
+
+
+def settle_pushes(tiered: Any, writer: Any, timeout: float = 5.0) -> None:
+    """Return once the invalidation of every write ``writer`` made so far has reached
+    ``tiered``'s tier one (Redis tracking).
+
+    Those pushes come on their own time: one landing after a read would drop the copy
+    a test is about to look at, or drop one for another reason than the test's. Redis
+    sends them in the order of the writes, so once a fresh marker's push has reached
+    tier one, every earlier one has too.
+    """
+    key = f"settle-{uuid.uuid4().hex}"
+    marker = tiered.make_key(key)
+    seen = threading.Event()
+    forget_local = tiered.forget_local
+
+    def recording(made_keys: Iterable[str]) -> None:
+        made = list(made_keys)
+        forget_local(made)
+        if marker in made:
+            seen.set()
+
+    tiered.forget_local = recording
+    try:
+        writer.set(key, 1)
+        assert seen.wait(timeout), "the marker's invalidation never reached tier one"
+    finally:
+        tiered.forget_local = forget_local
+    writer.delete(key)  # out of the keyspace tests count (its push drops nothing held)

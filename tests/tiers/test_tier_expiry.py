@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import math
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -28,7 +27,7 @@ from memokit.backends._tierstore import SAME, TierSettings, TierStore
 from memokit.config import DEFAULT_CACHES
 from memokit.testing import free_port
 
-from ..support import until
+from ..support import settle_pushes, until
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -99,30 +98,6 @@ def read(cache: Any, twin: str, key: str) -> Any:
     return asyncio.run(cache.aget(key))
 
 
-def _settle(tiered: Any, other: Any, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Wait until the invalidation of every write ``other`` has made reached tier one.
-
-    Those pushes come on their own time: one landing after a read would drop the copy
-    the test is about to look at. Redis sends them in the order of the writes, so once
-    a fresh marker's push has reached tier one, every earlier one has too.
-    """
-    key = f"settle-{uuid.uuid4().hex}"
-    marker = tiered.make_key(key)
-    seen = threading.Event()
-    forget_local = tiered.forget_local
-
-    def recording(made_keys: Any) -> None:
-        made_keys = list(made_keys)
-        forget_local(made_keys)
-        if marker in made_keys:
-            seen.set()
-
-    monkeypatch.setattr(tiered, "forget_local", recording)
-    other.set(key, 1)
-    assert seen.wait(5), "the marker's invalidation never reached tier one"
-    other.delete(key)  # out of the keyspace the tests count (its push drops nothing held)
-
-
 def read_many(cache: Any, twin: str, keys: list[str]) -> dict[str, Any]:
     if twin == "sync":
         return dict(cache.get_many(keys))
@@ -140,12 +115,12 @@ def _past_ttl(raw: Any, keys: int) -> None:
 @pytest.mark.server
 @TWINS
 def test_a_copy_read_while_tracked_leaves_tier_one_at_its_ttl(
-    caches: tuple[Any, Any, Any], twin: str, monkeypatch: pytest.MonkeyPatch
+    caches: tuple[Any, Any, Any], twin: str
 ) -> None:
     tiered, other, raw = caches
     made = tiered.make_key("k")
     other.set("k", "v", TTL)  # another process's write, with a timeout
-    _settle(tiered, other, monkeypatch)
+    settle_pushes(tiered, other)
     assert read(tiered, twin, "k") == "v"
     assert tiered.local_many([made])
     _past_ttl(raw, 1)
@@ -156,13 +131,13 @@ def test_a_copy_read_while_tracked_leaves_tier_one_at_its_ttl(
 @pytest.mark.server
 @TWINS
 def test_a_batch_read_ends_each_copy_at_its_own_ttl(
-    caches: tuple[Any, Any, Any], twin: str, monkeypatch: pytest.MonkeyPatch
+    caches: tuple[Any, Any, Any], twin: str
 ) -> None:
     tiered, other, raw = caches
     other.set("short", "s", TTL)
     other.set("long", "l", 60)
     other.set("never", "n")
-    _settle(tiered, other, monkeypatch)
+    settle_pushes(tiered, other)
     keys = ["short", "long", "never"]
     assert read_many(tiered, twin, keys) == {"short": "s", "long": "l", "never": "n"}
     assert tiered.local_many([tiered.make_key(k) for k in keys]) is not None
@@ -174,7 +149,7 @@ def test_a_batch_read_ends_each_copy_at_its_own_ttl(
 @pytest.mark.server
 @TWINS
 def test_a_decorated_hit_through_the_fast_index_stops_at_the_ttl(
-    caches: tuple[Any, Any, Any], twin: str, monkeypatch: pytest.MonkeyPatch
+    caches: tuple[Any, Any, Any], twin: str
 ) -> None:
     tiered, other, raw = caches
     name = f"ttl.f.{twin}"
@@ -200,7 +175,7 @@ def test_a_decorated_hit_through_the_fast_index_stops_at_the_ttl(
             return asyncio.run(af(x))
 
     peer(7)  # another process computed it, stored with TTL
-    _settle(tiered, other, monkeypatch)
+    settle_pushes(tiered, other)
 
     def indexed() -> bool:
         # Read through tier one (with its TTL), then string-key hits: the fast index

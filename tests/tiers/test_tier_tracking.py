@@ -36,7 +36,7 @@ import pytest
 import memokit
 from memokit.switches import use_cache
 
-from ..support import in_forked_child, until
+from ..support import in_forked_child, settle_pushes, until
 from .test_tier_coherence import shared
 
 pytestmark = [pytest.mark.server, pytest.mark.timeout(120)]
@@ -184,7 +184,9 @@ def _dropped_on_push(tiered: Any, key: str) -> bool:
     """Whether a write by another client drops ``key``'s copy well before the bound."""
     inner = tiered.inner
     inner.set(key, "old")
-    until(lambda: tiered.get(key) == "old" and tiered.local_many([inner.make_key(key)]), 1, key)
+    settle_pushes(tiered, inner)  # the push of "old" must not be what drops the copy
+    assert tiered.get(key) == "old"
+    assert tiered.local_many([inner.make_key(key)]) is not None
     other = memokit.create_cache(
         {"BACKEND": "redis", "LOCATION": inner.location, "KEY_PREFIX": inner.key_prefix}
     )
