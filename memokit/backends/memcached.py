@@ -125,7 +125,13 @@ class _Serde:
 
     def deserialize(self, key: bytes, value: bytes, flags: int) -> Any:
         if flags & _FLAG_INT:
-            return int(value) - _BIAS
+            try:
+                return int(value) - _BIAS
+            except ValueError:
+                # Not memokit's: another client set the flag on other bytes. They
+                # are read as any payload is (the serializer's rules: a miss,
+                # reported), never raised from every read with the bytes quoted.
+                pass
         return value
 
 

@@ -7,6 +7,8 @@ import os
 import socket
 import threading
 import time
+import uuid
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -415,11 +417,64 @@ def _closed_port() -> int:
 
 
 def test_an_unreadable_payload_is_never_quoted_by_incr(cache: MemcachedCache, raw: Client) -> None:
-    for payload in (b"SECRETDATA", b"\x80\x04SECRETDATA"):
-        raw.set(":1:x", payload, noreply=False)
+    # The last one carries memokit's raw-int flag (16), set by another client.
+    for payload, flags in ((b"SECRETDATA", 0), (b"\x80\x04SECRETDATA", 0), (b"SECRETDATA", 16)):
+        raw.set(":1:x", payload, noreply=False, flags=flags)
         with pytest.raises(memokit.UnreadableEntry) as raised:
             cache.incr("x")
         chain: BaseException | None = raised.value
         while chain is not None:
             assert "SECRET" not in str(chain)
             chain = chain.__cause__ or chain.__context__
+
+
+@pytest.mark.parametrize("tier", [None, {"BOUND": 0.05}], ids=["plain", "tier-one"])
+@pytest.mark.parametrize(
+    "options", [{}, {"SECRET": "s" * 40}, {"SERIALIZER": "json"}], ids=["pickle", "signed", "json"]
+)
+def test_a_foreign_item_with_the_raw_int_flag_is_a_miss(
+    memcached_server: RunningServer, options: dict[str, Any], tier: Any
+) -> None:
+    # memokit flags its raw integers (16); another client can set that flag on any
+    # bytes. Those must be one unreadable entry (a miss, reported, removed), as any
+    # foreign payload is, not a ValueError quoting them from every read.
+    settings: dict[str, Any] = {
+        "BACKEND": "memcached",
+        "LOCATION": memcached_server.url,
+        "KEY_PREFIX": f"flag-{uuid.uuid4().hex[:8]}",
+        "OPTIONS": options,
+    }
+    if tier:
+        settings["TIER"] = tier
+    cache = memokit.create_cache(settings)
+    raw = Client((memcached_server.host, memcached_server.port), timeout=2)
+
+    def plant(key: str) -> None:
+        raw.set(cache.make_key(key), b"junk", flags=16, noreply=False)
+
+    @memokit.cached(cache=cache)
+    def f(i: int) -> int:
+        return i
+
+    try:
+        cache.set("k", [1])
+        assert cache.get("k") == [1]  # tier one holds it
+        assert f(1) == 1
+        plant("k")
+        plant(f.key(1))
+        if tier:
+            time.sleep(0.1)  # past the bound: the next reads re-check tier two
+        with pytest.warns(memokit.CorruptEntryWarning):
+            assert cache.get("k", "miss") == "miss"
+        assert raw.get(cache.make_key("k")) is None  # removed
+        with warnings.catch_warnings():
+            # Reported once per key and window: the reads below are quiet misses.
+            warnings.simplefilter("ignore", memokit.CorruptEntryWarning)
+            plant("k")
+            assert cache.get_many(["k"]) == {}
+            plant("k")
+            assert asyncio.run(cache.aget("k")) is None
+            assert f(1) == 1  # recomputed, not a ValueError
+    finally:
+        raw.close()
+        cache.close()
