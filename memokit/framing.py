@@ -174,7 +174,12 @@ class ZstdCompressor(Compressor):
     def decompress(self, data: bytes | memoryview) -> bytes:
         """Return ``data`` decompressed."""
         # The frame states its size, which a writer chooses: check it before allocating.
-        if self._module.frame_content_size(data) > MAX_DECOMPRESSED:
+        size = self._module.frame_content_size(data)
+        if size < 0:
+            # Unstated, zstandard would allocate max_output_size for any such frame:
+            # every read of one foreign payload would take 512 MiB.
+            raise UnreadableEntry("the zstd frame does not state its size (memokit's always do)")
+        if size > MAX_DECOMPRESSED:
             raise UnreadableEntry(f"the payload expands past {MAX_DECOMPRESSED} bytes")
         plain: bytes = self._module.ZstdDecompressor().decompress(
             data, max_output_size=MAX_DECOMPRESSED

@@ -470,3 +470,24 @@ def test_a_payload_that_would_expand_past_the_limit_is_unreadable(
     monkeypatch.setattr(framing, "MAX_DECOMPRESSED", 1000)
     with pytest.raises(UnreadableEntry, match="expands past 1000 bytes"):
         serializer.loads(frame)
+
+
+def test_a_zstd_frame_that_does_not_state_its_size_is_unreadable_without_allocating() -> None:
+    # zstandard preallocates max_output_size for a frame without a content size:
+    # any writer of an unsigned store could make every read take 512 MiB. memokit's
+    # own frames always state their size.
+    import tracemalloc
+
+    zstandard = pytest.importorskip("zstandard")
+    serializer = build_serializer("json", compressor="zstd", compress_min_size=0)
+    body = zstandard.ZstdCompressor(write_content_size=False).compress(b'["x"]')
+    assert zstandard.frame_content_size(body) == -1
+    tracemalloc.start()
+    try:
+        with pytest.raises(UnreadableEntry, match="does not state its size"):
+            serializer.loads(FRAME_MAGIC + b"jZ" + body)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20
+    assert serializer.loads(serializer.dumps(["x" * 5000])) == ["x" * 5000]
