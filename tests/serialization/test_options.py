@@ -52,6 +52,27 @@ def test_a_secret_alone_signs_on_a_backend_others_can_write(tmp_path: Path, back
     assert cache.get("k") == {"a": 1}
 
 
+@pytest.mark.server
+@pytest.mark.parametrize("backend", ["redis", "memcached"])
+def test_a_secret_alone_signs_on_a_network_backend(
+    request: pytest.FixtureRequest, backend: str
+) -> None:
+    server = request.getfixturevalue(f"{backend}_server")
+    cache = memokit.create_cache(
+        {"BACKEND": backend, "LOCATION": server.url, "OPTIONS": {"SECRET": SECRET}}
+    )
+    try:
+        assert isinstance(cache.serializer, FramedSerializer)
+        assert cache.serializer.signer is not None
+        cache.set("signed-by-default", {"a": 1})
+        assert cache.get("signed-by-default") == {"a": 1}
+        stored = cache._get(cache.make_key("signed-by-default"))
+        assert stored.startswith(FRAME_MAGIC + b"s")
+        cache.delete("signed-by-default")
+    finally:
+        cache.close()
+
+
 @pytest.mark.parametrize("backend", ["memory", "dummy"])
 def test_a_secret_alone_leaves_in_process_backends_unsigned(tmp_path: Path, backend: str) -> None:
     cache = build(tmp_path, backend, SECRET=SECRET)
