@@ -71,6 +71,7 @@ from ._redisconf import (
 )
 from ._redisread import ReadsInOrder, aread, read
 from ._redisrecheck import RechecksUnchanged
+from ._redisscripts import arun_script, run_script
 from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
 from ._remote import (
@@ -331,7 +332,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
     def _incr(self, key: str, delta: int | float) -> Any:
         try:
             if self._raw_ints and type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
-                reply = self._incr_script(keys=[key], args=[delta])
+                reply = run_script(self._primary, self._incr_script, [key], [delta])
                 if reply is None:
                     return MISSING
                 if not isinstance(reply, list):
@@ -516,7 +517,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         side = await self._side()
         try:
             if self._raw_ints and type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
-                reply = await side.incr(keys=[key], args=[delta])
+                reply = await arun_script(side.primary, side.incr, [key], [delta])
                 if reply is None:
                     return MISSING
                 if not isinstance(reply, list):
