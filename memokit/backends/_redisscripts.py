@@ -1,4 +1,4 @@
-"""Redis's Lua scripts (``incr``), sent on a pooled connection as ``read`` sends ``GET``.
+"""Redis's Lua scripts (``incr``, ``get_or_set``, ``touch``), sent as ``read`` sends ``GET``.
 
 A redis-py ``Script`` call goes through ``Redis.evalsha`` and ``execute_command``:
 the same dispatch :mod:`._redisread` skips for reads (retry wrapper, metrics,

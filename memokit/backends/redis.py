@@ -292,7 +292,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         try:
             px = milliseconds(timeout)
             if px is None:
-                return bool(self._persist_script(keys=[key]))
+                return bool(run_script(self._primary, self._persist_script, [key], []))
             return bool(self._primary.pexpire(key, px))
         except redis.RedisError as exc:
             self._fail(exc)
@@ -364,7 +364,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         # One round trip: the script returns the live value, or stores ours.
         px = milliseconds(timeout) or ""
         try:
-            current = self._get_or_add_script(keys=[key], args=[payload, px])
+            current = run_script(self._primary, self._get_or_add_script, [key], [payload, px])
         except redis.RedisError as exc:
             self._fail(exc)
         return MISSING if current is None else current
@@ -483,7 +483,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         try:
             px = milliseconds(timeout)
             if px is None:
-                return bool(await side.persist(keys=[key]))
+                return bool(await arun_script(side.primary, side.persist, [key], []))
             return bool(await side.primary.pexpire(key, px))
         except redis.RedisError as exc:
             self._fail(exc)
@@ -547,7 +547,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         px = milliseconds(timeout) or ""
         side = await self._side()
         try:
-            current = await side.get_or_add(keys=[key], args=[payload, px])
+            current = await arun_script(side.primary, side.get_or_add, [key], [payload, px])
         except redis.RedisError as exc:
             self._fail(exc)
         return MISSING if current is None else current

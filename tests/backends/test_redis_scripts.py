@@ -112,3 +112,35 @@ def test_async_incr_is_one_request(url: str, raw: redis.Redis) -> None:
         assert "script|load" not in commands
     finally:
         cache.close()
+
+
+def test_get_or_set_and_touch_forever_run_their_scripts_after_a_flush(
+    url: str, raw: redis.Redis
+) -> None:
+    cache = RedisCache(url)
+    try:
+        cache.set("t", 1, 100)
+        raw.script_flush()
+        assert cache.get_or_set("g", 5, 100) == 5  # the miss's store: GET_OR_ADD_SCRIPT
+        assert cache.get_or_set("g", 6, 100) == 5
+        assert 0 < raw.pttl(":1:g") <= 100_000
+        assert cache.touch("t", None) is True  # PERSIST_SCRIPT
+        assert cache.touch("t", None) is True  # already persistent: still True
+        assert cache.touch("absent", None) is False
+        assert raw.pttl(":1:t") == -1
+
+        async def twins() -> tuple[Any, ...]:
+            raw.script_flush()
+            await cache.aset("at", 1, 100)
+            return (
+                await cache.aget_or_set("ag", 7, 100),
+                await cache.aget_or_set("ag", 8, 100),
+                await cache.atouch("at", None),
+                await cache.atouch("absent", None),
+            )
+
+        assert asyncio.run(twins()) == (7, 7, True, False)
+        assert raw.pttl(":1:at") == -1
+        assert raw.get(":1:g") == b"5"  # raw ints stay raw through the script
+    finally:
+        cache.close()
