@@ -71,6 +71,7 @@ from ._redisconf import (
 )
 from ._redisread import ReadsInOrder, aread, read
 from ._redisrecheck import RechecksUnchanged
+from ._redisscripts import arun_script, run_script
 from ._redistracking import TracksInvalidations
 from ._rediswait import WaitedCounters
 from ._remote import (
@@ -291,7 +292,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         try:
             px = milliseconds(timeout)
             if px is None:
-                return bool(self._persist_script(keys=[key]))
+                return bool(run_script(self._primary, self._persist_script, [key], []))
             return bool(self._primary.pexpire(key, px))
         except redis.RedisError as exc:
             self._fail(exc)
@@ -331,7 +332,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
     def _incr(self, key: str, delta: int | float) -> Any:
         try:
             if self._raw_ints and type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
-                reply = self._incr_script(keys=[key], args=[delta])
+                reply = run_script(self._primary, self._incr_script, [key], [delta])
                 if reply is None:
                     return MISSING
                 if not isinstance(reply, list):
@@ -363,7 +364,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         # One round trip: the script returns the live value, or stores ours.
         px = milliseconds(timeout) or ""
         try:
-            current = self._get_or_add_script(keys=[key], args=[payload, px])
+            current = run_script(self._primary, self._get_or_add_script, [key], [payload, px])
         except redis.RedisError as exc:
             self._fail(exc)
         return MISSING if current is None else current
@@ -482,7 +483,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         try:
             px = milliseconds(timeout)
             if px is None:
-                return bool(await side.persist(keys=[key]))
+                return bool(await arun_script(side.primary, side.persist, [key], []))
             return bool(await side.primary.pexpire(key, px))
         except redis.RedisError as exc:
             self._fail(exc)
@@ -516,7 +517,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         side = await self._side()
         try:
             if self._raw_ints and type(delta) is int and INT64_MIN <= delta <= INT64_MAX:
-                reply = await side.incr(keys=[key], args=[delta])
+                reply = await arun_script(side.primary, side.incr, [key], [delta])
                 if reply is None:
                     return MISSING
                 if not isinstance(reply, list):
@@ -546,7 +547,7 @@ class RedisCache(ReadsInOrder, RechecksUnchanged, TracksInvalidations, WaitedCou
         px = milliseconds(timeout) or ""
         side = await self._side()
         try:
-            current = await side.get_or_add(keys=[key], args=[payload, px])
+            current = await arun_script(side.primary, side.get_or_add, [key], [payload, px])
         except redis.RedisError as exc:
             self._fail(exc)
         return MISSING if current is None else current
