@@ -25,12 +25,25 @@ class ThreadConnection:
     thread is inside ``sqlite3``.
     """
 
-    __slots__ = ("__weakref__", "conn", "pid", "slot")
+    __slots__ = ("__weakref__", "conn", "pid", "reader", "slot")
 
     def __init__(self) -> None:
         self.conn: sqlite3.Connection | None = None
+        # The hit path's own cursor (SQLiteCache._get takes it out while in use).
+        self.reader: sqlite3.Cursor | None = None
         self.pid = os.getpid()
         self.slot = Slot()
+
+    def renewed_reader(self, reader: sqlite3.Cursor) -> sqlite3.Cursor | None:
+        """A new cursor in place of ``reader``, which a failure may have left inside
+        its statement, and with it a read transaction open (a stale snapshot for this
+        connection's next write): closing it ends both. None if the connection fails:
+        the calls after then take the slow path, which reports the failure."""
+        try:
+            reader.close()
+            return self.conn.cursor()  # type: ignore[union-attr]  # set before it is published
+        except sqlite3.Error:
+            return None
 
     def __del__(self) -> None:
         if self.pid == os.getpid() and self.conn is not None:

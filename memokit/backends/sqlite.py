@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import math
 import os
+import pickle
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping
@@ -40,7 +41,7 @@ from typing import Any, ClassVar, Unpack
 from ..exceptions import ImproperlyConfigured
 from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
 from ..framing import INT64_MAX, INT64_MIN, raw_ints_safe
-from ..serializers import PickleSerializer
+from ..serializers import UNPICKLING_ERRORS, PickleSerializer, after_failed_unpickling
 from . import _forkgate
 from ._files import (
     PINNABLE,
@@ -63,6 +64,7 @@ from .base import (
     check_culling,
 )
 
+_loads = pickle.loads
 _STAMPED_CHUNK = CHUNK // 2  # two parameters per key
 _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
@@ -130,7 +132,8 @@ class SQLiteCache(CullsByCount, BaseCache):
         self._sql = Sql(table)
         self._local = threading.local()
         self._writes = itertools.count()
-        self._raw_ints = type(self.serializer) is PickleSerializer or raw_ints_safe(self.serializer)
+        self._bare_pickles = type(self.serializer) is PickleSerializer
+        self._raw_ints = self._bare_pickles or raw_ints_safe(self.serializer)
         if path.is_dir():
             raise ImproperlyConfigured(
                 f"LOCATION {str(path)!r} of the sqlite backend is a directory; LOCATION names "
@@ -172,15 +175,23 @@ class SQLiteCache(CullsByCount, BaseCache):
         """
         try:
             state: ThreadConnection = self._local.state
-            if state.pid == os.getpid():
-                slot = state.slot  # Slot.enter(), inlined: this is on every call's path
-                slot.busy = True
-                if _forkgate.closed:
-                    slot.wait_for_fork()
-                return state
         except AttributeError:
-            pass
-        state = self._open()
+            return self._enter_slowly()
+        slot = state.slot  # Slot.enter(), inlined: this is on every call's path
+        slot.busy = True
+        # One read for both "this process's state" and "no fork under way": open_pid
+        # is 0 during a fork and the child's own id after it (see _forkgate).
+        if state.pid == _forkgate.open_pid:
+            return state
+        slot.busy = False
+        return self._enter_slowly()
+
+    def _enter_slowly(self) -> ThreadConnection:
+        # A new thread, a fork under way, or a child's first call (its state, if
+        # any, is the parent's): asks the system for the pid, waits for the fork.
+        state: ThreadConnection | None = getattr(self._local, "state", None)
+        if state is None or state.pid != os.getpid():
+            state = self._open()  # never touch an inherited connection
         state.slot.enter()
         return state
 
@@ -198,6 +209,7 @@ class SQLiteCache(CullsByCount, BaseCache):
                 conn.close()
                 raise
             state.conn = conn
+            state.reader = conn.cursor()
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
         self._local.state = state
@@ -335,6 +347,13 @@ class SQLiteCache(CullsByCount, BaseCache):
         return self.serializer.dumps(value)
 
     def _decode(self, payload: Any) -> Any:
+        if self._bare_pickles and type(payload) is bytes:
+            # PickleSerializer.loads inlined (the hot read), and what it does on a
+            # failure, without unpickling again (reconstructors would run twice).
+            try:
+                return _loads(payload)  # pickle trusts the store (docs/security.md)
+            except UNPICKLING_ERRORS as exc:
+                return after_failed_unpickling(payload, exc)
         if type(payload) is int:
             return payload
         return self.serializer.loads(payload)
@@ -380,6 +399,40 @@ class SQLiteCache(CullsByCount, BaseCache):
     # Each one runs between self._enter() and state.slot.leave(): see _forkgate.
 
     def _get(self, key: str) -> Any:
+        # The hit path: _enter inlined, and this thread's own cursor (a cursor per
+        # call costs a tenth of a hit). The cursor is taken out of the state while
+        # in use: a call made meanwhile on this thread (a finalizer, an SQLite
+        # callback) finds none and takes _get_slowly, since a cursor used by two
+        # calls at once crashes the interpreter. A new thread and a fork take it too.
+        try:
+            state: ThreadConnection = self._local.state
+        except AttributeError:
+            return self._get_slowly(key)
+        slot = state.slot
+        nested = slot.busy  # inside another call of this thread: keep its mark
+        slot.busy = True
+        reader = state.reader
+        if state.pid != _forkgate.open_pid or reader is None:  # as in _enter
+            slot.busy = nested
+            return self._get_slowly(key)
+        state.reader = None
+        try:
+            row = reader.execute(self._sql.get, (key,)).fetchone()
+            if row is None:
+                return MISSING
+            now = _now()
+            if row[1] <= now:
+                self._delete_expired(state.conn, [key], now)  # type: ignore[arg-type]
+                return MISSING
+            return row[0]
+        except BaseException:
+            reader = state.renewed_reader(reader)
+            raise
+        finally:
+            state.reader = reader
+            slot.busy = nested  # Slot.leave(), inlined
+
+    def _get_slowly(self, key: str) -> Any:
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
