@@ -417,11 +417,11 @@ class SQLiteCache(CullsByCount, BaseCache):
             return self._get_slowly(key)
         state.reader = None
         try:
-            row = reader.execute(self._sql.get, (key,)).fetchone()
+            now = _now()
+            row = reader.execute(self._sql.read, (now, key)).fetchone()
             if row is None:
                 return MISSING
-            now = _now()
-            if row[1] <= now:
+            if row[0] is None:  # expired
                 self._delete_expired(state.conn, [key], now)  # type: ignore[arg-type]
                 return MISSING
             return row[0]
@@ -436,11 +436,11 @@ class SQLiteCache(CullsByCount, BaseCache):
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
-            row = conn.execute(self._sql.get, (key,)).fetchone()
+            now = _now()
+            row = conn.execute(self._sql.read, (now, key)).fetchone()
             if row is None:
                 return MISSING
-            now = _now()
-            if row[1] <= now:
+            if row[0] is None:  # expired
                 self._delete_expired(conn, [key], now)
                 return MISSING
             return row[0]

@@ -79,7 +79,7 @@ _NESTED = """
 
     def trace(statement):
         # Runs inside the outer get's statement, on the same thread and connection.
-        if statement.startswith("SELECT value") and not seen:
+        if statement.startswith("SELECT") and not seen:
             seen.append("inside")
             cache.set("c", 3)  # another primitive first: it ends its own mark
             seen.append(cache.get("b"))
