@@ -84,6 +84,10 @@ class Sql:
         self.count = f"SELECT entries FROM {meta}"
         self.recount = f"UPDATE {meta} SET entries = (SELECT COUNT(*) FROM {t}) RETURNING entries"
         self.get = f"SELECT value, expires FROM {t} WHERE key = ?"
+        # The hit path's read, given (now, key): one column, which costs less to fetch
+        # than two (a tenth of a hit): the value if live, NULL if expired (value is
+        # never NULL), no row if absent.
+        self.read = f"SELECT CASE WHEN expires > ? THEN value END FROM {t} WHERE key = ?"
         self.has = f"SELECT 1 FROM {t} WHERE key = ? AND expires > ?"
         self.get_many = f"SELECT key, value, expires FROM {t} WHERE key IN "
         self.upsert = (

@@ -22,37 +22,30 @@ compares the file's inode before and after ``sqlite3.connect``, which opens by
 path: a database swapped in by another user is refused, never read.
 """
 
-# ruff: noqa: S608 - SQL is built only in Sql, from the table name passed through
-# _quote (an identifier, quotes doubled); every value is a bound parameter.
+# SQL is built only in Sql, from the table name passed through _quote (an
+# identifier, quotes doubled); every value is a bound parameter.
 
 from __future__ import annotations
 
 import itertools
 import math
 import os
+import pickle
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from time import time as _now
 from typing import Any, ClassVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
 from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
 from ..framing import INT64_MAX, INT64_MIN, raw_ints_safe
-from ..serializers import PickleSerializer
+from ..serializers import UNPICKLING_ERRORS, PickleSerializer, after_failed_unpickling
 from . import _forkgate
-from ._files import (
-    PINNABLE,
-    check_private_file,
-    create_private_file,
-    location_path,
-    make_private_dirs,
-    unusable_location,
-)
-from ._sqlite_conns import ThreadConnection, track
+from ._files import location_path, unusable_location
+from ._sqlite_conns import SQLiteConnections, ThreadConnection
 from ._sqlite_conns import _inherited as _inherited  # tests look for inherited connections here
-from ._sqlite_sql import CHUNK, COLUMNS, Sql, check_table, chunks, placeholders, quote, too_large
+from ._sqlite_sql import CHUNK, Sql, check_table, chunks, placeholders, too_large
 from ._tierstore import SAME
 from .base import (
     MISSING,
@@ -63,19 +56,14 @@ from .base import (
     check_culling,
 )
 
+_loads = pickle.loads
 _STAMPED_CHUNK = CHUNK // 2  # two parameters per key
 _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
 _CANNOT_OPEN = {"unable to open database file", "attempt to write a readonly database"}
-_CONNECT_TRIES = 3
-_OWN_DIRECTORY = (
-    " The database needs a directory of its own: SQLite makes its -wal and -shm files "
-    "beside it, and whoever can write that directory can make them first. Set LOCATION "
-    "to a file in a private directory, for example '/var/cache/<app>/cache.sqlite3'."
-)
 
 
-class SQLiteCache(CullsByCount, BaseCache):
+class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
     """Persistent cache in an SQLite database file, shared by threads and processes."""
 
     capabilities: ClassVar[Capabilities] = Capabilities(
@@ -130,7 +118,8 @@ class SQLiteCache(CullsByCount, BaseCache):
         self._sql = Sql(table)
         self._local = threading.local()
         self._writes = itertools.count()
-        self._raw_ints = type(self.serializer) is PickleSerializer or raw_ints_safe(self.serializer)
+        self._bare_pickles = type(self.serializer) is PickleSerializer
+        self._raw_ints = self._bare_pickles or raw_ints_safe(self.serializer)
         if path.is_dir():
             raise ImproperlyConfigured(
                 f"LOCATION {str(path)!r} of the sqlite backend is a directory; LOCATION names "
@@ -163,139 +152,6 @@ class SQLiteCache(CullsByCount, BaseCache):
         return f"{type(self).__name__}(location={str(self._path)!r}, table={self._table!r})"
 
     # -- connections ------------------------------------------------------------
-
-    def _enter(self) -> ThreadConnection:
-        """Mark a call as inside ``sqlite3``; return this thread's state in this process.
-
-        The caller runs its statements on ``state.conn`` and then calls
-        ``state.slot.leave()`` (in a ``finally``).
-        """
-        try:
-            state: ThreadConnection = self._local.state
-            if state.pid == os.getpid():
-                slot = state.slot  # Slot.enter(), inlined: this is on every call's path
-                slot.busy = True
-                if _forkgate.closed:
-                    slot.wait_for_fork()
-                return state
-        except AttributeError:
-            pass
-        state = self._open()
-        state.slot.enter()
-        return state
-
-    def _open(self) -> ThreadConnection:
-        # New thread, or a child after fork: never touch an inherited connection.
-        state = ThreadConnection()
-        track(state)
-        state.slot.enter()  # connecting is a call into sqlite3 like any other
-        try:
-            conn = self._connect()
-            try:
-                conn.execute("PRAGMA synchronous=NORMAL")
-                self._ensure_schema(conn)
-            except BaseException:
-                conn.close()
-                raise
-            state.conn = conn
-        finally:
-            state.slot.busy = False  # Slot.leave(), inlined
-        self._local.state = state
-        return state
-
-    def _connect(self) -> sqlite3.Connection:
-        """Connect to ``LOCATION`` after the checks of it, its directory and its parents.
-
-        Run for every new connection (a new thread, after ``close()``, in a child after
-        ``fork``), never per operation. SQLite opens files by path, so a check cannot
-        pin what it opens: the file and its directory are compared before and after
-        connecting, and a difference (a swap, or another process of ours making the
-        file again) means checking and connecting again, at most three times.
-        """
-        if not PINNABLE:  # Windows: no dir_fd; the POSIX modes checked here mean little
-            make_private_dirs(self._path.parent)
-            create_private_file(self._path)
-            return self._sqlite_connect(str(self._path))
-        for _ in range(_CONNECT_TRIES):
-            # SQLite gives its -wal and -shm files the database file's mode, so the
-            # 0600 the check makes a missing file with keeps all three private.
-            target = check_private_file(self._path, hint=_OWN_DIRECTORY)
-            conn = self._sqlite_connect(target.path)
-            if target.unchanged():
-                return conn
-            conn.close()
-        raise UnsafeLocation(
-            f"database file {str(self._path)!r} was replaced while it was being opened, "
-            f"{_CONNECT_TRIES} times in a row; something else is swapping it. Check who "
-            f"can write its directory and parents, or set LOCATION to a private directory."
-        )
-
-    def _sqlite_connect(self, path: str) -> sqlite3.Connection:
-        return sqlite3.connect(
-            path,
-            timeout=self._busy_timeout,
-            isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
-            cached_statements=256,
-            # Used by one thread only; this lets ThreadConnection close it from the
-            # thread that drops the last reference (the cache's, when it is collected).
-            check_same_thread=False,
-        )
-
-    def _connection(self) -> sqlite3.Connection:
-        """This thread's connection, for tests and tools (memokit's own calls mark it)."""
-        state = self._enter()
-        state.slot.leave()
-        return state.conn  # type: ignore[return-value]  # set before it is published
-
-    def _ensure_schema(self, conn: sqlite3.Connection) -> None:
-        # Checked on every new connection (one read), not once per process: the file
-        # may have been removed and made again since another connection looked.
-        mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
-        if str(mode).lower() != "wal":
-            raise sqlite3.OperationalError(
-                f"could not switch {str(self._path)!r} to WAL mode (got {mode!r}); "
-                f"the file system must support shared memory (not a network share)"
-            )
-        names = self._sql.schema_names
-        found = conn.execute(
-            f"SELECT COUNT(*) FROM sqlite_master WHERE name IN {placeholders(len(names))}",
-            names,
-        ).fetchone()[0]
-        if found != len(names):
-            with self._transaction(conn):
-                self._check_layout(conn)
-                for statement in self._sql.schema:
-                    conn.execute(statement)
-
-    def _check_layout(self, conn: sqlite3.Connection) -> None:
-        # A table of the same name made by someone else would fail later with
-        # "no such column"; say which setting to change instead.
-        columns = [row[1] for row in conn.execute(f"PRAGMA table_info({quote(self._table)})")]
-        if columns == COLUMNS[:3]:
-            conn.execute(self._sql.add_stamp)  # made before stamps: every row reads anew
-            return
-        if columns and columns != COLUMNS:
-            raise ImproperlyConfigured(
-                f"TABLE {self._table!r} already exists in {str(self._path)!r} with columns "
-                f"{columns} that memokit did not make; choose another TABLE (in OPTIONS) or "
-                f"another LOCATION"
-            )
-
-    @staticmethod
-    @contextmanager
-    def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
-        # IMMEDIATE takes the write lock at BEGIN, so the busy timeout covers the whole
-        # wait; a deferred transaction that upgrades later can fail with "locked" at once.
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            yield conn
-            conn.execute("COMMIT")
-        except BaseException:
-            # Also when COMMIT itself fails (a full disk can fail it): never leave the
-            # connection inside a transaction that would hold the write lock.
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
 
     def _delete_expired(self, conn: sqlite3.Connection, keys: list[str], now: float) -> None:
         """Remove expired rows if the write lock is free at once; never wait for it.
@@ -335,6 +191,13 @@ class SQLiteCache(CullsByCount, BaseCache):
         return self.serializer.dumps(value)
 
     def _decode(self, payload: Any) -> Any:
+        if self._bare_pickles and type(payload) is bytes:
+            # PickleSerializer.loads inlined (the hot read), and what it does on a
+            # failure, without unpickling again (reconstructors would run twice).
+            try:
+                return _loads(payload)  # pickle trusts the store (docs/security.md)
+            except UNPICKLING_ERRORS as exc:
+                return after_failed_unpickling(payload, exc)
         if type(payload) is int:
             return payload
         return self.serializer.loads(payload)
@@ -380,14 +243,48 @@ class SQLiteCache(CullsByCount, BaseCache):
     # Each one runs between self._enter() and state.slot.leave(): see _forkgate.
 
     def _get(self, key: str) -> Any:
+        # The hit path: _enter inlined, and this thread's own cursor (a cursor per
+        # call costs a tenth of a hit). The cursor is taken out of the state while
+        # in use: a call made meanwhile on this thread (a finalizer, an SQLite
+        # callback) finds none and takes _get_slowly, since a cursor used by two
+        # calls at once crashes the interpreter. A new thread and a fork take it too.
+        try:
+            state: ThreadConnection = self._local.state
+        except AttributeError:
+            return self._get_slowly(key)
+        slot = state.slot
+        nested = slot.busy  # inside another call of this thread: keep its mark
+        slot.busy = True
+        reader = state.reader
+        if state.pid != _forkgate.open_pid or reader is None:  # as in _enter
+            slot.busy = nested
+            return self._get_slowly(key)
+        state.reader = None
+        try:
+            now = _now()
+            row = reader.execute(self._sql.read, (now, key)).fetchone()
+            if row is None:
+                return MISSING
+            if row[0] is None:  # expired
+                self._delete_expired(state.conn, [key], now)  # type: ignore[arg-type]
+                return MISSING
+            return row[0]
+        except BaseException:
+            reader = state.renewed_reader(reader)
+            raise
+        finally:
+            state.reader = reader
+            slot.busy = nested  # Slot.leave(), inlined
+
+    def _get_slowly(self, key: str) -> Any:
         state = self._enter()
         try:
             conn: sqlite3.Connection = state.conn  # type: ignore[assignment]  # always set
-            row = conn.execute(self._sql.get, (key,)).fetchone()
+            now = _now()
+            row = conn.execute(self._sql.read, (now, key)).fetchone()
             if row is None:
                 return MISSING
-            now = _now()
-            if row[1] <= now:
+            if row[0] is None:  # expired
                 self._delete_expired(conn, [key], now)
                 return MISSING
             return row[0]

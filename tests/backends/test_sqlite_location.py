@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from memokit import ImproperlyConfigured, SQLiteCache, cached
-from memokit.backends import sqlite as sqlite_backend
+from memokit.backends import _sqlite_conns
 from memokit.exceptions import UnsafeLocation
 
 
@@ -313,7 +313,7 @@ def test_without_dir_fd_the_files_are_still_made_private(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # As on Windows, where os.open takes no dir_fd: no checks, private modes still.
-    monkeypatch.setattr(sqlite_backend, "PINNABLE", False)
+    monkeypatch.setattr(_sqlite_conns, "PINNABLE", False)
     location = tmp_path / "made" / "db.sqlite3"
     cache = SQLiteCache(str(location))
     cache.set("key", 1)
