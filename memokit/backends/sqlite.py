@@ -27,15 +27,16 @@ path: a database swapped in by another user is refused, never read.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 import os
 import pickle
 import sqlite3
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from time import time as _now
-from typing import Any, ClassVar, Unpack
+from typing import Any, ClassVar, Concatenate, ParamSpec, TypeVar, Unpack
 
 from ..exceptions import ImproperlyConfigured
 from ..exceptions import UnsafeLocation as UnsafeLocation  # raised for an unsafe LOCATION
@@ -61,6 +62,38 @@ _STAMPED_CHUNK = CHUNK // 2  # two parameters per key
 _PURGE_EVERY = 512  # writes between two sweeps of expired rows, per instance
 _PURGE_BATCH = 256
 _CANNOT_OPEN = {"unable to open database file", "attempt to write a readonly database"}
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _undecodable(exc: BaseException) -> bool:
+    """Whether ``exc`` is sqlite3 failing to decode text as UTF-8: text another program
+    stored in the value column, which memokit fills with blobs and integers only."""
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(
+        "Could not decode to UTF-8"
+    )
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "surrogateescape")
+
+
+def _reading_any_text(
+    read: Callable[Concatenate[SQLiteCache, _P], _R],
+) -> Callable[Concatenate[SQLiteCache, _P], _R]:
+    """``read`` (a primitive that returns stored values), run again with
+    :meth:`SQLiteCache._leniently` when text that is not UTF-8 failed it."""
+
+    def run(self: SQLiteCache, /, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return read(self, *args, **kwargs)
+        except sqlite3.OperationalError as exc:
+            if not _undecodable(exc):
+                raise
+        return self._leniently(read, self, *args, **kwargs)
+
+    functools.update_wrapper(run, read)
+    return run
 
 
 class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
@@ -269,13 +302,31 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 self._delete_expired(state.conn, [key], now)  # type: ignore[arg-type]
                 return MISSING
             return row[0]
-        except BaseException:
+        except BaseException as exc:
             reader = state.renewed_reader(reader)
-            raise
+            if not _undecodable(exc):
+                raise
         finally:
             state.reader = reader
             slot.busy = nested  # Slot.leave(), inlined
+        return self._leniently(self._get_slowly, key)
 
+    def _leniently(self, read: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        """``read()`` with text that is not UTF-8 read as a ``str`` (with surrogates).
+
+        sqlite3 fails a whole fetch on such text and quotes it; no serializer reads a
+        ``str``, so here the entry is unreadable like any foreign payload: a miss,
+        reported once and removed, instead of an error from every read of it (which
+        would make decorated calls skip the whole cache for a while).
+        """
+        conn = self._local.state.conn  # this thread's: the read that failed used it
+        conn.text_factory = _lenient_text
+        try:
+            return read(*args, **kwargs)
+        finally:
+            conn.text_factory = str
+
+    @_reading_any_text
     def _get_slowly(self, key: str) -> Any:
         state = self._enter()
         try:
@@ -291,6 +342,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
 
+    @_reading_any_text
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
         if not keys:
             return {}
@@ -315,6 +367,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
             state.slot.busy = False  # Slot.leave(), inlined
         return found
 
+    @_reading_any_text
     def _get_stamped(
         self, keys: list[str], stamps: Mapping[str, Any]
     ) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -444,6 +497,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
         finally:
             state.slot.busy = False  # Slot.leave(), inlined
 
+    @_reading_any_text
     def _incr(self, key: str, delta: int | float) -> Any:
         state = self._enter()
         try:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import stat
@@ -594,3 +595,62 @@ def test_async_twins_drop_a_value_over_the_length_limit(limited: SQLiteCache) ->
         warnings.simplefilter("always", ValueNotStoredWarning)
         asyncio.run(main())
     assert _warned_keys(record) == [":1:a", ":1:b", ":1:c", ":1:d"]
+
+
+def test_text_another_program_stored_that_is_not_utf8_is_one_unreadable_entry(
+    tmp_path: Path,
+) -> None:
+    # SQLite stores any type in any column; sqlite3 decodes text as UTF-8 and fails the
+    # whole fetch otherwise, quoting the text. One such value must be a miss, reported
+    # and removed like any foreign payload, not an error from every read of it (and, for
+    # decorated calls, a failure that stops them using the whole cache for a while).
+    import memokit
+
+    location = tmp_path / "cache.sqlite3"
+    cache = SQLiteCache(str(location))
+    secret = b"SECRET\xff"
+
+    runs: list[int] = []
+
+    @memokit.cached(cache=cache)
+    def f(i: int) -> int:
+        runs.append(i)
+        return i
+
+    def plant(*keys: str) -> None:
+        for key in keys:
+            cache.set(key, [1])
+        with contextlib.closing(sqlite3.connect(location)) as db, db:
+            for key in keys:
+                db.execute(
+                    "UPDATE memokit_cache SET value = CAST(? AS TEXT) WHERE key = ?",
+                    (secret, cache.make_key(key)),
+                )
+
+    try:
+        assert f(1) == 1
+        plant("k")
+        with pytest.warns(memokit.CorruptEntryWarning) as caught:
+            assert cache.get("k", "miss") == "miss"
+        assert "SECRET" not in str(caught[0].message)
+        assert not cache.has_key("k")  # removed
+        with warnings.catch_warnings():
+            # Reported once per key and window: the reads below are quiet misses.
+            warnings.simplefilter("ignore", memokit.CorruptEntryWarning)
+            plant("k", "j")
+            cache.set("ok", 2)
+            assert cache.get_many(["k", "j", "ok"]) == {"ok": 2}
+            plant("k")
+            with pytest.raises(memokit.UnreadableEntry) as raised:
+                cache.incr("k")
+            assert "SECRET" not in str(raised.value)
+            with contextlib.closing(sqlite3.connect(location)) as db, db:
+                db.execute(
+                    "UPDATE memokit_cache SET value = CAST(? AS TEXT) WHERE key = ?",
+                    (secret, cache.make_key(f.key(1))),
+                )
+            assert f(1) == 1  # recomputed
+            assert f(1) == 1  # and stored: the cache is still in use
+            assert runs == [1, 1]
+    finally:
+        cache.close()
