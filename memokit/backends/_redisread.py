@@ -39,15 +39,15 @@ if HIREDIS_AVAILABLE:
 _loads = pickle.loads
 
 
-def _packed(conn: Any, args: tuple[str, ...]) -> Any:
+def _packed(conn: Any, args: tuple[Any, ...]) -> Any:
     # hiredis encodes str as UTF-8: the only encoding the pools take (_redisconf.py).
     if _hiredis_pack is not None:
         return (_hiredis_pack(args),)
     return conn.pack_command(*args)
 
 
-def read(client: Any, *args: str) -> Any:
-    """Send one read-only command (``GET``/``MGET``) and return its reply."""
+def read(client: Any, *args: Any) -> Any:
+    """Send one command (``GET``, ``MGET``, a script's ``EVALSHA``) and return its reply."""
     pool = getattr(client, "connection_pool", None)
     if pool is None:  # a cluster client: it routes each command by its key
         return client.execute_command(*args)
@@ -64,7 +64,7 @@ def read(client: Any, *args: str) -> Any:
         pool.release(conn)
 
 
-async def aread(client: Any, *args: str) -> Any:
+async def aread(client: Any, *args: Any) -> Any:
     """``read`` on an asyncio client."""
     pool = getattr(client, "connection_pool", None)
     if pool is None:

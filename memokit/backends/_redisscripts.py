@@ -4,25 +4,25 @@ A redis-py ``Script`` call goes through ``Redis.evalsha`` and ``execute_command`
 the same dispatch :mod:`._redisread` skips for reads (retry wrapper, metrics,
 per-command checks, re-packing the arguments in Python), after a tuple of keys
 and arguments is built and a ``Pipeline`` class imported on every call. On
-loopback that is a large share of an ``incr``. :func:`run_script` borrows a
-connection from the client's pool and sends the packed ``EVALSHA`` itself, with
-the connection's own rules unchanged (connecting, deadlines, health checks, and
-disconnecting on any error while a reply is owed).
+loopback that is a large share of an ``incr``. :func:`run_script` sends the
+packed ``EVALSHA`` through :func:`._redisread.read`, on a connection borrowed
+from the client's pool, with the connection's own rules unchanged (connecting,
+deadlines, health checks, and disconnecting on any error while a reply is owed).
 
 A server that does not have the script (restarted, ``SCRIPT FLUSH``) answers
-``NOSCRIPT`` without running anything: the script is loaded and run again on the
-same connection, as redis-py's ``Script`` does. A cluster client (no single pool)
-keeps redis-py's ``Script`` call, which routes by key.
+``NOSCRIPT`` without running anything: the script is loaded (scripts are the
+server's, whichever connection loads them) and run again, as redis-py's
+``Script`` does. A cluster client (no single pool) keeps redis-py's ``Script``
+call, which routes by key.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import redis
 from redis.exceptions import NoScriptError
 
-from ._redisread import _packed
+from ._redisread import aread, read
 
 
 def _evalsha(script: Any, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
@@ -31,49 +31,25 @@ def _evalsha(script: Any, keys: list[str], args: list[Any]) -> tuple[Any, ...]:
 
 def run_script(client: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
     """Run ``script`` (registered on ``client``) with ``keys`` and ``args``; return its reply."""
-    pool = getattr(client, "connection_pool", None)
-    if pool is None:  # a cluster client: the Script routes by key
+    if getattr(client, "connection_pool", None) is None:  # a cluster client: routes by key
         return script(keys=keys, args=args)
-    conn = pool.get_connection()
+    command = _evalsha(script, keys, args)
     try:
-        conn.send_packed_command(_packed(conn, _evalsha(script, keys, args)))
-        try:
-            return conn.read_response()
-        except NoScriptError:
-            # Nothing ran; the whole error reply was read. The SHA is the text's
-            # own, so loading it leaves ``script.sha`` right.
-            conn.send_packed_command(_packed(conn, ("SCRIPT", "LOAD", script.script)))
-            conn.read_response()
-            conn.send_packed_command(_packed(conn, _evalsha(script, keys, args)))
-            return conn.read_response()
-    except redis.ResponseError:
-        raise  # the whole reply was read: the connection is in step
-    except BaseException:
-        conn.disconnect()  # a reply may still be owed: never lend it out again
-        raise
-    finally:
-        pool.release(conn)
+        return read(client, *command)
+    except NoScriptError:
+        # Nothing ran, and the whole error reply was read. The SHA is the text's own,
+        # so loading it leaves ``script.sha`` right.
+        read(client, "SCRIPT", "LOAD", script.script)
+        return read(client, *command)
 
 
 async def arun_script(client: Any, script: Any, keys: list[str], args: list[Any]) -> Any:
     """``run_script`` on an asyncio client."""
-    pool = getattr(client, "connection_pool", None)
-    if pool is None:
+    if getattr(client, "connection_pool", None) is None:
         return await script(keys=keys, args=args)
-    conn = await pool.get_connection()
+    command = _evalsha(script, keys, args)
     try:
-        await conn.send_packed_command(_packed(conn, _evalsha(script, keys, args)))
-        try:
-            return await conn.read_response()
-        except NoScriptError:
-            await conn.send_packed_command(_packed(conn, ("SCRIPT", "LOAD", script.script)))
-            await conn.read_response()
-            await conn.send_packed_command(_packed(conn, _evalsha(script, keys, args)))
-            return await conn.read_response()
-    except redis.ResponseError:
-        raise
-    except BaseException:
-        await conn.disconnect(nowait=True)  # cancelled: no waiting on the socket
-        raise
-    finally:
-        await pool.release(conn)
+        return await aread(client, *command)
+    except NoScriptError:
+        await aread(client, "SCRIPT", "LOAD", script.script)
+        return await aread(client, *command)
