@@ -8,11 +8,15 @@ closes the gate and waits until every slot of the process is idle, so a fork
 happens only between calls.
 
 Each thread has its own slot, so threads never wait for each other, and marking
-a call costs two attribute stores and one read of a module global (a lock would
+a call costs two attribute updates and one read of a module global (a lock would
 cost several times more than that on the hit path). The protocol is Dekker's:
 a caller sets ``busy`` and then reads ``closed``; the hook sets ``closed`` and
 then reads every ``busy``. With the interpreter's lock, one of the two always
 sees the other's store, so no call is inside the library at the fork.
+
+``busy`` counts the calls in progress, not a flag: a call can run inside another
+on the same thread (a finalizer, an SQLite callback), and the outer one is still
+inside the library when the inner one ends.
 """
 
 from __future__ import annotations
@@ -28,42 +32,44 @@ _POLL: Final = 0.0002
 
 
 class Slot:
-    """One thread's mark: ``busy`` while that thread is inside a guarded call."""
+    """One thread's mark: ``busy``, how many guarded calls that thread is inside."""
 
     __slots__ = ("__weakref__", "busy", "thread")
 
     def __init__(self) -> None:
-        self.busy = False
+        self.busy = 0
         self.thread = threading.get_ident()
         with _registry_lock:
             _slots.add(self)
 
     def enter(self) -> None:
         """Mark the start of a guarded call; wait while a fork is under way."""
-        self.busy = True
+        self.busy += 1
         if closed:
             self.wait_for_fork()
 
     def leave(self) -> None:
         """Mark the end of a guarded call."""
-        self.busy = False
+        self.busy -= 1
 
     def wait_for_fork(self) -> None:
         """Wait while a fork is under way (the slow part of :meth:`enter`)."""
         me = threading.get_ident()
         if me == _forker:
             return  # the forking thread itself (the garbage collector, a callback)
-        if any(slot.busy and slot.thread == me for slot in list(_slots) if slot is not self):
+        if self.busy > 1 or any(
+            slot.busy and slot.thread == me for slot in list(_slots) if slot is not self
+        ):
             # This thread is inside another call already (the garbage collector closes
             # a dropped connection mid-call): the fork waits for that call, so
             # waiting for the fork here would wait forever.
             return
         while closed:
-            self.busy = False
+            self.busy -= 1
             with _reopened:
                 if closed:
                     _reopened.wait(0.05)
-            self.busy = True
+            self.busy += 1
 
 
 closed = False
@@ -73,7 +79,7 @@ open_pid = os.getpid()
 the end of the fork, in the parent and in the child alike.
 
 A caller that keeps per-process state (the SQLite backend's connections) may check
-``slot.busy = True`` then ``state.pid == open_pid`` instead of ``os.getpid()`` (a
+``slot.busy += 1`` then ``state.pid == open_pid`` instead of ``os.getpid()`` (a
 system call, a tenth of an SQLite hit) and ``closed``: one read answers both, by
 the same protocol as ``closed``. Any mismatch sends it to the slow path, which asks
 ``os.getpid()``; so does every call in a child before this module's after-fork hook

@@ -129,12 +129,12 @@ class SQLiteConnections:
         except AttributeError:
             return self._enter_slowly()
         slot = state.slot  # Slot.enter(), inlined: this is on every call's path
-        slot.busy = True
+        slot.busy += 1
         # One read for both "this process's state" and "no fork under way": open_pid
         # is 0 during a fork and the child's own id after it (see _forkgate).
         if state.pid == _forkgate.open_pid:
             return state
-        slot.busy = False
+        slot.busy -= 1
         return self._enter_slowly()
 
     def _enter_slowly(self) -> ThreadConnection:
@@ -162,7 +162,7 @@ class SQLiteConnections:
             state.conn = conn
             state.reader = conn.cursor()
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
         self._local.state = state
         return state
 

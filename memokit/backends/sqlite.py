@@ -214,7 +214,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                     state.conn.close()
                     state.conn = None
             finally:
-                state.slot.busy = False  # Slot.leave(), inlined
+                state.slot.busy -= 1  # Slot.leave(), inlined
 
     # -- encoding ---------------------------------------------------------------
 
@@ -287,7 +287,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
             return self._get_slowly(key)
         slot = state.slot
         nested = slot.busy  # inside another call of this thread: keep its mark
-        slot.busy = True
+        slot.busy = nested + 1
         reader = state.reader
         if state.pid != _forkgate.open_pid or reader is None:  # as in _enter
             slot.busy = nested
@@ -340,7 +340,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 return MISSING
             return row[0]
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     @_reading_any_text
     def _get_many(self, keys: list[str]) -> dict[str, Any]:
@@ -364,7 +364,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 if expired:
                     self._delete_expired(conn, expired, now)
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
         return found
 
     @_reading_any_text
@@ -398,7 +398,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
             if expired:
                 self._delete_expired(conn, expired, now)
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
         return found, seen
 
     async def _aget_stamped(
@@ -412,7 +412,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
         try:
             row = state.conn.execute(self._sql.has, (key, _now())).fetchone()  # type: ignore[union-attr]
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
         return row is not None
 
     def _set(self, key: str, payload: Any, timeout: float | None) -> None:
@@ -426,7 +426,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 conn.execute(self._sql.delete, (key,))  # never leave the previous value behind
                 raise too_large(exc) from None
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     def _set_many(self, items: dict[str, Any], timeout: float | None) -> list[str]:
         expiry = self._expiry(timeout)
@@ -451,7 +451,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                         failed.append(key)
                 return failed
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     def _add(self, key: str, payload: Any, timeout: float | None) -> bool:
         state = self._enter()
@@ -464,7 +464,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 raise too_large(exc) from None
             return cursor.rowcount == 1
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     def _touch(self, key: str, timeout: float | None) -> bool:
         now = _now()
@@ -474,14 +474,14 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
             cursor = state.conn.execute(self._sql.touch, (expiry, key, now))  # type: ignore[union-attr]
             return cursor.rowcount == 1
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     def _delete(self, key: str) -> bool:
         state = self._enter()
         try:
             rows = state.conn.execute(self._sql.delete, (key,)).fetchall()  # type: ignore[union-attr]
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
         return bool(rows) and rows[0][0] > _now()
 
     def _delete_many(self, keys: list[str]) -> None:
@@ -495,7 +495,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 for chunk in chunks(keys):
                     conn.execute(self._sql.delete_many + placeholders(len(chunk)), chunk)
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     @_reading_any_text
     def _incr(self, key: str, delta: int | float) -> Any:
@@ -521,21 +521,21 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 conn.execute(self._sql.update_value, (self._encode(value), key))
                 return value
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     def _clear(self) -> None:
         state = self._enter()
         try:
             state.conn.execute(self._sql.clear)  # type: ignore[union-attr]
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
 
     def _count(self) -> int:
         state = self._enter()
         try:
             row = state.conn.execute(self._sql.count).fetchone()  # type: ignore[union-attr]
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined
         return int(row[0]) if row is not None else 0
 
     def _clear_some(self, limit: int) -> int:
@@ -544,4 +544,4 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
             cursor = state.conn.execute(self._sql.clear_some, (limit,))  # type: ignore[union-attr]
             return int(cursor.rowcount)
         finally:
-            state.slot.busy = False  # Slot.leave(), inlined
+            state.slot.busy -= 1  # Slot.leave(), inlined

@@ -14,6 +14,7 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
+import threading
 import traceback
 from pathlib import Path
 
@@ -153,3 +154,70 @@ def test_a_childs_first_get_never_touches_the_parents_connection(cache: SQLiteCa
     parents.conn.set_trace_callback(None)
     assert cache._local.state is parents
     assert cache.get("key") == {"v": 1}
+
+
+@pytest.mark.parametrize("inner", ["get", "get_many", "set", "delete", "incr"])
+def test_a_call_made_inside_another_keeps_the_outer_calls_fork_mark(
+    cache: SQLiteCache, inner: str
+) -> None:
+    # A finalizer or an SQLite callback may use the cache while one of its calls is
+    # inside sqlite3 on the same thread. When the inner call ends, the outer one is
+    # still inside: a fork must still wait for it (_forkgate).
+    cache.set("n", 1)
+    calls = {
+        "get": lambda: cache.get("n"),
+        "get_many": lambda: cache.get_many(["n"]),
+        "set": lambda: cache.set("m", 2),
+        "delete": lambda: cache.delete("m"),
+        "incr": lambda: cache.incr("n"),
+    }
+    slot = cache._local.state.slot
+    marks: list[object] = []
+
+    def trace(statement: str) -> None:
+        if not marks and statement.startswith("INSERT"):  # the outer set, inside sqlite3
+            marks.append("inside")
+            calls[inner]()
+            marks.append(bool(slot.busy))
+
+    conn = cache._connection()
+    conn.set_trace_callback(trace)
+    try:
+        cache.set("outer", 1)
+    finally:
+        conn.set_trace_callback(None)
+    assert marks == ["inside", True]
+    assert not slot.busy
+
+
+def test_a_call_made_inside_another_does_not_wait_for_a_fork_that_waits_for_it(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # The fork waits for the outer call to end; had the inner call waited for the
+    # fork (and cleared the mark meanwhile), both would wait, or the fork would go on
+    # with the outer call inside the library.
+    entered = threading.Event()
+    marks: list[int] = []
+
+    def outer_then_inner() -> None:
+        slot = _forkgate.Slot()
+        slot.enter()  # the outer call, before the fork's hook closed the gate
+        monkeypatch.setattr(_forkgate, "closed", True)  # the hook, meanwhile
+        slot.enter()  # the inner call (a finalizer, a callback)
+        marks.append(slot.busy)
+        entered.set()
+        slot.leave()
+        slot.leave()
+        marks.append(slot.busy)
+
+    worker = threading.Thread(target=outer_then_inner, daemon=True)
+    worker.start()
+    try:
+        assert entered.wait(2), "the inner call waited for the fork"
+        worker.join(2)
+        assert marks == [2, 0]
+    finally:
+        with _forkgate._reopened:  # free a waiting worker (on the old code)
+            _forkgate.closed = False
+            _forkgate._reopened.notify_all()
+        worker.join(2)
