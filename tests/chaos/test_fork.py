@@ -8,6 +8,7 @@ inside ``sqlite3`` or got "database is locked".
 
 from __future__ import annotations
 
+import faulthandler
 import os
 import random
 import signal
@@ -72,6 +73,8 @@ def busy(cache: BaseCache, seed: int, stop: threading.Event, errors: list[str]) 
 
 def in_child(cache: BaseCache, n: int) -> int:
     """What a forked child does; returns its exit status."""
+    # A child that hangs shows where, before the parent kills it.
+    faulthandler.dump_traceback_later(CHILD_DEADLINE - 1, exit=False)
     try:
         key = f"child{n}"
         cache.set(key, n)
