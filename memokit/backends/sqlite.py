@@ -286,11 +286,10 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
         except AttributeError:
             return self._get_slowly(key)
         slot = state.slot
-        nested = slot.busy  # inside another call of this thread: keep its mark
-        slot.busy = nested + 1
+        slot.busy += 1  # Slot.enter(), inlined as in _enter
         reader = state.reader
         if state.pid != _forkgate.open_pid or reader is None:  # as in _enter
-            slot.busy = nested
+            slot.busy -= 1
             return self._get_slowly(key)
         state.reader = None
         try:
@@ -308,7 +307,7 @@ class SQLiteCache(SQLiteConnections, CullsByCount, BaseCache):
                 raise
         finally:
             state.reader = reader
-            slot.busy = nested  # Slot.leave(), inlined
+            slot.busy -= 1  # Slot.leave(), inlined
         return self._leniently(self._get_slowly, key)
 
     def _leniently(self, read: Callable[_P, _R], *args: _P.args, **kwargs: _P.kwargs) -> _R:
